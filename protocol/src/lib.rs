@@ -1,0 +1,18 @@
+//! Wire messages spoken between `wsnode` and its clients (loadgen among them).
+//!
+//! Everything on the wire is a JSON text frame with a `type` field; see
+//! `docs/PROTOCOL.md` for one example per message. The types live in their own
+//! crate so that the node and the load generator cannot drift apart: a change
+//! here breaks both builds at once.
+//!
+//! Chunk text is deterministic ([`chunk::chunk_text`]), so any client can check
+//! every streamed chunk it receives without being told what to expect.
+
+pub mod chunk;
+pub mod close;
+mod decode;
+pub mod ids;
+mod msg;
+
+pub use decode::{DecodeError, decode_client};
+pub use msg::{ClientMsg, ErrorCode, ServerMsg, StreamInfo, StreamStatus};
