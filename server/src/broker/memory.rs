@@ -1,0 +1,467 @@
+//! In-process broker: the embedded default, for one node and no Redis.
+//!
+//! Two maps behind plain mutexes (no lock is held across an await): sessions
+//! with their connection sinks, and the chunk cache. Delivery happens after
+//! the stream lock is released; per-stream order holds because each stream
+//! has exactly one generator appending to it in sequence.
+
+use super::{
+    AttachRequest, Attached, Broker, BrokerError, BrokerStatus, CleanupReport, ConnSink, Out,
+    Owner, Replay, StreamLease,
+};
+use crate::sessions::{new_token, token_eq};
+use bytes::Bytes;
+use protocol::{StreamInfo, StreamStatus};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Limits of the in-memory broker.
+#[derive(Debug, Clone, Copy)]
+pub struct MemoryLimits {
+    pub max_sessions: usize,
+    pub max_cached_streams: usize,
+    pub session_ttl: Duration,
+    pub stream_ttl: Duration,
+    /// Streams listed per session in `welcome`.
+    pub streams_in_welcome: usize,
+}
+
+pub struct MemoryBroker {
+    limits: MemoryLimits,
+    sessions: Mutex<HashMap<Arc<str>, Session>>,
+    streams: Mutex<Streams>,
+}
+
+struct Session {
+    token: Arc<str>,
+    conns: Vec<ConnSink>,
+    /// When the last connection left; `None` while connected.
+    idle_since: Option<Instant>,
+    /// Newest last, bounded by `streams_in_welcome`.
+    recent: VecDeque<Arc<str>>,
+}
+
+#[derive(Default)]
+struct Streams {
+    map: HashMap<Arc<str>, StreamEntry>,
+    /// Insertion order, for evicting the oldest finished stream.
+    order: VecDeque<Arc<str>>,
+}
+
+struct StreamEntry {
+    owner: Owner,
+    status: StreamStatus,
+    chunks: Vec<Bytes>,
+    end: Option<Bytes>,
+    touched: Instant,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave these maps half-updated in a
+    // way that matters more than stopping the node would; keep serving.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl MemoryBroker {
+    pub fn new(limits: MemoryLimits) -> MemoryBroker {
+        MemoryBroker {
+            limits,
+            sessions: Mutex::default(),
+            streams: Mutex::default(),
+        }
+    }
+
+    /// Hand `out` to every live connection of the session.
+    fn fan_out(&self, session_id: &str, out: Out) {
+        let sessions = lock(&self.sessions);
+        if let Some(s) = sessions.get(session_id) {
+            for sink in &s.conns {
+                sink.deliver(out.clone());
+            }
+        }
+    }
+
+    fn stream_infos(&self, ids: &VecDeque<Arc<str>>) -> Vec<StreamInfo> {
+        let streams = lock(&self.streams);
+        ids.iter()
+            .filter_map(|id| {
+                streams.map.get(id).map(|e| StreamInfo {
+                    message_id: id.to_string(),
+                    status: e.status,
+                    chunks: e.chunks.len() as u32,
+                })
+            })
+            .collect()
+    }
+}
+
+impl Streams {
+    /// Make room for one more stream by evicting the oldest finished one.
+    fn make_room(&mut self, max: usize) -> bool {
+        if self.map.len() < max {
+            return true;
+        }
+        let pos = self.order.iter().position(|id| {
+            self.map
+                .get(id)
+                .is_none_or(|e| e.status != StreamStatus::Streaming)
+        });
+        match pos.and_then(|p| self.order.remove(p)) {
+            Some(id) => {
+                self.map.remove(&id);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn owned_mut(&mut self, lease: &StreamLease) -> Result<&mut StreamEntry, BrokerError> {
+        match self.map.get_mut(&lease.message_id) {
+            Some(e) if e.owner == lease.owner => Ok(e),
+            _ => Err(BrokerError::NotFound),
+        }
+    }
+}
+
+impl Broker for MemoryBroker {
+    async fn attach(&self, req: AttachRequest, sink: ConnSink) -> Result<Attached, BrokerError> {
+        let recent = {
+            let mut sessions = lock(&self.sessions);
+            let len = sessions.len();
+            let session = match sessions.get_mut(&req.session_id) {
+                Some(s) => {
+                    match &req.token {
+                        Some(t) if token_eq(t, &s.token) => {}
+                        _ => return Err(BrokerError::Unauthorized),
+                    }
+                    s.conns.retain(|c| !c.is_closed());
+                    s
+                }
+                None => {
+                    if len >= self.limits.max_sessions {
+                        return Err(BrokerError::Overloaded("max sessions"));
+                    }
+                    // A client that presents a token for a session this node
+                    // no longer has gets it back: the token is the proof that
+                    // matters for its streams, and a guesser gains nothing.
+                    let token = req.token.clone().unwrap_or_else(new_token);
+                    sessions.entry(req.session_id.clone()).or_insert(Session {
+                        token,
+                        conns: Vec::new(),
+                        idle_since: None,
+                        recent: VecDeque::new(),
+                    })
+                }
+            };
+            session.conns.push(sink);
+            session.idle_since = None;
+            (session.token.clone(), session.recent.clone())
+        };
+        let (token, recent) = recent;
+        Ok(Attached {
+            session: Owner {
+                session_id: req.session_id,
+                token,
+            },
+            streams: self.stream_infos(&recent),
+        })
+    }
+
+    async fn detach(&self, session_id: &str, conn_id: u64) {
+        let mut sessions = lock(&self.sessions);
+        if let Some(s) = sessions.get_mut(session_id) {
+            s.conns.retain(|c| c.id != conn_id && !c.is_closed());
+            if s.conns.is_empty() {
+                s.idle_since = Some(Instant::now());
+            }
+        }
+    }
+
+    async fn open_stream(
+        &self,
+        owner: &Owner,
+        message_id: Arc<str>,
+    ) -> Result<StreamLease, BrokerError> {
+        {
+            let mut streams = lock(&self.streams);
+            if streams.map.contains_key(&message_id) {
+                return Err(BrokerError::Conflict);
+            }
+            if !streams.make_room(self.limits.max_cached_streams) {
+                return Err(BrokerError::Overloaded("max cached streams"));
+            }
+            streams.map.insert(
+                message_id.clone(),
+                StreamEntry {
+                    owner: owner.clone(),
+                    status: StreamStatus::Streaming,
+                    chunks: Vec::new(),
+                    end: None,
+                    touched: Instant::now(),
+                },
+            );
+            streams.order.push_back(message_id.clone());
+        }
+        let mut sessions = lock(&self.sessions);
+        if let Some(s) = sessions.get_mut(&owner.session_id) {
+            if s.recent.len() >= self.limits.streams_in_welcome {
+                s.recent.pop_front();
+            }
+            s.recent.push_back(message_id.clone());
+        }
+        Ok(StreamLease {
+            owner: owner.clone(),
+            message_id,
+            fence: 0,
+        })
+    }
+
+    async fn append_chunk(
+        &self,
+        lease: &StreamLease,
+        index: u32,
+        frame: Bytes,
+    ) -> Result<(), BrokerError> {
+        {
+            let mut streams = lock(&self.streams);
+            let e = streams.owned_mut(lease)?;
+            let expected = e.chunks.len() as u32;
+            if e.status != StreamStatus::Streaming || index != expected {
+                return Err(BrokerError::OutOfOrder {
+                    expected,
+                    got: index,
+                });
+            }
+            e.chunks.push(frame.clone());
+            e.touched = Instant::now();
+        }
+        let out = Out::Chunk {
+            message_id: lease.message_id.clone(),
+            index,
+            frame,
+        };
+        self.fan_out(&lease.owner.session_id, out);
+        Ok(())
+    }
+
+    async fn finish_stream(
+        &self,
+        lease: &StreamLease,
+        status: StreamStatus,
+        frame: Bytes,
+    ) -> Result<(), BrokerError> {
+        {
+            let mut streams = lock(&self.streams);
+            let e = streams.owned_mut(lease)?;
+            if e.status != StreamStatus::Streaming {
+                return Ok(());
+            }
+            e.status = status;
+            e.end = Some(frame.clone());
+            e.touched = Instant::now();
+        }
+        let out = Out::End {
+            message_id: lease.message_id.clone(),
+            frame,
+        };
+        self.fan_out(&lease.owner.session_id, out);
+        Ok(())
+    }
+
+    async fn read_stream(
+        &self,
+        owner: &Owner,
+        message_id: &str,
+        from: u32,
+    ) -> Result<Replay, BrokerError> {
+        let streams = lock(&self.streams);
+        let (id, e) = streams
+            .map
+            .get_key_value(message_id)
+            .ok_or(BrokerError::NotFound)?;
+        if e.owner != *owner {
+            return Err(BrokerError::NotFound);
+        }
+        let total = e.chunks.len() as u32;
+        // A client claiming more than exists gets nothing replayed, and no
+        // live chunk below what it claims.
+        let start = from.min(total) as usize;
+        Ok(Replay {
+            message_id: id.clone(),
+            status: e.status,
+            from,
+            chunks: e.chunks[start..].to_vec(),
+            total,
+            end: e.end.clone(),
+        })
+    }
+
+    async fn cleanup(&self) -> CleanupReport {
+        let now = Instant::now();
+        let mut report = CleanupReport::default();
+        {
+            let mut sessions = lock(&self.sessions);
+            sessions.retain(|id, s| {
+                s.conns.retain(|c| !c.is_closed());
+                if s.conns.is_empty() && s.idle_since.is_none() {
+                    s.idle_since = Some(now);
+                }
+                let stale = s
+                    .idle_since
+                    .is_some_and(|t| now.duration_since(t) >= self.limits.session_ttl);
+                if stale {
+                    tracing::info!(session_id = %id, "Cleaning up stale session");
+                    report.sessions += 1;
+                }
+                !stale
+            });
+        }
+        let mut streams = lock(&self.streams);
+        let ttl = self.limits.stream_ttl;
+        let before = streams.map.len();
+        streams.map.retain(|id, e| {
+            let expired =
+                e.status != StreamStatus::Streaming && now.duration_since(e.touched) >= ttl;
+            if expired {
+                tracing::debug!(message_id = %id, "Cleaning up expired stream");
+            }
+            !expired
+        });
+        report.streams = before - streams.map.len();
+        if report.streams > 0 {
+            let Streams { map, order } = &mut *streams;
+            order.retain(|id| map.contains_key(id));
+        }
+        report
+    }
+
+    fn status(&self) -> BrokerStatus {
+        BrokerStatus {
+            kind: "memory",
+            healthy: true,
+            state: "ok".into(),
+            sessions: lock(&self.sessions).len(),
+            cached_streams: lock(&self.streams).map.len(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broker(ttl: Duration) -> MemoryBroker {
+        MemoryBroker::new(MemoryLimits {
+            max_sessions: 2,
+            max_cached_streams: 2,
+            session_ttl: ttl,
+            stream_ttl: ttl,
+            streams_in_welcome: 4,
+        })
+    }
+
+    fn req(id: &str, token: Option<&str>) -> AttachRequest {
+        AttachRequest {
+            session_id: id.into(),
+            token: token.map(Into::into),
+            fresh: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn token_guards_reattach_and_sessions_are_bounded() {
+        let b = broker(Duration::from_secs(60));
+        let (s1, _r1, _) = ConnSink::new(1, 8);
+        let a = b.attach(req("s", None), s1.clone()).await.unwrap();
+        let (s2, _r2, _) = ConnSink::new(2, 8);
+        assert_eq!(
+            b.attach(req("s", None), s2.clone()).await.unwrap_err(),
+            BrokerError::Unauthorized
+        );
+        assert_eq!(
+            b.attach(req("s", Some("nope")), s2.clone())
+                .await
+                .unwrap_err(),
+            BrokerError::Unauthorized
+        );
+        b.attach(req("s", Some(&a.session.token)), s2.clone())
+            .await
+            .unwrap();
+        b.attach(req("t", None), s2.clone()).await.unwrap();
+        assert_eq!(
+            b.attach(req("u", None), s2).await.unwrap_err(),
+            BrokerError::Overloaded("max sessions")
+        );
+    }
+
+    #[tokio::test]
+    async fn append_enforces_order_and_owner() {
+        let b = broker(Duration::from_secs(60));
+        let (sink, mut rx, _) = ConnSink::new(1, 8);
+        let a = b.attach(req("s", None), sink).await.unwrap();
+        let lease = b.open_stream(&a.session, "m".into()).await.unwrap();
+        assert_eq!(
+            b.open_stream(&a.session, "m".into()).await.unwrap_err(),
+            BrokerError::Conflict
+        );
+        b.append_chunk(&lease, 0, Bytes::from_static(b"c0"))
+            .await
+            .unwrap();
+        assert_eq!(
+            b.append_chunk(&lease, 2, Bytes::from_static(b"c2"))
+                .await
+                .unwrap_err(),
+            BrokerError::OutOfOrder {
+                expected: 1,
+                got: 2
+            }
+        );
+        assert!(matches!(rx.recv().await, Some(Out::Chunk { index: 0, .. })));
+        let stranger = Owner {
+            session_id: "s".into(),
+            token: "other".into(),
+        };
+        assert_eq!(
+            b.read_stream(&stranger, "m", 0).await.unwrap_err(),
+            BrokerError::NotFound
+        );
+        let r = b.read_stream(&a.session, "m", 0).await.unwrap();
+        assert_eq!((r.from, r.total, r.status), (0, 1, StreamStatus::Streaming));
+    }
+
+    #[tokio::test]
+    async fn cache_evicts_only_finished_streams() {
+        let b = broker(Duration::from_secs(60));
+        let (sink, _rx, _) = ConnSink::new(1, 64);
+        let a = b.attach(req("s", None), sink).await.unwrap();
+        let l1 = b.open_stream(&a.session, "m1".into()).await.unwrap();
+        b.open_stream(&a.session, "m2".into()).await.unwrap();
+        assert!(matches!(
+            b.open_stream(&a.session, "m3".into()).await.unwrap_err(),
+            BrokerError::Overloaded(_)
+        ));
+        b.finish_stream(&l1, StreamStatus::Done, Bytes::from_static(b"done"))
+            .await
+            .unwrap();
+        b.open_stream(&a.session, "m3".into()).await.unwrap();
+        assert_eq!(
+            b.read_stream(&a.session, "m1", 0).await.unwrap_err(),
+            BrokerError::NotFound
+        );
+    }
+
+    #[tokio::test]
+    async fn cleanup_removes_idle_sessions_after_ttl_only() {
+        let b = broker(Duration::from_millis(50));
+        let (sink, rx, _) = ConnSink::new(1, 8);
+        b.attach(req("s", None), sink).await.unwrap();
+        assert_eq!(b.cleanup().await.sessions, 0, "connected session stays");
+        drop(rx);
+        b.detach("s", 1).await;
+        assert_eq!(b.cleanup().await.sessions, 0, "within its TTL");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(b.cleanup().await.sessions, 1);
+        assert_eq!(b.status().sessions, 0);
+    }
+}

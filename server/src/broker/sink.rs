@@ -1,0 +1,137 @@
+//! The per-connection outbound queue as the broker sees it.
+//!
+//! Every connection owns one bounded queue. Nothing ever waits on it: a full
+//! queue means the client reads slower than the node produces, and that
+//! connection is closed (1013) instead of slowing down publishers or growing
+//! memory without bound.
+
+use bytes::Bytes;
+use protocol::StreamStatus;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::{Notify, mpsc};
+
+/// One item for a connection's writer.
+#[derive(Debug, Clone)]
+pub enum Out {
+    /// The connection's first frame; anything queued before it waits for it.
+    Welcome(Bytes),
+    /// A frame for this connection alone (echo, ack, error).
+    Frame(Bytes),
+    /// Answer to a client's ping.
+    Pong(Bytes),
+    /// A chunk of a stream, subject to the connection's delivery filter.
+    Chunk {
+        message_id: Arc<str>,
+        index: u32,
+        frame: Bytes,
+    },
+    /// The last frame of a stream (`done` or `interrupted`).
+    End { message_id: Arc<str>, frame: Bytes },
+    /// The client asked to recover this stream: hold its live chunks until the replay.
+    RecoverStart { message_id: Arc<str> },
+    /// Cached chunks for a recovery; `announce` sends a `recovered` frame first
+    /// (false when the node heals a gap on its own).
+    Replay { replay: Box<Replay>, announce: bool },
+    /// A recovery failed: stop holding the stream's chunks and send `frame`.
+    RecoverAbort { message_id: Arc<str>, frame: Bytes },
+}
+
+/// Cached part of a stream, read for a recovery.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    pub message_id: Arc<str>,
+    pub status: StreamStatus,
+    /// Index of `chunks[0]` (or past the end when `chunks` is empty).
+    pub from: u32,
+    pub chunks: Vec<Bytes>,
+    /// Total chunks cached when read.
+    pub total: u32,
+    /// The `done`/`interrupted` frame when the stream had finished.
+    pub end: Option<Bytes>,
+}
+
+/// Handle a broker uses to deliver to one connection.
+#[derive(Debug, Clone)]
+pub struct ConnSink {
+    pub id: u64,
+    tx: mpsc::Sender<Out>,
+    overflow: Arc<Overflow>,
+}
+
+/// Set once when the queue overflowed; the connection task wakes and closes.
+#[derive(Debug, Default)]
+pub struct Overflow {
+    flag: AtomicBool,
+    notify: Notify,
+}
+
+impl Overflow {
+    pub fn happened(&self) -> bool {
+        self.flag.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once the queue has overflowed.
+    pub async fn wait(&self) {
+        while !self.happened() {
+            self.notify.notified().await;
+        }
+    }
+}
+
+impl ConnSink {
+    /// A sink and the receiving end of its queue of `capacity` items.
+    pub fn new(id: u64, capacity: usize) -> (ConnSink, mpsc::Receiver<Out>, Arc<Overflow>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let overflow = Arc::new(Overflow::default());
+        (
+            ConnSink {
+                id,
+                tx,
+                overflow: overflow.clone(),
+            },
+            rx,
+            overflow,
+        )
+    }
+
+    /// Queue an item without waiting. Returns false when the connection is
+    /// gone or its queue is full; a full queue also marks the connection for
+    /// closing (a dropped frame must not go unnoticed).
+    pub fn deliver(&self, out: Out) -> bool {
+        match self.tx.try_send(out) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if !self.overflow.flag.swap(true, Ordering::Relaxed) {
+                    self.overflow.notify.notify_one();
+                }
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn full_queue_marks_overflow_once() {
+        let (sink, mut rx, overflow) = ConnSink::new(1, 2);
+        assert!(sink.deliver(Out::Frame(Bytes::from_static(b"a"))));
+        assert!(sink.deliver(Out::Frame(Bytes::from_static(b"b"))));
+        assert!(!overflow.happened());
+        assert!(!sink.deliver(Out::Frame(Bytes::from_static(b"c"))));
+        assert!(overflow.happened());
+        overflow.wait().await;
+        assert!(matches!(rx.recv().await, Some(Out::Frame(b)) if b == "a"));
+        drop(rx);
+        assert!(!sink.deliver(Out::Frame(Bytes::from_static(b"d"))));
+        assert!(sink.is_closed());
+    }
+}

@@ -1,0 +1,232 @@
+//! HTTP side of the node: routing, health endpoints, Prometheus metrics.
+//!
+//! Every response that is not a WebSocket upgrade is small JSON or text, so
+//! bodies are `Full<Bytes>`. A client that opens a TCP connection and sends
+//! nothing is dropped by hyper's header read timeout.
+
+use crate::broker::Broker;
+use crate::metrics::get;
+use crate::node::Node;
+use crate::ws;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode, header};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Serialize;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+pub type Body = Full<Bytes>;
+
+/// Time a client gets to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn serve_connection<B: Broker>(node: Arc<Node<B>>, stream: TcpStream, peer: SocketAddr) {
+    let mut shutdown = node.shutdown.clone();
+    let svc_node = node.clone();
+    let svc = service_fn(move |req| {
+        let node = svc_node.clone();
+        async move { Ok::<_, Infallible>(route(&node, req, peer).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => {
+            if let Err(e) = res {
+                tracing::debug!(%peer, error = %e, "http connection ended with an error");
+            }
+        }
+        _ = crate::node::shutdown_requested(&mut shutdown) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+        }
+    }
+}
+
+async fn route<B: Broker>(
+    node: &Arc<Node<B>>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Body> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "only GET is supported",
+        );
+    }
+    match req.uri().path() {
+        "/ws/chat" => ws::upgrade(node, req, peer).await,
+        "/health" => json(
+            StatusCode::OK,
+            &Health {
+                status: "UP",
+                node_id: &node.node_id,
+            },
+        ),
+        "/health/ready" => ready(node),
+        "/health/distributed" => distributed(node),
+        "/health/stats" => stats(node),
+        "/metrics" => {
+            let b = node.broker.status();
+            let text = node
+                .metrics
+                .render(&node.node_id, b.sessions, b.cached_streams, b.healthy);
+            Response::builder()
+                .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
+                .body(Full::new(Bytes::from(text)))
+                .unwrap_or_default()
+        }
+        _ => error(StatusCode::NOT_FOUND, "not_found", "no such route"),
+    }
+}
+
+#[derive(Serialize)]
+struct Health<'a> {
+    status: &'static str,
+    node_id: &'a str,
+}
+
+fn ready<B: Broker>(node: &Node<B>) -> Response<Body> {
+    let b = node.broker.status();
+    let (code, status, reason) = if node.is_shutting_down() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "DOWN",
+            "shutting down".to_string(),
+        )
+    } else if !b.healthy {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "DOWN",
+            format!("broker: {}", b.state),
+        )
+    } else if node.conn_slots.available_permits() == 0 {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "FULL",
+            "max connections reached".to_string(),
+        )
+    } else {
+        (StatusCode::OK, "UP", "ready".to_string())
+    };
+    #[derive(Serialize)]
+    struct Ready<'a> {
+        status: &'static str,
+        node_id: &'a str,
+        reason: String,
+    }
+    json(
+        code,
+        &Ready {
+            status,
+            node_id: &node.node_id,
+            reason,
+        },
+    )
+}
+
+fn distributed<B: Broker>(node: &Node<B>) -> Response<Body> {
+    let b = node.broker.status();
+    #[derive(Serialize)]
+    struct Distributed<'a> {
+        status: &'static str,
+        node_id: &'a str,
+        sessions: usize,
+        connections: u64,
+        broker: crate::broker::BrokerStatus,
+    }
+    let status = if b.healthy { "UP" } else { "DEGRADED" };
+    json(
+        StatusCode::OK,
+        &Distributed {
+            status,
+            node_id: &node.node_id,
+            sessions: b.sessions,
+            connections: get(&node.metrics.connections),
+            broker: b,
+        },
+    )
+}
+
+fn stats<B: Broker>(node: &Node<B>) -> Response<Body> {
+    let m = &node.metrics;
+    let s = m.sample();
+    let connections = get(&m.connections);
+    let baseline = m.rss_baseline();
+    #[derive(Serialize)]
+    struct Stats<'a> {
+        node_id: &'a str,
+        pid: u32,
+        uptime_secs: f64,
+        connections: u64,
+        connections_total: u64,
+        messages_in: u64,
+        messages_out: u64,
+        msgs_in_per_sec: f64,
+        msgs_out_per_sec: f64,
+        streams_active: u64,
+        cpu_pct: f32,
+        rss_bytes: u64,
+        rss_baseline_bytes: u64,
+        /// (RSS - RSS at start) / open connections; null with no connection.
+        bytes_per_connection: Option<u64>,
+    }
+    json(
+        StatusCode::OK,
+        &Stats {
+            node_id: &node.node_id,
+            pid: std::process::id(),
+            uptime_secs: node.started.elapsed().as_secs_f64(),
+            connections,
+            connections_total: get(&m.connections_total),
+            messages_in: get(&m.messages_in),
+            messages_out: get(&m.messages_out),
+            msgs_in_per_sec: s.msgs_in_per_sec,
+            msgs_out_per_sec: s.msgs_out_per_sec,
+            streams_active: get(&m.streams_active),
+            cpu_pct: s.cpu_pct,
+            rss_bytes: s.rss_bytes,
+            rss_baseline_bytes: baseline,
+            bytes_per_connection: (connections > 0)
+                .then(|| s.rss_bytes.saturating_sub(baseline) / connections),
+        },
+    )
+}
+
+pub fn json<T: Serialize>(code: StatusCode, v: &T) -> Response<Body> {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    Response::builder()
+        .status(code)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_default()
+}
+
+/// A JSON error body: `{"error":code,"message":...}`.
+pub fn error(code: StatusCode, kind: &str, message: &str) -> Response<Body> {
+    #[derive(Serialize)]
+    struct Err<'a> {
+        error: &'a str,
+        message: &'a str,
+    }
+    json(
+        code,
+        &Err {
+            error: kind,
+            message,
+        },
+    )
+}

@@ -1,0 +1,158 @@
+//! The node's shared state and its top-level loops: accept, cleanup, sample,
+//! and the shutdown sequence.
+//!
+//! Shutdown is a broadcast, then a wait: the `watch` flag tells every
+//! connection to close with 1001; each connection task holds a clone of an
+//! `mpsc::Sender<()>`, and the node waits until every clone is dropped (or
+//! the shutdown timeout passes).
+
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::http;
+use crate::metrics::Metrics;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+/// Everything a connection or request handler needs, shared by reference.
+pub struct Node<B> {
+    pub cfg: Config,
+    pub node_id: Arc<str>,
+    pub broker: Arc<B>,
+    pub metrics: Metrics,
+    /// One permit per open WebSocket connection (`--max-connections`).
+    pub conn_slots: Arc<Semaphore>,
+    /// One permit per answer being generated (`--max-streams`).
+    pub stream_slots: Arc<Semaphore>,
+    pub shutdown: watch::Receiver<bool>,
+    /// Held (cloned) by every connection task; see the module docs.
+    pub alive: mpsc::Sender<()>,
+    pub started: Instant,
+    pub next_conn_id: AtomicU64,
+    pub next_message_seq: AtomicU64,
+}
+
+impl<B: Broker> Node<B> {
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+/// HTTP connections (not yet upgraded) accepted beyond the WebSocket limit,
+/// for health checks and for answering refused upgrades with 503.
+const HTTP_HEADROOM: usize = 256;
+
+pub async fn serve<B: Broker>(
+    listener: TcpListener,
+    broker: Arc<B>,
+    cfg: Config,
+    node_id: String,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    let node = Arc::new(Node {
+        conn_slots: Arc::new(Semaphore::new(cfg.max_connections)),
+        stream_slots: Arc::new(Semaphore::new(cfg.max_streams)),
+        node_id: node_id.into(),
+        broker,
+        metrics: Metrics::default(),
+        shutdown: shutdown_rx,
+        alive: alive_tx,
+        started: Instant::now(),
+        next_conn_id: AtomicU64::new(1),
+        next_message_seq: AtomicU64::new(1),
+        cfg,
+    });
+    let http_slots = Arc::new(Semaphore::new(
+        node.cfg.max_connections.saturating_add(HTTP_HEADROOM),
+    ));
+
+    let background = {
+        let node = node.clone();
+        async move {
+            tokio::join!(node.metrics.sampler(), cleanup_loop(&node));
+        }
+    };
+    let accept = accept_loop(listener, node.clone(), http_slots);
+    tokio::select! {
+        _ = shutdown => {}
+        _ = accept => {}
+        _ = background => {}
+    }
+
+    tracing::info!(node_id = %node.node_id, "shutting down: closing clients with 1001");
+    let _ = shutdown_tx.send(true);
+    let timeout = node.cfg.shutdown_timeout;
+    let node_id = node.node_id.clone();
+    // Drop our own handle so only connection tasks keep the channel open.
+    drop(node);
+    if tokio::time::timeout(timeout, alive_rx.recv())
+        .await
+        .is_err()
+    {
+        tracing::warn!(node_id = %node_id, "shutdown timeout: some connections did not close in time");
+    }
+}
+
+async fn accept_loop<B: Broker>(
+    listener: TcpListener,
+    node: Arc<Node<B>>,
+    http_slots: Arc<Semaphore>,
+) {
+    let mut last_error_log: Option<Instant> = None;
+    loop {
+        // Backpressure before accept: past the limit, clients wait in the backlog.
+        let Ok(permit) = http_slots.clone().acquire_owned().await else {
+            return;
+        };
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let node = node.clone();
+                tokio::spawn(async move {
+                    http::serve_connection(node, stream, peer).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                // EMFILE and friends: log once a second, back off, keep serving.
+                if last_error_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                    tracing::warn!(error = %e, "accept failed");
+                    last_error_log = Some(Instant::now());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn cleanup_loop<B: Broker>(node: &Node<B>) {
+    let mut tick = tokio::time::interval(node.cfg.cleanup_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let report = node.broker.cleanup().await;
+        node.metrics
+            .sessions_cleaned
+            .fetch_add(report.sessions as u64, std::sync::atomic::Ordering::Relaxed);
+        if report.sessions + report.streams > 0 {
+            tracing::info!(
+                node_id = %node.node_id,
+                sessions = report.sessions,
+                streams = report.streams,
+                "Cleaning up: removed stale sessions and expired streams"
+            );
+        }
+    }
+}
+
+/// Resolves once shutdown was signalled (or the node is gone).
+pub async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
+    // Dropping the guard here keeps callers' futures `Send`.
+    let _ = rx.wait_for(|down| *down).await.map(|_| ());
+}

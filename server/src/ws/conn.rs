@@ -1,0 +1,511 @@
+//! One WebSocket connection: one task, two halves.
+//!
+//! The reader parses client frames and answers through the connection's
+//! bounded queue; the writer is the only code that touches the socket's
+//! write half: it drains the queue through the [`Delivery`] filter, pings,
+//! watches the idle deadline, and writes the close frame, whatever ended the
+//! connection (the reader hands its reason over a oneshot). Both run as
+//! futures of the same task, so a connection costs one task.
+//!
+//! This code is generic over [`Broker`] and never learns which one it has.
+
+use super::delivery::{Action, Delivery};
+use super::fragments::{Assembler, FragmentError, Message};
+use super::rate::RateLimit;
+use crate::broker::{Attached, Broker, BrokerError, ConnSink, Out, Overflow, Owner};
+use crate::frames;
+use crate::metrics::inc;
+use crate::node::Node;
+use crate::sessions::new_message_id;
+use crate::stream::{self, Plan};
+use bytes::Bytes;
+use fastwebsockets::upgrade::UpgradeFut;
+use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketRead, WebSocketWrite};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use protocol::{ClientMsg, ErrorCode, ServerMsg, close, decode_client};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::Duration;
+use tokio::io::{ReadHalf, WriteHalf};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+type Rd = WebSocketRead<ReadHalf<TokioIo<Upgraded>>>;
+type Wr = WebSocketWrite<WriteHalf<TokioIo<Upgraded>>>;
+
+/// Why a connection ended; decides the close frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum End {
+    /// The client sent a close frame with this code (echoed back).
+    ClientClosed(u16),
+    /// TCP closed without a close frame.
+    Eof,
+    Idle,
+    TooBig,
+    InvalidData,
+    Protocol,
+    SlowConsumer,
+    Shutdown,
+    /// Writing failed or was cut short: no close frame can be sent.
+    Broken,
+}
+
+impl End {
+    fn close_code(&self) -> Option<u16> {
+        Some(match self {
+            End::ClientClosed(code) => *code,
+            End::Idle => close::POLICY,
+            End::TooBig => close::TOO_BIG,
+            End::InvalidData => close::INVALID_DATA,
+            End::Protocol => close::PROTOCOL_ERROR,
+            End::SlowConsumer => close::TRY_AGAIN_LATER,
+            End::Shutdown => close::GOING_AWAY,
+            End::Eof | End::Broken => return None,
+        })
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            End::ClientClosed(_) => "client closed",
+            End::Eof => "connection lost",
+            End::Idle => "idle timeout",
+            End::TooBig => "message too large",
+            End::InvalidData => "invalid UTF-8",
+            End::Protocol => "protocol error",
+            End::SlowConsumer => "outbound queue overflow (slow reader)",
+            End::Shutdown => "node shutting down",
+            End::Broken => "write failed",
+        }
+    }
+}
+
+pub struct Conn<B> {
+    node: Arc<Node<B>>,
+    session: Owner,
+    welcome: Bytes,
+    sink: ConnSink,
+    peer: SocketAddr,
+    started: Instant,
+    /// Milliseconds after `started` when the client last sent anything.
+    last_seen_ms: AtomicU64,
+    /// Answers this connection is generating; shared with their tasks.
+    active_streams: Arc<AtomicUsize>,
+}
+
+impl<B: Broker> Conn<B> {
+    pub fn new(
+        node: Arc<Node<B>>,
+        attached: Attached,
+        sink: ConnSink,
+        peer: SocketAddr,
+    ) -> Conn<B> {
+        let welcome = frames::msg(&ServerMsg::Welcome {
+            session_id: attached.session.session_id.to_string(),
+            node_id: node.node_id.to_string(),
+            token: attached.session.token.to_string(),
+            streams: attached.streams,
+        });
+        Conn {
+            node,
+            session: attached.session,
+            welcome,
+            sink,
+            peer,
+            started: Instant::now(),
+            last_seen_ms: AtomicU64::new(0),
+            active_streams: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    pub async fn run(self, fut: UpgradeFut, rx: mpsc::Receiver<Out>, overflow: Arc<Overflow>) {
+        let node = self.node.clone();
+        let sid = self.session.session_id.clone();
+        let ws = match fut.await {
+            Ok(ws) => ws,
+            Err(e) => {
+                tracing::debug!(session_id = %sid, error = %e, "upgrade did not complete");
+                node.broker.detach(&sid, self.sink.id).await;
+                return;
+            }
+        };
+        let (mut rd, wr) = ws.split(tokio::io::split);
+        rd.set_auto_close(false);
+        rd.set_auto_pong(false);
+        rd.set_max_message_size(node.cfg.max_message_size.saturating_add(1));
+        inc(&node.metrics.connections);
+        inc(&node.metrics.connections_total);
+        tracing::info!(session_id = %sid, node_id = %node.node_id, conn = self.sink.id, peer = %self.peer, "WebSocket connected");
+        self.sink.deliver(Out::Welcome(self.welcome.clone()));
+
+        let (end_tx, end_rx) = oneshot::channel();
+        let reader = async {
+            let end = self.read_loop(rd).await;
+            let _ = end_tx.send(end);
+            std::future::pending::<()>().await
+        };
+        let end = tokio::select! {
+            end = self.write_loop(wr, rx, &overflow, end_rx) => end,
+            _ = reader => End::Broken,
+        };
+
+        node.metrics.connections.fetch_sub(1, Relaxed);
+        match end {
+            End::SlowConsumer => inc(&node.metrics.slow_consumer_closes),
+            End::Idle => inc(&node.metrics.idle_closes),
+            _ => {}
+        }
+        node.broker.detach(&sid, self.sink.id).await;
+        tracing::info!(session_id = %sid, node_id = %node.node_id, conn = self.sink.id, reason = end.reason(), "WebSocket disconnected");
+    }
+
+    fn touch(&self) {
+        self.last_seen_ms
+            .store(self.started.elapsed().as_millis() as u64, Relaxed);
+    }
+
+    fn send_error(&self, code: ErrorCode, message: &str, message_id: Option<&str>) {
+        inc(&self.node.metrics.errors_sent);
+        self.sink
+            .deliver(Out::Frame(frames::error(code, message, message_id)));
+    }
+
+    async fn read_loop(&self, mut rd: Rd) -> End {
+        let mut assembler = Assembler::new(self.node.cfg.max_message_size);
+        let mut rate = RateLimit::new(self.node.cfg.max_msg_rate);
+        loop {
+            // Automatic close and pong are off, so there is never an obligated send.
+            let frame = match rd
+                .read_frame(&mut |_| async { Ok::<(), std::io::Error>(()) })
+                .await
+            {
+                Ok(f) => f,
+                Err(e) => return read_error(e),
+            };
+            self.touch();
+            match frame.opcode {
+                OpCode::Close => return End::ClientClosed(close_reply(&frame.payload)),
+                OpCode::Ping => {
+                    self.sink
+                        .deliver(Out::Pong(Bytes::copy_from_slice(&frame.payload)));
+                }
+                OpCode::Pong => {}
+                OpCode::Text if frame.fin && !assembler.in_progress() => {
+                    // The common case: one whole text frame, already UTF-8 checked.
+                    match std::str::from_utf8(&frame.payload) {
+                        Ok(text) => self.on_text(text, &mut rate).await,
+                        Err(_) => return End::InvalidData,
+                    }
+                }
+                op @ (OpCode::Text | OpCode::Binary | OpCode::Continuation) => {
+                    match assembler.push(op, frame.fin, &frame.payload) {
+                        Ok(None) => {}
+                        Ok(Some(Message::Text(text))) => self.on_text(&text, &mut rate).await,
+                        Ok(Some(Message::Binary(_))) => {
+                            inc(&self.node.metrics.messages_in);
+                            self.send_error(
+                                ErrorCode::BadRequest,
+                                "binary frames are not supported: send JSON text",
+                                None,
+                            );
+                        }
+                        Err(FragmentError::TooBig) => return End::TooBig,
+                        Err(FragmentError::InvalidUtf8) => return End::InvalidData,
+                        Err(FragmentError::Sequence) => return End::Protocol,
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_text(&self, text: &str, rate: &mut RateLimit) {
+        let node = &self.node;
+        inc(&node.metrics.messages_in);
+        if !rate.allow() {
+            inc(&node.metrics.rate_limited);
+            self.send_error(ErrorCode::RateLimited, "too many messages per second", None);
+            return;
+        }
+        let sid = &self.session.session_id;
+        match decode_client(text) {
+            Err(e) => self.send_error(e.code(), &e.to_string(), None),
+            Ok(ClientMsg::Echo { id, ts, payload }) => {
+                tracing::debug!(session_id = %sid, node_id = %node.node_id, kind = "echo", "Received message");
+                self.sink.deliver(Out::Frame(frames::echo(
+                    id,
+                    ts,
+                    payload.as_deref(),
+                    &node.node_id,
+                )));
+            }
+            Ok(ClientMsg::Chat {
+                message_id,
+                text,
+                chunks,
+                interval_ms,
+            }) => {
+                tracing::info!(session_id = %sid, node_id = %node.node_id, kind = "chat", len = text.len(), "Received message");
+                self.start_chat(message_id, chunks, interval_ms).await;
+            }
+            Ok(ClientMsg::Recover {
+                message_id,
+                last_index,
+            }) => {
+                tracing::info!(session_id = %sid, node_id = %node.node_id, message_id = %message_id, ?last_index, "Recovery requested");
+                let from = last_index.map_or(0, |k| {
+                    u32::try_from(k.saturating_add(1)).unwrap_or(if k < 0 { 0 } else { u32::MAX })
+                });
+                self.recover(message_id.into(), from).await;
+            }
+        }
+    }
+
+    async fn start_chat(
+        &self,
+        message_id: Option<String>,
+        chunks: Option<u32>,
+        interval_ms: Option<u64>,
+    ) {
+        let node = &self.node;
+        let limits = node.cfg.stream;
+        let chunks = chunks.unwrap_or(limits.chunks);
+        if chunks == 0 || chunks > limits.max_chunks {
+            let msg = format!("chunks must be between 1 and {}", limits.max_chunks);
+            return self.send_error(ErrorCode::BadRequest, &msg, message_id.as_deref());
+        }
+        let interval = interval_ms.map_or(limits.interval, Duration::from_millis);
+        if interval > limits.max_interval {
+            let msg = format!(
+                "interval_ms must be at most {}",
+                limits.max_interval.as_millis()
+            );
+            return self.send_error(ErrorCode::BadRequest, &msg, message_id.as_deref());
+        }
+        if self.active_streams.load(Relaxed) >= node.cfg.max_streams_per_conn {
+            return self.send_error(
+                ErrorCode::RateLimited,
+                "too many answers in progress on this connection",
+                message_id.as_deref(),
+            );
+        }
+        let Ok(permit) = node.stream_slots.clone().try_acquire_owned() else {
+            return self.send_error(
+                ErrorCode::Overloaded,
+                "node is generating too many answers",
+                message_id.as_deref(),
+            );
+        };
+        let message_id: Arc<str> = match message_id {
+            Some(id) => id.into(),
+            None => new_message_id(&node.node_id, node.next_message_seq.fetch_add(1, Relaxed)),
+        };
+        let lease = match node
+            .broker
+            .open_stream(&self.session, message_id.clone())
+            .await
+        {
+            Ok(lease) => lease,
+            Err(e) => {
+                let (code, msg) = match e {
+                    BrokerError::Conflict => (
+                        ErrorCode::BadRequest,
+                        "message_id already in use".to_string(),
+                    ),
+                    BrokerError::Unavailable(_) => (ErrorCode::BrokerUnavailable, e.to_string()),
+                    BrokerError::Overloaded(_) => (ErrorCode::Overloaded, e.to_string()),
+                    _ => (ErrorCode::Internal, e.to_string()),
+                };
+                return self.send_error(code, &msg, Some(&message_id));
+            }
+        };
+        self.sink.deliver(Out::Frame(frames::ack(&message_id)));
+        let plan = Plan {
+            chunks,
+            interval,
+            chunk_size: limits.chunk_size,
+        };
+        let active = stream::ActiveGuard::new(self.active_streams.clone());
+        tokio::spawn(stream::generate(node.clone(), lease, plan, permit, active));
+    }
+
+    async fn recover(&self, message_id: Arc<str>, from: u32) {
+        inc(&self.node.metrics.recoveries);
+        self.sink.deliver(Out::RecoverStart {
+            message_id: message_id.clone(),
+        });
+        let result = self
+            .node
+            .broker
+            .read_stream(&self.session, &message_id, from)
+            .await;
+        self.sink.deliver(replay_or_abort(result, message_id, true));
+    }
+
+    async fn write_loop(
+        &self,
+        mut wr: Wr,
+        mut rx: mpsc::Receiver<Out>,
+        overflow: &Overflow,
+        mut end_rx: oneshot::Receiver<End>,
+    ) -> End {
+        let cfg = &self.node.cfg;
+        let mut shutdown = self.node.shutdown.clone();
+        let mut delivery = Delivery::new(cfg.stream.max_chunks as usize + cfg.outbound_queue);
+        let mut ping =
+            tokio::time::interval_at(Instant::now() + cfg.ping_interval, cfg.ping_interval);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let idle = tokio::time::sleep(cfg.idle_timeout);
+        tokio::pin!(idle);
+        let mut batch: Vec<Bytes> = Vec::new();
+        let end = loop {
+            tokio::select! {
+                biased;
+                end = &mut end_rx => break end.unwrap_or(End::Broken),
+                _ = overflow.wait() => break End::SlowConsumer,
+                _ = crate::node::shutdown_requested(&mut shutdown) => break End::Shutdown,
+                item = rx.recv() => {
+                    let Some(out) = item else { break End::Broken };
+                    match delivery.accept(out, &mut |frame| batch.push(frame)) {
+                        Action::None => {}
+                        Action::Overflow => break End::SlowConsumer,
+                        Action::Refetch { message_id, from } => self.refetch(message_id, from),
+                    }
+                    if let Some(end) = self.write_batch(&mut wr, &mut batch, overflow).await {
+                        break end;
+                    }
+                }
+                _ = ping.tick() => {
+                    let ping = Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b""));
+                    if wr.write_frame(ping).await.is_err() {
+                        break End::Broken;
+                    }
+                }
+                _ = &mut idle => {
+                    let last = self.started + Duration::from_millis(self.last_seen_ms.load(Relaxed));
+                    if last.elapsed() >= cfg.idle_timeout {
+                        break End::Idle;
+                    }
+                    idle.as_mut().reset(last + cfg.idle_timeout);
+                }
+            }
+        };
+        if let Some(code) = end.close_code() {
+            let frame = Frame::close(code, end.reason().as_bytes());
+            let _ = tokio::time::timeout(Duration::from_secs(1), wr.write_frame(frame)).await;
+        }
+        end
+    }
+
+    /// Write queued frames; a client that stops reading while the queue keeps
+    /// filling is cut off mid-write (no close frame is possible then).
+    async fn write_batch(
+        &self,
+        wr: &mut Wr,
+        batch: &mut Vec<Bytes>,
+        overflow: &Overflow,
+    ) -> Option<End> {
+        if batch.is_empty() {
+            return None;
+        }
+        let metrics = &self.node.metrics;
+        let write_all = async {
+            for frame in batch.iter() {
+                wr.write_frame(Frame::text(Payload::Borrowed(frame)))
+                    .await?;
+                inc(&metrics.messages_out);
+            }
+            Ok::<(), WebSocketError>(())
+        };
+        let result = tokio::select! {
+            r = write_all => r,
+            _ = overflow.wait() => return Some(End::Broken),
+        };
+        batch.clear();
+        if batch.capacity() > 256 {
+            batch.shrink_to(16);
+        }
+        result.err().map(|_| End::Broken)
+    }
+
+    /// Heal a gap in a followed stream without bothering the client.
+    fn refetch(&self, message_id: Arc<str>, from: u32) {
+        let (broker, owner, sink) = (
+            self.node.broker.clone(),
+            self.session.clone(),
+            self.sink.clone(),
+        );
+        tokio::spawn(async move {
+            let result = broker.read_stream(&owner, &message_id, from).await;
+            sink.deliver(replay_or_abort(result, message_id, false));
+        });
+    }
+}
+
+fn replay_or_abort(
+    result: Result<crate::broker::Replay, BrokerError>,
+    message_id: Arc<str>,
+    announce: bool,
+) -> Out {
+    match result {
+        Ok(replay) => Out::Replay {
+            replay: Box::new(replay),
+            announce,
+        },
+        Err(e) => {
+            let code = match e {
+                BrokerError::NotFound => ErrorCode::NotFound,
+                BrokerError::Unavailable(_) => ErrorCode::BrokerUnavailable,
+                _ => ErrorCode::Internal,
+            };
+            let frame = frames::error(code, &e.to_string(), Some(&message_id));
+            Out::RecoverAbort { message_id, frame }
+        }
+    }
+}
+
+fn read_error(e: WebSocketError) -> End {
+    match e {
+        WebSocketError::UnexpectedEOF
+        | WebSocketError::ConnectionClosed
+        | WebSocketError::IoError(_) => End::Eof,
+        WebSocketError::FrameTooLarge => End::TooBig,
+        WebSocketError::InvalidUTF8 => End::InvalidData,
+        _ => End::Protocol,
+    }
+}
+
+/// The code to echo for a client's close frame (RFC 6455 5.5.1, 7.4).
+fn close_reply(payload: &[u8]) -> u16 {
+    match payload {
+        [] => close::NORMAL,
+        [a, b, rest @ ..] => {
+            let code = u16::from_be_bytes([*a, *b]);
+            let valid = matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999);
+            if valid && std::str::from_utf8(rest).is_ok() {
+                code
+            } else {
+                close::PROTOCOL_ERROR
+            }
+        }
+        _ => close::PROTOCOL_ERROR,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_codes_are_validated() {
+        assert_eq!(close_reply(&[]), 1000);
+        assert_eq!(close_reply(&1001u16.to_be_bytes()), 1001);
+        assert_eq!(close_reply(&1005u16.to_be_bytes()), 1002);
+        assert_eq!(close_reply(&[3]), 1002);
+        assert_eq!(
+            close_reply(&[0x0f, 0xa0, 0xff]),
+            1002,
+            "invalid UTF-8 reason"
+        );
+    }
+}

@@ -1,0 +1,261 @@
+//! Test harness: a real node in-process on 127.0.0.1:0 and a WebSocket
+//! client that is not built on fastwebsockets (tokio-tungstenite), so the
+//! node's framing is checked by an independent implementation.
+#![allow(dead_code)]
+
+use futures_util::{SinkExt, StreamExt};
+use protocol::{ServerMsg, StreamStatus};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for any one expected frame before failing.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct TestNode {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// Start a node with default options plus `args`.
+pub async fn start(args: &[&str]) -> TestNode {
+    use clap::Parser;
+    let mut argv = vec![
+        "wsnode",
+        "--listen",
+        "127.0.0.1:0",
+        "--node-id",
+        "test-node",
+    ];
+    argv.extend_from_slice(args);
+    let config = server::Opts::try_parse_from(argv)
+        .expect("options parse")
+        .into_config()
+        .expect("valid options");
+    let server = server::Server::bind(config).await.expect("bind");
+    let addr = server.local_addr();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        server
+            .run(async move {
+                let _ = rx.await;
+            })
+            .await
+            .expect("node runs");
+    });
+    TestNode {
+        addr,
+        stop: Some(tx),
+        task: Some(task),
+    }
+}
+
+impl TestNode {
+    pub fn url(&self, query: &str) -> String {
+        if query.is_empty() {
+            format!("ws://{}/ws/chat", self.addr)
+        } else {
+            format!("ws://{}/ws/chat?{query}", self.addr)
+        }
+    }
+
+    /// Signal shutdown and wait for `run` to return.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("node stops in time")
+                .unwrap();
+        }
+    }
+
+    pub fn signal_stop(&mut self) -> JoinHandle<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        self.task.take().expect("running")
+    }
+
+    /// Plain HTTP GET; returns (status, body).
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        raw_http(
+            self.addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"),
+        )
+        .await
+    }
+
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let (status, body) = self.get(path).await;
+        assert!(status == 200 || status == 503, "{path}: {status} {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+    }
+}
+
+/// Send raw bytes as an HTTP request and read the whole response.
+pub async fn raw_http(addr: SocketAddr, request: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
+        .await
+        .expect("response in time")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    // Bodies are small and not chunked (Full<Bytes>), so this is the JSON.
+    (status, body)
+}
+
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub session_id: String,
+    pub token: String,
+    pub node_id: String,
+    pub streams: Vec<protocol::StreamInfo>,
+}
+
+/// Connect and read the welcome frame.
+pub async fn connect(url: &str) -> Client {
+    let (ws, resp) = tokio_tungstenite::connect_async(url)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    assert_eq!(resp.status(), 101);
+    let mut c = Client {
+        ws,
+        session_id: String::new(),
+        token: String::new(),
+        node_id: String::new(),
+        streams: vec![],
+    };
+    match c.recv().await {
+        ServerMsg::Welcome {
+            session_id,
+            node_id,
+            token,
+            streams,
+        } => {
+            c.session_id = session_id;
+            c.token = token;
+            c.node_id = node_id;
+            c.streams = streams;
+        }
+        other => panic!("expected welcome, got {other:?}"),
+    }
+    c
+}
+
+/// Try to connect; return the HTTP status of a refused handshake.
+pub async fn connect_status(url: &str) -> Result<Client, (u16, String)> {
+    match tokio_tungstenite::connect_async(url).await {
+        Ok(_) => Ok(connect(url).await),
+        Err(WsError::Http(resp)) => {
+            let body = resp
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).to_string())
+                .unwrap_or_default();
+            Err((resp.status().as_u16(), body))
+        }
+        Err(e) => panic!("unexpected error {e}"),
+    }
+}
+
+impl Client {
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.expect("send");
+    }
+
+    pub async fn send_json(&mut self, v: serde_json::Value) {
+        self.send_text(&v.to_string()).await;
+    }
+
+    /// Next text frame as a server message (pings are answered by tungstenite).
+    pub async fn recv(&mut self) -> ServerMsg {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("frame in time")
+                .expect("stream open")
+                .expect("valid frame");
+            match msg {
+                Message::Text(t) => {
+                    return ServerMsg::from_json(&t)
+                        .unwrap_or_else(|e| panic!("bad frame {t}: {e}"));
+                }
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("unexpected frame {other:?}"),
+            }
+        }
+    }
+
+    /// Wait for the close frame and return its code.
+    pub async fn closed(&mut self) -> Option<u16> {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("close in time")
+            {
+                Some(Ok(Message::Close(frame))) => {
+                    return frame.map(|f: CloseFrame| u16::from(f.code));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
+    /// Read an answer stream of `message_id` to its end; returns the chunk
+    /// indices seen (checking each chunk's text) and the final status.
+    pub async fn read_stream(&mut self, message_id: &str) -> (Vec<u32>, StreamStatus) {
+        let mut seen = Vec::new();
+        loop {
+            match self.recv().await {
+                ServerMsg::Chunk {
+                    message_id: m,
+                    index,
+                    text,
+                } if m == message_id => {
+                    assert!(
+                        protocol::chunk::verify_chunk(&m, index, &text),
+                        "chunk {index} text"
+                    );
+                    seen.push(index);
+                }
+                ServerMsg::Done {
+                    message_id: m,
+                    chunks,
+                } if m == message_id => {
+                    assert_eq!(chunks as usize, seen.len().max(chunks as usize));
+                    return (seen, StreamStatus::Done);
+                }
+                ServerMsg::Interrupted { message_id: m, .. } if m == message_id => {
+                    return (seen, StreamStatus::Interrupted);
+                }
+                other => panic!("unexpected frame while streaming {message_id}: {other:?}"),
+            }
+        }
+    }
+}
+
+pub fn chat(message_id: &str, chunks: u32, interval_ms: u64) -> serde_json::Value {
+    serde_json::json!({"type":"chat","message_id":message_id,"text":"hello","chunks":chunks,"interval_ms":interval_ms})
+}
