@@ -99,6 +99,10 @@ pub struct Opts {
     #[arg(long, env = "WSNODE_MAX_CACHED_STREAMS", default_value_t = 20_000)]
     pub max_cached_streams: usize,
 
+    /// Time a client gets to send its HTTP request headers (slowloris guard).
+    #[arg(long, env = "WSNODE_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+
     /// On SIGTERM/Ctrl-C, wait this long for clients to take their 1001 close.
     #[arg(long, env = "WSNODE_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
@@ -126,6 +130,7 @@ pub struct Config {
     pub max_streams: usize,
     pub max_streams_per_conn: usize,
     pub max_cached_streams: usize,
+    pub handshake_timeout: Duration,
     pub shutdown_timeout: Duration,
 }
 
@@ -167,6 +172,9 @@ impl Opts {
                     humantime::format_duration(self.ping_interval)
                 ),
             ));
+        }
+        if self.handshake_timeout.is_zero() {
+            return Err(bad("--handshake-timeout", "must be greater than 0"));
         }
         if self.cleanup_interval.is_zero() {
             return Err(bad("--cleanup-interval", "must be greater than 0"));
@@ -261,6 +269,7 @@ impl Opts {
             max_streams: self.max_streams,
             max_streams_per_conn: self.max_streams_per_conn,
             max_cached_streams: self.max_cached_streams,
+            handshake_timeout: self.handshake_timeout,
             shutdown_timeout: self.shutdown_timeout,
         })
     }

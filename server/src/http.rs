@@ -24,9 +24,6 @@ use tokio::net::TcpStream;
 
 pub type Body = Full<Bytes>;
 
-/// Time a client gets to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
 pub async fn serve_connection<B: Broker>(node: Arc<Node<B>>, stream: TcpStream, peer: SocketAddr) {
     let mut shutdown = node.shutdown.clone();
     let svc_node = node.clone();
@@ -36,7 +33,7 @@ pub async fn serve_connection<B: Broker>(node: Arc<Node<B>>, stream: TcpStream, 
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(node.cfg.handshake_timeout)
         .max_buf_size(64 * 1024)
         .serve_connection(TokioIo::new(stream), svc)
         .with_upgrades();

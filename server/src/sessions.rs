@@ -40,7 +40,10 @@ pub fn new_session_id() -> Arc<str> {
 
 /// A node-unique message id for a chat that did not bring one.
 pub fn new_message_id(node_id: &str, seq: u64) -> Arc<str> {
-    format!("{node_id}-{seq}-{}", random_hex::<4>()).into()
+    // Node ids are ASCII (validated), so byte slicing is safe; 64 + 1 + 20 +
+    // 1 + 8 stays within MAX_ID_LEN.
+    let prefix = &node_id[..node_id.len().min(64)];
+    format!("{prefix}-{seq}-{}", random_hex::<4>()).into()
 }
 
 /// Compare tokens in time independent of where they differ.

@@ -47,6 +47,8 @@ enum End {
     InvalidData,
     Protocol,
     SlowConsumer,
+    /// A slow consumer cut off in the middle of a write (no close frame possible).
+    SlowConsumerCut,
     Shutdown,
     /// Writing failed or was cut short: no close frame can be sent.
     Broken,
@@ -62,7 +64,7 @@ impl End {
             End::Protocol => close::PROTOCOL_ERROR,
             End::SlowConsumer => close::TRY_AGAIN_LATER,
             End::Shutdown => close::GOING_AWAY,
-            End::Eof | End::Broken => return None,
+            End::Eof | End::Broken | End::SlowConsumerCut => return None,
         })
     }
 
@@ -74,7 +76,7 @@ impl End {
             End::TooBig => "message too large",
             End::InvalidData => "invalid UTF-8",
             End::Protocol => "protocol error",
-            End::SlowConsumer => "outbound queue overflow (slow reader)",
+            End::SlowConsumer | End::SlowConsumerCut => "outbound queue overflow (slow reader)",
             End::Shutdown => "node shutting down",
             End::Broken => "write failed",
         }
@@ -152,7 +154,7 @@ impl<B: Broker> Conn<B> {
 
         node.metrics.connections.fetch_sub(1, Relaxed);
         match end {
-            End::SlowConsumer => inc(&node.metrics.slow_consumer_closes),
+            End::SlowConsumer | End::SlowConsumerCut => inc(&node.metrics.slow_consumer_closes),
             End::Idle => inc(&node.metrics.idle_closes),
             _ => {}
         }
@@ -419,7 +421,7 @@ impl<B: Broker> Conn<B> {
         };
         let result = tokio::select! {
             r = write_all => r,
-            _ = overflow.wait() => return Some(End::Broken),
+            _ = overflow.wait() => return Some(End::SlowConsumerCut),
         };
         batch.clear();
         if batch.capacity() > 256 {
@@ -458,7 +460,7 @@ fn replay_or_abort(
                 BrokerError::Unavailable(_) => ErrorCode::BrokerUnavailable,
                 _ => ErrorCode::Internal,
             };
-            let frame = frames::error(code, &e.to_string(), Some(&message_id));
+            let frame = frames::error(code, e.to_string(), Some(&message_id));
             Out::RecoverAbort { message_id, frame }
         }
     }

@@ -59,7 +59,7 @@ fn origin_allowed(allowed: &Option<Vec<String>>, req: &Request<Incoming>) -> boo
         .unwrap_or("")
         .trim_end_matches('/')
         .to_ascii_lowercase();
-    list.iter().any(|o| *o == origin)
+    list.contains(&origin)
 }
 
 pub async fn upgrade<B: Broker>(

@@ -259,3 +259,117 @@ impl Client {
 pub fn chat(message_id: &str, chunks: u32, interval_ms: u64) -> serde_json::Value {
     serde_json::json!({"type":"chat","message_id":message_id,"text":"hello","chunks":chunks,"interval_ms":interval_ms})
 }
+
+/// A hand-driven WebSocket client over raw TCP, for inputs no well-behaved
+/// library will send (invalid UTF-8, silence, never reading).
+pub struct RawWs {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawWs {
+    /// Perform the handshake; panics unless the node answers 101.
+    pub async fn connect(addr: SocketAddr, path_and_query: &str) -> RawWs {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let req = format!(
+            "GET {path_and_query} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        stream.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let mut tmp = [0u8; 4096];
+        let end = loop {
+            let n = tokio::time::timeout(WAIT, stream.read(&mut tmp))
+                .await
+                .expect("handshake in time")
+                .unwrap();
+            assert!(n > 0, "closed during handshake");
+            buf.extend_from_slice(&tmp[..n]);
+            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        RawWs {
+            stream,
+            buf: buf[end..].to_vec(),
+        }
+    }
+
+    /// Send one masked frame with the given first byte (FIN/RSV/opcode).
+    pub async fn send_frame(&mut self, first: u8, payload: &[u8]) {
+        let mask = [0x12u8, 0x34, 0x56, 0x78];
+        let mut f = vec![first];
+        match payload.len() {
+            n if n < 126 => f.push(0x80 | n as u8),
+            n if n < 65536 => {
+                f.push(0x80 | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(0x80 | 127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.stream.write_all(&f).await.unwrap();
+    }
+
+    /// Read one frame: (opcode, payload), or None on EOF.
+    pub async fn read_frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        loop {
+            if self.buf.len() >= 2 {
+                let (b1, len7) = (self.buf[1], (self.buf[1] & 0x7f) as usize);
+                assert_eq!(b1 & 0x80, 0, "server frames must not be masked");
+                let (len, hdr) = match len7 {
+                    126 if self.buf.len() >= 4 => {
+                        (u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize, 4)
+                    }
+                    127 if self.buf.len() >= 10 => (
+                        u64::from_be_bytes(self.buf[2..10].try_into().unwrap()) as usize,
+                        10,
+                    ),
+                    126 | 127 => (usize::MAX, 0),
+                    n => (n, 2),
+                };
+                if len != usize::MAX && self.buf.len() >= hdr + len {
+                    let op = self.buf[0] & 0x0f;
+                    let payload = self.buf[hdr..hdr + len].to_vec();
+                    self.buf.drain(..hdr + len);
+                    return Some((op, payload));
+                }
+            }
+            let mut tmp = [0u8; 8192];
+            let n = tokio::time::timeout(WAIT, self.stream.read(&mut tmp))
+                .await
+                .expect("frame in time")
+                .ok()?;
+            if n == 0 {
+                return None;
+            }
+            self.buf.extend_from_slice(&tmp[..n]);
+        }
+    }
+
+    /// Read frames until a close frame; returns its code (None on EOF first).
+    pub async fn close_code(&mut self) -> Option<u16> {
+        while let Some((op, payload)) = self.read_frame().await {
+            if op == 0x8 {
+                return payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+            }
+        }
+        None
+    }
+}
+
+/// Value of an unlabelled-by-us Prometheus metric line `name{node="..."} v`.
+pub async fn metric(node: &TestNode, name: &str) -> f64 {
+    let (_, body) = node.get("/metrics").await;
+    body.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("metric {name} missing"))
+}
