@@ -1,0 +1,191 @@
+//! CPU and memory of the processes under test, sampled once a second with
+//! sysinfo: the node(s), redis-server and loadgen itself.
+//!
+//! Memory per connection is (RSS at the sample with the most open
+//! connections - RSS before the first connection) / those connections, so a
+//! process's fixed footprint is not charged to its connections.
+
+use serde::Serialize;
+use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Node,
+    Redis,
+    Loadgen,
+}
+
+#[derive(Debug, Clone)]
+struct Watched {
+    role: Role,
+    label: String,
+    pid: u32,
+    rss_before: Option<u64>,
+    cpu_sum: f64,
+    cpu_n: u64,
+    cpu_max: f64,
+    /// Most open connections seen and the RSS at that sample.
+    peak_open: i64,
+    rss_at_peak: Option<u64>,
+    last: Option<(f64, u64)>,
+    gone: bool,
+}
+
+/// Resource figures of one process for the report.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ProcReport {
+    pub role: Role,
+    pub label: String,
+    pub pid: u32,
+    /// Mean CPU % (100 = one core) over the samples with connections open.
+    pub cpu_pct: Option<f64>,
+    pub cpu_pct_max: Option<f64>,
+    /// RSS at the sample with the most open connections.
+    pub rss_bytes: Option<u64>,
+    /// RSS before the first connection.
+    pub rss_before_bytes: Option<u64>,
+    /// (rss_bytes - rss_before_bytes) / open connections at that sample.
+    pub bytes_per_conn: Option<f64>,
+    /// Open connections at the sample used for bytes_per_conn.
+    pub conns_at_sample: i64,
+    /// Why a figure is missing, if one is.
+    pub note: Option<String>,
+}
+
+pub struct Monitor {
+    sys: System,
+    watched: Vec<Watched>,
+    /// Connections per process-local open count (workers divide the load).
+    conn_divisor: i64,
+}
+
+impl Monitor {
+    pub fn new() -> Monitor {
+        Monitor {
+            sys: System::new(),
+            watched: Vec::new(),
+            conn_divisor: 1,
+        }
+    }
+
+    pub fn watch(&mut self, role: Role, label: impl Into<String>, pid: u32) {
+        self.watched.push(Watched {
+            role,
+            label: label.into(),
+            pid,
+            rss_before: None,
+            cpu_sum: 0.0,
+            cpu_n: 0,
+            cpu_max: 0.0,
+            peak_open: 0,
+            rss_at_peak: None,
+            last: None,
+            gone: false,
+        });
+    }
+
+    /// Watched processes of role `role` each carry `1/n` of the connections.
+    pub fn set_conn_divisor(&mut self, n: i64) {
+        self.conn_divisor = n.max(1);
+    }
+
+    fn refresh(&mut self) {
+        let pids: Vec<Pid> = self.watched.iter().map(|w| Pid::from_u32(w.pid)).collect();
+        if pids.is_empty() {
+            return;
+        }
+        self.sys.refresh_processes_specifics(
+            ProcessesToUpdate::Some(&pids),
+            true,
+            ProcessRefreshKind::nothing().with_cpu().with_memory(),
+        );
+    }
+
+    /// Before the first connection: remember each RSS (and prime CPU usage).
+    pub fn baseline(&mut self) {
+        self.refresh();
+        for w in &mut self.watched {
+            w.rss_before = self.sys.process(Pid::from_u32(w.pid)).map(|p| p.memory());
+        }
+    }
+
+    /// One sample with `open` connections (this process's count).
+    pub fn sample(&mut self, open: i64) {
+        self.refresh();
+        let div = self.conn_divisor;
+        for w in &mut self.watched {
+            let Some(p) = self.sys.process(Pid::from_u32(w.pid)) else {
+                w.gone = true;
+                w.last = None;
+                continue;
+            };
+            let cpu = f64::from(p.cpu_usage());
+            let rss = p.memory();
+            w.last = Some((cpu, rss));
+            let conns = if w.role == Role::Loadgen && w.label != "loadgen" {
+                open / div
+            } else {
+                open
+            };
+            if open > 0 {
+                w.cpu_sum += cpu;
+                w.cpu_n += 1;
+                w.cpu_max = w.cpu_max.max(cpu);
+            }
+            if conns > 0 && conns >= w.peak_open {
+                w.peak_open = conns;
+                w.rss_at_peak = Some(rss);
+            }
+        }
+    }
+
+    pub fn last_node(&self) -> Option<(f64, u64)> {
+        self.watched.iter().find(|w| w.role == Role::Node)?.last
+    }
+
+    pub fn last_self(&self) -> Option<(f64, u64)> {
+        self.watched.iter().find(|w| w.role == Role::Loadgen)?.last
+    }
+
+    pub fn report(&self) -> Vec<ProcReport> {
+        self.watched
+            .iter()
+            .map(|w| {
+                let bytes_per_conn = match (w.rss_at_peak, w.rss_before) {
+                    (Some(a), Some(b)) if w.peak_open > 0 => {
+                        Some((a as f64 - b as f64) / w.peak_open as f64)
+                    }
+                    _ => None,
+                };
+                let note = if w.rss_before.is_none() {
+                    Some(format!("process {} was not found", w.pid))
+                } else if w.cpu_n == 0 {
+                    Some("no sample was taken with connections open (run too short?)".to_string())
+                } else if w.gone {
+                    Some(format!("process {} exited during the run", w.pid))
+                } else {
+                    None
+                };
+                ProcReport {
+                    role: w.role,
+                    label: w.label.clone(),
+                    pid: w.pid,
+                    cpu_pct: (w.cpu_n > 0).then(|| w.cpu_sum / w.cpu_n as f64),
+                    cpu_pct_max: (w.cpu_n > 0).then_some(w.cpu_max),
+                    rss_bytes: w.rss_at_peak,
+                    rss_before_bytes: w.rss_before,
+                    bytes_per_conn,
+                    conns_at_sample: w.peak_open,
+                    note,
+                }
+            })
+            .collect()
+    }
+}
+
+impl Default for Monitor {
+    fn default() -> Self {
+        Monitor::new()
+    }
+}

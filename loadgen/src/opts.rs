@@ -1,0 +1,229 @@
+//! Command-line options, exactly as the user typed them.
+//!
+//! Nothing here is trusted: [`crate::config::Config::from_opts`] turns these
+//! raw flags into a validated, typed configuration before any socket is
+//! opened, so a nonsense option fails fast with exit code 2 and a message that
+//! names the fix. Every option's help carries an example because `--help` is
+//! the manual most users read.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+const AFTER_HELP: &str = "\
+Examples:
+  loadgen --conns 1000 --rate 10                 # embedded node, 1000 conns x 10 msg/s for 60 s
+  loadgen --url ws://127.0.0.1:8080/ws/chat --conns 500 --rate 5 --duration 30s
+  loadgen --stages 1m:333,3m:1000,1m:0 --rate 10 --session-pattern 'load_test_{n}'
+  loadgen --mode chat --conns 50 --rate 1 --wait-reply
+  loadgen --mode raw --url ws://127.0.0.1:9001/ --conns 100 --rate 100
+  loadgen merge run1.hlog run2.hlog
+
+Exit codes: 0 every graded metric reaches --fail-on; 1 one does not;
+            2 bad options; 3 the target cannot be reached at all.";
+
+/// Open-model WebSocket load generator: exact per-connection message rates,
+/// HdrHistogram latencies corrected for coordinated omission, node CPU and
+/// memory per connection, and a graded report.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "loadgen", version, after_help = AFTER_HELP)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Opts {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub load: LoadOpts,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Merge HdrHistogram interval logs written by --hdr-log (several runs or
+    /// machines) losslessly and print the combined percentiles.
+    /// Example: loadgen merge a.hlog b.hlog --out all.hlog
+    Merge(MergeOpts),
+    /// Internal: run the embedded wsnode in this process (used by the default
+    /// mode, which starts it as a child process so its CPU and memory are
+    /// measured separately).
+    #[command(name = "__node", hide = true)]
+    Node {
+        /// wsnode options, passed through unchanged.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MergeOpts {
+    /// Interval log files written by `--hdr-log`. Example: a.hlog b.hlog
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Also write the merged histograms as one interval log. Example: --out all.hlog
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// What to send, in which mode.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// The node's `echo` message; latency = time until the echo comes back.
+    Echo,
+    /// A `chat` message per send; measures time to first chunk, the gap
+    /// between chunks and time to `done`, and checks every chunk.
+    Chat,
+    /// Any server that echoes frames byte for byte; a marker in the payload
+    /// carries the sequence number and send times.
+    Raw,
+}
+
+/// The lowest grade that still counts as a pass for the exit code.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FailOn {
+    Target,
+    Good,
+    Acceptable,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LoadOpts {
+    /// Target WebSocket URL (ws:// only); repeat to spread connections
+    /// round-robin over several nodes. Without --url an embedded wsnode is
+    /// started on 127.0.0.1 as a child process.
+    /// Example: --url ws://127.0.0.1:8081/ws/chat --url ws://127.0.0.1:8082/ws/chat
+    #[arg(long = "url", value_name = "URL")]
+    pub urls: Vec<String>,
+
+    /// Concurrent connections to hold open. Example: --conns 10000
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub conns: u64,
+
+    /// Messages per second sent by EACH connection (open model: sent on a
+    /// fixed schedule whether or not replies come back); 0 only connects.
+    /// Example: --rate 10
+    #[arg(long, default_value_t = 10.0, value_name = "MSG_PER_S")]
+    pub rate: f64,
+
+    /// How long to hold the load (connections ramp up first, within it).
+    /// Example: --duration 5m
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    pub duration: String,
+
+    /// k6-style stages, "duration:target_conns,..." ramping linearly from the
+    /// previous target (starting at 0); replaces --conns and --duration.
+    /// Example: --stages 1m:333,3m:1000,1m:0
+    #[arg(long, value_name = "STAGES")]
+    pub stages: Option<String>,
+
+    /// New connections per second (default: as fast as the OS backlog allows).
+    /// Example: --connect-rate 500
+    #[arg(long, value_name = "CONN_PER_S")]
+    pub connect_rate: Option<f64>,
+
+    /// Bytes of filler in each message's payload. Example: --payload-size 256
+    #[arg(long, default_value_t = 16, value_name = "BYTES")]
+    pub payload_size: usize,
+
+    /// A message without a reply after this long counts as timed out; also
+    /// bounds connecting and the final drain. Example: --timeout 2s
+    #[arg(long, default_value = "5s", value_name = "DURATION")]
+    pub timeout: String,
+
+    /// Closed-loop variant: a connection sends its next message only after
+    /// the reply to the previous one (or its timeout), still measured from
+    /// the intended schedule. Example: --wait-reply
+    #[arg(long)]
+    pub wait_reply: bool,
+
+    /// Reconnect (with backoff, re-attaching the same session with its token)
+    /// when a connection drops. Example: --reconnect
+    #[arg(long)]
+    pub reconnect: bool,
+
+    /// What each message is. Example: --mode chat
+    #[arg(long, value_enum, default_value_t = Mode::Echo)]
+    pub mode: Mode,
+
+    /// Session id per connection: {n} is the connection number (1-based) and
+    /// {run} a random id of this run. Example: --session-pattern 'load_test_{n}'
+    #[arg(long, default_value = "lg_{run}_{n}", value_name = "PATTERN")]
+    pub session_pattern: String,
+
+    /// Chat mode: ask the node for this many chunks per answer (default: the
+    /// node's own setting). Example: --chat-chunks 5
+    #[arg(long, value_name = "N")]
+    pub chat_chunks: Option<u32>,
+
+    /// Chat mode: ask for this delay between chunks in ms (default: the
+    /// node's own setting). Example: --chat-interval-ms 10
+    #[arg(long, value_name = "MS")]
+    pub chat_interval_ms: Option<u64>,
+
+    /// Extra option for the embedded node (repeatable; ignored with --url).
+    /// Example: --node-arg=--chunks=5
+    #[arg(long = "node-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub node_args: Vec<String>,
+
+    /// Also monitor this node process's CPU and memory (repeatable).
+    /// Example: --node-pid 4242
+    #[arg(long = "node-pid", value_name = "PID")]
+    pub node_pids: Vec<u32>,
+
+    /// Monitor this redis-server process's CPU and memory. Example: --redis-pid 777
+    #[arg(long, value_name = "PID")]
+    pub redis_pid: Option<u32>,
+
+    /// Split the connections over W loadgen processes (each its own fd limit
+    /// and core); their histograms are merged losslessly. Example: --workers 2
+    #[arg(long, default_value_t = 1, value_name = "W")]
+    pub workers: u32,
+
+    /// Tokio worker threads per loadgen process (default: CPU count).
+    /// Example: --threads 2
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Local source addresses to spread connections over, to go past one
+    /// address's ephemeral ports (loopback targets only need 127.x.y.z).
+    /// Example: --source-ips 127.0.0.2-127.0.0.20
+    #[arg(long, value_name = "RANGE")]
+    pub source_ips: Option<String>,
+
+    /// No live progress line on stderr. Example: --quiet
+    #[arg(long, short)]
+    pub quiet: bool,
+
+    /// Write the full results as JSON (schema in docs/LOADGEN.md).
+    /// Example: --json results.json
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Write the filled results template and grade table as Markdown.
+    /// Example: --out-md results.md
+    #[arg(long, value_name = "FILE")]
+    pub out_md: Option<PathBuf>,
+
+    /// Write per-second latency histograms as an HdrHistogram interval log
+    /// (merge several with `loadgen merge`). Example: --hdr-log run1.hlog
+    #[arg(long, value_name = "FILE")]
+    pub hdr_log: Option<PathBuf>,
+
+    /// Lowest grade that still passes (exit code 0). Example: --fail-on good
+    #[arg(long, value_enum, default_value_t = FailOn::Acceptable)]
+    pub fail_on: FailOn,
+
+    /// Grade against your own Target Metrics table: a Markdown table with
+    /// the seed's columns (Metric | Target | Good | Acceptable).
+    /// Example: --thresholds my-targets.md
+    #[arg(long, value_name = "FILE")]
+    pub thresholds: Option<PathBuf>,
+
+    /// Internal: the executable to start for the embedded node and workers
+    /// (default: this one). Tests point it at the built binary.
+    #[arg(long, hide = true, value_name = "PATH")]
+    pub exe: Option<PathBuf>,
+
+    /// Internal: run as worker I of W started by --workers ("I/W"); prints a
+    /// machine-readable result on stdout instead of a report.
+    #[arg(long, hide = true, value_name = "I/W")]
+    pub worker_slot: Option<String>,
+}

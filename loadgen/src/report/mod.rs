@@ -1,0 +1,368 @@
+//! The results of a run as one serializable [`Report`], built once from the
+//! merged measurements; every output format (the filled seed template, the
+//! grade table, `--json`, `--out-md`) is rendered from it so they can never
+//! disagree.
+
+pub mod grades;
+pub mod template;
+
+use crate::engine::SecondSample;
+use crate::monitor::{ProcReport, Role};
+use crate::opts::{FailOn, Mode};
+use crate::stats::{ErrorKind, Recorder, Summary};
+use grades::{Grade, MetricKey, Thresholds};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Version of the JSON document; bumped on any incompatible change.
+pub const SCHEMA: &str = "loadgen.report/v1";
+/// Send lag p99 above which loadgen itself fell behind its schedule.
+pub const LAG_WARN_US: u64 = 10_000;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub schema: &'static str,
+    pub started_at: String,
+    pub duration_s: f64,
+    pub mode: Mode,
+    pub wait_reply: bool,
+    pub rate_per_conn: f64,
+    pub payload_size: usize,
+    pub targets: Vec<String>,
+    pub environment: String,
+    pub workers: u32,
+    pub connections: Connections,
+    pub messages: Messages,
+    pub latency_us: Latency,
+    pub send_lag_us: SendLag,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chat: Option<Chat>,
+    pub resources: Vec<ProcReport>,
+    /// Replies on time and correct / messages sent (1.0 when nothing was sent).
+    pub success_rate: f64,
+    pub grades: Vec<GradeRow>,
+    pub warnings: Vec<String>,
+    pub error_samples: Vec<ErrorSample>,
+    pub series: Vec<SecondSample>,
+    pub exit_code: u8,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Connections {
+    pub target: u64,
+    pub established: u64,
+    pub failed: u64,
+    pub peak_open: i64,
+    pub drops: u64,
+    pub reconnects: u64,
+    pub time_us: Summary,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Messages {
+    pub sent: u64,
+    pub received: u64,
+    pub ok: u64,
+    pub timeouts: u64,
+    pub lost: u64,
+    pub in_flight: u64,
+    pub late: u64,
+    pub errors: BTreeMap<&'static str, u64>,
+    pub errors_total: u64,
+    /// Replies per second while at least 90% of the peak connections were open.
+    pub per_sec: f64,
+    pub sent_per_sec: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub corrected: Summary,
+    pub uncorrected: Summary,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SendLag {
+    #[serde(flatten)]
+    pub summary: Summary,
+    /// True when loadgen could not keep its own schedule.
+    pub behind: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Chat {
+    /// Time to first chunk, from the intended send time (= latency_us.corrected).
+    pub first_chunk_us: Summary,
+    pub chunk_gap_us: Summary,
+    pub done_us: Summary,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GradeRow {
+    pub metric: String,
+    pub key: MetricKey,
+    /// Human-readable measured value, or why it was not measured.
+    pub value: String,
+    /// The measured number in the table's base unit (us, bytes, %, count).
+    pub measured: Option<f64>,
+    pub grade: Grade,
+    pub thresholds: [String; 3],
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorSample {
+    pub message: String,
+    pub count: u64,
+}
+
+/// Everything [`build`] needs besides the merged recorder.
+pub struct Inputs<'a> {
+    pub started_at: String,
+    pub duration_s: f64,
+    pub mode: Mode,
+    pub wait_reply: bool,
+    pub rate_per_conn: f64,
+    pub payload_size: usize,
+    pub targets: Vec<String>,
+    pub environment: String,
+    pub workers: u32,
+    pub target_conns: u64,
+    pub peak_open: i64,
+    pub resources: Vec<ProcReport>,
+    pub series: Vec<SecondSample>,
+    pub notes: Vec<(String, u64)>,
+    pub thresholds: &'a Thresholds,
+    pub fail_on: FailOn,
+    pub embedded: bool,
+    pub abandoned: usize,
+}
+
+pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
+    let c = &rec.counts;
+    let corrected = Summary::of(&rec.corrected);
+    let uncorrected = Summary::of(&rec.uncorrected);
+    let lag = Summary::of(&rec.send_lag);
+    let behind = lag.p99 > LAG_WARN_US;
+    let conn_time = Summary::of(&rec.conn_time);
+    let plateau: Vec<&SecondSample> = inp
+        .series
+        .iter()
+        .filter(|s| inp.peak_open > 0 && s.open * 10 >= inp.peak_open * 9)
+        .collect();
+    let per_sec = if plateau.is_empty() {
+        c.received as f64 / inp.duration_s.max(0.001)
+    } else {
+        plateau.iter().map(|s| s.received as f64).sum::<f64>() / plateau.len() as f64
+    };
+    let errors: BTreeMap<&'static str, u64> = ErrorKind::ALL
+        .iter()
+        .map(|k| (k.name(), c.errors[*k as usize]))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    let success_rate = if c.sent == 0 {
+        1.0
+    } else {
+        c.ok as f64 / c.sent as f64
+    };
+
+    let mut warnings = Vec::new();
+    if behind {
+        warnings.push(format!(
+            "LOADGEN FELL BEHIND ITS SCHEDULE: send lag p99 {} (max {}). Its latency figures understate the truth \
+             and its rate is below the one asked for: use --workers, fewer --conns or a lower --rate.",
+            crate::engine::fmt_us(lag.p99),
+            crate::engine::fmt_us(lag.max)
+        ));
+    }
+    if !c.balanced() {
+        warnings.push(format!(
+            "accounting does not balance: sent {} != received {} + timeouts {} + lost {} + in flight {}",
+            c.sent, c.received, c.timeouts, c.lost, c.in_flight
+        ));
+    }
+    if inp.abandoned > 0 {
+        warnings.push(format!(
+            "{} connection tasks outlived the run and were abandoned; their unanswered messages are not accounted",
+            inp.abandoned
+        ));
+    }
+    if c.conn_failed > 0 {
+        warnings.push(format!("{} connection attempts failed", c.conn_failed));
+    }
+
+    let chat = (inp.mode == Mode::Chat).then(|| Chat {
+        first_chunk_us: corrected,
+        chunk_gap_us: Summary::of(&rec.chunk_gap),
+        done_us: Summary::of(&rec.done_time),
+    });
+
+    let nodes: Vec<&ProcReport> = inp
+        .resources
+        .iter()
+        .filter(|r| r.role == Role::Node)
+        .collect();
+    let grades = inp
+        .thresholds
+        .rows
+        .iter()
+        .map(|row| {
+            let (measured, value) =
+                measure(row.key, &inp, &nodes, conn_time, corrected, per_sec, c.sent);
+            GradeRow {
+                metric: row.name.clone(),
+                key: row.key,
+                grade: grades::grade(row, measured),
+                value,
+                measured,
+                thresholds: row.cells.clone(),
+            }
+        })
+        .collect::<Vec<_>>();
+    let pass_level = match inp.fail_on {
+        FailOn::Target => Grade::Target,
+        FailOn::Good => Grade::Good,
+        FailOn::Acceptable => Grade::Acceptable,
+    };
+    let failed = grades
+        .iter()
+        .any(|g| g.grade != Grade::NotMeasured && g.grade > pass_level);
+    Report {
+        schema: SCHEMA,
+        started_at: inp.started_at,
+        duration_s: inp.duration_s,
+        mode: inp.mode,
+        wait_reply: inp.wait_reply,
+        rate_per_conn: inp.rate_per_conn,
+        payload_size: inp.payload_size,
+        targets: inp.targets,
+        environment: inp.environment,
+        workers: inp.workers,
+        connections: Connections {
+            target: inp.target_conns,
+            established: c.conn_ok,
+            failed: c.conn_failed,
+            peak_open: inp.peak_open,
+            drops: c.drops,
+            reconnects: c.reconnects,
+            time_us: conn_time,
+        },
+        messages: Messages {
+            sent: c.sent,
+            received: c.received,
+            ok: c.ok,
+            timeouts: c.timeouts,
+            lost: c.lost,
+            in_flight: c.in_flight,
+            late: c.late,
+            errors_total: c.total_errors(),
+            errors,
+            per_sec,
+            sent_per_sec: c.sent as f64 / inp.duration_s.max(0.001),
+        },
+        latency_us: Latency {
+            corrected,
+            uncorrected,
+        },
+        send_lag_us: SendLag {
+            summary: lag,
+            behind,
+        },
+        chat,
+        resources: inp.resources,
+        success_rate,
+        grades,
+        warnings,
+        error_samples: inp
+            .notes
+            .into_iter()
+            .map(|(message, count)| ErrorSample { message, count })
+            .collect(),
+        series: inp.series,
+        exit_code: u8::from(failed),
+    }
+}
+
+/// The measured value for one table row, or why there is none.
+fn measure(
+    key: MetricKey,
+    inp: &Inputs<'_>,
+    nodes: &[&ProcReport],
+    conn_time: Summary,
+    corrected: Summary,
+    per_sec: f64,
+    sent: u64,
+) -> (Option<f64>, String) {
+    use crate::engine::fmt_us;
+    match key {
+        MetricKey::ConnectionTime if conn_time.count > 0 => (
+            Some(conn_time.p99 as f64),
+            format!(
+                "p99 {} (p50 {})",
+                fmt_us(conn_time.p99),
+                fmt_us(conn_time.p50)
+            ),
+        ),
+        MetricKey::ConnectionTime => (None, "n/a (no connection was established)".into()),
+        MetricKey::MessageLatency if corrected.count > 0 => (
+            Some(corrected.p99 as f64),
+            format!(
+                "p99 {} corrected (p50 {})",
+                fmt_us(corrected.p99),
+                fmt_us(corrected.p50)
+            ),
+        ),
+        MetricKey::MessageLatency if sent == 0 => (None, "n/a (no message sent: --rate 0)".into()),
+        MetricKey::MessageLatency => (None, "n/a (no reply received)".into()),
+        MetricKey::RecoveryTime => (
+            None,
+            "n/a (loadgen does not kill streams; see the failover scenario tests)".into(),
+        ),
+        MetricKey::FailoverTime => (
+            None,
+            "n/a (loadgen does not stop nodes; see the failover scenario tests)".into(),
+        ),
+        MetricKey::ConcurrentConnections => (
+            Some(inp.peak_open as f64),
+            format!(
+                "{} open at peak (of {} wanted)",
+                inp.peak_open, inp.target_conns
+            ),
+        ),
+        MetricKey::MessagesPerSec if sent > 0 => {
+            (Some(per_sec), format!("{per_sec:.0} replies/s sustained"))
+        }
+        MetricKey::MessagesPerSec => (None, "n/a (no message sent: --rate 0)".into()),
+        MetricKey::MemoryPerConnection => {
+            match nodes.iter().find_map(|n| n.bytes_per_conn.map(|b| (b, n))) {
+                Some((b, n)) => (
+                    Some(b.max(0.0)),
+                    format!(
+                        "{:.1} KiB per conn (node RSS at {} conns)",
+                        b / 1024.0,
+                        n.conns_at_sample
+                    ),
+                ),
+                None => (None, no_node_reason(inp, nodes)),
+            }
+        }
+        MetricKey::CpuUsage => match nodes.iter().find_map(|n| n.cpu_pct.map(|c| (c, n))) {
+            Some((c, n)) => (
+                Some(c),
+                format!(
+                    "{c:.0}% of one core (node mean at {} conns)",
+                    n.conns_at_sample
+                ),
+            ),
+            None => (None, no_node_reason(inp, nodes)),
+        },
+    }
+}
+
+fn no_node_reason(inp: &Inputs<'_>, nodes: &[&ProcReport]) -> String {
+    if let Some(n) = nodes.iter().find_map(|n| n.note.clone()) {
+        format!("n/a ({n})")
+    } else if !inp.embedded {
+        "n/a (node process not local to loadgen; pass --node-pid)".into()
+    } else {
+        "n/a (no sample with connections open)".into()
+    }
+}

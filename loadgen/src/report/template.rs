@@ -1,0 +1,325 @@
+//! The seed's "Load Test Results Template" and "Target Metrics" table,
+//! filled from a [`Report`].
+//!
+//! Every blank of the template gets a measured value or `n/a (why)`; Issues
+//! Found and Recommendations are derived from the grades and warnings, so a
+//! reader never sees an empty line to fill in by hand.
+
+use super::Report;
+use super::grades::{Grade, MetricKey};
+use crate::engine::fmt_us;
+use crate::monitor::Role;
+use std::fmt::Write as _;
+
+/// The filled template as plain text (the seed's layout).
+pub fn template(r: &Report) -> String {
+    let mut s = String::new();
+    let c = &r.connections;
+    let m = &r.messages;
+    let l = &r.latency_us;
+    let _ = writeln!(s, "Test Date: {}", r.started_at);
+    let _ = writeln!(s, "Environment: {}", r.environment);
+    let _ = writeln!(s, "Duration: {:.1} s", r.duration_s);
+    s.push('\n');
+    let _ = writeln!(
+        s,
+        "Connections: {} concurrent (peak open; {} wanted, {} established, {} failed)",
+        c.peak_open, c.target, c.established, c.failed
+    );
+    let _ = writeln!(
+        s,
+        "Message Rate: {:.0} msg/sec (replies, sustained; {:.0} sent/s, {} per connection asked)",
+        m.per_sec, m.sent_per_sec, r.rate_per_conn
+    );
+    let _ = writeln!(
+        s,
+        "Total Messages: {} sent, {} received",
+        m.sent, m.received
+    );
+    s.push('\n');
+    s.push_str("Results:\n");
+    let _ = writeln!(s, "- Success Rate: {:.3}%", r.success_rate * 100.0);
+    let lat = |v: u64, u: u64| {
+        if l.corrected.count == 0 {
+            "n/a (no reply received)".to_string()
+        } else {
+            format!(
+                "{:.2}ms (corrected for coordinated omission; uncorrected {:.2}ms)",
+                v as f64 / 1000.0,
+                u as f64 / 1000.0
+            )
+        }
+    };
+    let _ = writeln!(
+        s,
+        "- Avg Latency: {}",
+        lat(
+            l.corrected.mean.round() as u64,
+            l.uncorrected.mean.round() as u64
+        )
+    );
+    let _ = writeln!(
+        s,
+        "- P95 Latency: {}",
+        lat(l.corrected.p95, l.uncorrected.p95)
+    );
+    let _ = writeln!(
+        s,
+        "- P99 Latency: {}",
+        lat(l.corrected.p99, l.uncorrected.p99)
+    );
+    let kinds: Vec<String> = m.errors.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    let _ = writeln!(
+        s,
+        "- Errors: {} ({}; {} timeouts, {} lost with their connection, {} drops)",
+        m.errors_total,
+        if kinds.is_empty() {
+            "none by kind".to_string()
+        } else {
+            kinds.join(", ")
+        },
+        m.timeouts,
+        m.lost,
+        c.drops
+    );
+    let _ = writeln!(s, "- Reconnects: {}", c.reconnects);
+    s.push('\n');
+    s.push_str("Resource Usage:\n");
+    let nodes: Vec<_> = r
+        .resources
+        .iter()
+        .filter(|p| p.role == Role::Node)
+        .collect();
+    for i in 0..nodes.len().max(3) {
+        let v = match nodes.get(i) {
+            Some(p) => match p.cpu_pct {
+                Some(cpu) => format!(
+                    "{cpu:.1}% (mean, max {:.1}%; 100% = one core; pid {})",
+                    p.cpu_pct_max.unwrap_or(cpu),
+                    p.pid
+                ),
+                None => format!(
+                    "n/a ({})",
+                    p.note.clone().unwrap_or_else(|| "no sample".into())
+                ),
+            },
+            None if nodes.is_empty() => {
+                "n/a (no node process monitored: pass --node-pid)".to_string()
+            }
+            None => format!(
+                "n/a (only {} node process{} monitored)",
+                nodes.len(),
+                if nodes.len() == 1 { "" } else { "es" }
+            ),
+        };
+        let _ = writeln!(s, "- Node {} CPU: {v}", i + 1);
+    }
+    let redis = r.resources.iter().find(|p| p.role == Role::Redis);
+    let redis_v = match redis {
+        Some(p) => match p.cpu_pct {
+            Some(cpu) => format!("{cpu:.1}% (mean; pid {})", p.pid),
+            None => format!(
+                "n/a ({})",
+                p.note.clone().unwrap_or_else(|| "no sample".into())
+            ),
+        },
+        None => "n/a (no redis-server monitored: pass --redis-pid)".to_string(),
+    };
+    let _ = writeln!(s, "- Redis CPU: {redis_v}");
+    let server_rss: u64 = r
+        .resources
+        .iter()
+        .filter(|p| p.role != Role::Loadgen)
+        .filter_map(|p| p.rss_bytes)
+        .sum();
+    let loadgen_rss: u64 = r
+        .resources
+        .iter()
+        .filter(|p| p.role == Role::Loadgen)
+        .filter_map(|p| p.rss_bytes)
+        .sum();
+    let total = if r
+        .resources
+        .iter()
+        .any(|p| p.role != Role::Loadgen && p.rss_bytes.is_some())
+    {
+        format!(
+            "{:.1}MB (nodes + redis RSS at peak connections; loadgen itself {:.1}MB more)",
+            mb(server_rss),
+            mb(loadgen_rss)
+        )
+    } else {
+        format!(
+            "n/a (no server process monitored; loadgen itself {:.1}MB)",
+            mb(loadgen_rss)
+        )
+    };
+    let _ = writeln!(s, "- Total Memory: {total}");
+    s.push('\n');
+    s.push_str("Issues Found:\n");
+    for i in issues(r) {
+        let _ = writeln!(s, "- {i}");
+    }
+    s.push('\n');
+    s.push_str("Recommendations:\n");
+    for i in recommendations(r) {
+        let _ = writeln!(s, "- {i}");
+    }
+    s
+}
+
+fn mb(b: u64) -> f64 {
+    b as f64 / (1024.0 * 1024.0)
+}
+
+/// The Target Metrics table with the measured value and grade of each row.
+pub fn grade_table(r: &Report) -> String {
+    let mut s = String::new();
+    s.push_str("| Metric | Target | Good | Acceptable | Measured | Grade |\n");
+    s.push_str("|--------|--------|------|------------|----------|-------|\n");
+    for g in &r.grades {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} |",
+            g.metric,
+            g.thresholds[0],
+            g.thresholds[1],
+            g.thresholds[2],
+            g.value,
+            g.grade.label()
+        );
+    }
+    s
+}
+
+/// Warnings first (they qualify every figure), then each metric short of Target.
+pub fn issues(r: &Report) -> Vec<String> {
+    let mut v: Vec<String> = r.warnings.clone();
+    for g in &r.grades {
+        if matches!(g.grade, Grade::Good | Grade::Acceptable | Grade::Fail) {
+            v.push(format!(
+                "{}: {} graded {} (Target {})",
+                g.metric,
+                g.value,
+                g.grade.label(),
+                g.thresholds[0]
+            ));
+        }
+    }
+    let m = &r.messages;
+    if m.timeouts > 0 || m.lost > 0 {
+        v.push(format!(
+            "{} messages timed out and {} were lost with their connection",
+            m.timeouts, m.lost
+        ));
+    }
+    for e in r.error_samples.iter().take(3) {
+        v.push(format!("error seen {} times: {}", e.count, e.message));
+    }
+    if v.is_empty() {
+        v.push("none: every measured metric reached its Target and no message failed".into());
+    }
+    v
+}
+
+pub fn recommendations(r: &Report) -> Vec<String> {
+    let mut v = Vec::new();
+    if r.send_lag_us.behind {
+        v.push("loadgen itself was the bottleneck: rerun with --workers 2 (or fewer --conns / lower --rate) before trusting the latency figures".to_string());
+    }
+    for g in &r.grades {
+        if !matches!(g.grade, Grade::Acceptable | Grade::Fail) {
+            continue;
+        }
+        let tip = match g.key {
+            MetricKey::ConnectionTime => {
+                "connection setup is slow: check the node's accept loop and listen backlog, or lower --connect-rate to see if bursts cause it"
+            }
+            MetricKey::MessageLatency => {
+                "message latency is high: profile the node under this load (CPU bound?) and compare the corrected and uncorrected p99 to tell stalls from steady slowness"
+            }
+            MetricKey::ConcurrentConnections => {
+                "fewer connections stayed open than wanted: check fd limits (ulimit -n) on both sides and the connection errors above"
+            }
+            MetricKey::MessagesPerSec => {
+                "throughput is below the table: raise --conns/--rate until the node saturates, or add nodes"
+            }
+            MetricKey::MemoryPerConnection => {
+                "memory per connection is high: look at per-connection buffers and queues in the node"
+            }
+            MetricKey::CpuUsage => {
+                "node CPU is high at this load: profile it (perf, flamegraph) before adding nodes"
+            }
+            MetricKey::RecoveryTime | MetricKey::FailoverTime => {
+                "recovery/failover is slow: see the scenario tests"
+            }
+        };
+        v.push(format!("{}: {tip}", g.metric));
+    }
+    if r.messages.timeouts + r.messages.lost > 0 && v.is_empty() {
+        v.push(
+            "some messages failed: read the errors above and the node's logs for that time"
+                .to_string(),
+        );
+    }
+    if r.grades.iter().any(|g| g.grade == Grade::NotMeasured) {
+        v.push("some metrics were not measured (see the grade table); run the matching scenario or pass --node-pid/--redis-pid to fill them".to_string());
+    }
+    if v.is_empty() {
+        v.push("none needed at this load; raise --conns or --rate to find the limit".to_string());
+    }
+    v
+}
+
+/// The Markdown document for `--out-md`.
+pub fn markdown(r: &Report) -> String {
+    let mut s = String::new();
+    s.push_str("# Load Test Results\n\n");
+    let _ = writeln!(
+        s,
+        "Mode `{:?}`{}, {} per connection, targets: {}.\n",
+        r.mode,
+        if r.wait_reply { " (--wait-reply)" } else { "" },
+        format_rate(r.rate_per_conn),
+        r.targets.join(", ")
+    );
+    if !r.warnings.is_empty() {
+        s.push_str("**Warnings**\n\n");
+        for w in &r.warnings {
+            let _ = writeln!(s, "- **{w}**");
+        }
+        s.push('\n');
+    }
+    s.push_str("## Load Test Results Template\n\n```\n");
+    s.push_str(&template(r));
+    s.push_str("```\n\n## Target Metrics\n\n");
+    s.push_str(&grade_table(r));
+    s.push_str("\n## Latency detail\n\n");
+    s.push_str("| | mean | p50 | p95 | p99 | p99.9 | max |\n|---|---|---|---|---|---|---|\n");
+    for (name, x) in [
+        ("corrected (from intended send)", &r.latency_us.corrected),
+        ("uncorrected (from actual send)", &r.latency_us.uncorrected),
+        ("send lag", &r.send_lag_us.summary),
+        ("connection time", &r.connections.time_us),
+    ] {
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {} | {} | {} | {} | {} |",
+            fmt_us(x.mean.round() as u64),
+            fmt_us(x.p50),
+            fmt_us(x.p95),
+            fmt_us(x.p99),
+            fmt_us(x.p999),
+            fmt_us(x.max)
+        );
+    }
+    s
+}
+
+fn format_rate(r: f64) -> String {
+    if r == 0.0 {
+        "no messages (connect only)".into()
+    } else {
+        format!("{r} msg/s")
+    }
+}

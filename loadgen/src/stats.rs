@@ -1,0 +1,414 @@
+//! Counters and HdrHistograms, recorded without a shared lock on the hot path.
+//!
+//! Every runtime thread lazily gets its own [`Recorder`] shard (a
+//! thread-local handle to a per-thread mutex that only the once-a-second
+//! collector ever contends for). Shards are merged losslessly: histograms
+//! with identical bounds add bucket by bucket, and counts add. The same
+//! merge combines the results of `--workers` processes.
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Histogram bounds: 1 us to 1 h at 3 significant figures.
+pub const LOWEST_US: u64 = 1;
+pub const HIGHEST_US: u64 = 3_600_000_000;
+pub const SIGFIG: u8 = 3;
+
+pub fn new_hist() -> Histogram<u64> {
+    // Constant, valid bounds: this cannot fail.
+    Histogram::new_with_bounds(LOWEST_US, HIGHEST_US, SIGFIG).expect("valid histogram bounds")
+}
+
+/// Record one value in microseconds, clamped into the histogram's range.
+pub fn record(h: &mut Histogram<u64>, us: u64) {
+    h.saturating_record(us.clamp(LOWEST_US, HIGHEST_US));
+}
+
+/// Kinds of error counted separately; the list is fixed so counts stay bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// TCP connect failed (refused, unreachable, out of ports...).
+    Connect,
+    /// Connecting or the handshake took longer than --timeout.
+    ConnectTimeout,
+    /// The HTTP upgrade failed (not 101, missing headers, garbage).
+    Handshake,
+    /// The node's first frame was not a valid `welcome`.
+    Welcome,
+    /// A frame that is not valid for the protocol (bad JSON, wrong type).
+    Protocol,
+    /// A reply whose contents do not match what was sent.
+    BadReply,
+    /// An `error` frame from the node.
+    ServerError,
+    /// A chat chunk index out of order, or `done` with a wrong count.
+    ChunkOrder,
+    /// A chat chunk whose text is not the deterministic text for its index.
+    ChunkText,
+    /// Writing a frame failed.
+    Write,
+    /// Reading failed: reset, EOF or bad WebSocket framing.
+    Read,
+    /// The server sent a close frame.
+    Closed,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 12] = [
+        ErrorKind::Connect,
+        ErrorKind::ConnectTimeout,
+        ErrorKind::Handshake,
+        ErrorKind::Welcome,
+        ErrorKind::Protocol,
+        ErrorKind::BadReply,
+        ErrorKind::ServerError,
+        ErrorKind::ChunkOrder,
+        ErrorKind::ChunkText,
+        ErrorKind::Write,
+        ErrorKind::Read,
+        ErrorKind::Closed,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Connect => "connect",
+            ErrorKind::ConnectTimeout => "connect_timeout",
+            ErrorKind::Handshake => "handshake",
+            ErrorKind::Welcome => "welcome",
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::BadReply => "bad_reply",
+            ErrorKind::ServerError => "server_error",
+            ErrorKind::ChunkOrder => "chunk_order",
+            ErrorKind::ChunkText => "chunk_text",
+            ErrorKind::Write => "write",
+            ErrorKind::Read => "read",
+            ErrorKind::Closed => "closed_by_server",
+        }
+    }
+}
+
+/// Event counts. Every message sent ends in exactly one of `received`,
+/// `timeouts`, `lost` or `in_flight`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub sent: u64,
+    /// Messages completed by their reply (echo back, chat `done`, or an
+    /// error frame naming the message).
+    pub received: u64,
+    /// Received within --timeout with correct contents.
+    pub ok: u64,
+    /// No reply within --timeout.
+    pub timeouts: u64,
+    /// Unanswered when their connection dropped.
+    pub lost: u64,
+    /// Unanswered, but not yet timed out, when the run ended.
+    pub in_flight: u64,
+    /// Replies that came after their message had already timed out.
+    pub late: u64,
+    pub conn_ok: u64,
+    pub conn_failed: u64,
+    /// Connections that ended without loadgen asking (close, reset, EOF).
+    pub drops: u64,
+    pub reconnects: u64,
+    pub errors: [u64; ErrorKind::ALL.len()],
+}
+
+impl Counts {
+    pub fn add(&mut self, o: &Counts) {
+        self.sent += o.sent;
+        self.received += o.received;
+        self.ok += o.ok;
+        self.timeouts += o.timeouts;
+        self.lost += o.lost;
+        self.in_flight += o.in_flight;
+        self.late += o.late;
+        self.conn_ok += o.conn_ok;
+        self.conn_failed += o.conn_failed;
+        self.drops += o.drops;
+        self.reconnects += o.reconnects;
+        for (a, b) in self.errors.iter_mut().zip(o.errors) {
+            *a += b;
+        }
+    }
+
+    pub fn error(&mut self, kind: ErrorKind) {
+        self.errors[kind as usize] += 1;
+    }
+
+    pub fn total_errors(&self) -> u64 {
+        self.errors.iter().sum()
+    }
+
+    /// The accounting identity: sent = received + timeouts + lost + in_flight.
+    pub fn balanced(&self) -> bool {
+        self.sent == self.received + self.timeouts + self.lost + self.in_flight
+    }
+}
+
+/// One shard of measurements.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    pub counts: Counts,
+    /// TCP connect + WebSocket handshake.
+    pub conn_time: Histogram<u64>,
+    /// Reply latency from the intended send time (coordinated-omission corrected).
+    pub corrected: Histogram<u64>,
+    /// Reply latency from the actual send time.
+    pub uncorrected: Histogram<u64>,
+    /// Actual minus intended send time.
+    pub send_lag: Histogram<u64>,
+    /// Chat: gap between consecutive chunks.
+    pub chunk_gap: Histogram<u64>,
+    /// Chat: from the intended send time to `done`.
+    pub done_time: Histogram<u64>,
+    /// This second's corrected latencies; reset by the collector.
+    pub sec_corrected: Histogram<u64>,
+    /// This second's uncorrected latencies; reset by the collector.
+    pub sec_uncorrected: Histogram<u64>,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder {
+            counts: Counts::default(),
+            conn_time: new_hist(),
+            corrected: new_hist(),
+            uncorrected: new_hist(),
+            send_lag: new_hist(),
+            chunk_gap: new_hist(),
+            done_time: new_hist(),
+            sec_corrected: new_hist(),
+            sec_uncorrected: new_hist(),
+        }
+    }
+}
+
+impl Recorder {
+    /// Lossless merge: same bounds, so buckets add exactly.
+    pub fn merge(&mut self, o: &Recorder) {
+        self.counts.add(&o.counts);
+        for (a, b) in [
+            (&mut self.conn_time, &o.conn_time),
+            (&mut self.corrected, &o.corrected),
+            (&mut self.uncorrected, &o.uncorrected),
+            (&mut self.send_lag, &o.send_lag),
+            (&mut self.chunk_gap, &o.chunk_gap),
+            (&mut self.done_time, &o.done_time),
+            (&mut self.sec_corrected, &o.sec_corrected),
+            (&mut self.sec_uncorrected, &o.sec_uncorrected),
+        ] {
+            // Same bounds on both sides, so this cannot fail; saturate otherwise.
+            if a.add(b).is_err() {
+                for v in b.iter_recorded() {
+                    a.saturating_record_n(v.value_iterated_to(), v.count_at_value());
+                }
+            }
+        }
+    }
+
+    /// A latency sample: records both views plus this second's views.
+    pub fn latency(&mut self, corrected_us: u64, uncorrected_us: u64) {
+        record(&mut self.corrected, corrected_us);
+        record(&mut self.uncorrected, uncorrected_us);
+        record(&mut self.sec_corrected, corrected_us);
+        record(&mut self.sec_uncorrected, uncorrected_us);
+    }
+}
+
+/// What the collector takes every second.
+#[derive(Debug, Clone, Default)]
+pub struct Second {
+    pub counts: Counts,
+    pub corrected: Option<Histogram<u64>>,
+    pub uncorrected: Option<Histogram<u64>>,
+}
+
+static NEXT_RUN: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    static LOCAL: RefCell<Option<(u64, Arc<Mutex<Recorder>>)>> = const { RefCell::new(None) };
+}
+
+fn lock(m: &Mutex<Recorder>) -> MutexGuard<'_, Recorder> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// All shards of one run, plus the few gauges that must be global.
+pub struct Stats {
+    run: u64,
+    shards: Mutex<Vec<Arc<Mutex<Recorder>>>>,
+    /// Connections open right now.
+    pub open: AtomicI64,
+    /// Most connections open at once.
+    pub peak_open: AtomicI64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            run: NEXT_RUN.fetch_add(1, Ordering::Relaxed),
+            shards: Mutex::new(Vec::new()),
+            open: AtomicI64::new(0),
+            peak_open: AtomicI64::new(0),
+        }
+    }
+}
+
+impl Stats {
+    /// Run `f` on this thread's shard, creating it on first use.
+    pub fn with<R>(&self, f: impl FnOnce(&mut Recorder) -> R) -> R {
+        LOCAL.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            let shard = match &*slot {
+                Some((run, shard)) if *run == self.run => shard,
+                _ => {
+                    let shard = Arc::new(Mutex::new(Recorder::default()));
+                    self.shards
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(shard.clone());
+                    &slot.insert((self.run, shard)).1
+                }
+            };
+            f(&mut lock(shard))
+        })
+    }
+
+    pub fn count(&self, f: impl FnOnce(&mut Counts)) {
+        self.with(|r| f(&mut r.counts));
+    }
+
+    pub fn conn_opened(&self) {
+        let now = self.open.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak_open.fetch_max(now, Ordering::Relaxed);
+    }
+
+    pub fn conn_closed(&self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn shard_list(&self) -> Vec<Arc<Mutex<Recorder>>> {
+        self.shards
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Cumulative counts plus this second's histograms (which are reset).
+    pub fn take_second(&self) -> Second {
+        let mut out = Second::default();
+        let mut c = new_hist();
+        let mut u = new_hist();
+        for s in self.shard_list() {
+            let mut r = lock(&s);
+            out.counts.add(&r.counts);
+            let _ = c.add(&r.sec_corrected);
+            let _ = u.add(&r.sec_uncorrected);
+            r.sec_corrected.reset();
+            r.sec_uncorrected.reset();
+        }
+        out.corrected = Some(c);
+        out.uncorrected = Some(u);
+        out
+    }
+
+    /// Everything recorded so far, merged.
+    pub fn total(&self) -> Recorder {
+        let mut out = Recorder::default();
+        for s in self.shard_list() {
+            out.merge(&lock(&s));
+        }
+        out
+    }
+}
+
+/// Percentile summary of one histogram in microseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Summary {
+    pub count: u64,
+    pub mean: f64,
+    pub p50: u64,
+    pub p95: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+impl Summary {
+    pub fn of(h: &Histogram<u64>) -> Summary {
+        if h.is_empty() {
+            return Summary::default();
+        }
+        Summary {
+            count: h.len(),
+            mean: h.mean(),
+            p50: h.value_at_quantile(0.50),
+            p95: h.value_at_quantile(0.95),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
+}
+
+/// A histogram as (value, count) pairs: lossless for a histogram of the
+/// same bounds, and plain JSON (used between `--workers` processes).
+pub fn hist_to_pairs(h: &Histogram<u64>) -> Vec<(u64, u64)> {
+    h.iter_recorded()
+        .map(|v| (v.value_iterated_to(), v.count_at_value()))
+        .collect()
+}
+
+pub fn hist_from_pairs(pairs: &[(u64, u64)]) -> Histogram<u64> {
+    let mut h = new_hist();
+    for &(v, n) in pairs {
+        h.saturating_record_n(v.clamp(LOWEST_US, HIGHEST_US), n);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_merge_losslessly() {
+        let stats = Arc::new(Stats::default());
+        let mut expect = new_hist();
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let stats = &stats;
+                s.spawn(move || {
+                    for i in 0..1000u64 {
+                        stats.with(|r| r.latency(t * 1000 + i + 1, 5));
+                        stats.count(|c| c.sent += 1);
+                    }
+                });
+            }
+        });
+        for t in 0..4u64 {
+            for i in 0..1000u64 {
+                record(&mut expect, t * 1000 + i + 1);
+            }
+        }
+        let total = stats.total();
+        assert_eq!(total.counts.sent, 4000);
+        assert_eq!(total.corrected, expect);
+        assert_eq!(stats.shard_list().len(), 4);
+        let sec = stats.take_second();
+        assert_eq!(sec.corrected.unwrap().len(), 4000);
+        assert!(stats.take_second().corrected.unwrap().is_empty());
+    }
+
+    #[test]
+    fn pairs_round_trip() {
+        let mut h = new_hist();
+        for v in [1, 7, 1234, 99_999, 3_000_000_000] {
+            record(&mut h, v);
+        }
+        assert_eq!(hist_from_pairs(&hist_to_pairs(&h)), h);
+    }
+}

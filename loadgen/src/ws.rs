@@ -1,0 +1,140 @@
+//! Opening one WebSocket client connection: TCP (optionally from a chosen
+//! source address) and the HTTP upgrade, via fastwebsockets' hyper handshake.
+//!
+//! Kept apart from the load logic so the connect path can change (another
+//! handshake, another socket option) without touching measurement code.
+
+use crate::config::Target;
+use bytes::Bytes;
+use fastwebsockets::{WebSocket, WebSocketRead, WebSocketWrite, handshake};
+use http_body_util::Empty;
+use hyper::Request;
+use hyper::header::{CONNECTION, HOST, UPGRADE};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use tokio::io::{ReadHalf, WriteHalf};
+use tokio::net::TcpSocket;
+
+pub type Stream = TokioIo<Upgraded>;
+pub type Ws = WebSocket<Stream>;
+pub type WsRead = WebSocketRead<ReadHalf<Stream>>;
+pub type WsWrite = WebSocketWrite<WriteHalf<Stream>>;
+
+/// Largest frame accepted from a server: bigger ones close the connection
+/// instead of growing the read buffer without bound.
+pub const MAX_FRAME: usize = 2 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("TCP connect to {addr}: {source}")]
+    Tcp {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("WebSocket handshake with {addr}: {reason}")]
+    Handshake { addr: SocketAddr, reason: String },
+}
+
+/// Hands hyper's connection driver to the tokio runtime.
+struct SpawnExecutor;
+
+impl<F> hyper::rt::Executor<F> for SpawnExecutor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::spawn(fut);
+    }
+}
+
+/// Connect to `target` and upgrade `path_and_query` to a WebSocket.
+pub async fn connect(
+    target: &Target,
+    path_and_query: &str,
+    source: Option<Ipv4Addr>,
+) -> Result<Ws, ConnectError> {
+    let addr = target.addr;
+    let tcp_err = |source| ConnectError::Tcp { addr, source };
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4(),
+        SocketAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .map_err(tcp_err)?;
+    if let (Some(ip), SocketAddr::V4(_)) = (source, addr) {
+        bind_no_port(&socket).map_err(tcp_err)?;
+        socket
+            .bind(SocketAddr::new(IpAddr::V4(ip), 0))
+            .map_err(tcp_err)?;
+    }
+    let tcp = socket.connect(addr).await.map_err(tcp_err)?;
+    // Small frames must leave at once: latency is what is measured.
+    let _ = tcp.set_nodelay(true);
+
+    let hs_err = |reason: String| ConnectError::Handshake { addr, reason };
+    let req = Request::builder()
+        .method("GET")
+        .uri(path_and_query)
+        .header(HOST, target.authority.as_str())
+        .header(UPGRADE, "websocket")
+        .header(CONNECTION, "upgrade")
+        .header("Sec-WebSocket-Key", handshake::generate_key())
+        .header("Sec-WebSocket-Version", "13")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| hs_err(format!("bad request: {e}")))?;
+    let (mut ws, _resp) = handshake::client(&SpawnExecutor, req, tcp)
+        .await
+        .map_err(|e| hs_err(describe(&e)))?;
+    ws.set_max_message_size(MAX_FRAME);
+    Ok(ws)
+}
+
+fn describe(e: &fastwebsockets::WebSocketError) -> String {
+    use fastwebsockets::WebSocketError as E;
+    match e {
+        E::InvalidStatusCode(c) => format!(
+            "HTTP {c} instead of 101 Switching Protocols (not a WebSocket endpoint, wrong path, or session refused)"
+        ),
+        E::InvalidUpgradeHeader | E::InvalidConnectionHeader => {
+            "the reply is not a WebSocket upgrade".to_string()
+        }
+        other => format!("{other}"),
+    }
+}
+
+/// Let the kernel pick the source port at connect time rather than at bind
+/// time, so one source address can serve many destinations
+/// (IP_BIND_ADDRESS_NO_PORT, Linux 4.2+).
+#[cfg(target_os = "linux")]
+fn bind_no_port(socket: &TcpSocket) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket fd and a pointer to a live c_int of the given size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn bind_no_port(_socket: &TcpSocket) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Split a connection so one task can read while another writes.
+pub fn split(ws: Ws) -> (WsRead, WsWrite) {
+    ws.split(tokio::io::split)
+}
