@@ -279,6 +279,7 @@ async fn measure(
             fail_on: cfg.fail_on,
             embedded,
             abandoned,
+            timeout_us: cfg.timeout.as_micros() as u64,
         },
     );
     Ok(Outcome {

@@ -134,6 +134,8 @@ pub struct Inputs<'a> {
     pub fail_on: FailOn,
     pub embedded: bool,
     pub abandoned: usize,
+    /// --timeout in microseconds: the latency at least every unanswered message had.
+    pub timeout_us: u64,
 }
 
 pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
@@ -206,7 +208,7 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
         .iter()
         .map(|row| {
             let (measured, value) =
-                measure(row.key, &inp, &nodes, conn_time, corrected, per_sec, c.sent);
+                measure(row.key, &inp, &nodes, conn_time, corrected, per_sec, c);
             GradeRow {
                 metric: row.name.clone(),
                 key: row.key,
@@ -289,10 +291,22 @@ fn measure(
     conn_time: Summary,
     corrected: Summary,
     per_sec: f64,
-    sent: u64,
+    c: &crate::stats::Counts,
 ) -> (Option<f64>, String) {
     use crate::engine::fmt_us;
+    let sent = c.sent;
+    let unanswered = c.timeouts + c.lost;
     match key {
+        // Unanswered messages waited at least --timeout: when more than 1%
+        // went unanswered, the true p99 is at least that.
+        MetricKey::MessageLatency if sent > 0 && unanswered * 100 > sent => (
+            Some(inp.timeout_us.max(corrected.p99) as f64),
+            format!(
+                "p99 >= {} ({:.1}% of messages unanswered within --timeout)",
+                fmt_us(inp.timeout_us.max(corrected.p99)),
+                unanswered as f64 * 100.0 / sent as f64
+            ),
+        ),
         MetricKey::ConnectionTime if conn_time.count > 0 => (
             Some(conn_time.p99 as f64),
             format!(

@@ -1,0 +1,555 @@
+//! Behaviour of whole runs, driven through `loadgen::run` like the binary.
+//!
+//! Runs are short (a few seconds, a handful of connections) and the checks
+//! are about correctness, not speed: this machine is small and shared.
+
+mod support;
+
+use clap::Parser;
+use loadgen::report::Report;
+use loadgen::{Error, Opts};
+use std::time::{Duration, Instant};
+use support::Behavior;
+
+fn opts(args: &[&str]) -> Opts {
+    Opts::try_parse_from(["loadgen", "--quiet"].iter().chain(args.iter())).expect("valid options")
+}
+
+fn report(args: &[&str]) -> Report {
+    let out = loadgen::run(opts(args)).expect("the run should succeed");
+    out.report.expect("a report")
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+fn assert_balanced(r: &Report) {
+    let m = &r.messages;
+    assert_eq!(
+        m.sent,
+        m.received + m.timeouts + m.lost + m.in_flight,
+        "accounting identity: {m:?}"
+    );
+}
+
+#[test]
+fn fixed_delay_server_gives_p50_within_10_percent() {
+    let srv = support::start(Behavior::Echo {
+        delay: Duration::from_millis(50),
+    });
+    let r = report(&[
+        "--url",
+        &srv.url(),
+        "--conns",
+        "5",
+        "--rate",
+        "20",
+        "--duration",
+        "2s",
+    ]);
+    let c = r.latency_us.corrected.p50;
+    let u = r.latency_us.uncorrected.p50;
+    assert!(r.messages.received > 100, "{:?}", r.messages);
+    for p50 in [c, u] {
+        assert!(
+            (45.0..=55.0).contains(&ms(p50)),
+            "p50 {} ms is not within 10% of 50 ms",
+            ms(p50)
+        );
+    }
+    assert_eq!(r.messages.errors_total, 0);
+    assert_balanced(&r);
+}
+
+#[test]
+fn one_stall_shows_in_corrected_p99_but_not_uncorrected() {
+    let srv = support::start(Behavior::StallOnce {
+        at: Duration::from_millis(1000),
+        stall: Duration::from_secs(1),
+    });
+    let r = report(&[
+        "--url",
+        &srv.url(),
+        "--conns",
+        "2",
+        "--rate",
+        "100",
+        "--duration",
+        "4s",
+        "--wait-reply",
+    ]);
+    let c = r.latency_us.corrected.p99;
+    let u = r.latency_us.uncorrected.p99;
+    assert!(r.messages.received > 500, "{:?}", r.messages);
+    assert!(
+        ms(c) >= 500.0,
+        "corrected p99 {} ms should show the 1 s stall",
+        ms(c)
+    );
+    assert!(
+        ms(u) < 200.0,
+        "uncorrected p99 {} ms should hide the stall",
+        ms(u)
+    );
+    assert!(
+        r.latency_us.uncorrected.max >= 900_000,
+        "the stalled message itself took ~1 s: max {}",
+        r.latency_us.uncorrected.max
+    );
+    assert_balanced(&r);
+}
+
+#[test]
+fn accounting_holds_with_timeouts_and_in_flight() {
+    let srv = support::start(Behavior::SilentAfter {
+        after: Duration::from_millis(500),
+    });
+    let r = report(&[
+        "--url",
+        &srv.url(),
+        "--conns",
+        "3",
+        "--rate",
+        "20",
+        "--duration",
+        "2s",
+        "--timeout",
+        "700ms",
+    ]);
+    let m = &r.messages;
+    assert!(m.received > 0 && m.timeouts > 0, "{m:?}");
+    assert!(m.in_flight == 0, "the drain waits out the timeout: {m:?}");
+    assert_balanced(&r);
+    assert!(r.success_rate < 1.0);
+    // More than 1% unanswered: latency is graded as at least the timeout.
+    let lat = r
+        .grades
+        .iter()
+        .find(|g| g.metric == "Message Latency")
+        .unwrap();
+    assert_eq!(lat.grade, loadgen::report::grades::Grade::Fail, "{lat:?}");
+    assert_eq!(r.exit_code, 1);
+}
+
+#[test]
+fn accounting_holds_when_connections_drop_and_reconnect() {
+    let srv = support::start(Behavior::DropAfter { n: 5 });
+    let r = report(&[
+        "--url",
+        &srv.url(),
+        "--conns",
+        "3",
+        "--rate",
+        "50",
+        "--duration",
+        "2s",
+        "--reconnect",
+    ]);
+    let m = &r.messages;
+    assert!(r.connections.drops > 0, "{:?}", r.connections);
+    assert!(r.connections.reconnects > 0, "{:?}", r.connections);
+    assert!(m.received >= 15, "{m:?}");
+    assert_balanced(&r);
+}
+
+#[test]
+fn silent_server_messages_all_time_out() {
+    // The final drain waits out --timeout, so nothing is left in flight.
+    let srv = support::start(Behavior::Silent);
+    let r = report(&[
+        "--url",
+        &srv.url(),
+        "--conns",
+        "2",
+        "--rate",
+        "20",
+        "--duration",
+        "1s",
+        "--timeout",
+        "3s",
+    ]);
+    let m = &r.messages;
+    assert!(m.sent > 20, "{m:?}");
+    assert_eq!(m.received, 0);
+    assert_eq!(m.timeouts, m.sent, "{m:?}");
+    assert_balanced(&r);
+}
+
+#[test]
+fn interrupt_counts_unanswered_messages_as_in_flight() {
+    // Process boundary on purpose: SIGINT is what a user's Ctrl-C sends.
+    let srv = support::start(Behavior::Silent);
+    let json = std::env::temp_dir().join(format!("loadgen-int-{}.json", std::process::id()));
+    let t = Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "--quiet",
+            "--url",
+            &srv.url(),
+            "--conns",
+            "2",
+            "--rate",
+            "20",
+            "--duration",
+            "20s",
+        ])
+        .args(["--timeout", "5s", "--json", json.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: signalling our own child by its pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(status.code(), Some(1), "graded Fail: no replies");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let m = &v["messages"];
+    let n = |k: &str| m[k].as_u64().unwrap();
+    assert!(n("in_flight") > 0, "{m}");
+    assert_eq!(
+        n("sent"),
+        n("received") + n("timeouts") + n("lost") + n("in_flight"),
+        "{m}"
+    );
+    let _ = std::fs::remove_file(&json);
+}
+
+#[test]
+fn echo_and_chat_against_the_real_node() {
+    let node = support::start_wsnode(&[]);
+    let r = report(&[
+        "--url",
+        &node.url(),
+        "--conns",
+        "4",
+        "--rate",
+        "20",
+        "--duration",
+        "2s",
+    ]);
+    assert!(r.messages.sent > 100);
+    assert_eq!(
+        r.messages.ok,
+        r.messages.sent - r.messages.in_flight,
+        "{:?}",
+        r.messages
+    );
+    assert_eq!(r.messages.errors_total, 0, "{:?}", r.error_samples);
+    assert_balanced(&r);
+
+    let r = report(&[
+        "--url",
+        &node.url(),
+        "--mode",
+        "chat",
+        "--conns",
+        "3",
+        "--rate",
+        "5",
+        "--duration",
+        "2s",
+        "--chat-chunks",
+        "4",
+        "--chat-interval-ms",
+        "5",
+        "--session-pattern",
+        "load_test_{run}_{n}",
+    ]);
+    let m = &r.messages;
+    assert!(m.received >= 20, "{m:?}");
+    assert_eq!(m.errors_total, 0, "chunk checks: {:?}", r.error_samples);
+    assert_eq!(m.ok, m.received);
+    let chat = r.chat.as_ref().expect("chat figures");
+    assert_eq!(chat.done_us.count, m.received);
+    assert!(chat.chunk_gap_us.count >= 3 * m.received);
+    assert_balanced(&r);
+}
+
+#[test]
+fn chat_chunks_are_checked() {
+    // The test server's chunks are correct; a wrong count would show as chunk_order.
+    let srv = support::start(Behavior::Echo {
+        delay: Duration::from_millis(1),
+    });
+    let r = report(&[
+        "--url",
+        &srv.url(),
+        "--mode",
+        "chat",
+        "--conns",
+        "2",
+        "--rate",
+        "10",
+        "--duration",
+        "1s",
+        "--chat-chunks",
+        "3",
+        "--wait-reply",
+    ]);
+    assert!(r.messages.received > 10);
+    assert_eq!(r.messages.errors_total, 0, "{:?}", r.error_samples);
+    assert_balanced(&r);
+}
+
+#[test]
+fn raw_mode_against_a_plain_echo_server() {
+    let srv = support::start(Behavior::RawEcho);
+    let r = report(&[
+        "--url",
+        &srv.url(),
+        "--mode",
+        "raw",
+        "--conns",
+        "3",
+        "--rate",
+        "30",
+        "--duration",
+        "1s",
+        "--payload-size",
+        "100",
+    ]);
+    assert!(r.messages.received > 50, "{:?}", r.messages);
+    assert_eq!(r.messages.errors_total, 0);
+    assert_eq!(r.messages.ok, r.messages.received);
+    assert_balanced(&r);
+}
+
+#[test]
+fn embedded_node_child_process_default_mode() {
+    let r = report(&[
+        "--exe",
+        env!("CARGO_BIN_EXE_loadgen"),
+        "--conns",
+        "10",
+        "--rate",
+        "10",
+        "--duration",
+        "2s",
+    ]);
+    assert!(r.messages.received > 100, "{:?}", r.messages);
+    let node = r
+        .resources
+        .iter()
+        .find(|p| p.role == loadgen::monitor::Role::Node)
+        .expect("the embedded node is monitored");
+    assert!(node.rss_bytes.unwrap_or(0) > 0, "{node:?}");
+    assert!(node.pid != std::process::id());
+    assert_balanced(&r);
+}
+
+#[test]
+fn unreachable_url_exits_3_quickly() {
+    let dead = support::dead_port();
+    let t = Instant::now();
+    let e = loadgen::run(opts(&[
+        "--url",
+        &format!("ws://{dead}/ws/chat"),
+        "--conns",
+        "5",
+        "--duration",
+        "10s",
+    ]))
+    .expect_err("nothing listens there");
+    assert!(matches!(e, Error::Unreachable(_)), "{e}");
+    assert_eq!(e.exit_code(), 3);
+    assert!(t.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn non_websocket_server_exits_3() {
+    let srv = support::start(Behavior::NotWebSocket);
+    let e = loadgen::run(opts(&[
+        "--url",
+        &srv.url(),
+        "--conns",
+        "2",
+        "--duration",
+        "5s",
+    ]))
+    .expect_err("not a WebSocket server");
+    assert_eq!(e.exit_code(), 3, "{e}");
+    assert!(e.to_string().contains("HTTP 200"), "{e}");
+}
+
+#[test]
+fn garbage_is_counted_not_fatal() {
+    let srv = support::start(Behavior::Garbage);
+    let r = report(&[
+        "--url",
+        &srv.url(),
+        "--conns",
+        "2",
+        "--rate",
+        "20",
+        "--duration",
+        "1s",
+        "--timeout",
+        "500ms",
+    ]);
+    assert!(r.messages.errors_total > 0);
+    assert!(
+        r.messages.errors.contains_key("protocol"),
+        "{:?}",
+        r.messages.errors
+    );
+    assert_eq!(r.messages.received, 0);
+    assert_eq!(r.exit_code, 1);
+    assert_balanced(&r);
+}
+
+#[test]
+fn silent_server_does_not_hang_past_duration_plus_timeout() {
+    let srv = support::start(Behavior::Silent);
+    let t = Instant::now();
+    let r = report(&[
+        "--url",
+        &srv.url(),
+        "--conns",
+        "3",
+        "--rate",
+        "10",
+        "--duration",
+        "1s",
+        "--timeout",
+        "1s",
+    ]);
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert_eq!(r.messages.received, 0);
+    assert_balanced(&r);
+}
+
+#[test]
+fn nonsense_options_exit_2() {
+    for args in [
+        &["--rate", "1e9"][..],
+        &["--duration", "later"],
+        &["--mode", "raw"],
+        &["--url", "http://127.0.0.1:1/"],
+        &["--conns", "0"],
+    ] {
+        let e = loadgen::run(opts(args)).expect_err(&format!("{args:?}"));
+        assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+    }
+    // Clap-level errors from the binary also exit 2.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["--rate", "abc"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn every_option_has_an_example_in_help() {
+    let cmd = <Opts as clap::CommandFactory>::command();
+    for arg in cmd.get_arguments() {
+        if arg.is_hide_set() || matches!(arg.get_id().as_str(), "help" | "version") {
+            continue;
+        }
+        let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+        assert!(
+            help.contains("Example"),
+            "--{} has no example: {help:?}",
+            arg.get_id()
+        );
+    }
+}
+
+#[test]
+fn template_and_grades_have_no_blanks_and_files_are_written() {
+    let srv = support::start(Behavior::Echo {
+        delay: Duration::from_millis(2),
+    });
+    let dir = std::env::temp_dir().join(format!("loadgen-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("r.json");
+    let md = dir.join("r.md");
+    let hlog = dir.join("r.hlog");
+    let r = report(&[
+        "--url",
+        &srv.url(),
+        "--conns",
+        "3",
+        "--rate",
+        "20",
+        "--duration",
+        "2s",
+        "--json",
+        json.to_str().unwrap(),
+        "--out-md",
+        md.to_str().unwrap(),
+        "--hdr-log",
+        hlog.to_str().unwrap(),
+    ]);
+    let text = loadgen::report::template::template(&r);
+    let table = loadgen::report::template::grade_table(&r);
+    for doc in [&text, &table] {
+        assert!(!doc.contains("___"), "{doc}");
+    }
+    for line in text
+        .lines()
+        .filter(|l| l.contains(':') && !l.ends_with(':'))
+    {
+        let (_, v) = line.split_once(':').unwrap();
+        assert!(!v.trim().is_empty(), "blank: {line:?}");
+    }
+    for heading in [
+        "Issues Found:\n- ",
+        "Recommendations:\n- ",
+        "Node 3 CPU: n/a (",
+    ] {
+        assert!(text.contains(heading), "{heading:?} in {text}");
+    }
+    assert_eq!(r.grades.len(), 8);
+    // The JSON file has the documented top-level shape.
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for key in [
+        "connections",
+        "messages",
+        "latency_us",
+        "send_lag_us",
+        "resources",
+        "success_rate",
+        "grades",
+    ] {
+        assert!(v.get(key).is_some(), "{key}");
+    }
+    assert!(v["latency_us"]["corrected"]["p999"].is_u64());
+    assert!(v["connections"]["time_us"]["p99"].is_u64());
+    assert!(
+        std::fs::read_to_string(&md)
+            .unwrap()
+            .contains("| Message Latency |")
+    );
+    // The interval log merges back to the same number of samples.
+    let merged = loadgen::hdrlog::merge_files(&[&hlog, &hlog]).unwrap();
+    assert_eq!(merged.corrected.len(), 2 * r.latency_us.corrected.count);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn stages_ramp_up_and_down() {
+    let srv = support::start(Behavior::Echo {
+        delay: Duration::from_millis(1),
+    });
+    let r = report(&[
+        "--url",
+        &srv.url(),
+        "--stages",
+        "1s:6,1s:6,1s:0",
+        "--rate",
+        "10",
+    ]);
+    assert_eq!(r.connections.peak_open, 6, "{:?}", r.connections);
+    assert!(r.series.iter().any(|s| s.open < 6));
+    assert_balanced(&r);
+}

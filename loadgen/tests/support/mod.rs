@@ -1,0 +1,359 @@
+//! Test servers for loadgen's integration tests.
+//!
+//! A small WebSocket server whose misbehaviour is chosen per test (fixed
+//! reply delay, one global stall, garbage, silence, dropped connections, a
+//! byte-for-byte raw echo, or no WebSocket at all), plus an in-process wsnode.
+//! Each runs on its own runtime bound to 127.0.0.1:0 and stops on drop.
+
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use fastwebsockets::{Frame, OpCode, Payload};
+use http_body_util::Empty;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use protocol::{ClientMsg, ServerMsg};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+#[derive(Debug, Clone, Copy)]
+pub enum Behavior {
+    /// Speak the node protocol; every reply leaves `delay` after its request.
+    Echo { delay: Duration },
+    /// Like Echo with no delay, but once, `at` after the first message,
+    /// hold every reply for `stall`.
+    StallOnce { at: Duration, stall: Duration },
+    /// Welcome, then answer every message with garbage.
+    Garbage,
+    /// Welcome, then never answer.
+    Silent,
+    /// Answer normally until `after` (since the first message), then go silent.
+    SilentAfter { after: Duration },
+    /// Answer `n` messages per connection, then drop the TCP connection.
+    DropAfter { n: u64 },
+    /// No welcome; echo every frame byte for byte (a plain echo server).
+    RawEcho,
+    /// Plain HTTP 200 to everything: not a WebSocket server.
+    NotWebSocket,
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    /// Messages the server received.
+    pub received: Arc<AtomicU64>,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl TestServer {
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws/chat", self.addr)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// A reply due at an instant; `None` drops the connection instead.
+type Due = (Instant, Option<(OpCode, Vec<u8>)>);
+
+struct Shared {
+    behavior: Behavior,
+    first_msg: Mutex<Option<Instant>>,
+    stall_until: Mutex<Option<Instant>>,
+    received: Arc<AtomicU64>,
+}
+
+pub fn start(behavior: Behavior) -> TestServer {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let received = Arc::new(AtomicU64::new(0));
+    let shared = Arc::new(Shared {
+        behavior,
+        first_msg: Mutex::new(None),
+        stall_until: Mutex::new(None),
+        received: received.clone(),
+    });
+    rt.spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| handle(shared.clone(), req));
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    TestServer {
+        addr,
+        received,
+        rt: Some(rt),
+    }
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    mut req: Request<Incoming>,
+) -> Result<Response<Empty<Bytes>>, std::convert::Infallible> {
+    if matches!(shared.behavior, Behavior::NotWebSocket)
+        || !fastwebsockets::upgrade::is_upgrade_request(&req)
+    {
+        return Ok(Response::new(Empty::new()));
+    }
+    let session = req
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("session_id=")))
+        .unwrap_or("anon")
+        .to_string();
+    let Ok((resp, fut)) = fastwebsockets::upgrade::upgrade(&mut req) else {
+        return Ok(Response::new(Empty::new()));
+    };
+    tokio::spawn(async move {
+        if let Ok(ws) = fut.await {
+            serve_ws(shared, ws, session).await;
+        }
+    });
+    Ok(resp)
+}
+
+async fn serve_ws(
+    shared: Arc<Shared>,
+    mut ws: fastwebsockets::WebSocket<TokioIo<hyper::upgrade::Upgraded>>,
+    session: String,
+) {
+    ws.set_auto_close(true);
+    if !matches!(shared.behavior, Behavior::RawEcho) {
+        let welcome = ServerMsg::Welcome {
+            session_id: session,
+            node_id: "test".into(),
+            token: "tok".into(),
+            streams: vec![],
+        }
+        .to_json();
+        if ws
+            .write_frame(Frame::text(Payload::Owned(welcome.into_bytes())))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+    let (mut rx, mut tx) = ws.split(tokio::io::split);
+    // Replies leave in order from one writer task, each at its due time.
+    let (out, mut due) = mpsc::channel::<Due>(4096);
+    let writer_shared = shared.clone();
+    let writer = tokio::spawn(async move {
+        while let Some((at, frame)) = due.recv().await {
+            let stall = *writer_shared.stall_until.lock().unwrap();
+            let at = stall.map_or(at, |s| s.max(at));
+            tokio::time::sleep_until(at.into()).await;
+            let Some((op, data)) = frame else {
+                // Drop the connection abruptly.
+                return;
+            };
+            let f = Frame::new(true, op, None, Payload::Owned(data));
+            if tx.write_frame(f).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut count = 0u64;
+    let mut ignore = |_f: Frame<'_>| async { Ok::<(), std::io::Error>(()) };
+    'read: loop {
+        let Ok(frame) = rx.read_frame(&mut ignore).await else {
+            break;
+        };
+        if !matches!(frame.opcode, OpCode::Text | OpCode::Binary) {
+            if frame.opcode == OpCode::Close {
+                break;
+            }
+            continue;
+        }
+        shared.received.fetch_add(1, Ordering::Relaxed);
+        count += 1;
+        let now = Instant::now();
+        let first = *shared.first_msg.lock().unwrap().get_or_insert(now);
+        let data = frame.payload.to_vec();
+        let reply: Vec<Due> = match shared.behavior {
+            Behavior::Echo { delay } => replies(&data)
+                .into_iter()
+                .map(|r| (now + delay, Some((OpCode::Text, r))))
+                .collect(),
+            Behavior::StallOnce { at, stall } => {
+                if now >= first + at {
+                    let mut s = shared.stall_until.lock().unwrap();
+                    if s.is_none() {
+                        *s = Some(now + stall);
+                    }
+                }
+                replies(&data)
+                    .into_iter()
+                    .map(|r| (now, Some((OpCode::Text, r))))
+                    .collect()
+            }
+            Behavior::Garbage => vec![
+                (now, Some((OpCode::Text, b"}{ not json \x01".to_vec()))),
+                (now, Some((OpCode::Binary, vec![0xff, 0x00, 0xfe]))),
+                (
+                    now,
+                    Some((OpCode::Text, br#"{"type":"echo","id":"x"}"#.to_vec())),
+                ),
+            ],
+            Behavior::Silent => vec![],
+            Behavior::SilentAfter { after } => {
+                if now < first + after {
+                    replies(&data)
+                        .into_iter()
+                        .map(|r| (now, Some((OpCode::Text, r))))
+                        .collect()
+                } else {
+                    vec![]
+                }
+            }
+            Behavior::DropAfter { n } => {
+                if count > n {
+                    vec![(now, None)]
+                } else {
+                    replies(&data)
+                        .into_iter()
+                        .map(|r| (now, Some((OpCode::Text, r))))
+                        .collect()
+                }
+            }
+            Behavior::RawEcho => vec![(now, Some((frame.opcode, data)))],
+            Behavior::NotWebSocket => vec![],
+        };
+        for r in reply {
+            let drop_now = r.1.is_none();
+            if out.send(r).await.is_err() || drop_now {
+                break 'read;
+            }
+        }
+    }
+    drop(out);
+    let _ = writer.await;
+}
+
+/// What the node would answer: echo back, or ack + 3 chunks + done.
+fn replies(data: &[u8]) -> Vec<Vec<u8>> {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return vec![];
+    };
+    match protocol::decode_client(text) {
+        Ok(ClientMsg::Echo { id, ts, payload }) => vec![
+            ServerMsg::Echo {
+                id,
+                ts,
+                payload,
+                node_id: "test".into(),
+            }
+            .to_json()
+            .into_bytes(),
+        ],
+        Ok(ClientMsg::Chat {
+            message_id, chunks, ..
+        }) => {
+            let id = message_id.unwrap_or_else(|| "m".into());
+            let n = chunks.unwrap_or(3);
+            let mut v = vec![
+                ServerMsg::Ack {
+                    message_id: id.clone(),
+                }
+                .to_json()
+                .into_bytes(),
+            ];
+            for i in 0..n {
+                v.push(
+                    ServerMsg::Chunk {
+                        message_id: id.clone(),
+                        index: i,
+                        text: protocol::chunk::chunk_text(&id, i, 12),
+                    }
+                    .to_json()
+                    .into_bytes(),
+                );
+            }
+            v.push(
+                ServerMsg::Done {
+                    message_id: id,
+                    chunks: n,
+                }
+                .to_json()
+                .into_bytes(),
+            );
+            v
+        }
+        _ => vec![],
+    }
+}
+
+/// A real wsnode, in-process, on 127.0.0.1:0.
+pub struct Node {
+    pub addr: SocketAddr,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Node {
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws/chat", self.addr)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+pub fn start_wsnode(args: &[&str]) -> Node {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let opts = <server::Opts as clap::Parser>::parse_from(
+        ["wsnode", "--listen", "127.0.0.1:0"]
+            .iter()
+            .chain(args.iter()),
+    );
+    let config = opts.into_config().expect("node config");
+    let server = rt
+        .block_on(server::Server::bind(config))
+        .expect("bind node");
+    let addr = server.local_addr();
+    rt.spawn(server.run(std::future::pending()));
+    Node { addr, rt: Some(rt) }
+}
+
+/// A port with nothing listening on it.
+pub fn dead_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let a = l.local_addr().expect("addr");
+    drop(l);
+    a
+}
