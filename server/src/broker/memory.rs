@@ -7,7 +7,7 @@
 
 use super::{
     AttachRequest, Attached, Broker, BrokerError, BrokerStatus, CleanupReport, ConnSink, Out,
-    Owner, Replay, StreamLease,
+    Owner, Replay, StreamFrame, StreamLease,
 };
 use crate::sessions::{new_token, token_eq};
 use bytes::Bytes;
@@ -236,11 +236,11 @@ impl Broker for MemoryBroker {
             e.chunks.push(frame.clone());
             e.touched = Instant::now();
         }
-        let out = Out::Chunk {
+        let out = Out::Chunk(Arc::new(StreamFrame {
             message_id: lease.message_id.clone(),
             index,
             frame,
-        };
+        }));
         self.fan_out(&lease.owner.session_id, out);
         Ok(())
     }
@@ -251,7 +251,7 @@ impl Broker for MemoryBroker {
         status: StreamStatus,
         frame: Bytes,
     ) -> Result<(), BrokerError> {
-        {
+        let chunks = {
             let mut streams = lock(&self.streams);
             let e = streams.owned_mut(lease)?;
             if e.status != StreamStatus::Streaming {
@@ -260,11 +260,13 @@ impl Broker for MemoryBroker {
             e.status = status;
             e.end = Some(frame.clone());
             e.touched = Instant::now();
-        }
-        let out = Out::End {
-            message_id: lease.message_id.clone(),
-            frame,
+            e.chunks.len() as u32
         };
+        let out = Out::End(Arc::new(StreamFrame {
+            message_id: lease.message_id.clone(),
+            index: chunks,
+            frame,
+        }));
         self.fan_out(&lease.owner.session_id, out);
         Ok(())
     }
@@ -417,7 +419,7 @@ mod tests {
                 got: 2
             }
         );
-        assert!(matches!(rx.recv().await, Some(Out::Chunk { index: 0, .. })));
+        assert!(matches!(rx.recv().await, Some(Out::Chunk(c)) if c.index == 0));
         let stranger = Owner {
             session_id: "s".into(),
             token: "other".into(),

@@ -21,20 +21,26 @@ pub enum Out {
     /// Answer to a client's ping.
     Pong(Bytes),
     /// A chunk of a stream, subject to the connection's delivery filter.
-    Chunk {
-        message_id: Arc<str>,
-        index: u32,
-        frame: Bytes,
-    },
-    /// The last frame of a stream (`done` or `interrupted`).
-    End { message_id: Arc<str>, frame: Bytes },
+    /// Shared by every connection of the session (one allocation per chunk).
+    Chunk(Arc<StreamFrame>),
+    /// The last frame of a stream (`done` or `interrupted`); `index` is the chunk count.
+    End(Arc<StreamFrame>),
     /// The client asked to recover this stream: hold its live chunks until the replay.
     RecoverStart { message_id: Arc<str> },
     /// Cached chunks for a recovery; `announce` sends a `recovered` frame first
     /// (false when the node heals a gap on its own).
     Replay { replay: Box<Replay>, announce: bool },
     /// A recovery failed: stop holding the stream's chunks and send `frame`.
-    RecoverAbort { message_id: Arc<str>, frame: Bytes },
+    RecoverAbort(Arc<StreamFrame>),
+}
+
+/// An encoded frame that belongs to a stream. Queue items stay at 40 bytes
+/// (every connection's queue block holds 32 of them, allocated up front).
+#[derive(Debug)]
+pub struct StreamFrame {
+    pub message_id: Arc<str>,
+    pub index: u32,
+    pub frame: Bytes,
 }
 
 /// Cached part of a stream, read for a recovery.

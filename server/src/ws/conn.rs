@@ -12,7 +12,7 @@
 use super::delivery::{Action, Delivery};
 use super::fragments::{Assembler, FragmentError, Message};
 use super::rate::RateLimit;
-use crate::broker::{Attached, Broker, BrokerError, ConnSink, Out, Overflow, Owner};
+use crate::broker::{Attached, Broker, BrokerError, ConnSink, Out, Overflow, Owner, StreamFrame};
 use crate::frames;
 use crate::metrics::inc;
 use crate::node::Node;
@@ -248,7 +248,7 @@ impl<B: Broker> Conn<B> {
                 interval_ms,
             }) => {
                 tracing::info!(session_id = %sid, node_id = %node.node_id, kind = "chat", len = text.len(), "Received message");
-                self.start_chat(message_id, chunks, interval_ms).await;
+                Box::pin(self.start_chat(message_id, chunks, interval_ms)).await;
             }
             Ok(ClientMsg::Recover {
                 message_id,
@@ -258,7 +258,7 @@ impl<B: Broker> Conn<B> {
                 let from = last_index.map_or(0, |k| {
                     u32::try_from(k.saturating_add(1)).unwrap_or(if k < 0 { 0 } else { u32::MAX })
                 });
-                self.recover(message_id.into(), from).await;
+                Box::pin(self.recover(message_id.into(), from)).await;
             }
         }
     }
@@ -354,11 +354,10 @@ impl<B: Broker> Conn<B> {
         let cfg = &self.node.cfg;
         let mut shutdown = self.node.shutdown.clone();
         let mut delivery = Delivery::new(cfg.stream.max_chunks as usize + cfg.outbound_queue);
-        let mut ping =
-            tokio::time::interval_at(Instant::now() + cfg.ping_interval, cfg.ping_interval);
-        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let idle = tokio::time::sleep(cfg.idle_timeout);
-        tokio::pin!(idle);
+        // One timer serves both the ping schedule and the idle deadline.
+        let mut next_ping = Instant::now() + cfg.ping_interval;
+        let timer = tokio::time::sleep_until(next_ping.min(Instant::now() + cfg.idle_timeout));
+        tokio::pin!(timer);
         let mut batch: Vec<Bytes> = Vec::new();
         let end = loop {
             tokio::select! {
@@ -377,24 +376,33 @@ impl<B: Broker> Conn<B> {
                         break end;
                     }
                 }
-                _ = ping.tick() => {
-                    let ping = Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b""));
-                    if wr.write_frame(ping).await.is_err() {
-                        break End::Broken;
-                    }
-                }
-                _ = &mut idle => {
-                    let last = self.started + Duration::from_millis(self.last_seen_ms.load(Relaxed));
-                    if last.elapsed() >= cfg.idle_timeout {
+                _ = &mut timer => {
+                    let now = Instant::now();
+                    let idle_deadline = self.started
+                        + Duration::from_millis(self.last_seen_ms.load(Relaxed))
+                        + cfg.idle_timeout;
+                    if now >= idle_deadline {
                         break End::Idle;
                     }
-                    idle.as_mut().reset(last + cfg.idle_timeout);
+                    if now >= next_ping {
+                        next_ping = now + cfg.ping_interval;
+                        let ping = Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b""));
+                        if wr.write_frame(ping).await.is_err() {
+                            break End::Broken;
+                        }
+                    }
+                    timer.as_mut().reset(next_ping.min(idle_deadline));
                 }
             }
         };
         if let Some(code) = end.close_code() {
             let frame = Frame::close(code, end.reason().as_bytes());
-            let _ = tokio::time::timeout(Duration::from_secs(1), wr.write_frame(frame)).await;
+            // Boxed: a rare path that should not grow every connection's task.
+            let _ = Box::pin(tokio::time::timeout(
+                Duration::from_secs(1),
+                wr.write_frame(frame),
+            ))
+            .await;
         }
         end
     }
@@ -461,7 +469,11 @@ fn replay_or_abort(
                 _ => ErrorCode::Internal,
             };
             let frame = frames::error(code, e.to_string(), Some(&message_id));
-            Out::RecoverAbort { message_id, frame }
+            Out::RecoverAbort(Arc::new(StreamFrame {
+                message_id,
+                index: 0,
+                frame,
+            }))
         }
     }
 }

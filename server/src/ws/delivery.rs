@@ -99,18 +99,14 @@ impl Delivery {
                 emit(frame);
                 Action::None
             }
-            Out::Chunk {
-                message_id,
-                index,
-                frame,
-            } => self.chunk(message_id, index, frame, emit),
-            Out::End { message_id, frame } => {
-                match self.follows.get_mut(&message_id) {
+            Out::Chunk(c) => self.chunk(&c.message_id, c.index, &c.frame, emit),
+            Out::End(e) => {
+                match self.follows.get_mut(&e.message_id) {
                     Some(Follow::Live { .. }) => {
-                        emit(frame);
-                        self.follows.remove(&message_id);
+                        emit(e.frame.clone());
+                        self.follows.remove(&e.message_id);
                     }
-                    Some(Follow::Held { end, .. }) => *end = Some(frame),
+                    Some(Follow::Held { end, .. }) => *end = Some(e.frame.clone()),
                     None => {}
                 }
                 Action::None
@@ -129,9 +125,9 @@ impl Delivery {
                 Action::None
             }
             Out::Replay { replay, announce } => self.replay(*replay, announce, emit),
-            Out::RecoverAbort { message_id, frame } => {
-                self.follows.remove(&message_id);
-                emit(frame);
+            Out::RecoverAbort(a) => {
+                self.follows.remove(&a.message_id);
+                emit(a.frame.clone());
                 Action::None
             }
         }
@@ -139,12 +135,13 @@ impl Delivery {
 
     fn chunk(
         &mut self,
-        id: Arc<str>,
+        id: &Arc<str>,
         index: u32,
-        frame: Bytes,
+        frame: &Bytes,
         emit: &mut impl FnMut(Bytes),
     ) -> Action {
-        match self.follows.get_mut(&id) {
+        let frame = frame.clone();
+        match self.follows.get_mut(id) {
             Some(Follow::Live { next }) => {
                 if index == *next {
                     *next += 1;
@@ -159,7 +156,7 @@ impl Delivery {
                         },
                     );
                     return Action::Refetch {
-                        message_id: id,
+                        message_id: id.clone(),
                         from,
                     };
                 }
@@ -174,7 +171,7 @@ impl Delivery {
             }
             None => {
                 if index == 0 && self.follows.len() < MAX_FOLLOWED {
-                    self.follows.insert(id, Follow::Live { next: 1 });
+                    self.follows.insert(id.clone(), Follow::Live { next: 1 });
                     emit(frame);
                 }
                 Action::None
@@ -232,23 +229,25 @@ impl Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::StreamFrame;
     use protocol::StreamStatus;
 
     fn id() -> Arc<str> {
         "m".into()
     }
     fn chunk(i: u32) -> Out {
-        Out::Chunk {
+        Out::Chunk(Arc::new(StreamFrame {
             message_id: id(),
             index: i,
             frame: Bytes::from(format!("c{i}")),
-        }
+        }))
     }
     fn end() -> Out {
-        Out::End {
+        Out::End(Arc::new(StreamFrame {
             message_id: id(),
+            index: 0,
             frame: Bytes::from_static(b"end"),
-        }
+        }))
     }
     fn replay(from: u32, to: u32, finished: bool) -> Out {
         Out::Replay {

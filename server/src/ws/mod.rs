@@ -147,11 +147,17 @@ pub async fn upgrade<B: Broker>(
     };
     let conn = conn::Conn::new(node.clone(), attached, sink, peer);
     let alive = node.alive.clone();
-    tokio::spawn(async move {
+    let task = async move {
         conn.run(fut, rx, overflow).await;
         drop(permit);
         drop(alive);
-    });
+    };
+    eprintln!(
+        "SIZE task={} out={}",
+        std::mem::size_of_val(&task),
+        std::mem::size_of::<crate::broker::Out>()
+    );
+    tokio::spawn(task);
     response.map(|_| Body::default())
 }
 

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Run every test of wsbench on this machine.
+#
+# Installs what the tests need when it is missing (system packages through
+# apt-get, Rust components through rustup), then runs formatting and lint
+# checks and the whole test suite. Safe to run again: installed pieces are
+# skipped. Usage: scripts/test.sh [extra cargo test args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+# --- system packages -------------------------------------------------------
+# redis-server and nginx are started by the cluster tests as plain processes on
+# free loopback ports; they are never used as system services.
+need_pkgs=()
+command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx)
+command -v cc >/dev/null 2>&1 || need_pkgs+=(build-essential)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  log "installing system packages: ${need_pkgs[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+  # Debian starts the services on install; the tests start their own.
+  for svc in redis-server nginx; do
+    $SUDO service "$svc" stop >/dev/null 2>&1 || true
+  done
+fi
+
+# --- Rust components -------------------------------------------------------
+for comp in rustfmt clippy; do
+  if ! cargo "${comp/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    log "adding rust component $comp"
+    rustup component add "$comp"
+  fi
+done
+
+# Each test process may hold thousands of sockets.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "cargo test"
+cargo test --workspace --locked "$@" 2>&1 | tee target/test-output.txt
+status=${PIPESTATUS[0]}
+
+# One summary line over all test binaries.
+passed=$(grep -Eo '^test result: .*' target/test-output.txt | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '^test result: .*' target/test-output.txt | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
+echo
+echo "$passed passed, $failed failed"
+exit "$status"
