@@ -16,7 +16,8 @@ use crate::opts::Mode;
 use crate::stats::{ErrorKind, record};
 use crate::wire;
 use crate::ws::{self, WsRead, WsWrite};
-use fastwebsockets::{Frame, OpCode, Payload};
+use crate::wsread::{OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_TEXT};
+use fastwebsockets::{Frame, Payload};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -54,6 +55,14 @@ struct ConnState {
 }
 
 impl ConnState {
+    /// Give back memory after a burst of outstanding messages (a stall
+    /// can leave thousands of connections each holding a large queue).
+    fn shrink_if_idle(&mut self) {
+        if self.pending.is_empty() && self.pending.capacity() > 8 {
+            self.pending.shrink_to(4);
+        }
+    }
+
     fn position(&self, seq: u64) -> Option<usize> {
         // Replies almost always answer the oldest message: scan from the front.
         self.pending.iter().position(|p| p.seq == seq)
@@ -181,13 +190,14 @@ async fn run_session(
     ctx: &RunCtx,
     local: u64,
     global: u64,
-    mut ws: ws::Ws,
+    conn: ws::Conn,
     seq: &mut u64,
     start: &mut Option<Instant>,
 ) -> End {
+    let ws::Conn { mut rx, tx } = conn;
     if ctx.cfg.mode != Mode::Raw {
-        match tokio::time::timeout(ctx.cfg.timeout, ws.read_frame()).await {
-            Ok(Ok(f)) if f.opcode == OpCode::Text => match wire::parse(&f.payload) {
+        match tokio::time::timeout(ctx.cfg.timeout, rx.next()).await {
+            Ok(Ok(f)) if f.opcode == OP_TEXT => match wire::parse(rx.payload(&f)) {
                 Some(m) if m.ty == "welcome" => {
                     if let Some(t) = m.token.as_deref() {
                         ctx.set_token(local, t);
@@ -211,7 +221,6 @@ async fn run_session(
             }
         }
     }
-    let (rx, tx) = ws::split(ws);
     let tx = tokio::sync::Mutex::new(tx);
     let state = Mutex::new(ConnState {
         pending: VecDeque::new(),
@@ -423,10 +432,8 @@ async fn recv_loop(
     state: &Mutex<ConnState>,
     replied: &Notify,
 ) -> End {
-    // Pongs and close replies the protocol obliges us to send.
-    let mut obligated = |f: Frame<'static>| async move { tx.lock().await.write_frame(f).await };
     loop {
-        let frame = match rx.read_frame(&mut obligated).await {
+        let frame = match rx.next().await {
             Ok(f) => f,
             Err(e) => {
                 ctx.note_error(&format!("read failed: {e}"));
@@ -435,22 +442,38 @@ async fn recv_loop(
             }
         };
         match frame.opcode {
-            OpCode::Close => {
+            OP_CLOSE => {
                 ctx.note_error("the server closed the connection");
                 ctx.stats.count(|c| c.error(ErrorKind::Closed));
+                // Answer the close (best effort); the connection is over either way.
+                let mut w = tx.lock().await;
+                let _ = tokio::time::timeout(
+                    CLOSE_WAIT,
+                    w.write_frame(Frame::close(protocol::close::NORMAL, b"")),
+                )
+                .await;
                 return End::Dropped;
             }
-            OpCode::Text | OpCode::Binary if frame.fin => {
+            OP_PING => {
+                let pong = Frame::pong(Payload::Owned(rx.payload(&frame).to_vec()));
+                if tx.lock().await.write_frame(pong).await.is_err() {
+                    ctx.stats.count(|c| c.error(ErrorKind::Write));
+                    return End::Dropped;
+                }
+            }
+            OP_TEXT | OP_BINARY if frame.fin => {
                 let now_us = ctx.us(Instant::now());
                 let done = {
                     let mut st = lock(state);
-                    handle(ctx, global, &mut st, &frame.payload, now_us)
+                    let done = handle(ctx, global, &mut st, rx.payload(&frame), now_us);
+                    st.shrink_if_idle();
+                    done
                 };
                 if done {
                     replied.notify_one();
                 }
             }
-            OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+            OP_TEXT | OP_BINARY | OP_CONTINUATION => {
                 // loadgen never sends fragmented messages, so none come back.
                 ctx.note_error("unexpected fragmented frame");
                 ctx.stats.count(|c| c.error(ErrorKind::Protocol));

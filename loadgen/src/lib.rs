@@ -23,6 +23,7 @@ pub mod report;
 pub mod stats;
 pub mod wire;
 pub mod ws;
+pub mod wsread;
 
 pub use error::Error;
 pub use opts::{Command, LoadOpts, Mode, Opts};
@@ -157,10 +158,10 @@ async fn probe(cfg: &Config, targets: &[Target], run_id: &str) -> Result<(), Err
         )
         .await;
         match r {
-            Ok(Ok(mut w)) => {
+            Ok(Ok(mut c)) => {
                 let _ = tokio::time::timeout(
                     Duration::from_secs(1),
-                    w.write_frame(fastwebsockets::Frame::close(protocol::close::NORMAL, b"")),
+                    c.tx.write_frame(fastwebsockets::Frame::close(protocol::close::NORMAL, b"")),
                 )
                 .await;
             }

@@ -7,7 +7,7 @@
 
 use serde::Deserialize;
 use std::borrow::Cow;
-use std::fmt::Write as _;
+use std::io::Write as _;
 
 /// Marker that starts every raw-mode payload.
 const RAW_MARK: &str = "lg:";
@@ -15,20 +15,16 @@ const RAW_MARK: &str = "lg:";
 /// Echo: `{"type":"echo","id":SEQ,"ts":INTENDED_US,"payload":"SENT_US.FILLER"}`.
 pub fn echo(buf: &mut Vec<u8>, seq: u64, intended_us: u64, sent_us: u64, filler: &str) {
     buf.clear();
-    let mut s = String::with_capacity(64 + filler.len());
     let _ = write!(
-        s,
+        buf,
         r#"{{"type":"echo","id":{seq},"ts":{intended_us},"payload":"{sent_us}.{filler}"}}"#
     );
-    buf.extend_from_slice(s.as_bytes());
 }
 
 /// Raw: `lg:SEQ:INTENDED_US:SENT_US:FILLER`, echoed byte for byte.
 pub fn raw(buf: &mut Vec<u8>, seq: u64, intended_us: u64, sent_us: u64, filler: &str) {
     buf.clear();
-    let mut s = String::with_capacity(64 + filler.len());
-    let _ = write!(s, "{RAW_MARK}{seq}:{intended_us}:{sent_us}:{filler}");
-    buf.extend_from_slice(s.as_bytes());
+    let _ = write!(buf, "{RAW_MARK}{seq}:{intended_us}:{sent_us}:{filler}");
 }
 
 /// Chat message id: unique per run, connection and sequence number.
@@ -45,19 +41,17 @@ pub fn chat(
     interval_ms: Option<u64>,
 ) {
     buf.clear();
-    let mut s = String::with_capacity(96 + filler.len());
     let _ = write!(
-        s,
+        buf,
         r#"{{"type":"chat","message_id":"{message_id}","text":"{filler}""#
     );
     if let Some(c) = chunks {
-        let _ = write!(s, r#","chunks":{c}"#);
+        let _ = write!(buf, r#","chunks":{c}"#);
     }
     if let Some(i) = interval_ms {
-        let _ = write!(s, r#","interval_ms":{i}"#);
+        let _ = write!(buf, r#","interval_ms":{i}"#);
     }
-    s.push('}');
-    buf.extend_from_slice(s.as_bytes());
+    buf.push(b'}');
 }
 
 /// Sequence number of a chat message id of this run and connection.

@@ -5,8 +5,9 @@
 //! handshake, another socket option) without touching measurement code.
 
 use crate::config::Target;
+use crate::wsread::FrameReader;
 use bytes::Bytes;
-use fastwebsockets::{WebSocket, WebSocketRead, WebSocketWrite, handshake};
+use fastwebsockets::{Role, WebSocketWrite, handshake};
 use http_body_util::Empty;
 use hyper::Request;
 use hyper::header::{CONNECTION, HOST, UPGRADE};
@@ -18,9 +19,15 @@ use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpSocket;
 
 pub type Stream = TokioIo<Upgraded>;
-pub type Ws = WebSocket<Stream>;
-pub type WsRead = WebSocketRead<ReadHalf<Stream>>;
+pub type WsRead = FrameReader<ReadHalf<Stream>>;
 pub type WsWrite = WebSocketWrite<WriteHalf<Stream>>;
+
+/// An open client connection, already split: loadgen's lean frame reader
+/// on one side, fastwebsockets' writer (framing, masking) on the other.
+pub struct Conn {
+    pub rx: WsRead,
+    pub tx: WsWrite,
+}
 
 /// Largest frame accepted from a server: bigger ones close the connection
 /// instead of growing the read buffer without bound.
@@ -56,7 +63,7 @@ pub async fn connect(
     target: &Target,
     path_and_query: &str,
     source: Option<Ipv4Addr>,
-) -> Result<Ws, ConnectError> {
+) -> Result<Conn, ConnectError> {
     let addr = target.addr;
     let tcp_err = |source| ConnectError::Tcp { addr, source };
     let socket = match addr {
@@ -85,11 +92,17 @@ pub async fn connect(
         .header("Sec-WebSocket-Version", "13")
         .body(Empty::<Bytes>::new())
         .map_err(|e| hs_err(format!("bad request: {e}")))?;
-    let (mut ws, _resp) = handshake::client(&SpawnExecutor, req, tcp)
+    let (ws, _resp) = handshake::client(&SpawnExecutor, req, tcp)
         .await
         .map_err(|e| hs_err(describe(&e)))?;
-    ws.set_max_message_size(MAX_FRAME);
-    Ok(ws)
+    // Nothing was read through fastwebsockets yet, so no byte is lost here;
+    // bytes hyper read past the 101 response stay in the upgraded stream.
+    let (r, w) = tokio::io::split(ws.into_inner());
+    let (_unused, tx) = fastwebsockets::after_handshake_split(tokio::io::empty(), w, Role::Client);
+    Ok(Conn {
+        rx: FrameReader::new(r, MAX_FRAME),
+        tx,
+    })
 }
 
 fn describe(e: &fastwebsockets::WebSocketError) -> String {
@@ -132,9 +145,4 @@ fn bind_no_port(socket: &TcpSocket) -> std::io::Result<()> {
 #[cfg(not(target_os = "linux"))]
 fn bind_no_port(_socket: &TcpSocket) -> std::io::Result<()> {
     Ok(())
-}
-
-/// Split a connection so one task can read while another writes.
-pub fn split(ws: Ws) -> (WsRead, WsWrite) {
-    ws.split(tokio::io::split)
 }

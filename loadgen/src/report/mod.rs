@@ -150,10 +150,11 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
         .iter()
         .filter(|s| inp.peak_open > 0 && s.open * 10 >= inp.peak_open * 9)
         .collect();
-    let per_sec = if plateau.is_empty() {
+    let plateau_secs: f64 = plateau.iter().map(|s| s.dt).sum();
+    let per_sec = if plateau_secs < 0.5 {
         c.received as f64 / inp.duration_s.max(0.001)
     } else {
-        plateau.iter().map(|s| s.received as f64).sum::<f64>() / plateau.len() as f64
+        plateau.iter().map(|s| s.received as f64).sum::<f64>() / plateau_secs
     };
     let errors: BTreeMap<&'static str, u64> = ErrorKind::ALL
         .iter()
