@@ -419,7 +419,7 @@ mod tests {
                 got: 2
             }
         );
-        assert!(matches!(rx.recv().await, Some(Out::Chunk(c)) if c.index == 0));
+        assert!(matches!(rx.recv().await, Out::Chunk(c) if c.index == 0));
         let stranger = Owner {
             session_id: "s".into(),
             token: "other".into(),

@@ -15,7 +15,7 @@
 pub mod memory;
 mod sink;
 
-pub use sink::{ConnSink, Out, Overflow, Replay, StreamFrame};
+pub use sink::{ConnSink, Out, OutQueue, Overflow, Replay, StreamFrame};
 
 use bytes::Bytes;
 use protocol::{StreamInfo, StreamStatus};

@@ -7,9 +7,11 @@
 
 use bytes::Bytes;
 use protocol::StreamStatus;
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 /// One item for a connection's writer.
 #[derive(Debug, Clone)]
@@ -61,8 +63,57 @@ pub struct Replay {
 #[derive(Debug, Clone)]
 pub struct ConnSink {
     pub id: u64,
-    tx: mpsc::Sender<Out>,
+    queue: Arc<Queue>,
     overflow: Arc<Overflow>,
+}
+
+/// The queue itself: a `VecDeque` that allocates only as items arrive, so an
+/// idle connection costs a few hundred bytes instead of a channel block.
+#[derive(Debug)]
+struct Queue {
+    items: Mutex<VecDeque<Out>>,
+    capacity: usize,
+    ready: Notify,
+    /// Set when the receiving connection is gone.
+    closed: AtomicBool,
+}
+
+/// The connection's end of its queue.
+#[derive(Debug)]
+pub struct OutQueue {
+    queue: Arc<Queue>,
+}
+
+impl OutQueue {
+    /// Next item; waits while the queue is empty. Cancel-safe: an item is
+    /// only taken when this returns it.
+    pub async fn recv(&mut self) -> Out {
+        loop {
+            {
+                let mut items = self.queue.items.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(out) = items.pop_front() {
+                    if items.is_empty() && items.capacity() > 64 {
+                        items.shrink_to(4);
+                    }
+                    return out;
+                }
+            }
+            // A push between the check and this wait leaves a permit, so no wake-up is lost.
+            self.queue.ready.notified().await;
+        }
+    }
+}
+
+impl Drop for OutQueue {
+    fn drop(&mut self) {
+        self.queue.closed.store(true, Ordering::Relaxed);
+        // Free queued frames now rather than when the last sink clone goes.
+        self.queue
+            .items
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
 }
 
 /// Set once when the queue overflowed; the connection task wakes and closes.
@@ -87,38 +138,46 @@ impl Overflow {
 
 impl ConnSink {
     /// A sink and the receiving end of its queue of `capacity` items.
-    pub fn new(id: u64, capacity: usize) -> (ConnSink, mpsc::Receiver<Out>, Arc<Overflow>) {
-        let (tx, rx) = mpsc::channel(capacity);
+    pub fn new(id: u64, capacity: usize) -> (ConnSink, OutQueue, Arc<Overflow>) {
+        let queue = Arc::new(Queue {
+            items: Mutex::new(VecDeque::new()),
+            capacity,
+            ready: Notify::new(),
+            closed: AtomicBool::new(false),
+        });
         let overflow = Arc::new(Overflow::default());
-        (
-            ConnSink {
-                id,
-                tx,
-                overflow: overflow.clone(),
-            },
-            rx,
-            overflow,
-        )
+        let sink = ConnSink {
+            id,
+            queue: queue.clone(),
+            overflow: overflow.clone(),
+        };
+        (sink, OutQueue { queue }, overflow)
     }
 
     /// Queue an item without waiting. Returns false when the connection is
     /// gone or its queue is full; a full queue also marks the connection for
     /// closing (a dropped frame must not go unnoticed).
     pub fn deliver(&self, out: Out) -> bool {
-        match self.tx.try_send(out) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+        if self.is_closed() {
+            return false;
+        }
+        {
+            let mut items = self.queue.items.lock().unwrap_or_else(|e| e.into_inner());
+            if items.len() >= self.queue.capacity {
+                drop(items);
                 if !self.overflow.flag.swap(true, Ordering::Relaxed) {
                     self.overflow.notify.notify_one();
                 }
-                false
+                return false;
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            items.push_back(out);
         }
+        self.queue.ready.notify_one();
+        true
     }
 
     pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
+        self.queue.closed.load(Ordering::Relaxed)
     }
 }
 
@@ -135,7 +194,7 @@ mod tests {
         assert!(!sink.deliver(Out::Frame(Bytes::from_static(b"c"))));
         assert!(overflow.happened());
         overflow.wait().await;
-        assert!(matches!(rx.recv().await, Some(Out::Frame(b)) if b == "a"));
+        assert!(matches!(rx.recv().await, Out::Frame(b) if b == "a"));
         drop(rx);
         assert!(!sink.deliver(Out::Frame(Bytes::from_static(b"d"))));
         assert!(sink.is_closed());

@@ -12,7 +12,9 @@
 use super::delivery::{Action, Delivery};
 use super::fragments::{Assembler, FragmentError, Message};
 use super::rate::RateLimit;
-use crate::broker::{Attached, Broker, BrokerError, ConnSink, Out, Overflow, Owner, StreamFrame};
+use crate::broker::{
+    Attached, Broker, BrokerError, ConnSink, Out, OutQueue, Overflow, Owner, StreamFrame,
+};
 use crate::frames;
 use crate::metrics::inc;
 use crate::node::Node;
@@ -29,7 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 use tokio::io::{ReadHalf, WriteHalf};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 type Rd = WebSocketRead<ReadHalf<TokioIo<Upgraded>>>;
@@ -121,7 +123,7 @@ impl<B: Broker> Conn<B> {
         }
     }
 
-    pub async fn run(self, fut: UpgradeFut, rx: mpsc::Receiver<Out>, overflow: Arc<Overflow>) {
+    pub async fn run(mut self, fut: UpgradeFut, rx: OutQueue, overflow: Arc<Overflow>) {
         let node = self.node.clone();
         let sid = self.session.session_id.clone();
         let ws = match fut.await {
@@ -139,7 +141,8 @@ impl<B: Broker> Conn<B> {
         inc(&node.metrics.connections);
         inc(&node.metrics.connections_total);
         tracing::info!(session_id = %sid, node_id = %node.node_id, conn = self.sink.id, peer = %self.peer, "WebSocket connected");
-        self.sink.deliver(Out::Welcome(self.welcome.clone()));
+        self.sink
+            .deliver(Out::Welcome(std::mem::take(&mut self.welcome)));
 
         let (end_tx, end_rx) = oneshot::channel();
         let reader = async {
@@ -347,7 +350,7 @@ impl<B: Broker> Conn<B> {
     async fn write_loop(
         &self,
         mut wr: Wr,
-        mut rx: mpsc::Receiver<Out>,
+        mut rx: OutQueue,
         overflow: &Overflow,
         mut end_rx: oneshot::Receiver<End>,
     ) -> End {
@@ -365,8 +368,7 @@ impl<B: Broker> Conn<B> {
                 end = &mut end_rx => break end.unwrap_or(End::Broken),
                 _ = overflow.wait() => break End::SlowConsumer,
                 _ = crate::node::shutdown_requested(&mut shutdown) => break End::Shutdown,
-                item = rx.recv() => {
-                    let Some(out) = item else { break End::Broken };
+                out = rx.recv() => {
                     match delivery.accept(out, &mut |frame| batch.push(frame)) {
                         Action::None => {}
                         Action::Overflow => break End::SlowConsumer,
