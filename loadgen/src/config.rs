@@ -54,6 +54,10 @@ pub enum Targets {
 pub struct SessionPattern(String);
 
 impl SessionPattern {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     pub fn render(&self, run: &str, n: u64) -> String {
         self.0.replace("{run}", run).replace("{n}", &n.to_string())
     }

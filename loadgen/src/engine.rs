@@ -257,7 +257,7 @@ pub async fn drive(ctx: Arc<RunCtx>) -> usize {
 }
 
 /// One second of the run.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct SecondSample {
     /// Seconds since the start (end of this interval).
     pub t: f64,
@@ -353,6 +353,9 @@ pub async fn collect(
                 d.timeouts,
                 d.total_errors(),
             );
+        }
+        if let Some((i, _)) = ctx.cfg.worker_slot {
+            crate::cluster::print_line(&crate::cluster::WorkerLine::Second(i, sample.clone()));
         }
         if series.len() < max_len {
             series.push(sample);

@@ -87,9 +87,6 @@ fn new_run_id() -> String {
 }
 
 async fn load_async(cfg: Arc<Config>) -> Result<Outcome, Error> {
-    if cfg.workers > 1 && cfg.worker_slot.is_none() {
-        return cluster::run(cfg).await;
-    }
     let started = SystemTime::now();
     let started_at = humantime::format_rfc3339_seconds(started).to_string();
     let run_id = new_run_id();
@@ -103,7 +100,11 @@ async fn load_async(cfg: Arc<Config>) -> Result<Outcome, Error> {
         }
         Targets::Urls(v) => v.clone(),
     };
-    let result = measure(&cfg, targets, node.as_ref(), run_id, started_at).await;
+    let result = if cfg.workers > 1 && cfg.worker_slot.is_none() {
+        cluster::measure(&cfg, targets, node.as_ref(), run_id, started_at).await
+    } else {
+        measure(&cfg, targets, node.as_ref(), run_id, started_at).await
+    };
     let stop_note = match node {
         Some(n) => {
             let tail = n.stderr_tail();
@@ -135,7 +136,7 @@ async fn load_async(cfg: Arc<Config>) -> Result<Outcome, Error> {
 /// Check that each target accepts a WebSocket at all, so an unreachable or
 /// non-WebSocket target fails fast with exit code 3 instead of a report full
 /// of errors.
-async fn probe(cfg: &Config, targets: &[Target], run_id: &str) -> Result<(), Error> {
+pub(crate) async fn probe(cfg: &Config, targets: &[Target], run_id: &str) -> Result<(), Error> {
     let mut seen = Vec::new();
     for t in targets {
         if seen.contains(&t.addr) {
@@ -206,6 +207,9 @@ async fn measure(
         if let Some(p) = cfg.redis_pid {
             mon.watch(Role::Redis, "redis-server", p);
         }
+    }
+    if let Some((i, _)) = cfg.worker_slot {
+        cluster::worker_wait_for_go(i).await?;
     }
     mon.watch(Role::Loadgen, "loadgen", std::process::id());
     mon.baseline();
@@ -319,11 +323,16 @@ pub(crate) fn environment(
         ),
         (None, Targets::Embedded { .. }) => "embedded node".to_string(),
     };
+    let threads = if cfg.workers > 1 {
+        (cfg.threads / cfg.workers as usize).max(1)
+    } else {
+        cfg.threads
+    };
     format!(
-        "{nodes}; loadgen {} process{} x {} threads on a {cpus}-CPU host",
+        "{nodes}; loadgen {} process{} x {threads} thread{} on a {cpus}-CPU host",
         cfg.workers,
         if cfg.workers == 1 { "" } else { "es" },
-        cfg.threads
+        if threads == 1 { "" } else { "s" },
     )
 }
 

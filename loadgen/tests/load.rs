@@ -553,3 +553,68 @@ fn stages_ramp_up_and_down() {
     assert!(r.series.iter().any(|s| s.open < 6));
     assert_balanced(&r);
 }
+
+#[test]
+fn workers_split_the_load_and_merge_exactly() {
+    let srv = support::start(Behavior::Echo {
+        delay: Duration::from_millis(5),
+    });
+    let r = report(&[
+        "--exe",
+        env!("CARGO_BIN_EXE_loadgen"),
+        "--url",
+        &srv.url(),
+        "--workers",
+        "2",
+        "--conns",
+        "6",
+        "--rate",
+        "20",
+        "--duration",
+        "2s",
+    ]);
+    assert_eq!(r.connections.established, 6, "{:?}", r.connections);
+    assert_eq!(r.workers, 2);
+    // Every message the server saw was sent by one of the workers.
+    let server_saw = srv.received.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(r.messages.sent, server_saw, "{:?}", r.messages);
+    assert_eq!(r.latency_us.corrected.count, r.messages.received);
+    assert!(ms(r.latency_us.uncorrected.p50) >= 5.0);
+    let workers = r
+        .resources
+        .iter()
+        .filter(|p| p.role == loadgen::monitor::Role::Loadgen)
+        .count();
+    assert_eq!(workers, 2);
+    assert_balanced(&r);
+}
+
+#[test]
+fn source_ips_are_used_for_loopback_targets() {
+    let srv = support::start(Behavior::Echo {
+        delay: Duration::from_millis(1),
+    });
+    let r = report(&[
+        "--url",
+        &srv.url(),
+        "--source-ips",
+        "127.0.0.2-127.0.0.4",
+        "--conns",
+        "6",
+        "--rate",
+        "10",
+        "--duration",
+        "1s",
+    ]);
+    assert_eq!(r.connections.established, 6, "{:?}", r.error_samples);
+    let mut peers: Vec<String> = srv
+        .peers
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    peers.sort();
+    assert_eq!(peers, ["127.0.0.2", "127.0.0.3", "127.0.0.4"]);
+    assert_balanced(&r);
+}

@@ -48,6 +48,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// Messages the server received.
     pub received: Arc<AtomicU64>,
+    /// Distinct client addresses seen.
+    pub peers: Arc<Mutex<Vec<std::net::IpAddr>>>,
     rt: Option<tokio::runtime::Runtime>,
 }
 
@@ -84,6 +86,8 @@ pub fn start(behavior: Behavior) -> TestServer {
     let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).expect("bind");
     let addr = listener.local_addr().expect("addr");
     let received = Arc::new(AtomicU64::new(0));
+    let peers = Arc::new(Mutex::new(Vec::new()));
+    let seen = peers.clone();
     let shared = Arc::new(Shared {
         behavior,
         first_msg: Mutex::new(None),
@@ -92,9 +96,15 @@ pub fn start(behavior: Behavior) -> TestServer {
     });
     rt.spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else {
+            let Ok((tcp, peer)) = listener.accept().await else {
                 continue;
             };
+            {
+                let mut s = seen.lock().unwrap();
+                if !s.contains(&peer.ip()) {
+                    s.push(peer.ip());
+                }
+            }
             let _ = tcp.set_nodelay(true);
             let shared = shared.clone();
             tokio::spawn(async move {
@@ -109,6 +119,7 @@ pub fn start(behavior: Behavior) -> TestServer {
     TestServer {
         addr,
         received,
+        peers,
         rt: Some(rt),
     }
 }
