@@ -15,12 +15,11 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use tokio::io::{ReadHalf, WriteHalf};
-use tokio::net::TcpSocket;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpSocket, TcpStream};
 
-pub type Stream = TokioIo<Upgraded>;
-pub type WsRead = FrameReader<ReadHalf<Stream>>;
-pub type WsWrite = WebSocketWrite<WriteHalf<Stream>>;
+pub type WsRead = FrameReader<OwnedReadHalf>;
+pub type WsWrite = WebSocketWrite<OwnedWriteHalf>;
 
 /// An open client connection, already split: loadgen's lean frame reader
 /// on one side, fastwebsockets' writer (framing, masking) on the other.
@@ -95,14 +94,19 @@ pub async fn connect(
     let (ws, _resp) = handshake::client(&SpawnExecutor, req, tcp)
         .await
         .map_err(|e| hs_err(describe(&e)))?;
-    // Nothing was read through fastwebsockets yet, so no byte is lost here;
-    // bytes hyper read past the 101 response stay in the upgraded stream.
-    let (r, w) = tokio::io::split(ws.into_inner());
+    // Take the TCP stream back from hyper's upgrade wrapper: each read and
+    // write then skips hyper's boxed IO and tokio's split lock. Nothing was
+    // read through fastwebsockets yet, and the bytes hyper read past the 101
+    // response (often the welcome frame) seed our reader.
+    let upgraded: Upgraded = ws.into_inner().into_inner();
+    let parts = upgraded
+        .downcast::<TokioIo<TcpStream>>()
+        .map_err(|_| hs_err("unexpected upgraded stream type".into()))?;
+    let (r, w) = parts.io.into_inner().into_split();
+    let mut rx = FrameReader::new(r, MAX_FRAME);
+    rx.seed(&parts.read_buf);
     let (_unused, tx) = fastwebsockets::after_handshake_split(tokio::io::empty(), w, Role::Client);
-    Ok(Conn {
-        rx: FrameReader::new(r, MAX_FRAME),
-        tx,
-    })
+    Ok(Conn { rx, tx })
 }
 
 fn describe(e: &fastwebsockets::WebSocketError) -> String {

@@ -123,6 +123,20 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// Bytes already read from the stream by someone else (the handshake).
+    pub fn seed(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.room(self.end - self.start + bytes.len());
+        let end = self.end + bytes.len();
+        if self.buf.len() < end {
+            self.buf.resize(end, 0);
+        }
+        self.buf[self.end..end].copy_from_slice(bytes);
+        self.end = end;
+    }
+
     pub fn payload(&self, f: &RawFrame) -> &[u8] {
         &self.buf[f.range.clone()]
     }
@@ -246,6 +260,19 @@ mod tests {
         assert_eq!(r.payload(&f).len(), 300);
         assert!(r.buf.len() <= SMALL, "shrunk back: {}", r.buf.len());
         assert!(matches!(r.next().await, Err(ReadError::Eof)));
+    }
+
+    #[tokio::test]
+    async fn seeded_bytes_come_first() {
+        let mut wire = frame(OP_TEXT, b"welcome", None);
+        wire.extend(frame(OP_TEXT, b"next", None));
+        let (seed, rest) = wire.split_at(5);
+        let mut r = FrameReader::new(rest, 100);
+        r.seed(seed);
+        let f = r.next().await.unwrap();
+        assert_eq!(r.payload(&f), b"welcome");
+        let f = r.next().await.unwrap();
+        assert_eq!(r.payload(&f), b"next");
     }
 
     #[tokio::test]
