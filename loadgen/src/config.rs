@@ -59,7 +59,12 @@ impl SessionPattern {
     }
 
     pub fn render(&self, run: &str, n: u64) -> String {
-        self.0.replace("{run}", run).replace("{n}", &n.to_string())
+        let n = n.to_string();
+        self.0
+            .replace("{run}", run)
+            .replace("{RUN}", run)
+            .replace("{n}", &n)
+            .replace("{N}", &n)
     }
 }
 
@@ -294,15 +299,13 @@ fn parse_duration(flag: &str, s: &str) -> Result<Duration, ConfigError> {
 }
 
 fn check_pattern(p: &str) -> Result<(), ConfigError> {
-    if !p.contains("{n}") {
+    if !p.contains("{n}") && !p.contains("{N}") {
         return bad(format!(
-            "--session-pattern {p:?} has no {{n}}: every connection needs its own session, e.g. 'load_test_{{n}}'"
+            "--session-pattern {p:?} has no {{N}}: every connection needs its own session, e.g. 'load_test_{{N}}'"
         ));
     }
     // The longest rendering: a 16-hex-digit run id and a 20-digit number.
-    let sample = p
-        .replace("{run}", "ffffffffffffffff")
-        .replace("{n}", "18446744073709551615");
+    let sample = SessionPattern(p.to_string()).render("ffffffffffffffff", u64::MAX);
     if !protocol::ids::is_valid_id(&sample) {
         return bad(format!(
             "--session-pattern {p:?} renders ids like {sample:?}, which are not 1-{} characters of [A-Za-z0-9_.:-]",
@@ -437,7 +440,7 @@ mod tests {
             &["--stages", "1m"],
             &["--stages", "1m:5", "--duration", "10s"],
             &["--session-pattern", "fixed"],
-            &["--session-pattern", "bad id {n}"],
+            &["--session-pattern", "bad id {N}"],
             &["--mode", "raw"],
             &["--workers", "0"],
             &["--source-ips", "10.0.0.9-10.0.0.1"],

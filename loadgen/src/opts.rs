@@ -13,7 +13,7 @@ const AFTER_HELP: &str = "\
 Examples:
   loadgen --conns 1000 --rate 10                 # embedded node, 1000 conns x 10 msg/s for 60 s
   loadgen --url ws://127.0.0.1:8080/ws/chat --conns 500 --rate 5 --duration 30s
-  loadgen --stages 1m:333,3m:1000,1m:0 --rate 10 --session-pattern 'load_test_{n}'
+  loadgen --stages 1m:333,3m:1000,1m:0 --rate 10 --session-pattern 'load_test_{N}'
   loadgen --mode chat --conns 50 --rate 1 --wait-reply
   loadgen --mode raw --url ws://127.0.0.1:9001/ --conns 100 --rate 100
   loadgen merge run1.hlog run2.hlog
@@ -143,9 +143,10 @@ pub struct LoadOpts {
     #[arg(long, value_enum, default_value_t = Mode::Echo)]
     pub mode: Mode,
 
-    /// Session id per connection: {n} is the connection number (1-based) and
-    /// {run} a random id of this run. Example: --session-pattern 'load_test_{n}'
-    #[arg(long, default_value = "lg_{run}_{n}", value_name = "PATTERN")]
+    /// Session id per connection: {N} is the connection number (1-based) and
+    /// {RUN} a random id of this run (lowercase works too). The seed's k6
+    /// script: --session-pattern 'load_test_{N}'. Example: --session-pattern 'load_test_{N}'
+    #[arg(long, default_value = "lg_{RUN}_{N}", value_name = "PATTERN")]
     pub session_pattern: String,
 
     /// Chat mode: ask the node for this many chunks per answer (default: the
