@@ -243,8 +243,8 @@ pub async fn measure(
     if let Some(n) = node {
         mon.watch(Role::Node, "embedded node", n.pid);
     }
-    for &p in &cfg.node_pids {
-        mon.watch(Role::Node, format!("node pid {p}"), p);
+    for (label, p) in crate::node_pids(cfg, &targets).await {
+        mon.watch(Role::Node, label, p);
     }
     if let Some(p) = cfg.redis_pid {
         mon.watch(Role::Redis, "redis-server", p);

@@ -14,6 +14,7 @@ pub mod conn;
 pub mod engine;
 pub mod error;
 pub mod hdrlog;
+pub mod health;
 pub mod limits;
 pub mod monitor;
 pub mod node;
@@ -201,8 +202,8 @@ async fn measure(
         if let Some(n) = node {
             mon.watch(Role::Node, "embedded node", n.pid);
         }
-        for &p in &cfg.node_pids {
-            mon.watch(Role::Node, format!("node pid {p}"), p);
+        for (label, p) in node_pids(cfg, &targets).await {
+            mon.watch(Role::Node, label, p);
         }
         if let Some(p) = cfg.redis_pid {
             mon.watch(Role::Redis, "redis-server", p);
@@ -291,6 +292,26 @@ async fn measure(
         exit_code: report.exit_code,
         report: Some(report),
     })
+}
+
+/// Node processes to monitor: `--node-pid`, plus the pid each loopback
+/// target reports on `/health/stats` (deduplicated).
+pub(crate) async fn node_pids(cfg: &Config, targets: &[Target]) -> Vec<(String, u32)> {
+    let mut out: Vec<(String, u32)> = cfg
+        .node_pids
+        .iter()
+        .map(|&p| (format!("node pid {p}"), p))
+        .collect();
+    if let Targets::Urls(_) = cfg.targets {
+        for t in targets {
+            if let Some(p) = health::local_pid(t).await
+                && !out.iter().any(|(_, q)| *q == p)
+            {
+                out.push((format!("node {} (pid {p})", t.authority), p));
+            }
+        }
+    }
+    out
 }
 
 /// The "Environment" line of the template.

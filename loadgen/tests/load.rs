@@ -236,6 +236,14 @@ fn echo_and_chat_against_the_real_node() {
         "2s",
     ]);
     assert!(r.messages.sent > 100);
+    // A loopback node is found through the pid on its /health/stats.
+    assert!(
+        r.resources
+            .iter()
+            .any(|p| p.role == loadgen::monitor::Role::Node && p.pid == std::process::id()),
+        "{:?}",
+        r.resources
+    );
     assert_eq!(
         r.messages.ok,
         r.messages.sent - r.messages.in_flight,
