@@ -102,7 +102,8 @@ pub async fn run_slot(ctx: Arc<RunCtx>, local: u64) {
             // Bound the connects in progress to what the listen backlog absorbs.
             let _permit = ctx.connecting.acquire().await;
             let t = Instant::now();
-            let r = tokio::time::timeout(ctx.cfg.timeout, ws::connect(target, &path, source)).await;
+            let r =
+                tokio::time::timeout_at(ctx.wait_limit(), ws::connect(target, &path, source)).await;
             (r, t.elapsed())
         };
         let ws = match res {
@@ -196,7 +197,7 @@ async fn run_session(
 ) -> End {
     let ws::Conn { mut rx, tx } = conn;
     if ctx.cfg.mode != Mode::Raw {
-        match tokio::time::timeout(ctx.cfg.timeout, rx.next()).await {
+        match tokio::time::timeout_at(ctx.wait_limit(), rx.next()).await {
             Ok(Ok(f)) if f.opcode == OP_TEXT => match wire::parse(rx.payload(&f)) {
                 Some(m) if m.ty == "welcome" => {
                     if let Some(t) = m.token.as_deref() {

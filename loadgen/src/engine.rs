@@ -159,6 +159,14 @@ impl RunCtx {
         self.aborted.store(true, Ordering::Relaxed);
     }
 
+    /// Deadline for one connect or welcome: --timeout from now, but never
+    /// past the run's hard end, so no slot outlives duration + timeout.
+    pub fn wait_limit(&self) -> tokio::time::Instant {
+        (Instant::now() + self.cfg.timeout)
+            .min(self.hard_end)
+            .into()
+    }
+
     /// Run-relative microseconds.
     pub fn us(&self, t: Instant) -> u64 {
         t.saturating_duration_since(self.t0).as_micros() as u64

@@ -48,7 +48,7 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// Messages the server received.
     pub received: Arc<AtomicU64>,
-    /// Distinct client addresses seen.
+    /// Distinct addresses of WebSocket clients seen.
     pub peers: Arc<Mutex<Vec<std::net::IpAddr>>>,
     rt: Option<tokio::runtime::Runtime>,
 }
@@ -99,16 +99,21 @@ pub fn start(behavior: Behavior) -> TestServer {
             let Ok((tcp, peer)) = listener.accept().await else {
                 continue;
             };
-            {
-                let mut s = seen.lock().unwrap();
-                if !s.contains(&peer.ip()) {
-                    s.push(peer.ip());
-                }
-            }
+
             let _ = tcp.set_nodelay(true);
             let shared = shared.clone();
+            let seen = seen.clone();
             tokio::spawn(async move {
-                let svc = service_fn(move |req| handle(shared.clone(), req));
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    // Record WebSocket clients only (not /health/stats lookups).
+                    if fastwebsockets::upgrade::is_upgrade_request(&req) {
+                        let mut s = seen.lock().unwrap();
+                        if !s.contains(&peer.ip()) {
+                            s.push(peer.ip());
+                        }
+                    }
+                    handle(shared.clone(), req)
+                });
                 let _ = http1::Builder::new()
                     .serve_connection(TokioIo::new(tcp), svc)
                     .with_upgrades()
