@@ -376,6 +376,7 @@ pub async fn measure(
         }
     }
     let resources = mon.report();
+    let host = mon.host();
     let mut rep = report::build(
         &total,
         report::Inputs {
@@ -391,6 +392,7 @@ pub async fn measure(
             target_conns: cfg.plan.max_conns(),
             peak_open,
             resources,
+            host,
             series,
             notes,
             thresholds: &cfg.thresholds,

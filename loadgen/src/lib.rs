@@ -263,6 +263,7 @@ async fn measure(
         )));
     }
     let resources = collected.monitor.report();
+    let host = collected.monitor.host();
     let embedded = node.is_some();
     let report = report::build(
         &total,
@@ -279,6 +280,7 @@ async fn measure(
             target_conns: cfg.plan.max_conns(),
             peak_open,
             resources,
+            host,
             series: collected.series,
             notes,
             thresholds: &cfg.thresholds,

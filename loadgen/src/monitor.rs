@@ -53,9 +53,22 @@ pub struct ProcReport {
     pub note: Option<String>,
 }
 
+/// The whole host, to tell whether other processes competed for CPU.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct HostReport {
+    pub cpus: usize,
+    /// Mean CPU % of the whole host (100 = one core) with connections open.
+    pub cpu_pct: f64,
+    /// Of that, what the monitored processes did not account for.
+    pub other_cpu_pct: f64,
+}
+
 pub struct Monitor {
     sys: System,
     watched: Vec<Watched>,
+    host_sum: f64,
+    other_sum: f64,
+    host_n: u64,
     /// Connections per process-local open count (workers divide the load).
     conn_divisor: i64,
 }
@@ -65,6 +78,9 @@ impl Monitor {
         Monitor {
             sys: System::new(),
             watched: Vec::new(),
+            host_sum: 0.0,
+            other_sum: 0.0,
+            host_n: 0,
             conn_divisor: 1,
         }
     }
@@ -104,6 +120,7 @@ impl Monitor {
 
     /// Before the first connection: remember each RSS (and prime CPU usage).
     pub fn baseline(&mut self) {
+        self.sys.refresh_cpu_usage();
         self.refresh();
         for w in &mut self.watched {
             w.rss_before = self.sys.process(Pid::from_u32(w.pid)).map(|p| p.memory());
@@ -112,8 +129,10 @@ impl Monitor {
 
     /// One sample with `open` connections (this process's count).
     pub fn sample(&mut self, open: i64) {
+        self.sys.refresh_cpu_usage();
         self.refresh();
         let div = self.conn_divisor;
+        let mut watched_cpu = 0.0;
         for w in &mut self.watched {
             let Some(p) = self.sys.process(Pid::from_u32(w.pid)) else {
                 w.gone = true;
@@ -121,6 +140,7 @@ impl Monitor {
                 continue;
             };
             let cpu = f64::from(p.cpu_usage());
+            watched_cpu += cpu;
             let rss = p.memory();
             w.last = Some((cpu, rss));
             let conns = if w.role == Role::Loadgen && w.label != "loadgen" {
@@ -138,6 +158,20 @@ impl Monitor {
                 w.rss_at_peak = Some(rss);
             }
         }
+        if open > 0 {
+            let host = f64::from(self.sys.global_cpu_usage()) * self.sys.cpus().len() as f64;
+            self.host_sum += host;
+            self.other_sum += (host - watched_cpu).max(0.0);
+            self.host_n += 1;
+        }
+    }
+
+    pub fn host(&self) -> Option<HostReport> {
+        (self.host_n > 0).then(|| HostReport {
+            cpus: self.sys.cpus().len(),
+            cpu_pct: self.host_sum / self.host_n as f64,
+            other_cpu_pct: self.other_sum / self.host_n as f64,
+        })
     }
 
     pub fn last_node(&self) -> Option<(f64, u64)> {

@@ -7,7 +7,7 @@ pub mod grades;
 pub mod template;
 
 use crate::engine::SecondSample;
-use crate::monitor::{ProcReport, Role};
+use crate::monitor::{HostReport, ProcReport, Role};
 use crate::opts::{FailOn, Mode};
 use crate::stats::{ErrorKind, Recorder, Summary};
 use grades::{Grade, MetricKey, Thresholds};
@@ -38,6 +38,8 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chat: Option<Chat>,
     pub resources: Vec<ProcReport>,
+    /// Whole-host CPU, to judge whether other processes disturbed the run.
+    pub host: Option<HostReport>,
     /// Replies on time and correct / messages sent (1.0 when nothing was sent).
     pub success_rate: f64,
     pub grades: Vec<GradeRow>,
@@ -128,6 +130,7 @@ pub struct Inputs<'a> {
     pub target_conns: u64,
     pub peak_open: i64,
     pub resources: Vec<ProcReport>,
+    pub host: Option<HostReport>,
     pub series: Vec<SecondSample>,
     pub notes: Vec<(String, u64)>,
     pub thresholds: &'a Thresholds,
@@ -186,6 +189,15 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
         warnings.push(format!(
             "{} connection tasks outlived the run and were abandoned; their unanswered messages are not accounted",
             inp.abandoned
+        ));
+    }
+    if let Some(h) = &inp.host
+        && h.other_cpu_pct > 25.0
+    {
+        warnings.push(format!(
+            "other processes used {:.0}% CPU (of the host's {}%) during the run; every figure here competed with them",
+            h.other_cpu_pct,
+            h.cpus * 100
         ));
     }
     if c.conn_failed > 0 {
@@ -271,6 +283,7 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
         },
         chat,
         resources: inp.resources,
+        host: inp.host,
         success_rate,
         grades,
         warnings,
