@@ -5,8 +5,12 @@
 //! frame and then stay idle, reads the RSS again, and prints the growth per
 //! connection. The client's own memory is not part of the figure.
 //!
+//! The figure varies from run to run (allocator reuse depends on how the
+//! handshakes interleave), so it repeats the measurement with a fresh node
+//! each time and reports every run, the median and the worst.
+//!
 //! cargo build --release -p server && \
-//!   cargo run --release -p server --example idle_memory -- 10000
+//!   cargo run --release -p server --example idle_memory -- 10000 5
 
 use futures_util::StreamExt;
 use std::io::{BufRead, BufReader};
@@ -25,10 +29,36 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[tokio::main]
 async fn main() {
-    let conns: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(10_000);
+    let arg = |n: usize, default: usize| {
+        std::env::args()
+            .nth(n)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(default)
+    };
+    let (conns, runs) = (arg(1, 10_000), arg(2, 3).max(1));
+    let mut per_conn = Vec::with_capacity(runs);
+    for run in 1..=runs {
+        let (before, after) = measure(conns).await;
+        let bytes = after.saturating_sub(before) as f64 * 1024.0 / conns as f64;
+        println!(
+            "run {run}: RSS {before} KiB -> {after} KiB with {conns} idle connections: \
+             {bytes:.0} bytes per connection"
+        );
+        per_conn.push(bytes);
+    }
+    per_conn.sort_by(f64::total_cmp);
+    let median = per_conn[per_conn.len() / 2];
+    let worst = per_conn[per_conn.len() - 1];
+    println!(
+        "RSS growth per idle connection over {runs} runs: median {median:.0} bytes ({:.2} KiB), \
+         worst {worst:.0} bytes ({:.2} KiB)",
+        median / 1024.0,
+        worst / 1024.0
+    );
+}
+
+/// Node RSS (KiB) before and after opening `conns` idle connections.
+async fn measure(conns: usize) -> (u64, u64) {
     let bin = std::env::current_exe()
         .unwrap()
         .parent()
@@ -87,14 +117,8 @@ async fn main() {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = rss_kib(child.id());
-    let per_conn = (after.saturating_sub(before)) as f64 * 1024.0 / conns as f64;
-    println!("connections: {conns}");
-    println!("node RSS before: {before} KiB, with connections: {after} KiB");
-    println!(
-        "RSS growth per idle connection: {per_conn:.0} bytes ({:.2} KiB)",
-        per_conn / 1024.0
-    );
     drop(open);
     let _ = child.kill();
     let _ = child.wait();
+    (before, after)
 }

@@ -152,3 +152,33 @@ async fn graceful_shutdown_closes_clients_with_1001_and_returns() {
         "listener closed"
     );
 }
+
+#[tokio::test]
+async fn client_ping_gets_a_pong_frame_with_the_same_payload() {
+    let node = start(&[]).await;
+    let mut raw = RawWs::connect(node.addr, "/ws/chat?session_id=pinger").await;
+    let (op, _) = raw.read_frame().await.expect("welcome");
+    assert_eq!(op, 0x1, "welcome is a text frame");
+    raw.send_frame(0x89, b"heartbeat-7").await;
+    let (op, payload) = raw.read_frame().await.expect("pong");
+    assert_eq!(op, 0xA, "a pong frame, not text");
+    assert_eq!(payload, b"heartbeat-7");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_frame_sent_right_behind_the_handshake_is_not_lost() {
+    let node = start(&[]).await;
+    let echo = support::encode_frame(0x81, br#"{"type":"echo","id":31,"ts":7}"#);
+    let mut raw = RawWs::connect_pipelined(node.addr, "/ws/chat?session_id=eager", &echo).await;
+    let (_, welcome) = raw.read_frame().await.expect("welcome");
+    assert!(String::from_utf8_lossy(&welcome).contains(r#""type":"welcome""#));
+    let (op, reply) = raw.read_frame().await.expect("echo reply");
+    assert_eq!(op, 0x1);
+    let reply: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+    assert_eq!(
+        (reply["type"].as_str(), reply["id"].as_u64()),
+        (Some("echo"), Some(31))
+    );
+    node.stop().await;
+}

@@ -9,7 +9,7 @@
 //!
 //! This code is generic over [`Broker`] and never learns which one it has.
 
-use super::delivery::{Action, Delivery};
+use super::delivery::{Action, Delivery, Wire};
 use super::fragments::{Assembler, FragmentError, Message};
 use super::rate::RateLimit;
 use crate::broker::{
@@ -21,21 +21,18 @@ use crate::node::Node;
 use crate::sessions::new_message_id;
 use crate::stream::{self, Plan};
 use bytes::Bytes;
-use fastwebsockets::upgrade::UpgradeFut;
-use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketRead, WebSocketWrite};
-use hyper::upgrade::Upgraded;
+use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocketError, WebSocketRead, WebSocketWrite};
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use protocol::{ClientMsg, ErrorCode, ServerMsg, close, decode_client};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
-use tokio::io::{ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-
-type Rd = WebSocketRead<ReadHalf<TokioIo<Upgraded>>>;
-type Wr = WebSocketWrite<WriteHalf<TokioIo<Upgraded>>>;
 
 /// Why a connection ended; decides the close frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,46 +120,71 @@ impl<B: Broker> Conn<B> {
         }
     }
 
-    pub async fn run(mut self, fut: UpgradeFut, rx: OutQueue, overflow: Arc<Overflow>) {
-        let node = self.node.clone();
-        let sid = self.session.session_id.clone();
-        let ws = match fut.await {
-            Ok(ws) => ws,
-            Err(e) => {
-                tracing::debug!(session_id = %sid, error = %e, "upgrade did not complete");
-                node.broker.detach(&sid, self.sink.id).await;
-                return;
+    // Not `async fn`: rustc keeps an async fn's arguments twice in its
+    // future (as captured upvar and as local), which every idle connection
+    // pays for; an `async move` block uses them in place.
+    #[allow(clippy::manual_async_fn)]
+    pub fn run(
+        mut self,
+        on_upgrade: OnUpgrade,
+        rx: OutQueue,
+        overflow: Arc<Overflow>,
+    ) -> impl Future<Output = ()> + Send {
+        async move {
+            let node = self.node.clone();
+            let sid = self.session.session_id.clone();
+            // Unwrap hyper's boxed I/O back to the TcpStream: borrowed halves
+            // need no Arc, no lock per read or write, and no extra allocation.
+            let parts = match on_upgrade.await.map(|u| u.downcast::<TokioIo<TcpStream>>()) {
+                Ok(Ok(parts)) => parts,
+                Ok(Err(_)) | Err(_) => {
+                    tracing::debug!(session_id = %sid, "upgrade did not complete");
+                    node.broker.detach(&sid, self.sink.id).await;
+                    return;
+                }
+            };
+            let mut stream = parts.io.into_inner();
+            // Bytes the client sent right behind its handshake come first.
+            // Copied, so hyper's 8 KiB read buffer they point into is freed.
+            let early = std::io::Cursor::new(Bytes::copy_from_slice(&parts.read_buf));
+            drop(parts.read_buf);
+            let (r, w) = stream.split();
+            let (mut rd, wr) =
+                fastwebsockets::after_handshake_split(early.chain(r), w, Role::Server);
+            rd.set_auto_close(false);
+            rd.set_auto_pong(false);
+            rd.set_max_message_size(node.cfg.max_message_size.saturating_add(1));
+            inc(&node.metrics.connections);
+            inc(&node.metrics.connections_total);
+            tracing::info!(session_id = %sid, node_id = %node.node_id, conn = self.sink.id, peer = %self.peer, "WebSocket connected");
+            self.sink
+                .deliver(Out::Welcome(std::mem::take(&mut self.welcome)));
+
+            let (end_tx, end_rx) = oneshot::channel();
+            let reader = async {
+                let end = self.read_loop(rd).await;
+                let _ = end_tx.send(end);
+                std::future::pending::<()>().await
+            };
+            let end = tokio::select! {
+                // Writer first: after an overflow it writes the 1013 close
+                // itself unless it is stuck in a write to a client that does
+                // not read; only then does the overflow arm cut it off.
+                biased;
+                end = self.write_loop(wr, rx, &overflow, end_rx) => end,
+                _ = overflow.wait() => End::SlowConsumerCut,
+                _ = reader => End::Broken,
+            };
+
+            node.metrics.connections.fetch_sub(1, Relaxed);
+            match end {
+                End::SlowConsumer | End::SlowConsumerCut => inc(&node.metrics.slow_consumer_closes),
+                End::Idle => inc(&node.metrics.idle_closes),
+                _ => {}
             }
-        };
-        let (mut rd, wr) = ws.split(tokio::io::split);
-        rd.set_auto_close(false);
-        rd.set_auto_pong(false);
-        rd.set_max_message_size(node.cfg.max_message_size.saturating_add(1));
-        inc(&node.metrics.connections);
-        inc(&node.metrics.connections_total);
-        tracing::info!(session_id = %sid, node_id = %node.node_id, conn = self.sink.id, peer = %self.peer, "WebSocket connected");
-        self.sink
-            .deliver(Out::Welcome(std::mem::take(&mut self.welcome)));
-
-        let (end_tx, end_rx) = oneshot::channel();
-        let reader = async {
-            let end = self.read_loop(rd).await;
-            let _ = end_tx.send(end);
-            std::future::pending::<()>().await
-        };
-        let end = tokio::select! {
-            end = self.write_loop(wr, rx, &overflow, end_rx) => end,
-            _ = reader => End::Broken,
-        };
-
-        node.metrics.connections.fetch_sub(1, Relaxed);
-        match end {
-            End::SlowConsumer | End::SlowConsumerCut => inc(&node.metrics.slow_consumer_closes),
-            End::Idle => inc(&node.metrics.idle_closes),
-            _ => {}
+            node.broker.detach(&sid, self.sink.id).await;
+            tracing::info!(session_id = %sid, node_id = %node.node_id, conn = self.sink.id, reason = end.reason(), "WebSocket disconnected");
         }
-        node.broker.detach(&sid, self.sink.id).await;
-        tracing::info!(session_id = %sid, node_id = %node.node_id, conn = self.sink.id, reason = end.reason(), "WebSocket disconnected");
     }
 
     fn touch(&self) {
@@ -176,48 +198,57 @@ impl<B: Broker> Conn<B> {
             .deliver(Out::Frame(frames::error(code, message, message_id)));
     }
 
-    async fn read_loop(&self, mut rd: Rd) -> End {
-        let mut assembler = Assembler::new(self.node.cfg.max_message_size);
-        let mut rate = RateLimit::new(self.node.cfg.max_msg_rate);
-        loop {
-            // Automatic close and pong are off, so there is never an obligated send.
-            let frame = match rd
-                .read_frame(&mut |_| async { Ok::<(), std::io::Error>(()) })
-                .await
-            {
-                Ok(f) => f,
-                Err(e) => return read_error(e),
-            };
-            self.touch();
-            match frame.opcode {
-                OpCode::Close => return End::ClientClosed(close_reply(&frame.payload)),
-                OpCode::Ping => {
-                    self.sink
-                        .deliver(Out::Pong(Bytes::copy_from_slice(&frame.payload)));
-                }
-                OpCode::Pong => {}
-                OpCode::Text if frame.fin && !assembler.in_progress() => {
-                    // The common case: one whole text frame, already UTF-8 checked.
-                    match std::str::from_utf8(&frame.payload) {
-                        Ok(text) => self.on_text(text, &mut rate).await,
-                        Err(_) => return End::InvalidData,
+    // Not `async fn`: rustc keeps an async fn's arguments twice in its
+    // future (as captured upvar and as local), which every idle connection
+    // pays for; an `async move` block uses them in place.
+    #[allow(clippy::manual_async_fn)]
+    fn read_loop<'a, R: AsyncRead + Unpin + Send + 'a>(
+        &'a self,
+        mut rd: WebSocketRead<R>,
+    ) -> impl Future<Output = End> + Send + 'a {
+        async move {
+            let mut assembler = Assembler::new(self.node.cfg.max_message_size);
+            let mut rate = RateLimit::new(self.node.cfg.max_msg_rate);
+            loop {
+                // Automatic close and pong are off, so there is never an obligated send.
+                let frame = match rd
+                    .read_frame(&mut |_| async { Ok::<(), std::io::Error>(()) })
+                    .await
+                {
+                    Ok(f) => f,
+                    Err(e) => return read_error(e),
+                };
+                self.touch();
+                match frame.opcode {
+                    OpCode::Close => return End::ClientClosed(close_reply(&frame.payload)),
+                    OpCode::Ping => {
+                        self.sink
+                            .deliver(Out::Pong(Bytes::copy_from_slice(&frame.payload)));
                     }
-                }
-                op @ (OpCode::Text | OpCode::Binary | OpCode::Continuation) => {
-                    match assembler.push(op, frame.fin, &frame.payload) {
-                        Ok(None) => {}
-                        Ok(Some(Message::Text(text))) => self.on_text(&text, &mut rate).await,
-                        Ok(Some(Message::Binary(_))) => {
-                            inc(&self.node.metrics.messages_in);
-                            self.send_error(
-                                ErrorCode::BadRequest,
-                                "binary frames are not supported: send JSON text",
-                                None,
-                            );
+                    OpCode::Pong => {}
+                    OpCode::Text if frame.fin && !assembler.in_progress() => {
+                        // The common case: one whole text frame, already UTF-8 checked.
+                        match std::str::from_utf8(&frame.payload) {
+                            Ok(text) => self.on_text(text, &mut rate).await,
+                            Err(_) => return End::InvalidData,
                         }
-                        Err(FragmentError::TooBig) => return End::TooBig,
-                        Err(FragmentError::InvalidUtf8) => return End::InvalidData,
-                        Err(FragmentError::Sequence) => return End::Protocol,
+                    }
+                    op @ (OpCode::Text | OpCode::Binary | OpCode::Continuation) => {
+                        match assembler.push(op, frame.fin, &frame.payload) {
+                            Ok(None) => {}
+                            Ok(Some(Message::Text(text))) => self.on_text(&text, &mut rate).await,
+                            Ok(Some(Message::Binary(_))) => {
+                                inc(&self.node.metrics.messages_in);
+                                self.send_error(
+                                    ErrorCode::BadRequest,
+                                    "binary frames are not supported: send JSON text",
+                                    None,
+                                );
+                            }
+                            Err(FragmentError::TooBig) => return End::TooBig,
+                            Err(FragmentError::InvalidUtf8) => return End::InvalidData,
+                            Err(FragmentError::Sequence) => return End::Protocol,
+                        }
                     }
                 }
             }
@@ -347,97 +378,101 @@ impl<B: Broker> Conn<B> {
         self.sink.deliver(replay_or_abort(result, message_id, true));
     }
 
-    async fn write_loop(
-        &self,
-        mut wr: Wr,
+    // Not `async fn`: rustc keeps an async fn's arguments twice in its
+    // future (as captured upvar and as local), which every idle connection
+    // pays for; an `async move` block uses them in place.
+    #[allow(clippy::manual_async_fn)]
+    fn write_loop<'a, W: AsyncWrite + Unpin + Send + 'a>(
+        &'a self,
+        mut wr: WebSocketWrite<W>,
         mut rx: OutQueue,
-        overflow: &Overflow,
+        overflow: &'a Overflow,
         mut end_rx: oneshot::Receiver<End>,
-    ) -> End {
-        let cfg = &self.node.cfg;
-        let mut shutdown = self.node.shutdown.clone();
-        let mut delivery = Delivery::new(cfg.stream.max_chunks as usize + cfg.outbound_queue);
-        // One timer serves both the ping schedule and the idle deadline.
-        let mut next_ping = Instant::now() + cfg.ping_interval;
-        let timer = tokio::time::sleep_until(next_ping.min(Instant::now() + cfg.idle_timeout));
-        tokio::pin!(timer);
-        let mut batch: Vec<Bytes> = Vec::new();
-        let end = loop {
-            tokio::select! {
-                biased;
-                end = &mut end_rx => break end.unwrap_or(End::Broken),
-                _ = overflow.wait() => break End::SlowConsumer,
-                _ = crate::node::shutdown_requested(&mut shutdown) => break End::Shutdown,
-                out = rx.recv() => {
-                    match delivery.accept(out, &mut |frame| batch.push(frame)) {
-                        Action::None => {}
-                        Action::Overflow => break End::SlowConsumer,
-                        Action::Refetch { message_id, from } => self.refetch(message_id, from),
-                    }
-                    if let Some(end) = self.write_batch(&mut wr, &mut batch, overflow).await {
-                        break end;
-                    }
+    ) -> impl Future<Output = End> + Send + 'a {
+        async move {
+            let cfg = &self.node.cfg;
+            let mut shutdown = self.node.shutdown.clone();
+            let mut delivery = Delivery::new(cfg.stream.max_chunks as usize + cfg.outbound_queue);
+            // One timer serves both the ping schedule and the idle deadline.
+            let mut next_ping = Instant::now() + cfg.ping_interval;
+            let timer = tokio::time::sleep_until(next_ping.min(Instant::now() + cfg.idle_timeout));
+            tokio::pin!(timer);
+            let mut batch: Vec<Wire> = Vec::new();
+            let end = loop {
+                // Checked between writes; a writer stuck inside a write is cut
+                // off by `run` instead (see `write_batch`).
+                if overflow.happened() {
+                    break End::SlowConsumer;
                 }
-                _ = &mut timer => {
-                    let now = Instant::now();
-                    let idle_deadline = self.started
-                        + Duration::from_millis(self.last_seen_ms.load(Relaxed))
-                        + cfg.idle_timeout;
-                    if now >= idle_deadline {
-                        break End::Idle;
-                    }
-                    if now >= next_ping {
-                        next_ping = now + cfg.ping_interval;
-                        let ping = Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b""));
-                        if wr.write_frame(ping).await.is_err() {
-                            break End::Broken;
+                tokio::select! {
+                    biased;
+                    end = &mut end_rx => break end.unwrap_or(End::Broken),
+                    _ = crate::node::shutdown_requested(&mut shutdown) => break End::Shutdown,
+                    out = rx.recv() => {
+                        match delivery.accept(out, &mut |wire| batch.push(wire)) {
+                            Action::None => {}
+                            Action::Overflow => break End::SlowConsumer,
+                            Action::Refetch { message_id, from } => self.refetch(message_id, from),
                         }
                     }
-                    timer.as_mut().reset(next_ping.min(idle_deadline));
+                    _ = &mut timer => {
+                        let now = Instant::now();
+                        let idle_deadline = self.started
+                            + Duration::from_millis(self.last_seen_ms.load(Relaxed))
+                            + cfg.idle_timeout;
+                        if now >= idle_deadline {
+                            break End::Idle;
+                        }
+                        if now >= next_ping {
+                            next_ping = now + cfg.ping_interval;
+                            batch.push(Wire::Ping);
+                        }
+                        timer.as_mut().reset(next_ping.min(idle_deadline));
+                    }
                 }
+                if let Err(end) = self.write_batch(&mut wr, &mut batch).await {
+                    break end;
+                }
+            };
+            if let Some(code) = end.close_code() {
+                let frame = Frame::close(code, end.reason().as_bytes());
+                // Boxed: a rare path that should not grow every connection's task.
+                let _ = Box::pin(tokio::time::timeout(
+                    Duration::from_secs(1),
+                    wr.write_frame(frame),
+                ))
+                .await;
             }
-        };
-        if let Some(code) = end.close_code() {
-            let frame = Frame::close(code, end.reason().as_bytes());
-            // Boxed: a rare path that should not grow every connection's task.
-            let _ = Box::pin(tokio::time::timeout(
-                Duration::from_secs(1),
-                wr.write_frame(frame),
-            ))
-            .await;
+            end
         }
-        end
     }
 
-    /// Write queued frames; a client that stops reading while the queue keeps
-    /// filling is cut off mid-write (no close frame is possible then).
-    async fn write_batch(
+    /// Write what the delivery filter emitted. The only place that writes
+    /// data frames, so a connection's task holds one write future at most.
+    /// A client that stops reading blocks this write; `run` then cuts the
+    /// connection when its queue overflows.
+    async fn write_batch<W: AsyncWrite + Unpin>(
         &self,
-        wr: &mut Wr,
-        batch: &mut Vec<Bytes>,
-        overflow: &Overflow,
-    ) -> Option<End> {
-        if batch.is_empty() {
-            return None;
-        }
-        let metrics = &self.node.metrics;
-        let write_all = async {
-            for frame in batch.iter() {
-                wr.write_frame(Frame::text(Payload::Borrowed(frame)))
-                    .await?;
-                inc(&metrics.messages_out);
+        wr: &mut WebSocketWrite<W>,
+        batch: &mut Vec<Wire>,
+    ) -> Result<(), End> {
+        for wire in batch.drain(..) {
+            let frame = match &wire {
+                Wire::Text(b) => Frame::text(Payload::Borrowed(b)),
+                Wire::Pong(b) => Frame::pong(Payload::Borrowed(b)),
+                Wire::Ping => Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b"")),
+            };
+            if wr.write_frame(frame).await.is_err() {
+                return Err(End::Broken);
             }
-            Ok::<(), WebSocketError>(())
-        };
-        let result = tokio::select! {
-            r = write_all => r,
-            _ = overflow.wait() => return Some(End::SlowConsumerCut),
-        };
-        batch.clear();
+            if let Wire::Text(_) = wire {
+                inc(&self.node.metrics.messages_out);
+            }
+        }
         if batch.capacity() > 256 {
             batch.shrink_to(16);
         }
-        result.err().map(|_| End::Broken)
+        Ok(())
     }
 
     /// Heal a gap in a followed stream without bothering the client.

@@ -34,6 +34,17 @@ enum Follow {
     },
 }
 
+/// A frame to write, as the filter emits it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wire {
+    /// A JSON text frame.
+    Text(Bytes),
+    /// Answer to a client's ping, with its payload.
+    Pong(Bytes),
+    /// The node's heartbeat (added by the writer, never by the filter).
+    Ping,
+}
+
 /// What the connection must do besides writing the emitted frames.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Action {
@@ -71,11 +82,11 @@ impl Delivery {
     }
 
     /// Feed one queue item; frames to write go to `emit`, in order.
-    pub fn accept(&mut self, out: Out, emit: &mut impl FnMut(Bytes)) -> Action {
+    pub fn accept(&mut self, out: Out, emit: &mut impl FnMut(Wire)) -> Action {
         if let Some(waiting) = &mut self.before_welcome {
             match out {
                 Out::Welcome(frame) => {
-                    emit(frame);
+                    emit(Wire::Text(frame));
                     let waiting = std::mem::take(waiting);
                     self.before_welcome = None;
                     let mut action = Action::None;
@@ -95,15 +106,19 @@ impl Delivery {
             }
         }
         match out {
-            Out::Welcome(frame) | Out::Frame(frame) | Out::Pong(frame) => {
-                emit(frame);
+            Out::Welcome(frame) | Out::Frame(frame) => {
+                emit(Wire::Text(frame));
+                Action::None
+            }
+            Out::Pong(payload) => {
+                emit(Wire::Pong(payload));
                 Action::None
             }
             Out::Chunk(c) => self.chunk(&c.message_id, c.index, &c.frame, emit),
             Out::End(e) => {
                 match self.follows.get_mut(&e.message_id) {
                     Some(Follow::Live { .. }) => {
-                        emit(e.frame.clone());
+                        emit(Wire::Text(e.frame.clone()));
                         self.follows.remove(&e.message_id);
                     }
                     Some(Follow::Held { end, .. }) => *end = Some(e.frame.clone()),
@@ -127,7 +142,7 @@ impl Delivery {
             Out::Replay { replay, announce } => self.replay(*replay, announce, emit),
             Out::RecoverAbort(a) => {
                 self.follows.remove(&a.message_id);
-                emit(a.frame.clone());
+                emit(Wire::Text(a.frame.clone()));
                 Action::None
             }
         }
@@ -138,14 +153,14 @@ impl Delivery {
         id: &Arc<str>,
         index: u32,
         frame: &Bytes,
-        emit: &mut impl FnMut(Bytes),
+        emit: &mut impl FnMut(Wire),
     ) -> Action {
         let frame = frame.clone();
         match self.follows.get_mut(id) {
             Some(Follow::Live { next }) => {
                 if index == *next {
                     *next += 1;
-                    emit(frame);
+                    emit(Wire::Text(frame));
                 } else if index > *next {
                     let from = *next;
                     self.follows.insert(
@@ -172,21 +187,21 @@ impl Delivery {
             None => {
                 if index == 0 && self.follows.len() < MAX_FOLLOWED {
                     self.follows.insert(id.clone(), Follow::Live { next: 1 });
-                    emit(frame);
+                    emit(Wire::Text(frame));
                 }
                 Action::None
             }
         }
     }
 
-    fn replay(&mut self, r: Replay, announce: bool, emit: &mut impl FnMut(Bytes)) -> Action {
+    fn replay(&mut self, r: Replay, announce: bool, emit: &mut impl FnMut(Wire)) -> Action {
         if announce {
-            emit(crate::frames::msg(&ServerMsg::Recovered {
+            emit(Wire::Text(crate::frames::msg(&ServerMsg::Recovered {
                 message_id: r.message_id.to_string(),
                 status: r.status,
                 from_index: r.from,
                 chunks: r.total,
-            }));
+            })));
         }
         let (held, held_end) = match self.follows.remove(&r.message_id) {
             Some(Follow::Held { chunks, end }) => (chunks, end),
@@ -194,12 +209,12 @@ impl Delivery {
         };
         let mut next = r.from;
         for frame in r.chunks {
-            emit(frame);
+            emit(Wire::Text(frame));
             next += 1;
         }
         for (index, frame) in held {
             if index == next {
-                emit(frame);
+                emit(Wire::Text(frame));
                 next += 1;
             } else if index > next {
                 // Still missing some: hold what is left and fetch again.
@@ -217,7 +232,7 @@ impl Delivery {
             }
         }
         match r.end.or(held_end) {
-            Some(end) => emit(end),
+            Some(end) => emit(Wire::Text(end)),
             None => {
                 self.follows.insert(r.message_id, Follow::Live { next });
             }
@@ -271,8 +286,9 @@ mod tests {
         let mut out = Vec::new();
         let mut actions = Vec::new();
         for item in items {
-            let a = d.accept(item, &mut |b| {
-                out.push(String::from_utf8(b.to_vec()).unwrap())
+            let a = d.accept(item, &mut |w| match w {
+                Wire::Text(b) => out.push(String::from_utf8(b.to_vec()).unwrap()),
+                other => out.push(format!("{other:?}")),
             });
             if a != Action::None {
                 actions.push(a);

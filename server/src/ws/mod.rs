@@ -138,8 +138,12 @@ pub async fn upgrade<B: Broker>(
             );
         }
     };
-    let (response, fut) = match fastwebsockets::upgrade::upgrade(&mut req) {
-        Ok(r) => r,
+    // Take hyper's upgrade handle first: the connection then gets the bare
+    // TcpStream back (see `Conn::run`); fastwebsockets only builds the 101
+    // response here (its own upgrade future finds the handle gone and is dropped).
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let response = match fastwebsockets::upgrade::upgrade(&mut req) {
+        Ok((response, _)) => response,
         Err(e) => {
             node.broker.detach(&session_id, conn_id).await;
             return refuse(StatusCode::BAD_REQUEST, "bad_handshake", &e.to_string());
@@ -147,17 +151,11 @@ pub async fn upgrade<B: Broker>(
     };
     let conn = conn::Conn::new(node.clone(), attached, sink, peer);
     let alive = node.alive.clone();
-    let task = async move {
-        conn.run(fut, rx, overflow).await;
+    tokio::spawn(async move {
+        conn.run(on_upgrade, rx, overflow).await;
         drop(permit);
         drop(alive);
-    };
-    eprintln!(
-        "SIZE task={} out={}",
-        std::mem::size_of_val(&task),
-        std::mem::size_of::<crate::broker::Out>()
-    );
-    tokio::spawn(task);
+    });
     response.map(|_| Body::default())
 }
 

@@ -270,12 +270,19 @@ pub struct RawWs {
 impl RawWs {
     /// Perform the handshake; panics unless the node answers 101.
     pub async fn connect(addr: SocketAddr, path_and_query: &str) -> RawWs {
+        Self::connect_pipelined(addr, path_and_query, &[]).await
+    }
+
+    /// Handshake with `extra` bytes sent in the same write, right behind the request.
+    pub async fn connect_pipelined(addr: SocketAddr, path_and_query: &str, extra: &[u8]) -> RawWs {
         let mut stream = TcpStream::connect(addr).await.unwrap();
         let req = format!(
             "GET {path_and_query} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         );
-        stream.write_all(req.as_bytes()).await.unwrap();
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(extra);
+        stream.write_all(&bytes).await.unwrap();
         let mut buf = Vec::new();
         let mut tmp = [0u8; 4096];
         let end = loop {
@@ -299,21 +306,7 @@ impl RawWs {
 
     /// Send one masked frame with the given first byte (FIN/RSV/opcode).
     pub async fn send_frame(&mut self, first: u8, payload: &[u8]) {
-        let mask = [0x12u8, 0x34, 0x56, 0x78];
-        let mut f = vec![first];
-        match payload.len() {
-            n if n < 126 => f.push(0x80 | n as u8),
-            n if n < 65536 => {
-                f.push(0x80 | 126);
-                f.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                f.push(0x80 | 127);
-                f.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        f.extend_from_slice(&mask);
-        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        let f = encode_frame(first, payload);
         self.stream.write_all(&f).await.unwrap();
     }
 
@@ -372,4 +365,24 @@ pub async fn metric(node: &TestNode, name: &str) -> f64 {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("metric {name} missing"))
+}
+
+/// A masked client frame with the given first byte (FIN/RSV/opcode).
+pub fn encode_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x12u8, 0x34, 0x56, 0x78];
+    let mut f = vec![first];
+    match payload.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n if n < 65536 => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
 }
