@@ -225,7 +225,7 @@ pub fn issues(r: &Report) -> Vec<String> {
 pub fn recommendations(r: &Report) -> Vec<String> {
     let mut v = Vec::new();
     if r.send_lag_us.behind {
-        v.push("loadgen itself was the bottleneck: rerun with --workers 2 (or fewer --conns / lower --rate) before trusting the latency figures".to_string());
+        v.push("loadgen could not keep its schedule (its own CPU, or the whole host, was saturated): rerun with --workers 2 on a less busy host, or with fewer --conns / a lower --rate, before trusting the latency figures".to_string());
     }
     for g in &r.grades {
         if !matches!(g.grade, Grade::Acceptable | Grade::Fail) {
