@@ -8,8 +8,17 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+fn main() -> anyhow::Result<()> {
+    // `wsnode cluster up|down|status` runs a local cluster (see README).
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|a| a == "cluster") {
+        std::process::exit(cluster::cli::main(args.collect()));
+    }
+    node()
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn node() -> anyhow::Result<()> {
     let opts = server::Opts::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
