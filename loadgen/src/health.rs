@@ -42,8 +42,34 @@ pub async fn local_pid(t: &Target) -> Option<u32> {
     }
     let v: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
     let pid = u32::try_from(v.get("pid")?.as_u64()?).ok()?;
-    // Only a pid that exists here is ours to watch.
-    std::path::Path::new(&format!("/proc/{pid}"))
-        .exists()
-        .then_some(pid)
+    // Only a pid that exists here and is a node is ours to watch: a node in
+    // a container reports a pid of its own namespace (often 1), which on the
+    // host belongs to some other process.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    looks_like_node(&cmdline).then_some(pid)
+}
+
+/// wsnode, or loadgen running the embedded node.
+fn looks_like_node(cmdline: &[u8]) -> bool {
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    let exe = args
+        .first()
+        .map(|a| a.rsplit(|&b| b == b'/').next().unwrap_or(a));
+    exe == Some(&b"wsnode"[..]) || args.contains(&&b"__node"[..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_node_processes() {
+        assert!(looks_like_node(b"/usr/local/bin/wsnode\0--listen\0:8081\0"));
+        assert!(looks_like_node(
+            b"target/release/loadgen\0__node\0--listen\0"
+        ));
+        assert!(!looks_like_node(b"/sbin/init\0"));
+        assert!(!looks_like_node(b"/usr/bin/wsnode-helper\0"));
+        assert!(!looks_like_node(b""));
+    }
 }

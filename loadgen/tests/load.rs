@@ -236,13 +236,11 @@ fn echo_and_chat_against_the_real_node() {
         "2s",
     ]);
     assert!(r.messages.sent > 100);
-    // A loopback node is found through the pid on its /health/stats.
+    // The in-process node's pid is this test binary, not a node: not monitored.
     assert!(
-        r.resources
+        !r.resources
             .iter()
-            .any(|p| p.role == loadgen::monitor::Role::Node && p.pid == std::process::id()),
-        "{:?}",
-        r.resources
+            .any(|p| p.role == loadgen::monitor::Role::Node)
     );
     assert_eq!(
         r.messages.ok,
@@ -625,4 +623,41 @@ fn source_ips_are_used_for_loopback_targets() {
     peers.sort();
     assert_eq!(peers, ["127.0.0.2", "127.0.0.3", "127.0.0.4"]);
     assert_balanced(&r);
+}
+
+#[test]
+fn a_local_node_process_is_found_through_health_stats() {
+    use std::io::BufRead;
+    // A separate node process, as a user would start it.
+    let mut node = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["__node", "--listen", "127.0.0.1:0"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(node.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.split_whitespace().last().unwrap().to_string();
+    let r = report(&[
+        "--url",
+        &format!("ws://{addr}/ws/chat"),
+        "--conns",
+        "5",
+        "--rate",
+        "10",
+        "--duration",
+        "2s",
+    ]);
+    let found = r
+        .resources
+        .iter()
+        .find(|p| p.role == loadgen::monitor::Role::Node)
+        .expect("the node was found through /health/stats");
+    assert_eq!(found.pid, node.id());
+    assert!(found.rss_bytes.unwrap_or(0) > 0);
+    let _ = node.kill();
+    let _ = node.wait();
 }
