@@ -1,60 +1,115 @@
-//! A real redis-server process on a free loopback port, in a temp dir.
+//! A real redis-server process on a loopback port, in its own temp dir.
+//!
+//! Tests need a Redis they can stop and restart (outage scenarios), and
+//! `cluster up` needs one that outlives it; both use this handle. Data is
+//! never persisted (`--save ""`, no AOF): a restart starts empty.
 
-use crate::{ClusterError, find_program, io_err, ports};
+use crate::{ClusterError, find_program, io_err, log_tail, ports, process};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// How long redis-server gets to answer PING after it was started.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Options for [`RedisServer::builder`].
+#[derive(Debug, Clone, Default)]
+pub struct RedisBuilder {
+    /// The redis-server executable [default: found on PATH].
+    program: Option<PathBuf>,
+    /// Port to bind; fails if busy [default: a free port, retried if taken meanwhile].
+    port: Option<u16>,
+    /// Where its temp dir is created [default: the system temp dir].
+    base_dir: Option<PathBuf>,
+    /// Start it in its own process group, so a Ctrl-C meant for our
+    /// terminal does not reach it (for processes that outlive `cluster up`).
+    process_group: bool,
+}
+
+impl RedisBuilder {
+    pub fn program(mut self, path: impl Into<PathBuf>) -> Self {
+        self.program = Some(path.into());
+        self
+    }
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+    pub fn base_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.base_dir = Some(dir.into());
+        self
+    }
+    pub fn process_group(mut self, yes: bool) -> Self {
+        self.process_group = yes;
+        self
+    }
+
+    /// Start it and wait until it answers PING.
+    pub fn start(self) -> Result<RedisServer, ClusterError> {
+        let program = match &self.program {
+            Some(p) => p.clone(),
+            None => find_program("redis-server").ok_or(ClusterError::NotInstalled {
+                program: "redis-server",
+            })?,
+        };
+        crate::check_program("redis-server", &program)?;
+        let dir = crate::temp_dir(self.base_dir.as_deref(), "wsbench-redis-")?;
+        let mut server = RedisServer {
+            child: None,
+            port: 0,
+            dir,
+            program,
+            process_group: self.process_group,
+        };
+        if let Some(port) = self.port {
+            ports::ensure_free(port, "redis-server", "--redis-port")?;
+            server.port = port;
+            server.child = Some(server.spawn()?);
+            return Ok(server);
+        }
+        // A port taken between probing and binding makes redis exit: retry.
+        let mut last = None;
+        for _ in 0..5 {
+            server.port = ports::free_port().map_err(io_err("free port"))?;
+            match server.spawn() {
+                Ok(child) => {
+                    server.child = Some(child);
+                    return Ok(server);
+                }
+                // Only an early exit can be a port race; anything else is final.
+                Err(e @ ClusterError::Exited { .. }) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| ClusterError::Invalid("no free port for redis-server".into())))
+    }
+}
 
 /// A running redis-server; stopped (SIGKILL) and its dir removed on drop.
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    program: PathBuf,
+    process_group: bool,
 }
 
 impl RedisServer {
+    /// Options: program, port, base dir, process group.
+    pub fn builder() -> RedisBuilder {
+        RedisBuilder::default()
+    }
+
     /// Start on a free port.
     pub fn start() -> Result<RedisServer, ClusterError> {
-        let dir = tempfile::Builder::new()
-            .prefix("wsbench-redis-")
-            .tempdir()
-            .map_err(io_err("temp dir"))?;
-        // A port taken between probing and binding makes redis exit: retry.
-        let mut last = None;
-        for _ in 0..5 {
-            let port = ports::free_port().map_err(io_err("free port"))?;
-            match spawn(port, dir.path()) {
-                Ok(child) => {
-                    return Ok(RedisServer {
-                        child: Some(child),
-                        port,
-                        dir,
-                    });
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or(ClusterError::NotReady {
-            what: "redis-server".into(),
-            secs: 0,
-            detail: "no port".into(),
-        }))
+        RedisServer::builder().start()
     }
 
     /// Start on `port` (for `cluster up`, which prefers 6379).
     pub fn start_on(port: u16) -> Result<RedisServer, ClusterError> {
-        let dir = tempfile::Builder::new()
-            .prefix("wsbench-redis-")
-            .tempdir()
-            .map_err(io_err("temp dir"))?;
-        let child = spawn(port, dir.path())?;
-        Ok(RedisServer {
-            child: Some(child),
-            port,
-            dir,
-        })
+        RedisServer::builder().port(port).start()
     }
 
     pub fn port(&self) -> u16 {
@@ -78,11 +133,15 @@ impl RedisServer {
         self.dir.path()
     }
 
+    /// Its log file (`redis.log` in its dir; warnings and up).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("redis.log")
+    }
+
     /// Stop the server (SIGKILL, like a crash) and wait for it to exit.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            process::kill_child(&mut child);
         }
     }
 
@@ -91,13 +150,13 @@ impl RedisServer {
         self.stop();
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            match spawn(self.port, self.dir.path()) {
+            match self.spawn() {
                 Ok(child) => {
                     self.child = Some(child);
                     return Ok(());
                 }
                 // The port can stay busy for a moment after the kill.
-                Err(_) if Instant::now() < deadline => {
+                Err(_) if Instant::now() < deadline && !process::cancel_requested() => {
                     std::thread::sleep(Duration::from_millis(100))
                 }
                 Err(e) => return Err(e),
@@ -118,6 +177,67 @@ impl RedisServer {
         BufReader::new(s).read_line(&mut line)?;
         Ok(line.trim_end().to_string())
     }
+
+    /// Let the process outlive this handle (for `cluster up`): nothing is
+    /// stopped or removed on drop. Returns its pid and dir.
+    pub fn detach(mut self) -> (Option<u32>, PathBuf) {
+        let pid = self.child.take().map(|c| c.id());
+        self.dir.disable_cleanup(true);
+        (pid, self.dir.path().to_path_buf())
+    }
+
+    fn spawn(&self) -> Result<Child, ClusterError> {
+        let port = self.port;
+        let dir = self.dir.path();
+        let mut cmd = Command::new(&self.program);
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(["--protected-mode", "yes", "--loglevel", "warning"])
+            .arg("--dir")
+            .arg(dir)
+            .arg("--logfile")
+            .arg(dir.join("redis.log"))
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if self.process_group {
+            use std::os::unix::process::CommandExt;
+            cmd.process_group(0);
+        }
+        let mut child = cmd.spawn().map_err(|source| ClusterError::Io {
+            what: format!("start {}", self.program.display()),
+            source,
+        })?;
+        let what = format!("redis-server on port {port}");
+        let addr = self.addr();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(ClusterError::Exited {
+                    what,
+                    status: status.to_string(),
+                    log: log_tail(&dir.join("redis.log")),
+                });
+            }
+            if ping(addr) {
+                return Ok(child);
+            }
+            if process::cancel_requested() {
+                process::kill_child(&mut child);
+                return Err(ClusterError::Cancelled);
+            }
+            if Instant::now() >= deadline {
+                process::kill_child(&mut child);
+                return Err(ClusterError::NotReady {
+                    what,
+                    secs: READY_TIMEOUT.as_secs(),
+                    detail: "no PONG".into(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for RedisServer {
@@ -126,67 +246,12 @@ impl Drop for RedisServer {
     }
 }
 
-fn spawn(port: u16, dir: &Path) -> Result<Child, ClusterError> {
-    let bin = find_program("redis-server").ok_or(ClusterError::NotInstalled {
-        program: "redis-server",
-    })?;
-    let mut child = Command::new(bin)
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .args([
-            "--daemonize",
-            "no",
-            "--protected-mode",
-            "yes",
-            "--loglevel",
-            "warning",
-        ])
-        .arg("--dir")
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(io_err("start redis-server"))?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(ClusterError::NotReady {
-                what: format!("redis-server on port {port}"),
-                secs: 0,
-                detail: format!("exited with {status}"),
-            });
-        }
-        if ping(addr) {
-            return Ok(child);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(ClusterError::NotReady {
-                what: format!("redis-server on port {port}"),
-                secs: 10,
-                detail: "no PONG".into(),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn ping(addr: SocketAddr) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+/// Whether a Redis at `addr` answers PING within a second.
+pub fn ping(addr: SocketAddr) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
         return false;
     };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let _ = s.set_read_timeout(Some(Duration::from_millis(1000)));
     if s.write_all(b"PING\r\n").is_err() {
         return false;
     }
@@ -213,12 +278,36 @@ mod tests {
             "a restart loses the data"
         );
         let pid = r.pid().unwrap();
+        let dir = r.dir().to_path_buf();
         drop(r);
         assert!(
-            !std::path::Path::new(&format!("/proc/{pid}")).exists() || {
-                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-                stat.contains(") Z ")
-            }
+            process::ProcessId::of(pid).is_none(),
+            "redis-server {pid} left running"
+        );
+        assert!(!dir.exists(), "temp dir removed");
+    }
+
+    #[test]
+    fn busy_port_is_a_clear_error() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let err = RedisServer::start_on(port).err().expect("port is busy");
+        assert!(
+            matches!(err, ClusterError::PortBusy { port: p, .. } if p == port),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_program_is_a_clear_error() {
+        let err = RedisServer::builder()
+            .program("/nonexistent/redis-server")
+            .start()
+            .err()
+            .expect("no such program");
+        assert!(
+            err.to_string().contains("/nonexistent/redis-server"),
+            "{err}"
         );
     }
 }
