@@ -65,15 +65,17 @@ struct UpArgs {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=MAX_NODES as i64))]
     nodes: u16,
 
-    /// nginx port [default: 8080 when free, otherwise any free port]. A port given here must be free.
+    /// nginx port [default: 8080 when free, otherwise any free port]. A port given here
+    /// must be free; 0 means any free port.
     #[arg(long)]
     nginx_port: Option<u16>,
 
-    /// Port of node1; node N listens on this + N - 1 [default: 8081.. when free, otherwise free ports].
+    /// Port of node1; node N listens on this + N - 1 [default: 8081.. when free,
+    /// otherwise free ports]; 0 means free ports.
     #[arg(long)]
     node_port: Option<u16>,
 
-    /// redis-server port [default: 6379 when free, otherwise any free port].
+    /// redis-server port [default: 6379 when free, otherwise any free port]; 0 means any free port.
     #[arg(long)]
     redis_port: Option<u16>,
 
@@ -171,7 +173,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Err(e) => {
             eprintln!("wsnode cluster: {e}");
             match e {
-                ClusterError::Invalid(_) | ClusterError::PortBusy { .. } => 2,
+                ClusterError::Invalid(_) => 2,
                 _ => 1,
             }
         }
@@ -201,6 +203,7 @@ fn up(a: UpArgs) -> Result<i32, ClusterError> {
         None => std::env::current_exe().map_err(crate::io_err("find this executable"))?,
     };
     let choose = |given: Option<u16>, preferred: u16| match given {
+        Some(0) => PortChoice::Any,
         Some(p) => PortChoice::Fixed(p),
         None => PortChoice::Prefer(preferred),
     };
@@ -249,7 +252,12 @@ fn up(a: UpArgs) -> Result<i32, ClusterError> {
     }
 
     println!("wsbench local cluster is up:");
-    for m in st.members.iter().rev() {
+    // Entry point first, then the nodes in order, then Redis.
+    let order = [Role::Nginx, Role::Node, Role::Redis];
+    let members = order
+        .iter()
+        .flat_map(|r| st.members.iter().filter(move |m| m.role == *r));
+    for m in members {
         println!(
             "  {:<7} {:<24} pid {:<7} log {}",
             m.name,

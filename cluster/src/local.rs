@@ -11,7 +11,7 @@ use crate::ports::PortChoice;
 use crate::process::ProcessId;
 use crate::redis::RedisServer;
 use crate::state::{ClusterState, Member, Role};
-use crate::{ClusterError, process};
+use crate::{ClusterError, find_program, process};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -125,6 +125,24 @@ impl ClusterOptions {
     }
 }
 
+impl ClusterOptions {
+    /// Fixed ports must be free before anything starts.
+    fn check_fixed_ports(&self) -> Result<(), ClusterError> {
+        if let (true, PortChoice::Fixed(p)) = (self.redis, self.redis_port) {
+            crate::ports::ensure_free(p, "redis-server", "--redis-port")?;
+        }
+        for i in 0..self.nodes {
+            if let PortChoice::Fixed(p) = self.node_port.nth(i as u16) {
+                crate::ports::ensure_free(p, &format!("node{}", i + 1), "--node-port")?;
+            }
+        }
+        if let PortChoice::Fixed(p) = self.nginx_port {
+            crate::ports::ensure_free(p, "nginx", "--nginx-port")?;
+        }
+        Ok(())
+    }
+}
+
 /// A running local cluster; every process stops when it is dropped
 /// (nginx first, then the nodes, then Redis).
 pub struct LocalCluster {
@@ -139,15 +157,26 @@ impl LocalCluster {
     /// Start Redis, the nodes and nginx, each healthy before the next starts.
     pub fn start(opts: ClusterOptions) -> Result<LocalCluster, ClusterError> {
         opts.validate()?;
+        // Everything that can be checked before starting anything is checked
+        // here, so a typo does not cost a start and a teardown.
+        let program = |given: &Option<PathBuf>, name: &'static str| match given {
+            Some(p) => crate::check_program(name, p).map(|()| p.clone()),
+            None => find_program(name).ok_or(ClusterError::NotInstalled { program: name }),
+        };
+        let nginx_program = program(&opts.nginx_program, "nginx")?;
+        let redis_program = if opts.redis {
+            program(&opts.redis_program, "redis-server")?
+        } else {
+            PathBuf::new()
+        };
+        crate::check_program("wsnode", &opts.wsnode)?;
+        opts.check_fixed_ports()?;
         let mut notes = Vec::new();
         let redis = if opts.redis {
-            let mut b = RedisServer::builder().process_group(opts.process_group);
-            if let Some(p) = opts.redis_port.first() {
-                b = b.port(p);
-            }
-            if let Some(prog) = &opts.redis_program {
-                b = b.program(prog);
-            }
+            let mut b = RedisServer::builder()
+                .port_choice(opts.redis_port)
+                .program(&redis_program)
+                .process_group(opts.process_group);
             if let Some(dir) = &opts.base_dir {
                 b = b.base_dir(dir);
             }
@@ -184,15 +213,13 @@ impl LocalCluster {
             nodes.push(node);
         }
         let mut b = NginxServer::builder()
+            .program(nginx_program)
             .port(opts.nginx_port)
             .upstreams(nodes.iter().map(NodeProcess::addr))
             .balance(opts.balance)
             .worker_connections(opts.worker_connections)
             .ready_timeout(opts.ready_timeout)
             .process_group(opts.process_group);
-        if let Some(prog) = &opts.nginx_program {
-            b = b.program(prog);
-        }
         if let Some(dir) = &opts.base_dir {
             b = b.base_dir(dir);
         }

@@ -120,6 +120,11 @@ pub fn signal(pid: u32, sig: libc::c_int) -> bool {
     unsafe { libc::kill(pid, sig) == 0 }
 }
 
+/// SIGKILL `pid` (tests crash a recorded process with it); false when there is no such process.
+pub fn sigkill(pid: u32) -> bool {
+    signal(pid, libc::SIGKILL)
+}
+
 /// How a process stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {

@@ -4,7 +4,8 @@
 //! `cluster up` needs one that outlives it; both use this handle. Data is
 //! never persisted (`--save ""`, no AOF): a restart starts empty.
 
-use crate::{ClusterError, find_program, io_err, log_tail, ports, process};
+use crate::ports::{self, PortChoice};
+use crate::{ClusterError, find_program, io_err, log_tail, process};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -15,12 +16,12 @@ use std::time::{Duration, Instant};
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Options for [`RedisServer::builder`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RedisBuilder {
     /// The redis-server executable [default: found on PATH].
     program: Option<PathBuf>,
-    /// Port to bind; fails if busy [default: a free port, retried if taken meanwhile].
-    port: Option<u16>,
+    /// How the port is chosen [default: any free port, retried if taken meanwhile].
+    port: PortChoice,
     /// Where its temp dir is created [default: the system temp dir].
     base_dir: Option<PathBuf>,
     /// Start it in its own process group, so a Ctrl-C meant for our
@@ -33,8 +34,13 @@ impl RedisBuilder {
         self.program = Some(path.into());
         self
     }
+    /// Exactly this port (fails if busy).
     pub fn port(mut self, port: u16) -> Self {
-        self.port = Some(port);
+        self.port = PortChoice::Fixed(port);
+        self
+    }
+    pub fn port_choice(mut self, port: PortChoice) -> Self {
+        self.port = port;
         self
     }
     pub fn base_dir(mut self, dir: impl Into<PathBuf>) -> Self {
@@ -63,16 +69,20 @@ impl RedisBuilder {
             program,
             process_group: self.process_group,
         };
-        if let Some(port) = self.port {
+        if let PortChoice::Fixed(port) = self.port {
             ports::ensure_free(port, "redis-server", "--redis-port")?;
             server.port = port;
             server.child = Some(server.spawn()?);
             return Ok(server);
         }
         // A port taken between probing and binding makes redis exit: retry.
+        let mut first = self.port.first();
         let mut last = None;
         for _ in 0..5 {
-            server.port = ports::free_port().map_err(io_err("free port"))?;
+            server.port = match first.take() {
+                Some(p) => p,
+                None => ports::free_port().map_err(io_err("free port"))?,
+            };
             match server.spawn() {
                 Ok(child) => {
                     server.child = Some(child);
@@ -99,7 +109,12 @@ pub struct RedisServer {
 impl RedisServer {
     /// Options: program, port, base dir, process group.
     pub fn builder() -> RedisBuilder {
-        RedisBuilder::default()
+        RedisBuilder {
+            program: None,
+            port: PortChoice::Any,
+            base_dir: None,
+            process_group: false,
+        }
     }
 
     /// Start on a free port.

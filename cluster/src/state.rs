@@ -157,14 +157,19 @@ pub fn save(path: &Path, state: &ClusterState) -> Result<(), ClusterError> {
     Ok(())
 }
 
-/// Remove the state file (and its directory when that is empty).
+/// Remove the state file (and the default state directory when that is empty).
 pub fn remove(path: &Path) -> Result<(), ClusterError> {
     match std::fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_err(format!("remove {}", path.display()))(e)),
     }
-    if let Some(dir) = path.parent() {
+    // The default dir (`wsbench-cluster*`) goes when empty; a dir the user chose stays.
+    if let Some(dir) = path.parent().filter(|d| {
+        d.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("wsbench-cluster"))
+    }) {
         let _ = std::fs::remove_dir(dir); // only succeeds when empty
     }
     Ok(())
@@ -238,13 +243,18 @@ mod tests {
     #[test]
     fn save_load_remove() {
         let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("sub").join("state.json");
+        let path = tmp.path().join("wsbench-cluster-t").join("state.json");
         assert_eq!(load(&path).unwrap(), None);
         save(&path, &sample()).unwrap();
         assert_eq!(load(&path).unwrap(), Some(sample()));
         remove(&path).unwrap();
         assert!(!path.exists() && !path.parent().unwrap().exists());
         remove(&path).unwrap();
+        // A directory the user chose is left alone.
+        let mine = tmp.path().join("mine").join("state.json");
+        save(&mine, &sample()).unwrap();
+        remove(&mine).unwrap();
+        assert!(!mine.exists() && mine.parent().unwrap().exists());
     }
 
     #[test]

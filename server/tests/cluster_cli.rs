@@ -1,0 +1,425 @@
+//! The local cluster from outside: `wsnode cluster up|status|down` as a user
+//! runs them (the built binary, real redis-server and nginx), and the
+//! `cluster` library as the harness of the cluster tests (a WebSocket through
+//! nginx to a node and back, failover when that node is killed).
+//!
+//! Every test works in its own temp dir with free ports. The dir is also the
+//! processes' working directory, so "nothing left behind" is checked by
+//! looking for live processes whose cwd is inside it; a guard runs
+//! `cluster down` even when an assertion fails.
+
+use cluster::process::{ProcessId, processes_in};
+use cluster::state::{self, ClusterState};
+use cluster::{Balance, ClusterOptions, LocalCluster};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::{self, Message, stream::MaybeTlsStream};
+
+const WSNODE: &str = env!("CARGO_BIN_EXE_wsnode");
+
+/// How long one expected frame may take before the test fails.
+const WAIT: Duration = Duration::from_secs(15);
+
+fn wsnode(args: &[&str]) -> Output {
+    Command::new(WSNODE)
+        .arg("cluster")
+        .args(args)
+        .output()
+        .expect("run wsnode")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A fresh directory, removed on drop (std only: no dev-dependency needed).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(prefix: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("{prefix}{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A temp dir for one test's cluster, torn down (`cluster down`, then a
+/// SIGKILL for anything still running in it) when the test ends, pass or fail.
+struct Sandbox {
+    dir: TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        Sandbox {
+            dir: TempDir::new("cluster-cli-"),
+        }
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    fn state(&self) -> PathBuf {
+        self.path().join("state.json")
+    }
+    fn state_str(&self) -> String {
+        self.state().to_string_lossy().into_owned()
+    }
+    fn dir_str(&self) -> String {
+        self.path().to_string_lossy().into_owned()
+    }
+    /// `cluster up` on free ports in this sandbox, plus `extra`.
+    fn up(&self, extra: &[&str]) -> Output {
+        let (st, dir) = (self.state_str(), self.dir_str());
+        let mut args = vec![
+            "up",
+            "--state",
+            &st,
+            "--dir",
+            &dir,
+            "--nginx-port",
+            "0",
+            "--node-port",
+            "0",
+            "--redis-port",
+            "0",
+            "--worker-connections",
+            "1024",
+        ];
+        args.extend_from_slice(extra);
+        wsnode(&args)
+    }
+    fn leftovers(&self) -> Vec<String> {
+        processes_in(self.path())
+            .iter()
+            .map(|p| format!("{} {}", p.pid, p.command()))
+            .collect()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if self.state().exists() {
+            let st = self.state_str();
+            let _ = wsnode(&["down", "--state", &st, "--timeout", "5s"]);
+        }
+        for p in processes_in(self.path()) {
+            cluster::process::sigkill(p.pid);
+        }
+    }
+}
+
+fn gone(id: &ProcessId) -> bool {
+    // Gone, or a zombie nobody reaped (PID 1 here may not reap), or a new process.
+    !id.is_running()
+}
+
+#[test]
+fn up_status_down_leaves_no_process_behind() {
+    let sb = Sandbox::new();
+    let st = sb.state_str();
+
+    let up = sb.up(&[
+        "--balance",
+        "consistent-hash",
+        "--",
+        "--cleanup-interval",
+        "5s",
+    ]);
+    assert!(up.status.success(), "up failed: {}", text(&up));
+    let out = String::from_utf8_lossy(&up.stdout);
+    for needle in [
+        "nginx",
+        "node1",
+        "node2",
+        "node3",
+        "redis",
+        "ws://127.0.0.1:",
+        "wsnode cluster down",
+    ] {
+        assert!(
+            out.contains(needle),
+            "{needle} missing from up's output: {}",
+            text(&up)
+        );
+    }
+
+    let recorded: ClusterState = state::load(&sb.state())
+        .unwrap()
+        .expect("state file written");
+    assert_eq!(recorded.members.len(), 5, "{recorded:?}");
+    assert_eq!(recorded.balance, "consistent-hash");
+    for m in &recorded.members {
+        assert!(m.process.is_running(), "{} not running after up", m.name);
+        assert!(m.dir.starts_with(sb.path()), "{} dir outside --dir", m.name);
+        assert!(m.log.exists(), "{} has no log {}", m.name, m.log.display());
+    }
+    let node1 = recorded.members.iter().find(|m| m.name == "node1").unwrap();
+    assert!(
+        node1
+            .process
+            .cmdline
+            .iter()
+            .any(|a| a == "--cleanup-interval"),
+        "options after -- reach the nodes: {:?}",
+        node1.process.cmdline
+    );
+    assert!(
+        node1.process.cmdline.iter().any(|a| a == "--redis"),
+        "nodes join Redis: {:?}",
+        node1.process.cmdline
+    );
+    let nginx = recorded.members.iter().find(|m| m.name == "nginx").unwrap();
+    let (code, body) = cluster::http::get(nginx.addr(), "/health", Duration::from_secs(5)).unwrap();
+    assert_eq!(code, 200, "/health through nginx: {body}");
+
+    let status = wsnode(&["status", "--state", &st]);
+    assert!(status.status.success(), "status: {}", text(&status));
+    assert_eq!(
+        String::from_utf8_lossy(&status.stdout)
+            .matches("healthy")
+            .count(),
+        5,
+        "{}",
+        text(&status)
+    );
+
+    // A second `up` on the same state refuses, and starts nothing.
+    let again = sb.up(&[]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    assert!(text(&again).contains("still running"), "{}", text(&again));
+
+    // A node that dies makes status fail and name it.
+    let node2 = recorded.members.iter().find(|m| m.name == "node2").unwrap();
+    assert!(cluster::process::sigkill(node2.process.pid));
+    assert!(cluster::process::wait_until(
+        Duration::from_secs(10),
+        || gone(&node2.process)
+    ));
+    let status = wsnode(&["status", "--state", &st, "--json"]);
+    assert_eq!(status.status.code(), Some(1), "{}", text(&status));
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let n2 = &json["members"].as_array().unwrap()[2];
+    assert_eq!(
+        (n2["name"].as_str(), n2["state"].as_str()),
+        (Some("node2"), Some("down")),
+        "{json}"
+    );
+
+    let down = wsnode(&["down", "--state", &st]);
+    assert!(down.status.success(), "down: {}", text(&down));
+    for m in &recorded.members {
+        assert!(
+            gone(&m.process),
+            "{} (pid {}) still running",
+            m.name,
+            m.process.pid
+        );
+        assert!(
+            !m.dir.exists(),
+            "{} dir {} not removed",
+            m.name,
+            m.dir.display()
+        );
+    }
+    assert!(!sb.state().exists(), "state file removed");
+    assert!(
+        sb.leftovers().is_empty(),
+        "left behind: {:?}",
+        sb.leftovers()
+    );
+
+    // Down again: nothing to do, still success.
+    let again = wsnode(&["down", "--state", &st]);
+    assert!(again.status.success(), "{}", text(&again));
+}
+
+#[test]
+fn a_node_that_cannot_start_fails_cleanly() {
+    let sb = Sandbox::new();
+    let up = sb.up(&["--", "--no-such-option"]);
+    assert_eq!(up.status.code(), Some(1), "{}", text(&up));
+    let err = String::from_utf8_lossy(&up.stderr);
+    assert!(err.contains("node1"), "names the node: {}", text(&up));
+    assert!(
+        err.contains("no-such-option"),
+        "shows the node's own error: {}",
+        text(&up)
+    );
+    assert!(!sb.state().exists(), "no state for a failed start");
+    // redis-server was started before the node failed: it must be gone too.
+    assert!(
+        cluster::process::wait_until(Duration::from_secs(5), || sb.leftovers().is_empty()),
+        "left behind: {:?}",
+        sb.leftovers()
+    );
+    let leftover_dirs: Vec<_> = std::fs::read_dir(sb.path()).unwrap().flatten().collect();
+    assert!(
+        leftover_dirs.is_empty(),
+        "temp dirs left: {leftover_dirs:?}"
+    );
+}
+
+#[test]
+fn busy_port_and_missing_nginx_are_clear_errors() {
+    let sb = Sandbox::new();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    let (st, dir) = (sb.state_str(), sb.dir_str());
+
+    let up = wsnode(&[
+        "up",
+        "--state",
+        &st,
+        "--dir",
+        &dir,
+        "--node-port",
+        "0",
+        "--redis-port",
+        "0",
+        "--nginx-port",
+        &port,
+    ]);
+    assert_eq!(up.status.code(), Some(1), "{}", text(&up));
+    assert!(
+        text(&up).contains(&format!("port {port} for nginx is busy")),
+        "{}",
+        text(&up)
+    );
+
+    let up = sb.up(&["--nginx", "/nonexistent/nginx"]);
+    assert_eq!(up.status.code(), Some(1), "{}", text(&up));
+    assert!(
+        text(&up).contains("nginx not found at /nonexistent/nginx"),
+        "{}",
+        text(&up)
+    );
+
+    let up = sb.up(&["--nodes", "0"]);
+    assert_eq!(up.status.code(), Some(2), "{}", text(&up));
+
+    assert!(!sb.state().exists());
+    assert!(
+        sb.leftovers().is_empty(),
+        "left behind: {:?}",
+        sb.leftovers()
+    );
+}
+
+type Ws = tungstenite::WebSocket<MaybeTlsStream<std::net::TcpStream>>;
+
+fn connect(url: &str) -> Ws {
+    let (mut ws, resp) = tungstenite::connect(url).unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    assert_eq!(resp.status().as_u16(), 101);
+    if let MaybeTlsStream::Plain(s) = ws.get_mut() {
+        s.set_read_timeout(Some(WAIT)).unwrap();
+    }
+    ws
+}
+
+/// The next JSON text frame (pings are answered by tungstenite itself).
+fn next_json(ws: &mut Ws) -> serde_json::Value {
+    loop {
+        match ws.read() {
+            Ok(Message::Text(t)) => return serde_json::from_str(&t).expect("JSON frame"),
+            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            other => panic!("expected a text frame within {WAIT:?}, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn websocket_through_nginx_and_failover_to_another_node() {
+    let base = TempDir::new("cluster-lib-");
+    let mut opts = ClusterOptions::new(WSNODE);
+    opts.balance = Balance::ConsistentHash;
+    opts.worker_connections = 1024;
+    opts.base_dir = Some(base.path().to_path_buf());
+    let mut c = LocalCluster::start(opts).expect("local cluster starts");
+
+    // Upgrade through nginx: the welcome comes from one of the nodes.
+    let mut ws = connect(&c.ws_url("session_id=through-nginx"));
+    let welcome = next_json(&mut ws);
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(welcome["session_id"], "through-nginx");
+    let first = welcome["node_id"].as_str().expect("node_id").to_string();
+    let idx = c
+        .nodes()
+        .iter()
+        .position(|n| n.node_id() == first)
+        .unwrap_or_else(|| panic!("welcome from unknown node {first}"));
+    c.node(idx)
+        .wait_for_log("WebSocket connected", WAIT)
+        .expect("the chosen node logs the connection");
+
+    // A streamed answer comes back through nginx, in order.
+    ws.send(Message::text(
+        r#"{"type":"chat","text":"hi","message_id":"m-1","chunks":3,"interval_ms":5}"#,
+    ))
+    .unwrap();
+    let mut got = Vec::new();
+    loop {
+        let m = next_json(&mut ws);
+        match m["type"].as_str() {
+            Some("ack") => {}
+            Some("chunk") => got.push(m["index"].as_u64().unwrap()),
+            Some("done") => break,
+            _ => panic!("unexpected frame {m}"),
+        }
+    }
+    assert_eq!(got, [0, 1, 2]);
+    let _ = ws.close(None);
+
+    // The node crashes: nginx sends the next client to another node.
+    let killed_port = c.node(idx).port();
+    c.node_mut(idx).kill();
+    let mut ws = connect(&c.ws_url("session_id=after-crash"));
+    let welcome = next_json(&mut ws);
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_ne!(
+        welcome["node_id"].as_str(),
+        Some(first.as_str()),
+        "a dead node cannot answer"
+    );
+    let _ = ws.close(None);
+
+    // It comes back on the same port and answers again.
+    c.node_mut(idx).restart().expect("restart");
+    assert_eq!(c.node(idx).port(), killed_port);
+    assert!(c.node(idx).is_healthy());
+    assert!(
+        c.node(idx).log_count("listening") >= 2,
+        "the log spans both runs"
+    );
+
+    let pids = c.pids();
+    assert!(
+        pids.len() >= 6,
+        "redis, 3 nodes, nginx master and worker: {pids:?}"
+    );
+    drop(c);
+    for pid in pids {
+        assert!(
+            cluster::process::wait_until(Duration::from_secs(5), || ProcessId::of(pid).is_none()),
+            "pid {pid} survived the cluster's drop"
+        );
+    }
+    assert!(processes_in(base.path()).is_empty());
+}
