@@ -240,19 +240,11 @@ pub async fn measure(
         }
     }
     let mut mon = Monitor::new();
-    if let Some(n) = node {
-        mon.watch(Role::Node, "embedded node", n.pid);
-    }
-    for (label, p) in crate::node_pids(cfg, &targets).await {
-        mon.watch(Role::Node, label, p);
-    }
-    if let Some(p) = cfg.redis_pid {
-        mon.watch(Role::Redis, "redis-server", p);
-    }
+    let pollers = crate::watch_servers(cfg, &targets, node, &mut mon).await;
     for (i, wk) in workers.iter().enumerate() {
-        mon.watch(Role::Loadgen, format!("loadgen worker {i}"), wk.pid);
+        let label = format!("loadgen worker {i}");
+        mon.watch_share(Role::Loadgen, label, wk.pid, 1.0 / f64::from(w));
     }
-    mon.set_conn_divisor(i64::from(w));
     mon.baseline();
     let t0 = Instant::now();
     for wk in &mut workers {
@@ -302,6 +294,9 @@ pub async fn measure(
     }
     if progress {
         eprintln!();
+    }
+    for p in pollers {
+        p.abort();
     }
     let mut warnings = Vec::new();
     for (i, wk) in workers.iter_mut().enumerate() {

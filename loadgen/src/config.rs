@@ -82,6 +82,7 @@ pub struct Config {
     pub chat_interval_ms: Option<u64>,
     pub node_pids: Vec<u32>,
     pub redis_pid: Option<u32>,
+    pub redis: Option<SocketAddr>,
     pub workers: u32,
     pub threads: usize,
     pub source_ips: Vec<Ipv4Addr>,
@@ -180,6 +181,17 @@ impl Config {
             }
             Targets::Urls(v)
         };
+        let redis = match &o.redis {
+            Some(r) => Some(
+                r.to_socket_addrs()
+                    .map_err(|e| {
+                        ConfigError(format!("--redis {r}: {e}; write it like 127.0.0.1:6379"))
+                    })?
+                    .next()
+                    .ok_or_else(|| ConfigError(format!("--redis {r} resolves to nothing")))?,
+            ),
+            None => None,
+        };
         let source_ips = match &o.source_ips {
             Some(r) => parse_ip_range(r)?,
             None => Vec::new(),
@@ -227,6 +239,7 @@ impl Config {
             chat_interval_ms: o.chat_interval_ms,
             node_pids: o.node_pids.clone(),
             redis_pid: o.redis_pid,
+            redis,
             workers: o.workers,
             threads,
             source_ips,

@@ -1,24 +1,25 @@
-//! Finding local node processes from their `/health/stats` endpoint.
+//! Finding the servers' processes, or their figures, from the servers.
 //!
-//! wsnode reports its pid there; when a `--url` target is on this machine
-//! (a loopback address), loadgen monitors that pid like `--node-pid`, so a
-//! local multi-node setup gets Node 1/2/3 CPU and memory without flags.
-//! Only the given targets are contacted; the answer is read with a size and
-//! time bound.
+//! wsnode reports its pid, CPU and RSS on `/health/stats`; redis-server
+//! reports its pid, CPU time and RSS in `INFO`. When the process is on this
+//! machine loadgen monitors the pid with sysinfo (like `--node-pid`), so a
+//! local multi-node setup gets Node 1/2/3 CPU and memory without flags;
+//! otherwise (another host, a container) a poller reads the server's own
+//! figures once a second. Only the given targets are contacted, and every
+//! answer is read with a size and time bound.
 
 use crate::config::Target;
-use std::time::Duration;
+use crate::monitor::RemoteSlot;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const LIMIT: usize = 64 * 1024;
 const WAIT: Duration = Duration::from_secs(2);
 
-/// The pid a loopback target's `/health/stats` reports, if any.
-pub async fn local_pid(t: &Target) -> Option<u32> {
-    if !t.addr.ip().is_loopback() {
-        return None;
-    }
+/// A bounded HTTP/1.0 GET of `/health/stats`, parsed as JSON.
+pub async fn fetch_stats(t: &Target) -> Option<serde_json::Value> {
     let fetch = async {
         let mut s = TcpStream::connect(t.addr).await.ok()?;
         let req = format!(
@@ -37,25 +38,148 @@ pub async fn local_pid(t: &Target) -> Option<u32> {
     let buf = tokio::time::timeout(WAIT, fetch).await.ok()??;
     let text = std::str::from_utf8(&buf).ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;
-    if !head.starts_with("HTTP/1.") || !head.split(' ').nth(1).is_some_and(|c| c == "200") {
+    if !head.starts_with("HTTP/1.") || head.split(' ').nth(1) != Some("200") {
         return None;
     }
-    let v: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
+    serde_json::from_str(body.trim()).ok()
+}
+
+/// The pid a loopback target's `/health/stats` reports, if it is a node
+/// process on this machine.
+pub async fn local_pid(t: &Target) -> Option<u32> {
+    if !t.addr.ip().is_loopback() {
+        return None;
+    }
+    let v = fetch_stats(t).await?;
     let pid = u32::try_from(v.get("pid")?.as_u64()?).ok()?;
     // Only a pid that exists here and is a node is ours to watch: a node in
     // a container reports a pid of its own namespace (often 1), which on the
     // host belongs to some other process.
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    looks_like_node(&cmdline).then_some(pid)
+    looks_like_node(&cmdline, b"wsnode").then_some(pid)
 }
 
-/// wsnode, or loadgen running the embedded node.
-fn looks_like_node(cmdline: &[u8]) -> bool {
+fn stats_sample(v: &serde_json::Value) -> Option<(f64, u64)> {
+    Some((v.get("cpu_pct")?.as_f64()?, v.get("rss_bytes")?.as_u64()?))
+}
+
+/// First figures of a node's `/health/stats`, then a task that refreshes
+/// them every second until aborted.
+pub async fn poll_node(t: Target) -> Option<(u32, RemoteSlot, tokio::task::JoinHandle<()>)> {
+    let v = fetch_stats(&t).await?;
+    let pid = v.get("pid").and_then(|p| p.as_u64()).unwrap_or(0) as u32;
+    let slot: RemoteSlot = Default::default();
+    *slot.lock().unwrap_or_else(|e| e.into_inner()) = stats_sample(&v);
+    let w = slot.clone();
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let s = fetch_stats(&t).await.and_then(|v| stats_sample(&v));
+            *w.lock().unwrap_or_else(|e| e.into_inner()) = s;
+        }
+    });
+    Some((pid, slot, task))
+}
+
+/// Fields of redis `INFO` that loadgen uses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RedisInfo {
+    pub pid: u32,
+    /// used_cpu_sys + used_cpu_user, seconds since redis started.
+    pub cpu_secs: f64,
+    pub rss_bytes: u64,
+}
+
+pub fn parse_info(text: &str) -> Option<RedisInfo> {
+    let mut pid = None;
+    let (mut sys, mut user, mut rss) = (None, None, None);
+    for line in text.lines() {
+        let Some((k, v)) = line.trim().split_once(':') else {
+            continue;
+        };
+        match k {
+            "process_id" => pid = v.parse().ok(),
+            "used_cpu_sys" => sys = v.parse::<f64>().ok(),
+            "used_cpu_user" => user = v.parse::<f64>().ok(),
+            "used_memory_rss" => rss = v.parse().ok(),
+            _ => {}
+        }
+    }
+    Some(RedisInfo {
+        pid: pid?,
+        cpu_secs: sys? + user?,
+        rss_bytes: rss?,
+    })
+}
+
+/// `INFO` over RESP (an inline command), with size and time bounds.
+pub async fn redis_info(addr: SocketAddr) -> Option<RedisInfo> {
+    let fetch = async {
+        let mut s = TcpStream::connect(addr).await.ok()?;
+        s.write_all(b"INFO\r\n").await.ok()?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = s.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if buf.len() > LIMIT {
+                return None;
+            }
+            // A bulk string: "$LEN\r\n" then LEN bytes then "\r\n".
+            let text = std::str::from_utf8(&buf).ok()?;
+            let (len, rest) = text.strip_prefix('$')?.split_once("\r\n")?;
+            let len: usize = len.parse().ok()?;
+            if rest.len() >= len {
+                return Some(rest[..len].to_string());
+            }
+        }
+    };
+    let text = tokio::time::timeout(WAIT, fetch).await.ok()??;
+    parse_info(&text)
+}
+
+/// Is `pid` a redis-server on this machine?
+pub fn local_redis(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| looks_like_node(&c, b"redis-server"))
+}
+
+/// Poll redis `INFO` every second: CPU % from the CPU-time deltas.
+pub fn poll_redis(addr: SocketAddr, first: RedisInfo) -> (RemoteSlot, tokio::task::JoinHandle<()>) {
+    let slot: RemoteSlot = Default::default();
+    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((0.0, first.rss_bytes));
+    let w = slot.clone();
+    let task = tokio::spawn(async move {
+        let mut prev = (Instant::now(), first.cpu_secs);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let s = redis_info(addr).await.map(|i| {
+                let now = Instant::now();
+                let dt = (now - prev.0).as_secs_f64().max(0.001);
+                let cpu = ((i.cpu_secs - prev.1) / dt * 100.0).max(0.0);
+                prev = (now, i.cpu_secs);
+                (cpu, i.rss_bytes)
+            });
+            *w.lock().unwrap_or_else(|e| e.into_inner()) = s;
+        }
+    });
+    (slot, task)
+}
+
+/// `name` (wsnode, redis-server), or loadgen running the embedded node.
+fn looks_like_node(cmdline: &[u8], name: &[u8]) -> bool {
     let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
     let exe = args
         .first()
         .map(|a| a.rsplit(|&b| b == b'/').next().unwrap_or(a));
-    exe == Some(&b"wsnode"[..]) || args.contains(&&b"__node"[..])
+    // redis-server rewrites its argv[0] to "redis-server host:port".
+    let exe = exe.map(|e| e.split(|&b| b == b' ').next().unwrap_or(e));
+    exe == Some(name) || (name == b"wsnode" && args.contains(&&b"__node"[..]))
 }
 
 #[cfg(test)]
@@ -64,12 +188,33 @@ mod tests {
 
     #[test]
     fn recognises_node_processes() {
-        assert!(looks_like_node(b"/usr/local/bin/wsnode\0--listen\0:8081\0"));
+        let node = |c: &[u8]| looks_like_node(c, b"wsnode");
+        assert!(node(b"/usr/local/bin/wsnode\0--listen\0:8081\0"));
+        assert!(node(b"target/release/loadgen\0__node\0--listen\0"));
+        assert!(!node(b"/sbin/init\0"));
+        assert!(!node(b"/usr/bin/wsnode-helper\0"));
+        assert!(!node(b""));
         assert!(looks_like_node(
-            b"target/release/loadgen\0__node\0--listen\0"
+            b"/usr/bin/redis-server 127.0.0.1:6379\0\0",
+            b"redis-server"
         ));
-        assert!(!looks_like_node(b"/sbin/init\0"));
-        assert!(!looks_like_node(b"/usr/bin/wsnode-helper\0"));
-        assert!(!looks_like_node(b""));
+        assert!(!looks_like_node(
+            b"/usr/bin/redis-server 127.0.0.1:6379\0",
+            b"wsnode"
+        ));
+    }
+
+    #[test]
+    fn parses_redis_info() {
+        let text = "# Server\r\nredis_version:7.0.15\r\nprocess_id:4242\r\n# CPU\r\nused_cpu_sys:1.5\r\nused_cpu_user:2.25\r\n# Memory\r\nused_memory_rss:1048576\r\n";
+        assert_eq!(
+            parse_info(text),
+            Some(RedisInfo {
+                pid: 4242,
+                cpu_secs: 3.75,
+                rss_bytes: 1 << 20
+            })
+        );
+        assert_eq!(parse_info("nonsense"), None);
     }
 }

@@ -198,16 +198,9 @@ async fn measure(
         probe(cfg, &targets, &run_id).await?;
     }
     let mut mon = Monitor::new();
+    let mut pollers = Vec::new();
     if cfg.worker_slot.is_none() {
-        if let Some(n) = node {
-            mon.watch(Role::Node, "embedded node", n.pid);
-        }
-        for (label, p) in node_pids(cfg, &targets).await {
-            mon.watch(Role::Node, label, p);
-        }
-        if let Some(p) = cfg.redis_pid {
-            mon.watch(Role::Redis, "redis-server", p);
-        }
+        pollers = watch_servers(cfg, &targets, node, &mut mon).await;
     }
     if let Some((i, _)) = cfg.worker_slot {
         cluster::worker_wait_for_go(i).await?;
@@ -239,6 +232,9 @@ async fn measure(
         .await
         .map_err(|e| Error::Other(format!("the collector task failed: {e}")))?;
     ctrl_c.abort();
+    for p in pollers {
+        p.abort();
+    }
     let elapsed = t_start.elapsed().as_secs_f64();
     let total = ctx.stats.total();
     let peak_open = ctx
@@ -296,24 +292,79 @@ async fn measure(
     })
 }
 
-/// Node processes to monitor: `--node-pid`, plus the pid each loopback
-/// target reports on `/health/stats` (deduplicated).
-pub(crate) async fn node_pids(cfg: &Config, targets: &[Target]) -> Vec<(String, u32)> {
-    let mut out: Vec<(String, u32)> = cfg
-        .node_pids
-        .iter()
-        .map(|&p| (format!("node pid {p}"), p))
-        .collect();
+/// Watch the servers under test: the embedded node, `--node-pid`s, each
+/// `--url` target (its local pid when `/health/stats` names one, else the
+/// figures it reports there), and redis (`--redis-pid`, or `--redis`:
+/// its local pid from INFO, else INFO's own figures). Returns the pollers
+/// to stop at the end.
+pub(crate) async fn watch_servers(
+    cfg: &Config,
+    targets: &[Target],
+    node: Option<&node::NodeChild>,
+    mon: &mut Monitor,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut pollers = Vec::new();
+    // Connections are spread round-robin over the targets.
+    let share = 1.0 / targets.len().max(1) as f64;
+    let mut pids: Vec<u32> = Vec::new();
+    if let Some(n) = node {
+        mon.watch(Role::Node, "embedded node", n.pid);
+        pids.push(n.pid);
+    }
+    for &p in &cfg.node_pids {
+        if !pids.contains(&p) {
+            mon.watch_share(Role::Node, format!("node pid {p}"), p, share);
+            pids.push(p);
+        }
+    }
     if let Targets::Urls(_) = cfg.targets {
+        let mut seen = Vec::new();
         for t in targets {
-            if let Some(p) = health::local_pid(t).await
-                && !out.iter().any(|(_, q)| *q == p)
+            if seen.contains(&t.addr) {
+                continue;
+            }
+            seen.push(t.addr);
+            if let Some(p) = health::local_pid(t).await {
+                if !pids.contains(&p) {
+                    mon.watch_share(
+                        Role::Node,
+                        format!("node {} (pid {p})", t.authority),
+                        p,
+                        share,
+                    );
+                    pids.push(p);
+                }
+            } else if cfg.node_pids.is_empty()
+                && let Some((pid, slot, task)) = health::poll_node(t.clone()).await
             {
-                out.push((format!("node {} (pid {p})", t.authority), p));
+                let label = format!(
+                    "node {} (pid {pid} there; figures from /health/stats)",
+                    t.authority
+                );
+                mon.watch_remote(Role::Node, label, pid, slot, share);
+                pollers.push(task);
             }
         }
     }
-    out
+    if let Some(p) = cfg.redis_pid {
+        mon.watch(Role::Redis, "redis-server", p);
+    } else if let Some(addr) = cfg.redis {
+        match health::redis_info(addr).await {
+            Some(i) if health::local_redis(i.pid) => {
+                mon.watch(Role::Redis, format!("redis-server {addr}"), i.pid);
+            }
+            Some(i) => {
+                let (slot, task) = health::poll_redis(addr, i);
+                let label = format!("redis-server {addr} (figures from INFO)");
+                mon.watch_remote(Role::Redis, label, i.pid, slot, 1.0);
+                pollers.push(task);
+            }
+            None => eprintln!(
+                "loadgen: warning: redis at {addr} did not answer INFO; Redis CPU will be n/a"
+            ),
+        }
+    }
+    pollers
 }
 
 /// The "Environment" line of the template.
@@ -338,7 +389,7 @@ pub(crate) fn environment(
             } else {
                 "es"
             },
-            if cfg.redis_pid.is_some() {
+            if res.iter().any(|p| p.role == Role::Redis) {
                 "1 Redis monitored"
             } else {
                 "Redis not monitored"

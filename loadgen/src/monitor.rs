@@ -6,7 +6,12 @@
 //! process's fixed footprint is not charged to its connections.
 
 use serde::Serialize;
+use std::sync::{Arc, Mutex};
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+
+/// Latest (CPU %, RSS bytes) of a process loadgen cannot see locally,
+/// written by a poller (`/health/stats`, redis INFO) and read each second.
+pub type RemoteSlot = Arc<Mutex<Option<(f64, u64)>>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -21,6 +26,10 @@ struct Watched {
     role: Role,
     label: String,
     pid: u32,
+    /// Where the figures come from when the process is not local.
+    remote: Option<RemoteSlot>,
+    /// Fraction of loadgen's open connections this process serves.
+    share: f64,
     rss_before: Option<u64>,
     cpu_sum: f64,
     cpu_n: u64,
@@ -69,8 +78,6 @@ pub struct Monitor {
     host_sum: f64,
     other_sum: f64,
     host_n: u64,
-    /// Connections per process-local open count (workers divide the load).
-    conn_divisor: i64,
 }
 
 impl Monitor {
@@ -81,15 +88,44 @@ impl Monitor {
             host_sum: 0.0,
             other_sum: 0.0,
             host_n: 0,
-            conn_divisor: 1,
         }
     }
 
     pub fn watch(&mut self, role: Role, label: impl Into<String>, pid: u32) {
+        self.watch_share(role, label, pid, 1.0);
+    }
+
+    /// A local process that serves `share` of the open connections.
+    pub fn watch_share(&mut self, role: Role, label: impl Into<String>, pid: u32, share: f64) {
+        self.push(role, label.into(), pid, None, share);
+    }
+
+    /// A process whose figures a poller writes into `slot`.
+    pub fn watch_remote(
+        &mut self,
+        role: Role,
+        label: impl Into<String>,
+        pid: u32,
+        slot: RemoteSlot,
+        share: f64,
+    ) {
+        self.push(role, label.into(), pid, Some(slot), share);
+    }
+
+    fn push(
+        &mut self,
+        role: Role,
+        label: String,
+        pid: u32,
+        remote: Option<RemoteSlot>,
+        share: f64,
+    ) {
         self.watched.push(Watched {
             role,
-            label: label.into(),
+            label,
             pid,
+            remote,
+            share,
             rss_before: None,
             cpu_sum: 0.0,
             cpu_n: 0,
@@ -101,13 +137,23 @@ impl Monitor {
         });
     }
 
-    /// Watched processes of role `role` each carry `1/n` of the connections.
-    pub fn set_conn_divisor(&mut self, n: i64) {
-        self.conn_divisor = n.max(1);
+    /// (CPU %, RSS) of one watched process right now.
+    fn read(sys: &System, w: &Watched) -> Option<(f64, u64)> {
+        match &w.remote {
+            Some(slot) => *slot.lock().unwrap_or_else(|e| e.into_inner()),
+            None => sys
+                .process(Pid::from_u32(w.pid))
+                .map(|p| (f64::from(p.cpu_usage()), p.memory())),
+        }
     }
 
     fn refresh(&mut self) {
-        let pids: Vec<Pid> = self.watched.iter().map(|w| Pid::from_u32(w.pid)).collect();
+        let pids: Vec<Pid> = self
+            .watched
+            .iter()
+            .filter(|w| w.remote.is_none())
+            .map(|w| Pid::from_u32(w.pid))
+            .collect();
         if pids.is_empty() {
             return;
         }
@@ -123,7 +169,7 @@ impl Monitor {
         self.sys.refresh_cpu_usage();
         self.refresh();
         for w in &mut self.watched {
-            w.rss_before = self.sys.process(Pid::from_u32(w.pid)).map(|p| p.memory());
+            w.rss_before = Self::read(&self.sys, w).map(|x| x.1);
         }
     }
 
@@ -131,23 +177,18 @@ impl Monitor {
     pub fn sample(&mut self, open: i64) {
         self.sys.refresh_cpu_usage();
         self.refresh();
-        let div = self.conn_divisor;
         let mut watched_cpu = 0.0;
         for w in &mut self.watched {
-            let Some(p) = self.sys.process(Pid::from_u32(w.pid)) else {
+            let Some((cpu, rss)) = Self::read(&self.sys, w) else {
                 w.gone = true;
                 w.last = None;
                 continue;
             };
-            let cpu = f64::from(p.cpu_usage());
-            watched_cpu += cpu;
-            let rss = p.memory();
+            if w.remote.is_none() {
+                watched_cpu += cpu;
+            }
             w.last = Some((cpu, rss));
-            let conns = if w.role == Role::Loadgen && w.label != "loadgen" {
-                open / div
-            } else {
-                open
-            };
+            let conns = (open as f64 * w.share).round() as i64;
             if open > 0 {
                 w.cpu_sum += cpu;
                 w.cpu_n += 1;

@@ -173,6 +173,12 @@ pub struct LoadOpts {
     #[arg(long, value_name = "PID")]
     pub redis_pid: Option<u32>,
 
+    /// Redis to monitor, found through INFO: its process when it runs on
+    /// this machine, else the CPU time and RSS INFO reports.
+    /// Example: --redis 127.0.0.1:6379
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "redis_pid")]
+    pub redis: Option<String>,
+
     /// Split the connections over W loadgen processes (each its own fd limit
     /// and core); their histograms are merged losslessly. Example: --workers 2
     #[arg(long, default_value_t = 1, value_name = "W")]

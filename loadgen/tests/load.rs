@@ -236,12 +236,16 @@ fn echo_and_chat_against_the_real_node() {
         "2s",
     ]);
     assert!(r.messages.sent > 100);
-    // The in-process node's pid is this test binary, not a node: not monitored.
-    assert!(
-        !r.resources
-            .iter()
-            .any(|p| p.role == loadgen::monitor::Role::Node)
-    );
+    // The in-process node's pid is this test binary, not a node process, so
+    // its figures come from its own /health/stats instead.
+    let n = r
+        .resources
+        .iter()
+        .find(|p| p.role == loadgen::monitor::Role::Node)
+        .expect("node figures from /health/stats");
+    assert!(n.label.contains("/health/stats"), "{n:?}");
+    assert_eq!(n.pid, std::process::id());
+    assert!(n.rss_bytes.unwrap_or(0) > 0 && n.cpu_pct.is_some(), "{n:?}");
     assert_eq!(
         r.messages.ok,
         r.messages.sent - r.messages.in_flight,
@@ -660,4 +664,64 @@ fn a_local_node_process_is_found_through_health_stats() {
     assert!(found.rss_bytes.unwrap_or(0) > 0);
     let _ = node.kill();
     let _ = node.wait();
+}
+
+#[test]
+fn redis_is_found_through_info() {
+    let Ok(_) = std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+    else {
+        eprintln!("SKIPPED: redis-server is not installed");
+        return;
+    };
+    let port = support::dead_port().port();
+    let mut redis = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(up.elapsed() < Duration::from_secs(5), "redis did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let srv = support::start(Behavior::Echo {
+        delay: Duration::from_millis(1),
+    });
+    let r = report(&[
+        "--url",
+        &srv.url(),
+        "--redis",
+        &format!("127.0.0.1:{port}"),
+        "--conns",
+        "2",
+        "--rate",
+        "10",
+        "--duration",
+        "2s",
+    ]);
+    let _ = redis.kill();
+    let _ = redis.wait();
+    let found = r
+        .resources
+        .iter()
+        .find(|p| p.role == loadgen::monitor::Role::Redis)
+        .expect("redis monitored");
+    assert_eq!(found.pid, redis.id());
+    assert!(found.rss_bytes.unwrap_or(0) > 0);
+    let text = loadgen::report::template::template(&r);
+    assert!(
+        text.contains("- Redis CPU: ") && !text.contains("Redis CPU: n/a"),
+        "{text}"
+    );
 }

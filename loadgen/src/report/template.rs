@@ -123,7 +123,9 @@ pub fn template(r: &Report) -> String {
                 p.note.clone().unwrap_or_else(|| "no sample".into())
             ),
         },
-        None => "n/a (no redis-server monitored: pass --redis-pid)".to_string(),
+        None => {
+            "n/a (no redis-server monitored: pass --redis HOST:PORT or --redis-pid)".to_string()
+        }
     };
     let _ = writeln!(s, "- Redis CPU: {redis_v}");
     let server_rss: u64 = r
