@@ -200,9 +200,20 @@ pub struct NginxBuilder {
     ready_timeout: Duration,
     /// Own process group, so a Ctrl-C meant for our terminal does not reach it.
     process_group: bool,
+    /// A config of the caller's instead of the generated one (see [`NginxBuilder::config_text`]).
+    custom: Option<String>,
 }
 
 impl NginxBuilder {
+    /// Run this config instead of the generated one (to test a deploy config
+    /// such as `nginx-lb.conf`): `@PORT@` becomes the chosen port and
+    /// `@PREFIX@` the server's dir. It must not set `daemon` (nginx runs with
+    /// `-g 'daemon off;'`, as in the official image) and must answer
+    /// `GET /nginx-health` with 200.
+    pub fn config_text(mut self, text: impl Into<String>) -> Self {
+        self.custom = Some(text.into());
+        self
+    }
     pub fn program(mut self, path: impl Into<PathBuf>) -> Self {
         self.program = Some(path.into());
         self
@@ -310,6 +321,7 @@ impl NginxServer {
             base_dir: None,
             ready_timeout: Duration::from_secs(15),
             process_group: false,
+            custom: None,
         }
     }
 
@@ -398,7 +410,12 @@ impl NginxServer {
 
     fn spawn(&self) -> Result<Child, ClusterError> {
         let conf = self.conf_path();
-        let text = self.config.render()?;
+        let text = match &self.spec.custom {
+            Some(t) => t
+                .replace("@PORT@", &self.port().to_string())
+                .replace("@PREFIX@", &self.dir.path().to_string_lossy()),
+            None => self.config.render()?,
+        };
         std::fs::write(&conf, text).map_err(io_err(format!("write {}", conf.display())))?;
         let err_log = self.error_log_path();
         let log_start = std::fs::metadata(&err_log).map(|m| m.len()).unwrap_or(0);
@@ -409,6 +426,14 @@ impl NginxServer {
             .arg(&conf)
             .arg("-e")
             .arg(&err_log)
+            .args(
+                self.spec
+                    .custom
+                    .as_ref()
+                    .map(|_| ["-g", "daemon off;"])
+                    .into_iter()
+                    .flatten(),
+            )
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -463,6 +488,38 @@ impl Drop for NginxServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Rewrite a deploy config (`nginx-lb.conf`, written for Docker Compose) so
+/// it runs on this machine under [`NginxBuilder::config_text`] or
+/// [`test_config`]: each `HOST:PORT` of `upstreams` becomes its loopback
+/// address, `listen PORT` becomes `listen 127.0.0.1:@PORT@`, and paths under
+/// `/tmp/` move into `@PREFIX@/`.
+pub fn localize_deploy_conf(text: &str, upstreams: &[(&str, SocketAddr)]) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let mut line = line.to_string();
+        for (host, addr) in upstreams {
+            for end in [' ', ';'] {
+                line = line.replace(
+                    &format!("server {host}{end}"),
+                    &format!("server {addr}{end}"),
+                );
+            }
+        }
+        let trimmed = line.trim_start();
+        if let Some(rest) = trimmed.strip_prefix("listen ") {
+            // `listen 8080 backlog=4096;` -> `listen 127.0.0.1:@PORT@ backlog=4096;`
+            let after = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .map_or("", |i| &rest[i..]);
+            let indent = &line[..line.len() - trimmed.len()];
+            line = format!("{indent}listen 127.0.0.1:@PORT@{after}");
+        }
+        out.push_str(&line.replace(" /tmp/", " @PREFIX@/"));
+        out.push('\n');
+    }
+    out
 }
 
 /// Run `nginx -t` on `conf` with `prefix` as its prefix; returns nginx's
@@ -541,6 +598,23 @@ mod tests {
         assert!(hash.contains("hash $remote_addr consistent;") && !hash.contains("ip_hash"));
         let rr = config(Balance::RoundRobin).render().unwrap();
         assert!(!rr.contains("hash"));
+    }
+
+    #[test]
+    fn localizes_a_deploy_config() {
+        let text = "upstream u {\n    server node1:8081 max_fails=1;\n    server node1:8081;\n    server node10:8081;\n}\n    listen 8080 backlog=4096;\npid /tmp/nginx.pid;\n";
+        let out = localize_deploy_conf(text, &[("node1:8081", "127.0.0.1:4001".parse().unwrap())]);
+        assert!(out.contains("server 127.0.0.1:4001 max_fails=1;"), "{out}");
+        assert!(out.contains("server 127.0.0.1:4001;"), "{out}");
+        assert!(
+            out.contains("server node10:8081;"),
+            "only whole host names: {out}"
+        );
+        assert!(
+            out.contains("    listen 127.0.0.1:@PORT@ backlog=4096;"),
+            "{out}"
+        );
+        assert!(out.contains("pid @PREFIX@/nginx.pid;"), "{out}");
     }
 
     #[test]

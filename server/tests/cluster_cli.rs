@@ -423,3 +423,65 @@ fn websocket_through_nginx_and_failover_to_another_node() {
     }
     assert!(processes_in(base.path()).is_empty());
 }
+
+#[test]
+fn the_deploy_nginx_conf_proxies_websockets_to_real_nodes() {
+    // nginx-lb.conf as docker compose would run it, with the compose host
+    // names pointed at three local nodes sharing one Redis.
+    let base = TempDir::new("cluster-deploy-");
+    let redis = cluster::RedisServer::builder()
+        .base_dir(base.path())
+        .start()
+        .expect("redis-server");
+    let nodes: Vec<cluster::NodeProcess> = (1..=3)
+        .map(|i| {
+            cluster::NodeProcess::builder(WSNODE)
+                .node_id(format!("node{i}"))
+                .redis(redis.url())
+                .base_dir(base.path())
+                .start()
+                .expect("node starts")
+        })
+        .collect();
+    let conf_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../nginx-lb.conf");
+    let conf = std::fs::read_to_string(&conf_path).unwrap();
+    let hosts: Vec<(String, std::net::SocketAddr)> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (format!("node{}:{}", i + 1, 8081 + i), n.addr()))
+        .collect();
+    let pairs: Vec<(&str, std::net::SocketAddr)> =
+        hosts.iter().map(|(h, a)| (h.as_str(), *a)).collect();
+    let local = cluster::nginx::localize_deploy_conf(&conf, &pairs);
+    for (h, _) in &hosts {
+        assert!(!local.contains(h.as_str()), "{h} not replaced:\n{local}");
+    }
+    let nginx = cluster::NginxServer::builder()
+        .config_text(local)
+        .base_dir(base.path())
+        .start()
+        .expect("nginx runs nginx-lb.conf");
+
+    let (code, body) = nginx.get("/health").unwrap();
+    assert_eq!(code, 200, "/health passes through: {body}");
+    assert!(body.contains("\"node_id\":\"node"), "{body}");
+
+    let mut ws = connect(&nginx.ws_url("session_id=deploy-conf"));
+    let welcome = next_json(&mut ws);
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    let id = welcome["node_id"].as_str().unwrap().to_string();
+    let node = nodes
+        .iter()
+        .find(|n| n.node_id() == id)
+        .expect("a known node");
+    node.wait_for_log("WebSocket connected", WAIT).unwrap();
+    ws.send(Message::text(r#"{"type":"echo","id":7,"ts":1}"#))
+        .unwrap();
+    let echo = next_json(&mut ws);
+    assert_eq!(
+        (echo["type"].as_str(), echo["id"].as_u64()),
+        (Some("echo"), Some(7)),
+        "{echo}"
+    );
+    let _ = ws.close(None);
+}
