@@ -99,6 +99,23 @@ pub struct Opts {
     #[arg(long, env = "WSNODE_MAX_CACHED_STREAMS", default_value_t = 20_000)]
     pub max_cached_streams: usize,
 
+    /// Join a cluster through this Redis (e.g. `redis://127.0.0.1:6379`); without it the node
+    /// runs alone with an in-memory broker.
+    #[arg(long, env = "WSNODE_REDIS", value_name = "URL")]
+    pub redis: Option<String>,
+
+    /// Redis mode: a node whose liveness key is older than this is dead (its sessions are cleaned up).
+    #[arg(long, env = "WSNODE_NODE_TTL", default_value = "15s", value_parser = parse_duration)]
+    pub node_ttl: Duration,
+
+    /// Redis mode: a stream's lease lives this long without renewal; then another node may take it.
+    #[arg(long, env = "WSNODE_LEASE_TTL", default_value = "10s", value_parser = parse_duration)]
+    pub lease_ttl: Duration,
+
+    /// Redis mode: a Redis command unanswered this long opens the circuit breaker.
+    #[arg(long, env = "WSNODE_REDIS_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub redis_timeout: Duration,
+
     /// Time a client gets to send its HTTP request headers (slowloris guard).
     #[arg(long, env = "WSNODE_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
@@ -132,6 +149,11 @@ pub struct Config {
     pub max_cached_streams: usize,
     pub handshake_timeout: Duration,
     pub shutdown_timeout: Duration,
+    /// `Some` in cluster mode.
+    pub redis: Option<String>,
+    pub node_ttl: Duration,
+    pub lease_ttl: Duration,
+    pub redis_timeout: Duration,
 }
 
 /// How simulated answers look, and what a chat request may override.
@@ -171,6 +193,29 @@ impl Opts {
                     "must be longer than --ping-interval ({}), or healthy clients get closed between pings",
                     humantime::format_duration(self.ping_interval)
                 ),
+            ));
+        }
+        if let Some(url) = &self.redis {
+            if !(url.starts_with("redis://")
+                || url.starts_with("redis+unix://")
+                || url.starts_with("unix://"))
+            {
+                return Err(bad("--redis", "must be a URL like redis://127.0.0.1:6379"));
+            }
+        }
+        for (name, d) in [
+            ("--node-ttl", self.node_ttl),
+            ("--lease-ttl", self.lease_ttl),
+            ("--redis-timeout", self.redis_timeout),
+        ] {
+            if d < Duration::from_millis(100) {
+                return Err(bad(name, "must be at least 100ms"));
+            }
+        }
+        if self.lease_ttl <= self.redis_timeout + crate::stream::RENEW_EVERY {
+            return Err(bad(
+                "--lease-ttl",
+                "must be longer than --redis-timeout plus 1s, or leases lapse between renewals",
             ));
         }
         if self.handshake_timeout.is_zero() {
@@ -271,6 +316,10 @@ impl Opts {
             max_cached_streams: self.max_cached_streams,
             handshake_timeout: self.handshake_timeout,
             shutdown_timeout: self.shutdown_timeout,
+            redis: self.redis,
+            node_ttl: self.node_ttl,
+            lease_ttl: self.lease_ttl,
+            redis_timeout: self.redis_timeout,
         })
     }
 }

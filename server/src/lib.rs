@@ -20,6 +20,7 @@ mod ws;
 pub use config::{Config, ConfigError, Opts, StreamDefaults, parse_duration, parse_size};
 
 use broker::memory::{MemoryBroker, MemoryLimits};
+use broker::redis::{RedisBroker, RedisSettings};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,7 +35,12 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error("broker: {0}")]
+    Broker(String),
 }
+
+/// Streams listed per session in the welcome frame.
+const STREAMS_IN_WELCOME: usize = 16;
 
 /// A bound node, ready to [`run`](Server::run).
 pub struct Server {
@@ -80,21 +86,44 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let c = &self.config;
-        let broker = MemoryBroker::new(MemoryLimits {
-            max_sessions: c.max_sessions,
-            max_cached_streams: c.max_cached_streams,
-            session_ttl: c.session_ttl,
-            stream_ttl: c.stream_ttl,
-            streams_in_welcome: 16,
-        });
-        node::serve(
-            self.listener,
-            Arc::new(broker),
-            self.config,
-            self.node_id,
-            shutdown,
-        )
-        .await;
+        if let Some(url) = &c.redis {
+            let broker = RedisBroker::start(RedisSettings {
+                url: url.clone(),
+                node_id: self.node_id.as_str().into(),
+                session_ttl: c.session_ttl,
+                stream_ttl: c.stream_ttl,
+                node_ttl: c.node_ttl,
+                lease_ttl: c.lease_ttl,
+                timeout: c.redis_timeout,
+                max_sessions: c.max_sessions,
+                streams_in_welcome: STREAMS_IN_WELCOME,
+            })
+            .map_err(|e| ServerError::Broker(e.to_string()))?;
+            node::serve(
+                self.listener,
+                Arc::new(broker),
+                self.config,
+                self.node_id,
+                shutdown,
+            )
+            .await;
+        } else {
+            let broker = MemoryBroker::new(MemoryLimits {
+                max_sessions: c.max_sessions,
+                max_cached_streams: c.max_cached_streams,
+                session_ttl: c.session_ttl,
+                stream_ttl: c.stream_ttl,
+                streams_in_welcome: STREAMS_IN_WELCOME,
+            });
+            node::serve(
+                self.listener,
+                Arc::new(broker),
+                self.config,
+                self.node_id,
+                shutdown,
+            )
+            .await;
+        }
         Ok(())
     }
 }

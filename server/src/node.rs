@@ -87,6 +87,7 @@ pub async fn serve<B: Broker>(
     tracing::info!(node_id = %node.node_id, "shutting down: closing clients with 1001");
     let _ = shutdown_tx.send(true);
     let timeout = node.cfg.shutdown_timeout;
+    let broker = node.broker.clone();
     let node_id = node.node_id.clone();
     // Drop our own handle so only connection tasks keep the channel open.
     drop(node);
@@ -96,6 +97,8 @@ pub async fn serve<B: Broker>(
     {
         tracing::warn!(node_id = %node_id, "shutdown timeout: some connections did not close in time");
     }
+    // Give up what this node registered, so other nodes need not wait for TTLs.
+    let _ = tokio::time::timeout(Duration::from_secs(2), broker.close()).await;
 }
 
 async fn accept_loop<B: Broker>(

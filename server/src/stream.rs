@@ -15,6 +15,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+
+/// While waiting between chunks, renew the stream's lease this often
+/// (`--lease-ttl` must be longer, with room for a slow Redis).
+pub const RENEW_EVERY: Duration = Duration::from_secs(1);
 
 /// Shape of one answer.
 #[derive(Debug, Clone, Copy)]
@@ -53,15 +58,27 @@ pub async fn generate<B: Broker>(
     let mut shutdown = node.shutdown.clone();
     let mut status = StreamStatus::Done;
     let mut sent = 0;
-    for index in 0..plan.chunks {
+    'chunks: for index in 0..plan.chunks {
         if plan.interval.is_zero() {
             tokio::task::yield_now().await;
         } else {
-            tokio::select! {
-                _ = tokio::time::sleep(plan.interval) => {}
-                _ = crate::node::shutdown_requested(&mut shutdown) => {
-                    status = StreamStatus::Interrupted;
+            // Long waits renew the lease (appending renews it otherwise).
+            let due = Instant::now() + plan.interval;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due.min(Instant::now() + RENEW_EVERY)) => {}
+                    _ = crate::node::shutdown_requested(&mut shutdown) => {
+                        status = StreamStatus::Interrupted;
+                        break 'chunks;
+                    }
+                }
+                if Instant::now() >= due {
                     break;
+                }
+                if let Err(e) = node.broker.renew(&lease).await {
+                    tracing::warn!(message_id = %lease.message_id, error = %e, "stream interrupted: lease not renewed");
+                    status = StreamStatus::Interrupted;
+                    break 'chunks;
                 }
             }
         }

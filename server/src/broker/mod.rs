@@ -13,6 +13,7 @@
 //! into an exactly-once, gap-free sequence for the client.
 
 pub mod memory;
+pub mod redis;
 mod sink;
 
 pub use sink::{ConnSink, Out, OutQueue, Overflow, Replay, StreamFrame};
@@ -149,8 +150,20 @@ pub trait Broker: Send + Sync + 'static {
         from: u32,
     ) -> impl Future<Output = Result<Replay, BrokerError>> + Send;
 
+    /// Keep a stream's lease alive while its generator waits between chunks
+    /// (appending renews it too).
+    fn renew(&self, lease: &StreamLease) -> impl Future<Output = Result<(), BrokerError>> + Send {
+        let _ = lease;
+        async { Ok(()) }
+    }
+
     /// Remove sessions with no connection past their TTL and expired streams.
     fn cleanup(&self) -> impl Future<Output = CleanupReport> + Send;
 
     fn status(&self) -> BrokerStatus;
+
+    /// The node is shutting down: give up what it registered.
+    fn close(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }

@@ -26,14 +26,13 @@ pub struct TestNode {
 
 /// Start a node with default options plus `args`.
 pub async fn start(args: &[&str]) -> TestNode {
+    start_named("test-node", args).await
+}
+
+/// Start a node called `node_id` with default options plus `args`.
+pub async fn start_named(node_id: &str, args: &[&str]) -> TestNode {
     use clap::Parser;
-    let mut argv = vec![
-        "wsnode",
-        "--listen",
-        "127.0.0.1:0",
-        "--node-id",
-        "test-node",
-    ];
+    let mut argv = vec!["wsnode", "--listen", "127.0.0.1:0", "--node-id", node_id];
     argv.extend_from_slice(args);
     let config = server::Opts::try_parse_from(argv)
         .expect("options parse")

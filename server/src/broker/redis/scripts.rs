@@ -1,0 +1,246 @@
+//! Lua scripts: every multi-key change to a stream happens in one of these,
+//! so it is atomic in Redis whatever the concurrency between nodes.
+//!
+//! Key layout (compatible with the seed's verification commands):
+//! - `sessions:active` hash: session id -> JSON {node, connected_at, last_seen}
+//! - `session:{id}:token`: the session's token, expiring `session_ttl` after
+//!   its last connection left
+//! - `session:{id}:streams`: the session's recent message ids (newest first)
+//! - `stream:chunks:{mid}` list of chunk frames (what `LRANGE` shows)
+//! - `stream:meta:{mid}` hash: owner, token, status, chunks, fence, node, end
+//! - `stream:lease:{mid}`: `node:fence` of the generator, with a PX TTL
+//! - `stream:fence` counter, `streams:active` set of streams being generated
+//! - `node:{id}:alive`: refreshed by each live node
+//! - Pub/Sub channel `chat:stream:{sid}`: every stream frame of the session,
+//!   as an envelope `C|E` + index + `\n` + message id + `\n` + frame.
+//!
+//! Ids are validated to `[A-Za-z0-9_.:-]`, so scripts may splice them into
+//! key names and JSON without escaping.
+
+use redis::Script;
+use std::sync::LazyLock;
+
+/// Attach: check or create the session token, register the session.
+/// KEYS: token key, sessions:active. ARGV: presented token ('' for none),
+/// new token, token ttl ms, session id, sessions:active value.
+/// Returns {1, token} or {0, ''} when the token does not match.
+pub static ATTACH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local cur = redis.call('GET', KEYS[1])
+local tok
+if cur then
+  if ARGV[1] == '' or ARGV[1] ~= cur then return {0, ''} end
+  tok = cur
+elseif ARGV[1] ~= '' then
+  tok = ARGV[1]
+else
+  tok = ARGV[2]
+end
+redis.call('SET', KEYS[1], tok, 'PX', ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
+return {1, tok}
+"#,
+    )
+});
+
+/// Open a stream and take its lease with a fresh fencing token.
+/// KEYS: meta, lease, fence counter, streams:active, session streams list.
+/// ARGV: owner session, owner token, node id, lease ms, ttl ms, message id, now ms.
+/// Returns the fence, or -1 when the message id is taken.
+pub static OPEN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+local fence = redis.call('INCR', KEYS[3])
+redis.call('SET', KEYS[2], ARGV[3] .. ':' .. fence, 'PX', ARGV[4])
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'token', ARGV[2], 'status', 'streaming',
+  'chunks', 0, 'fence', fence, 'node', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('ZADD', KEYS[4], ARGV[7], ARGV[6])
+redis.call('LPUSH', KEYS[5], ARGV[6])
+redis.call('LTRIM', KEYS[5], 0, 15)
+redis.call('PEXPIRE', KEYS[5], ARGV[5])
+return fence
+"#,
+    )
+});
+
+/// Append chunk `index` if the fence is current and the index is exactly the
+/// next one; renew the lease; publish the chunk to the session's channel.
+/// KEYS: chunks list, meta, lease. ARGV: fence, index, frame, ttl ms, lease ms,
+/// lease value, channel, envelope.
+/// Returns chunks after the append, -1 stale fence, -2 finished, -3 out of order (with the length).
+pub static APPEND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local fence = redis.call('HGET', KEYS[2], 'fence')
+if not fence then return {-2, 0} end
+if fence ~= ARGV[1] then return {-1, tonumber(fence)} end
+if redis.call('HGET', KEYS[2], 'status') ~= 'streaming' then return {-2, 0} end
+local len = redis.call('LLEN', KEYS[1])
+if len ~= tonumber(ARGV[2]) then return {-3, len} end
+redis.call('RPUSH', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('HSET', KEYS[2], 'chunks', len + 1)
+if redis.call('GET', KEYS[3]) == ARGV[6] then redis.call('PEXPIRE', KEYS[3], ARGV[5]) end
+redis.call('PUBLISH', ARGV[7], ARGV[8])
+return {len + 1, 0}
+"#,
+    )
+});
+
+/// Renew a lease if it is still ours. KEYS: lease. ARGV: lease value, lease ms.
+pub static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"#,
+    )
+});
+
+/// Finish a stream the caller still owns: status, end frame, publish, drop the lease.
+/// KEYS: meta, lease, streams:active, chunks list. ARGV: fence, status, end frame,
+/// ttl ms, message id, channel, envelope.
+/// Returns 1, or -1 stale fence, -2 already finished.
+pub static FINISH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local fence = redis.call('HGET', KEYS[1], 'fence')
+if not fence then return -2 end
+if fence ~= ARGV[1] then return -1 end
+if redis.call('HGET', KEYS[1], 'status') ~= 'streaming' then return -2 end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'end', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('PEXPIRE', KEYS[4], ARGV[4]) end
+redis.call('DEL', KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[5])
+redis.call('PUBLISH', ARGV[6], ARGV[7])
+return 1
+"#,
+    )
+});
+
+/// Mark a stream whose lease expired (its generator died) as interrupted,
+/// fencing out the old owner, and tell the session.
+/// KEYS: meta, lease, fence counter, streams:active. ARGV: message id.
+/// Returns 1 when it interrupted the stream, 0 otherwise.
+pub static INTERRUPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'streaming' then
+  redis.call('ZREM', KEYS[4], ARGV[1])
+  return 0
+end
+local fence = redis.call('INCR', KEYS[3])
+local chunks = tonumber(redis.call('HGET', KEYS[1], 'chunks') or '0')
+local frame = '{"type":"interrupted","message_id":"' .. ARGV[1] .. '","chunks":' .. chunks .. '}'
+redis.call('HSET', KEYS[1], 'status', 'interrupted', 'fence', fence, 'end', frame)
+redis.call('ZREM', KEYS[4], ARGV[1])
+local sid = redis.call('HGET', KEYS[1], 'owner')
+if sid then
+  redis.call('PUBLISH', 'chat:stream:' .. sid, 'E' .. chunks .. '\n' .. ARGV[1] .. '\n' .. frame)
+end
+return 1
+"#,
+    )
+});
+
+/// Delete a `sessions:active` entry only if it still has the value the cleanup read.
+/// KEYS: sessions:active. ARGV: session id, value.
+pub static DELETE_IF_SAME: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+"#,
+    )
+});
+
+pub const SESSIONS_ACTIVE: &str = "sessions:active";
+pub const STREAMS_ACTIVE: &str = "streams:active";
+pub const FENCE: &str = "stream:fence";
+
+pub fn token_key(sid: &str) -> String {
+    format!("session:{sid}:token")
+}
+pub fn session_streams_key(sid: &str) -> String {
+    format!("session:{sid}:streams")
+}
+pub fn chunks_key(mid: &str) -> String {
+    format!("stream:chunks:{mid}")
+}
+pub fn meta_key(mid: &str) -> String {
+    format!("stream:meta:{mid}")
+}
+pub fn lease_key(mid: &str) -> String {
+    format!("stream:lease:{mid}")
+}
+pub fn channel(sid: &str) -> String {
+    format!("chat:stream:{sid}")
+}
+pub fn alive_key(node: &str) -> String {
+    format!("node:{node}:alive")
+}
+
+/// The Pub/Sub envelope of a stream frame: `C` (chunk) or `E` (end), the
+/// index (chunk count for `E`), the message id, the frame.
+pub fn envelope(end: bool, index: u32, mid: &str, frame: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(frame.len() + mid.len() + 16);
+    v.push(if end { b'E' } else { b'C' });
+    v.extend_from_slice(index.to_string().as_bytes());
+    v.push(b'\n');
+    v.extend_from_slice(mid.as_bytes());
+    v.push(b'\n');
+    v.extend_from_slice(frame);
+    v
+}
+
+/// Parse an envelope: (is_end, index, message id, frame).
+pub fn parse_envelope(payload: &[u8]) -> Option<(bool, u32, &str, &[u8])> {
+    let end = match payload.first()? {
+        b'C' => false,
+        b'E' => true,
+        _ => return None,
+    };
+    let rest = &payload[1..];
+    let nl = rest.iter().position(|b| *b == b'\n')?;
+    let index: u32 = std::str::from_utf8(&rest[..nl]).ok()?.parse().ok()?;
+    let rest = &rest[nl + 1..];
+    let nl = rest.iter().position(|b| *b == b'\n')?;
+    let mid = std::str::from_utf8(&rest[..nl]).ok()?;
+    Some((end, index, mid, &rest[nl + 1..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_round_trip_and_garbage() {
+        let e = envelope(false, 42, "m-1", br#"{"type":"chunk"}"#);
+        assert_eq!(
+            parse_envelope(&e),
+            Some((false, 42, "m-1", &br#"{"type":"chunk"}"#[..]))
+        );
+        let e = envelope(true, 3, "m", b"x\ny");
+        assert_eq!(parse_envelope(&e), Some((true, 3, "m", &b"x\ny"[..])));
+        for bad in [&b""[..], b"X1\nm\nf", b"C\nm\nf", b"Cx\nm\nf", b"C1\nm"] {
+            assert_eq!(
+                parse_envelope(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}

@@ -1,0 +1,422 @@
+//! Multi-node behaviour on a real redis-server (started by the test on a free
+//! port): cross-node fan-out, recovery from another node, ordering under
+//! concurrent writers, fencing, node crashes and Redis outages.
+
+mod support;
+
+use cluster::RedisServer;
+use protocol::{ErrorCode, ServerMsg, StreamStatus};
+use redis::AsyncCommands;
+use serde_json::json;
+use server::broker::redis::{RedisBroker, RedisSettings};
+use server::broker::{Broker, BrokerError, Owner};
+use std::sync::Arc;
+use std::time::Duration;
+use support::{chat, connect, connect_status, start_named};
+
+fn redis() -> RedisServer {
+    RedisServer::start().expect("redis-server must be installed (scripts/test.sh installs it)")
+}
+
+async fn redis_conn(r: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(r.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// Indices of the chunk frames stored in `stream:chunks:{mid}`, in list order.
+async fn stored_indices(r: &RedisServer, mid: &str) -> Vec<u32> {
+    let mut c = redis_conn(r).await;
+    let frames: Vec<String> = c
+        .lrange(format!("stream:chunks:{mid}"), 0, -1)
+        .await
+        .unwrap();
+    frames
+        .iter()
+        .map(|f| match ServerMsg::from_json(f).unwrap() {
+            ServerMsg::Chunk {
+                index,
+                message_id,
+                text,
+            } => {
+                assert_eq!(message_id, mid);
+                assert!(protocol::chunk::verify_chunk(mid, index, &text));
+                index
+            }
+            other => panic!("not a chunk in the list: {other:?}"),
+        })
+        .collect()
+}
+
+fn cluster_args(url: &str) -> Vec<String> {
+    [
+        "--redis",
+        url,
+        "--cleanup-interval",
+        "300ms",
+        "--node-ttl",
+        "1s",
+        "--redis-timeout",
+        "500ms",
+        "--lease-ttl",
+        "2s",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+async fn node(id: &str, r: &RedisServer) -> support::TestNode {
+    let args = cluster_args(&r.url());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let n = start_named(id, &args).await;
+    wait_ready(&n).await;
+    n
+}
+
+/// Nodes serve at once but are ready only once Redis answered.
+async fn wait_ready(n: &support::TestNode) {
+    let started = tokio::time::Instant::now();
+    while n.get("/health/ready").await.0 != 200 {
+        assert!(started.elapsed() < Duration::from_secs(5), "node never became ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_chunk_generated_on_node_a_reaches_the_session_on_node_b() {
+    let r = redis();
+    let (a, b) = (node("node-a", &r).await, node("node-b", &r).await);
+    let mut on_a = connect(&a.url("session_id=shared")).await;
+    let mut on_b = connect(&b.url(&format!("session_id=shared&token={}", on_a.token))).await;
+    assert_eq!(
+        (on_a.node_id.as_str(), on_b.node_id.as_str()),
+        ("node-a", "node-b")
+    );
+    on_a.send_json(chat("m-ab", 15, 5)).await;
+    assert!(matches!(on_a.recv().await, ServerMsg::Ack { .. }));
+    let (got_a, got_b) = tokio::join!(on_a.read_stream("m-ab"), on_b.read_stream("m-ab"));
+    let all: Vec<u32> = (0..15).collect();
+    assert_eq!(got_a, (all.clone(), StreamStatus::Done));
+    assert_eq!(got_b, (all.clone(), StreamStatus::Done));
+    assert_eq!(stored_indices(&r, "m-ab").await, all);
+    // The seed's check: the session is registered in Redis.
+    let mut c = redis_conn(&r).await;
+    let entry: Option<String> = c.hget("sessions:active", "shared").await.unwrap();
+    assert!(entry.expect("sessions:active entry").contains("\"node\""));
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_stream_started_on_node_a_is_recovered_from_node_b_without_gap_or_duplicate() {
+    let r = redis();
+    let (a, b) = (node("node-a", &r).await, node("node-b", &r).await);
+    let mut c = connect(&a.url("session_id=mover")).await;
+    let token = c.token.clone();
+    c.send_json(chat("m-move", 40, 15)).await;
+    assert!(matches!(c.recv().await, ServerMsg::Ack { .. }));
+    let mut got = Vec::new();
+    while got.len() < 6 {
+        if let ServerMsg::Chunk { index, .. } = c.recv().await {
+            got.push(index);
+        }
+    }
+    drop(c);
+    let mut c = connect(&b.url(&format!("session_id=mover&token={token}"))).await;
+    let info = c
+        .streams
+        .iter()
+        .find(|s| s.message_id == "m-move")
+        .expect("welcome on node B lists the stream");
+    assert_eq!(info.status, StreamStatus::Streaming);
+    let last = *got.last().unwrap();
+    c.send_json(json!({"type":"recover","message_id":"m-move","last_index":last}))
+        .await;
+    assert!(
+        matches!(c.recv().await, ServerMsg::Recovered { from_index, .. } if from_index == last + 1)
+    );
+    let (rest, status) = c.read_stream("m-move").await;
+    got.extend(rest);
+    assert_eq!(got, (0..40).collect::<Vec<_>>());
+    assert_eq!(status, StreamStatus::Done);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn three_clients_on_three_nodes_see_one_order_matching_the_redis_list() {
+    let r = redis();
+    let nodes = [
+        node("node1", &r).await,
+        node("node2", &r).await,
+        node("node3", &r).await,
+    ];
+    let mut first = connect(&nodes[0].url("session_id=trio")).await;
+    let token = first.token.clone();
+    let mut second = connect(&nodes[1].url(&format!("session_id=trio&token={token}"))).await;
+    let mut third = connect(&nodes[2].url(&format!("session_id=trio&token={token}"))).await;
+    second.send_json(chat("m-trio", 25, 2)).await;
+    assert!(matches!(second.recv().await, ServerMsg::Ack { .. }));
+    let (x, y, z) = tokio::join!(
+        first.read_stream("m-trio"),
+        second.read_stream("m-trio"),
+        third.read_stream("m-trio")
+    );
+    let all: Vec<u32> = (0..25).collect();
+    for got in [x, y, z] {
+        assert_eq!(got, (all.clone(), StreamStatus::Done));
+    }
+    assert_eq!(stored_indices(&r, "m-trio").await, all);
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+fn settings(r: &RedisServer, node: &str) -> RedisSettings {
+    RedisSettings {
+        url: r.url(),
+        node_id: node.into(),
+        session_ttl: Duration::from_secs(30),
+        stream_ttl: Duration::from_secs(60),
+        node_ttl: Duration::from_secs(5),
+        lease_ttl: Duration::from_secs(5),
+        timeout: Duration::from_secs(2),
+        max_sessions: 1000,
+        streams_in_welcome: 16,
+    }
+}
+
+async fn ready(b: &RedisBroker) {
+    for _ in 0..200 {
+        if b.status().healthy {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("broker never connected: {}", b.status().state);
+}
+
+fn chunk_frame(mid: &str, i: u32) -> bytes::Bytes {
+    let text = protocol::chunk::chunk_text(mid, i, 8);
+    bytes::Bytes::from(
+        ServerMsg::Chunk {
+            message_id: mid.into(),
+            index: i,
+            text,
+        }
+        .to_json(),
+    )
+}
+
+#[tokio::test]
+async fn twenty_concurrent_writers_leave_a_gap_free_duplicate_free_list() {
+    let r = redis();
+    let broker = Arc::new(RedisBroker::start(settings(&r, "writer-node")).unwrap());
+    ready(&broker).await;
+    let owner = Owner {
+        session_id: "w".into(),
+        token: "t".into(),
+    };
+    let lease = broker.open_stream(&owner, "m-race".into()).await.unwrap();
+    const N: u32 = 300;
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (broker, lease) = (broker.clone(), lease.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut wins = 0u32;
+            let mut i = 0;
+            while i < N {
+                match broker
+                    .append_chunk(&lease, i, chunk_frame("m-race", i))
+                    .await
+                {
+                    Ok(()) => {
+                        wins += 1;
+                        i += 1;
+                    }
+                    Err(BrokerError::OutOfOrder { expected, .. }) => i = expected.max(i + 1).min(N),
+                    Err(e) => panic!("unexpected {e}"),
+                }
+            }
+            wins
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        wins += t.await.unwrap();
+    }
+    assert_eq!(
+        wins, N,
+        "each index appended exactly once across all writers"
+    );
+    assert_eq!(
+        stored_indices(&r, "m-race").await,
+        (0..N).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_stale_fencing_token_is_rejected_after_another_node_takes_over() {
+    let r = redis();
+    let old = RedisBroker::start(settings(&r, "old-owner")).unwrap();
+    let other = RedisBroker::start(settings(&r, "other")).unwrap();
+    ready(&old).await;
+    ready(&other).await;
+    let owner = Owner {
+        session_id: "f".into(),
+        token: "t".into(),
+    };
+    let lease = old.open_stream(&owner, "m-fence".into()).await.unwrap();
+    old.append_chunk(&lease, 0, chunk_frame("m-fence", 0))
+        .await
+        .unwrap();
+    // The owner "pauses": its lease lapses, another node's cleanup settles the stream.
+    let mut c = redis_conn(&r).await;
+    let _: () = c.del("stream:lease:m-fence").await.unwrap();
+    let report = other.cleanup().await;
+    assert_eq!(report.streams, 1, "the orphaned stream is interrupted");
+    // The paused owner wakes up and tries to go on: fenced.
+    assert_eq!(
+        old.append_chunk(&lease, 1, chunk_frame("m-fence", 1))
+            .await
+            .unwrap_err(),
+        BrokerError::Fenced
+    );
+    let forged = server::broker::StreamLease {
+        fence: lease.fence + 100,
+        ..lease.clone()
+    };
+    assert_eq!(
+        old.append_chunk(&forged, 1, chunk_frame("m-fence", 1))
+            .await
+            .unwrap_err(),
+        BrokerError::Fenced
+    );
+    assert_eq!(
+        stored_indices(&r, "m-fence").await,
+        vec![0],
+        "nothing written after the takeover"
+    );
+    let status: String = c.hget("stream:meta:m-fence", "status").await.unwrap();
+    assert_eq!(status, "interrupted");
+}
+
+#[tokio::test]
+async fn redis_outage_gives_broker_unavailable_then_everything_recovers_within_5s() {
+    let mut r = redis();
+    let a = node("node-a", &r).await;
+    let mut c = connect(&a.url("session_id=outage")).await;
+    c.send_json(chat("m-before", 5, 0)).await;
+    c.recv().await;
+    c.read_stream("m-before").await;
+
+    r.stop(); // like a crash
+    // Chat needs the broker: a clear error, not a hang, not a crash.
+    c.send_json(chat("m-during", 5, 0)).await;
+    match c.recv().await {
+        ServerMsg::Error { code, .. } => assert_eq!(code, ErrorCode::BrokerUnavailable),
+        other => panic!("expected broker_unavailable, got {other:?}"),
+    }
+    // Echo does not need it.
+    c.send_json(json!({"type":"echo","id":3,"ts":3})).await;
+    assert!(matches!(c.recv().await, ServerMsg::Echo { id: 3, .. }));
+    let ready = a.get_json("/health/ready").await;
+    assert_eq!(ready["status"], "DOWN", "{ready}");
+    let d = a.get_json("/health/distributed").await;
+    assert_eq!(d["broker"]["healthy"], false);
+    assert!(
+        d["broker"]["state"]
+            .as_str()
+            .unwrap()
+            .contains("redis unavailable"),
+        "{d}"
+    );
+    let (status, _) = connect_status(&a.url("session_id=newcomer"))
+        .await
+        .err()
+        .expect("refused while down");
+    assert_eq!(status, 503);
+
+    r.restart().unwrap();
+    let started = tokio::time::Instant::now();
+    loop {
+        let (status, _) = a.get("/health/ready").await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "not ready again within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The old connection's session was re-registered and its channel re-subscribed.
+    c.send_json(chat("m-after", 8, 1)).await;
+    assert!(matches!(c.recv().await, ServerMsg::Ack { .. }));
+    assert_eq!(
+        c.read_stream("m-after").await,
+        ((0..8).collect(), StreamStatus::Done)
+    );
+    assert_eq!(
+        stored_indices(&r, "m-after").await,
+        (0..8).collect::<Vec<_>>()
+    );
+    let mut fresh = connect(&a.url("session_id=newcomer")).await;
+    fresh.send_json(chat("m-new", 3, 0)).await;
+    assert!(matches!(fresh.recv().await, ServerMsg::Ack { .. }));
+    assert_eq!(fresh.read_stream("m-new").await.1, StreamStatus::Done);
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn a_hung_redis_trips_the_breaker_and_data_survives_it() {
+    let r = redis();
+    let a = node("node-a", &r).await;
+    let mut c = connect(&a.url("session_id=hang")).await;
+    c.send_json(chat("m-kept", 6, 0)).await;
+    c.recv().await;
+    c.read_stream("m-kept").await;
+    let pid = r.pid().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    c.send_json(chat("m-hung", 5, 0)).await;
+    let reply = c.recv().await; // answered within --redis-timeout, not hanging
+    let resumed = std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .unwrap()
+        .success();
+    assert!(resumed);
+    assert!(
+        matches!(
+            reply,
+            ServerMsg::Error {
+                code: ErrorCode::BrokerUnavailable,
+                ..
+            }
+        ),
+        "expected broker_unavailable, got {reply:?}"
+    );
+    let started = tokio::time::Instant::now();
+    while a.get("/health/ready").await.0 != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "not ready again within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        stored_indices(&r, "m-kept").await,
+        (0..6).collect::<Vec<_>>(),
+        "list intact"
+    );
+    a.stop().await;
+}
