@@ -14,6 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use support::{chat, connect, connect_status, start_named};
 
+// Cleanup needs a few seconds of TTLs; every wait below is bounded.
+
 fn redis() -> RedisServer {
     RedisServer::start().expect("redis-server must be installed (scripts/test.sh installs it)")
 }
@@ -80,7 +82,10 @@ async fn node(id: &str, r: &RedisServer) -> support::TestNode {
 async fn wait_ready(n: &support::TestNode) {
     let started = tokio::time::Instant::now();
     while n.get("/health/ready").await.0 != 200 {
-        assert!(started.elapsed() < Duration::from_secs(5), "node never became ready");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "node never became ready"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -419,4 +424,89 @@ async fn a_hung_redis_trips_the_breaker_and_data_survives_it() {
         "list intact"
     );
     a.stop().await;
+}
+
+#[tokio::test]
+async fn a_sigkilled_node_has_its_sessions_cleaned_up_and_its_stream_interrupted() {
+    let r = redis();
+    let mut victim = cluster::NodeProcess::builder(env!("CARGO_BIN_EXE_wsnode"))
+        .node_id("victim")
+        .redis(r.url())
+        .args(cluster_args(&r.url()).into_iter().skip(2))
+        .start()
+        .expect("victim node starts");
+    let survivor = node("survivor", &r).await;
+    let started = tokio::time::Instant::now();
+    while support::raw_http(
+        victim.addr(),
+        "GET /health/ready HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .0 != 200
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "victim never ready"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut c = connect(&victim.ws_url("session_id=crash")).await;
+    let token = c.token.clone();
+    c.send_json(chat("m-crash", 500, 20)).await;
+    assert!(matches!(c.recv().await, ServerMsg::Ack { .. }));
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        if let ServerMsg::Chunk { index, .. } = c.recv().await {
+            got.push(index);
+        }
+    }
+    assert!(
+        victim.log_count("WebSocket connected") >= 1,
+        "the seed's grep finds the connection"
+    );
+
+    victim.kill(); // SIGKILL: no goodbye to Redis
+    let mut rc = redis_conn(&r).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let entry: Option<String> = rc.hget("sessions:active", "crash").await.unwrap();
+        let status: Option<String> = rc.hget("stream:meta:m-crash", "status").await.unwrap();
+        if entry.is_none() && status.as_deref() == Some("interrupted") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "after 10 s: entry {entry:?}, stream {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The client comes back through another node and learns the stream's fate.
+    let mut c = connect(&survivor.url(&format!("session_id=crash&token={token}"))).await;
+    let info = c
+        .streams
+        .iter()
+        .find(|s| s.message_id == "m-crash")
+        .expect("listed in welcome");
+    assert_eq!(info.status, StreamStatus::Interrupted);
+    let last = *got.last().unwrap();
+    c.send_json(json!({"type":"recover","message_id":"m-crash","last_index":last}))
+        .await;
+    assert!(matches!(
+        c.recv().await,
+        ServerMsg::Recovered {
+            status: StreamStatus::Interrupted,
+            ..
+        }
+    ));
+    let (rest, status) = c.read_stream("m-crash").await;
+    assert_eq!(status, StreamStatus::Interrupted);
+    got.extend(rest);
+    assert_eq!(
+        got,
+        (0..got.len() as u32).collect::<Vec<_>>(),
+        "gap-free up to where the owner died"
+    );
+    assert_eq!(stored_indices(&r, "m-crash").await, got);
+    survivor.stop().await;
 }
