@@ -3,8 +3,10 @@
 //! `up` starts Redis, the nodes and nginx as ordinary processes, records them
 //! in a state file and returns while they keep running; `down` stops exactly
 //! what was recorded (checking each pid still is that process) and removes
-//! the temp dirs; `status` checks each one. `health` is a one-shot `/health`
-//! probe for container HEALTHCHECKs, where no curl is installed.
+//! the temp dirs; `status` checks each one. `stop NAME` / `start NAME` take
+//! one member down and bring it back (the seed's `docker stop` / `docker
+//! start` scenarios). `health` is a one-shot `/health` probe for container
+//! HEALTHCHECKs, where no curl is installed.
 //!
 //! Exit codes: 0 success, 1 failure (something did not start, stop, or is
 //! unhealthy), 2 bad usage. Errors never panic; they print one message.
@@ -38,6 +40,10 @@ enum Cmd {
     Down(DownArgs),
     /// Show each process and its health; exit 1 if any is down or unhealthy.
     Status(StatusArgs),
+    /// Stop some members (e.g. `node1`, `redis`), like `docker stop`; the rest keeps running.
+    Stop(StopArgs),
+    /// Start stopped members again on their ports, like `docker start`.
+    Start(StartArgs),
     /// Probe a node's /health once; exit 0 on HTTP 200 (for container HEALTHCHECKs).
     Health(HealthArgs),
 }
@@ -129,6 +135,38 @@ struct DownArgs {
 }
 
 #[derive(Debug, Args)]
+struct StopArgs {
+    #[command(flatten)]
+    state: StateArg,
+
+    /// Members to stop: names from `status` (redis, node1.., nginx).
+    #[arg(required = true, value_name = "NAME")]
+    names: Vec<String>,
+
+    /// SIGKILL at once (a crash) instead of SIGTERM (a graceful shutdown).
+    #[arg(long)]
+    kill: bool,
+
+    /// How long each gets after SIGTERM before SIGKILL.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+struct StartArgs {
+    #[command(flatten)]
+    state: StateArg,
+
+    /// Members to start again: names from `status`.
+    #[arg(required = true, value_name = "NAME")]
+    names: Vec<String>,
+
+    /// How long each gets to become healthy.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    ready_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
 struct StatusArgs {
     #[command(flatten)]
     state: StateArg,
@@ -166,6 +204,8 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Cmd::Up(a) => up(a),
         Cmd::Down(a) => down(a),
         Cmd::Status(a) => status(a),
+        Cmd::Stop(a) => stop(a),
+        Cmd::Start(a) => start(a),
         Cmd::Health(a) => health(a),
     };
     match result {
@@ -392,6 +432,83 @@ fn down(a: DownArgs) -> Result<i32, ClusterError> {
     Ok(0)
 }
 
+/// The recorded state, or an error saying there is none.
+fn recorded(s: &StateArg) -> Result<(PathBuf, state::ClusterState), ClusterError> {
+    let path = s.path();
+    match state::load(&path)? {
+        Some(st) => Ok((path, st)),
+        None => Err(ClusterError::Invalid(format!(
+            "no local cluster recorded in {}: start one with `wsnode cluster up`",
+            path.display()
+        ))),
+    }
+}
+
+/// Indexes of the named members; an unknown name is an error listing the known ones.
+fn select(st: &state::ClusterState, names: &[String]) -> Result<Vec<usize>, ClusterError> {
+    names
+        .iter()
+        .map(|n| {
+            st.members.iter().position(|m| &m.name == n).ok_or_else(|| {
+                let known: Vec<&str> = st.members.iter().map(|m| m.name.as_str()).collect();
+                ClusterError::Invalid(format!("no member {n:?}; members: {}", known.join(", ")))
+            })
+        })
+        .collect()
+}
+
+fn stop(a: StopArgs) -> Result<i32, ClusterError> {
+    let (_, st) = recorded(&a.state)?;
+    let mut failed = false;
+    for i in select(&st, &a.names)? {
+        let m = &st.members[i];
+        let how = if a.kill {
+            if m.process.is_running() {
+                process::sigkill(m.process.pid);
+                if process::wait_until(Duration::from_secs(5), || !m.process.is_running()) {
+                    Stopped::Killed
+                } else {
+                    Stopped::Stuck
+                }
+            } else {
+                Stopped::AlreadyGone
+            }
+        } else {
+            process::stop_recorded(&m.process, a.timeout)
+        };
+        match how {
+            Stopped::AlreadyGone => println!("{}: was not running", m.name),
+            Stopped::Terminated => println!("{}: stopped (pid {})", m.name, m.process.pid),
+            Stopped::Killed => println!("{}: killed (pid {})", m.name, m.process.pid),
+            Stopped::Stuck => {
+                eprintln!("{}: pid {} is still running", m.name, m.process.pid);
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+fn start(a: StartArgs) -> Result<i32, ClusterError> {
+    let (path, mut st) = recorded(&a.state)?;
+    let picked = select(&st, &a.names)?;
+    catch_interrupts();
+    let mut result = Ok(0);
+    for i in picked {
+        let m = &mut st.members[i];
+        match m.start(a.ready_timeout) {
+            Ok(()) => println!("{}: started (pid {}) {}", m.name, m.process.pid, m.url),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    // Record whatever did start, even if a later one failed.
+    state::save(&path, &st)?;
+    result
+}
+
 fn status(a: StatusArgs) -> Result<i32, ClusterError> {
     let path = a.state.path();
     let Some(st) = state::load(&path)? else {
@@ -530,6 +647,16 @@ mod tests {
         assert_eq!(run(&["down", "--state", st]), 0, "nothing to stop is fine");
         assert_eq!(run(&["status", "--state", st]), 1, "nothing runs");
         assert_eq!(run(&["status", "--json", "--state", st]), 1);
+    }
+
+    #[test]
+    fn stop_and_start_need_a_cluster_and_known_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        let st = tmp.path().join("none.json");
+        let st = st.to_str().unwrap();
+        assert_eq!(run(&["stop", "--state", st, "node1"]), 2);
+        assert_eq!(run(&["start", "--state", st, "node1"]), 2);
+        assert_eq!(run(&["stop", "--state", st]), 2, "a name is required");
     }
 
     #[test]

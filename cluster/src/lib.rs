@@ -9,11 +9,13 @@
 //!
 //! - [`RedisServer`], [`NodeProcess`], [`NginxServer`]: one process each.
 //! - [`LocalCluster`]: Redis, N nodes and nginx in front, started in order.
-//! - [`state`]: what `cluster up` records so a later `down`/`status` finds it.
+//! - [`state`], [`member`]: what `cluster up` records so a later
+//!   `down`/`status`/`stop`/`start` finds it.
 
 pub mod cli;
 pub mod http;
 pub mod local;
+pub mod member;
 pub mod nginx;
 pub mod node;
 pub mod ports;

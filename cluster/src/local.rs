@@ -315,6 +315,7 @@ impl LocalCluster {
                 r.pid(),
                 r.dir(),
                 r.log_path(),
+                (r.argv(), Vec::new()),
             )?);
         }
         for n in &self.nodes {
@@ -326,6 +327,7 @@ impl LocalCluster {
                 n.pid(),
                 n.dir(),
                 n.log_path(),
+                (n.argv(), n.env()),
             )?);
         }
         let ng = &self.nginx;
@@ -337,6 +339,7 @@ impl LocalCluster {
             ng.pid(),
             ng.dir(),
             ng.error_log_path(),
+            (ng.argv(), Vec::new()),
         )?);
         let state = ClusterState {
             version: crate::state::VERSION,
@@ -363,6 +366,7 @@ impl LocalCluster {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn member(
     name: &str,
     role: Role,
@@ -371,7 +375,9 @@ fn member(
     pid: Option<u32>,
     dir: &std::path::Path,
     log: PathBuf,
+    (argv, env): (Vec<OsString>, Vec<(OsString, OsString)>),
 ) -> Result<Member, ClusterError> {
+    let s = |o: &OsString| o.to_string_lossy().into_owned();
     let process = pid
         .and_then(ProcessId::of)
         .ok_or_else(|| ClusterError::Exited {
@@ -387,6 +393,8 @@ fn member(
         process,
         dir: dir.to_path_buf(),
         log,
+        argv: argv.iter().map(s).collect(),
+        env: env.iter().map(|(k, v)| (s(k), s(v))).collect(),
     })
 }
 

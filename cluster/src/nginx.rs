@@ -13,6 +13,7 @@
 
 use crate::ports::{self, PortChoice};
 use crate::{ClusterError, check_program, find_program, io_err, process};
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -408,6 +409,18 @@ impl NginxServer {
         (pid, self.dir.path().to_path_buf())
     }
 
+    /// The command line that starts it (program first).
+    pub fn argv(&self) -> Vec<OsString> {
+        let mut v: Vec<OsString> = vec![self.program.clone().into()];
+        v.extend(["-p".into(), self.dir.path().into()]);
+        v.extend(["-c".into(), self.conf_path().into()]);
+        v.extend(["-e".into(), self.error_log_path().into()]);
+        if self.spec.custom.is_some() {
+            v.extend(["-g".into(), "daemon off;".into()]);
+        }
+        v
+    }
+
     fn spawn(&self) -> Result<Child, ClusterError> {
         let conf = self.conf_path();
         let text = match &self.spec.custom {
@@ -419,21 +432,9 @@ impl NginxServer {
         std::fs::write(&conf, text).map_err(io_err(format!("write {}", conf.display())))?;
         let err_log = self.error_log_path();
         let log_start = std::fs::metadata(&err_log).map(|m| m.len()).unwrap_or(0);
-        let mut cmd = Command::new(&self.program);
-        cmd.arg("-p")
-            .arg(self.dir.path())
-            .arg("-c")
-            .arg(&conf)
-            .arg("-e")
-            .arg(&err_log)
-            .args(
-                self.spec
-                    .custom
-                    .as_ref()
-                    .map(|_| ["-g", "daemon off;"])
-                    .into_iter()
-                    .flatten(),
-            )
+        let argv = self.argv();
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..])
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -341,6 +341,29 @@ impl NodeProcess {
         (pid, self.dir.path().to_path_buf())
     }
 
+    /// The command line that starts it (program first).
+    pub fn argv(&self) -> Vec<OsString> {
+        let mut v: Vec<OsString> = vec![self.spec.program.clone().into()];
+        v.push("--listen".into());
+        v.push(format!("127.0.0.1:{}", self.port).into());
+        v.push("--node-id".into());
+        v.push(self.spec.node_id.clone().into());
+        if let Some(url) = &self.spec.redis {
+            v.push("--redis".into());
+            v.push(url.into());
+        }
+        v.extend(self.spec.args.iter().cloned());
+        v
+    }
+
+    /// The environment it gets on top of ours.
+    pub fn env(&self) -> Vec<(OsString, OsString)> {
+        // Plain text in the log file, so it greps like `docker logs`.
+        let mut v = vec![("NO_COLOR".into(), "1".into())];
+        v.extend(self.spec.env.iter().cloned());
+        v
+    }
+
     fn spawn(&self) -> Result<Child, ClusterError> {
         let log_path = self.log_path();
         let log = std::fs::OpenOptions::new()
@@ -352,18 +375,10 @@ impl NodeProcess {
         let err_log = log
             .try_clone()
             .map_err(io_err(format!("open {}", log_path.display())))?;
-        let mut cmd = Command::new(&self.spec.program);
-        cmd.arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
-            .arg("--node-id")
-            .arg(&self.spec.node_id);
-        if let Some(url) = &self.spec.redis {
-            cmd.arg("--redis").arg(url);
-        }
-        cmd.args(&self.spec.args)
-            // Plain text in the log file, so it greps like `docker logs`.
-            .env("NO_COLOR", "1")
-            .envs(self.spec.env.iter().map(|(k, v)| (k, v)))
+        let argv = self.argv();
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..])
+            .envs(self.env())
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(log)

@@ -6,6 +6,7 @@
 
 use crate::ports::{self, PortChoice};
 use crate::{ClusterError, find_program, io_err, log_tail, process};
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -201,17 +202,41 @@ impl RedisServer {
         (pid, self.dir.path().to_path_buf())
     }
 
+    /// The command line that starts it (program first): what `cluster start`
+    /// runs again for a stopped member.
+    pub fn argv(&self) -> Vec<OsString> {
+        let dir = self.dir.path();
+        let mut v: Vec<OsString> = vec![self.program.clone().into()];
+        v.extend(
+            [
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "yes",
+                "--loglevel",
+                "warning",
+            ]
+            .map(OsString::from),
+        );
+        v.extend(["--dir".into(), dir.into()]);
+        v.extend(["--logfile".into(), dir.join("redis.log").into()]);
+        v
+    }
+
     fn spawn(&self) -> Result<Child, ClusterError> {
         let port = self.port;
         let dir = self.dir.path();
-        let mut cmd = Command::new(&self.program);
-        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .args(["--protected-mode", "yes", "--loglevel", "warning"])
-            .arg("--dir")
-            .arg(dir)
-            .arg("--logfile")
-            .arg(dir.join("redis.log"))
+        let argv = self.argv();
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..])
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

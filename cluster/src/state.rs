@@ -2,15 +2,14 @@
 //!
 //! `up` returns while its processes keep running, so a later command needs
 //! their pids, ports and dirs. Each process is recorded with its start time
-//! and command line ([`ProcessId`]): `down` signals a pid only while it is
-//! still that very process, never whatever reused the number.
+//! and command line ([`ProcessId`](crate::process::ProcessId)): `down`
+//! signals a pid only while it is still that very process, never whatever
+//! reused the number.
 
-use crate::process::ProcessId;
+pub use crate::member::{Condition, Member, Role};
 use crate::{ClusterError, io_err};
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Bumped when the format changes incompatibly.
 pub const VERSION: u32 = 1;
@@ -25,77 +24,6 @@ pub struct ClusterState {
     pub balance: String,
     /// In start order: redis (if any), the nodes, nginx.
     pub members: Vec<Member>,
-}
-
-/// What a member is, which decides how its health is checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Redis,
-    Node,
-    Nginx,
-}
-
-/// One recorded process.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Member {
-    /// `redis`, `node1`.., `nginx`.
-    pub name: String,
-    pub role: Role,
-    pub port: u16,
-    /// `redis://..`, or `http://..` for nodes and nginx.
-    pub url: String,
-    pub process: ProcessId,
-    /// Its temp dir, removed by `down`.
-    pub dir: PathBuf,
-    /// Its main log file.
-    pub log: PathBuf,
-}
-
-/// A member's condition as `status` reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Condition {
-    /// Running and answering (`PONG`, or HTTP 200).
-    Healthy,
-    /// Running but not answering as it should; the detail says what it answered.
-    Unhealthy(String),
-    /// Not running.
-    Down,
-    /// The pid now belongs to another process (which we leave alone).
-    Replaced(String),
-}
-
-impl Member {
-    pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
-    /// Is it running, and does it answer its health check?
-    pub fn condition(&self) -> Condition {
-        if !self.process.is_running() {
-            return match ProcessId::of(self.process.pid) {
-                Some(other) => Condition::Replaced(other.command()),
-                None => Condition::Down,
-            };
-        }
-        let timeout = Duration::from_secs(3);
-        match self.role {
-            Role::Redis if crate::redis::ping(self.addr()) => Condition::Healthy,
-            Role::Redis => Condition::Unhealthy("no PONG".into()),
-            Role::Node | Role::Nginx => {
-                let path = if self.role == Role::Node {
-                    "/health"
-                } else {
-                    "/nginx-health"
-                };
-                match crate::http::get(self.addr(), path, timeout) {
-                    Ok((200, _)) => Condition::Healthy,
-                    Ok((code, _)) => Condition::Unhealthy(format!("{path}: HTTP {code}")),
-                    Err(e) => Condition::Unhealthy(format!("{path}: {e}")),
-                }
-            }
-        }
-    }
 }
 
 /// Where the state lives unless `--state` says otherwise:
@@ -222,6 +150,7 @@ pub fn remove_member_dir(dir: &Path) -> Result<(), ClusterError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process::ProcessId;
 
     fn sample() -> ClusterState {
         ClusterState {
@@ -236,6 +165,8 @@ mod tests {
                 process: ProcessId::of(std::process::id()).unwrap(),
                 dir: "/tmp/wsbench-node1-x".into(),
                 log: "/tmp/wsbench-node1-x/node.log".into(),
+                argv: vec!["wsnode".into()],
+                env: Vec::new(),
             }],
         }
     }

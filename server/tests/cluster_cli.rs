@@ -206,13 +206,11 @@ fn up_status_down_leaves_no_process_behind() {
     assert_eq!(again.status.code(), Some(2), "{}", text(&again));
     assert!(text(&again).contains("still running"), "{}", text(&again));
 
-    // A node that dies makes status fail and name it.
+    // A node that crashes makes status fail and name it.
     let node2 = recorded.members.iter().find(|m| m.name == "node2").unwrap();
-    assert!(cluster::process::sigkill(node2.process.pid));
-    assert!(cluster::process::wait_until(
-        Duration::from_secs(10),
-        || gone(&node2.process)
-    ));
+    let kill = wsnode(&["stop", "--kill", "--state", &st, "node2"]);
+    assert!(kill.status.success(), "stop --kill: {}", text(&kill));
+    assert!(gone(&node2.process), "node2 killed");
     let status = wsnode(&["status", "--state", &st, "--json"]);
     assert_eq!(status.status.code(), Some(1), "{}", text(&status));
     let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
@@ -223,9 +221,56 @@ fn up_status_down_leaves_no_process_behind() {
         "{json}"
     );
 
+    // `start` brings it back on its port (the seed's `docker start`), with its log kept.
+    let start = wsnode(&["start", "--state", &st, "node2"]);
+    assert!(start.status.success(), "start: {}", text(&start));
+    let status = wsnode(&["status", "--state", &st]);
+    assert!(
+        status.status.success(),
+        "all healthy again: {}",
+        text(&status)
+    );
+    let restarted = state::load(&sb.state()).unwrap().unwrap();
+    let new2 = restarted
+        .members
+        .iter()
+        .find(|m| m.name == "node2")
+        .unwrap();
+    assert_ne!(new2.process, node2.process, "a new process");
+    assert_eq!(
+        new2.process.cmdline, node2.process.cmdline,
+        "same command line"
+    );
+    let log = std::fs::read_to_string(&new2.log).unwrap();
+    assert_eq!(
+        log.matches("listening").count(),
+        2,
+        "both runs in one log:\n{log}"
+    );
+    let again = wsnode(&["start", "--state", &st, "node2"]);
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "already running: {}",
+        text(&again)
+    );
+
+    // A graceful stop of Redis (the seed's `docker stop demo-redis-multi`).
+    let stop = wsnode(&["stop", "--state", &st, "redis"]);
+    assert!(stop.status.success(), "stop: {}", text(&stop));
+    let status = wsnode(&["status", "--state", &st]);
+    assert_eq!(status.status.code(), Some(1), "{}", text(&status));
+    let bad = wsnode(&["stop", "--state", &st, "node9"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    assert!(
+        text(&bad).contains("members: redis, node1"),
+        "{}",
+        text(&bad)
+    );
+
     let down = wsnode(&["down", "--state", &st]);
     assert!(down.status.success(), "down: {}", text(&down));
-    for m in &recorded.members {
+    for m in restarted.members.iter().chain(&recorded.members) {
         assert!(
             gone(&m.process),
             "{} (pid {}) still running",
