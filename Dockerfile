@@ -18,7 +18,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 # --- runtime stage: Debian slim, no compiler, no shell tools needed ---------
 FROM debian:bookworm-slim
-RUN useradd --system --uid 10001 --user-group --no-create-home \
+RUN groupadd --system --gid 10001 wsnode \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin wsnode
 COPY --from=builder /out/wsnode /usr/local/bin/wsnode
 
