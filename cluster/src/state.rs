@@ -103,15 +103,21 @@ pub fn remove(path: &Path) -> Result<(), ClusterError> {
     Ok(())
 }
 
-/// Create `dir` (mode 0700) if missing; refuse one that is a symlink or
-/// belongs to someone else (a shared /tmp is writable by all).
+/// Create `dir` (mode 0700) if missing. Our own default dir
+/// (`wsbench-cluster*`, in a /tmp writable by all) must be a real directory
+/// owned by this user, or someone else could have planted it.
 fn ensure_private_dir(dir: &Path) -> Result<(), ClusterError> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    match std::fs::symlink_metadata(dir) {
+    let ours = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("wsbench-cluster"));
+    match std::fs::metadata(dir) {
         Ok(meta) => {
             // SAFETY: geteuid has no preconditions and cannot fail.
             let uid = unsafe { libc::geteuid() };
-            if !meta.is_dir() || meta.uid() != uid {
+            let link = std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink());
+            if !meta.is_dir() || (ours && (link || meta.uid() != uid)) {
                 return Err(ClusterError::Invalid(format!(
                     "{} is not a directory owned by this user: choose another --state",
                     dir.display()
@@ -186,6 +192,19 @@ mod tests {
         save(&mine, &sample()).unwrap();
         remove(&mine).unwrap();
         assert!(!mine.exists() && mine.parent().unwrap().exists());
+    }
+
+    #[test]
+    fn a_planted_default_dir_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("elsewhere");
+        std::fs::create_dir(&real).unwrap();
+        let planted = tmp.path().join("wsbench-cluster-p");
+        std::os::unix::fs::symlink(&real, &planted).unwrap();
+        let err = save(&planted.join("state.json"), &sample()).unwrap_err();
+        assert!(err.to_string().contains("owned by this user"), "{err}");
+        // A directory the user names is theirs to choose.
+        save(&real.join("state.json"), &sample()).unwrap();
     }
 
     #[test]
