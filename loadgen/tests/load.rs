@@ -725,3 +725,28 @@ fn redis_is_found_through_info() {
         "{text}"
     );
 }
+
+#[test]
+fn connect_rate_paces_new_connections() {
+    let srv = support::start(Behavior::Echo {
+        delay: Duration::from_millis(1),
+    });
+    let r = report(&[
+        "--url",
+        &srv.url(),
+        "--conns",
+        "6",
+        "--connect-rate",
+        "2",
+        "--rate",
+        "5",
+        "--duration",
+        "4s",
+    ]);
+    assert_eq!(r.connections.established, 6);
+    // 2 per second: about 2 open after the first second, all 6 by the end.
+    let first = r.series.first().expect("a first second");
+    assert!(first.open <= 3, "{:?}", r.series);
+    assert_eq!(r.connections.peak_open, 6);
+    assert_balanced(&r);
+}
