@@ -92,6 +92,27 @@ impl Link {
         }
     }
 
+    /// Run a Lua script (EVALSHA, falling back to EVAL after a Redis restart
+    /// flushed the script cache) through [`call`](Self::call).
+    pub async fn script<T: redis::FromRedisValue>(
+        &self,
+        script: &'static redis::Script,
+        keys: Vec<String>,
+        args: Vec<Vec<u8>>,
+    ) -> Result<T, BrokerError> {
+        self.call(|mut c| async move {
+            let mut invocation = script.prepare_invoke();
+            for k in keys {
+                invocation.key(k);
+            }
+            for a in args {
+                invocation.arg(a);
+            }
+            invocation.invoke_async(&mut c).await
+        })
+        .await
+    }
+
     /// Open the breaker (logged only on the transition).
     pub fn trip(&self, why: &str) {
         if self.up.swap(false, Relaxed) {
@@ -151,6 +172,16 @@ impl Link {
         *down = Some((since, why.to_string()));
     }
 }
+
+/// Script arguments, each encoded as Redis encodes it.
+macro_rules! args {
+    ($($a:expr),* $(,)?) => {{
+        let mut v: Vec<Vec<u8>> = Vec::new();
+        $( v.extend(redis::ToRedisArgs::to_redis_args(&$a)); )*
+        v
+    }};
+}
+pub(crate) use args;
 
 /// Errors that mean the connection (not the command) failed.
 pub fn is_connection_error(e: &redis::RedisError) -> bool {

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::sessions::new_token;
 use bytes::Bytes;
-use link::Link;
+use link::{Link, args};
 use protocol::{StreamInfo, StreamStatus};
 use redis::aio::MultiplexedConnection;
 use scripts::*;
@@ -270,21 +270,13 @@ impl Inner {
 
     /// Interrupt a stream whose lease expired. True when it did.
     async fn interrupt_if_orphaned(&self, mid: &str) -> Result<bool, BrokerError> {
-        let (meta, lease) = (meta_key(mid), lease_key(mid));
-        let mid = mid.to_string();
-        let n: i64 = self
-            .link
-            .call(|mut c| async move {
-                INTERRUPT
-                    .key(meta)
-                    .key(lease)
-                    .key(FENCE)
-                    .key(STREAMS_ACTIVE)
-                    .arg(mid)
-                    .invoke_async(&mut c)
-                    .await
-            })
-            .await?;
+        let keys = vec![
+            meta_key(mid),
+            lease_key(mid),
+            FENCE.into(),
+            STREAMS_ACTIVE.into(),
+        ];
+        let n: i64 = self.link.script(&INTERRUPT, keys, args![mid]).await?;
         Ok(n == 1)
     }
 }
@@ -312,26 +304,16 @@ impl Broker for RedisBroker {
             }
         }
         let sid = req.session_id.clone();
-        let presented = req.token.as_deref().unwrap_or("").to_string();
-        let fresh_token = new_token();
-        let value = inner.session_value(now_ms());
-        let (tk, ttl) = (token_key(&sid), ms(inner.cfg.session_ttl));
-        let sid_s = sid.to_string();
-        let (ok, token): (i64, String) = inner
-            .link
-            .call(|mut c| async move {
-                ATTACH
-                    .key(tk)
-                    .key(SESSIONS_ACTIVE)
-                    .arg(presented)
-                    .arg(fresh_token.as_ref())
-                    .arg(ttl)
-                    .arg(sid_s)
-                    .arg(value)
-                    .invoke_async(&mut c)
-                    .await
-            })
-            .await?;
+        let presented = req.token.as_deref().unwrap_or("");
+        let keys = vec![token_key(&sid), SESSIONS_ACTIVE.into()];
+        let args = args![
+            presented,
+            new_token().as_ref(),
+            ms(inner.cfg.session_ttl),
+            sid.as_ref(),
+            inner.session_value(now_ms())
+        ];
+        let (ok, token): (i64, String) = inner.link.script(&ATTACH, keys, args).await?;
         if ok != 1 {
             return Err(BrokerError::Unauthorized);
         }
@@ -402,39 +384,23 @@ impl Broker for RedisBroker {
         message_id: Arc<str>,
     ) -> Result<StreamLease, BrokerError> {
         let inner = &self.inner;
-        let keys = (
+        let keys = vec![
             meta_key(&message_id),
             lease_key(&message_id),
+            FENCE.into(),
+            STREAMS_ACTIVE.into(),
             session_streams_key(&owner.session_id),
-        );
-        let args = (
-            owner.session_id.to_string(),
-            owner.token.to_string(),
-            inner.cfg.node_id.to_string(),
+        ];
+        let args = args![
+            owner.session_id.as_ref(),
+            owner.token.as_ref(),
+            inner.cfg.node_id.as_ref(),
             ms(inner.cfg.lease_ttl),
             ms(inner.cfg.stream_ttl),
-            message_id.to_string(),
-            now_ms(),
-        );
-        let fence: i64 = inner
-            .link
-            .call(|mut c| async move {
-                OPEN.key(keys.0)
-                    .key(keys.1)
-                    .key(FENCE)
-                    .key(STREAMS_ACTIVE)
-                    .key(keys.2)
-                    .arg(args.0)
-                    .arg(args.1)
-                    .arg(args.2)
-                    .arg(args.3)
-                    .arg(args.4)
-                    .arg(args.5)
-                    .arg(args.6)
-                    .invoke_async(&mut c)
-                    .await
-            })
-            .await?;
+            message_id.as_ref(),
+            now_ms()
+        ];
+        let fence: i64 = inner.link.script(&OPEN, keys, args).await?;
         if fence < 0 {
             return Err(BrokerError::Conflict);
         }
@@ -454,36 +420,18 @@ impl Broker for RedisBroker {
     ) -> Result<(), BrokerError> {
         let inner = &self.inner;
         let mid = &lease.message_id;
-        let keys = (chunks_key(mid), meta_key(mid), lease_key(mid));
-        let env = envelope(false, index, mid, &frame);
-        let args = (
+        let keys = vec![chunks_key(mid), meta_key(mid), lease_key(mid)];
+        let args = args![
             lease.fence,
             index,
-            frame.to_vec(),
+            &frame[..],
             ms(inner.cfg.stream_ttl),
             ms(inner.cfg.lease_ttl),
             lease_value(lease, &inner.cfg.node_id),
             channel(&lease.owner.session_id),
-        );
-        let (n, detail): (i64, i64) = inner
-            .link
-            .call(|mut c| async move {
-                APPEND
-                    .key(keys.0)
-                    .key(keys.1)
-                    .key(keys.2)
-                    .arg(args.0)
-                    .arg(args.1)
-                    .arg(args.2)
-                    .arg(args.3)
-                    .arg(args.4)
-                    .arg(args.5)
-                    .arg(args.6)
-                    .arg(env)
-                    .invoke_async(&mut c)
-                    .await
-            })
-            .await?;
+            envelope(false, index, mid, &frame)
+        ];
+        let (n, detail): (i64, i64) = inner.link.script(&APPEND, keys, args).await?;
         match n {
             -1 => {
                 tracing::warn!(message_id = %mid, fence = lease.fence, current = detail, "append rejected: stale fencing token");
@@ -500,22 +448,12 @@ impl Broker for RedisBroker {
 
     async fn renew(&self, lease: &StreamLease) -> Result<(), BrokerError> {
         let inner = &self.inner;
-        let (key, value, ttl) = (
-            lease_key(&lease.message_id),
+        let keys = vec![lease_key(&lease.message_id)];
+        let args = args![
             lease_value(lease, &inner.cfg.node_id),
-            ms(inner.cfg.lease_ttl),
-        );
-        let n: i64 = inner
-            .link
-            .call(|mut c| async move {
-                RENEW
-                    .key(key)
-                    .arg(value)
-                    .arg(ttl)
-                    .invoke_async(&mut c)
-                    .await
-            })
-            .await?;
+            ms(inner.cfg.lease_ttl)
+        ];
+        let n: i64 = inner.link.script(&RENEW, keys, args).await?;
         if n == 1 {
             tracing::info!(message_id = %lease.message_id, fence = lease.fence, "Stream lease renewed");
             Ok(())
@@ -533,36 +471,22 @@ impl Broker for RedisBroker {
     ) -> Result<(), BrokerError> {
         let inner = &self.inner;
         let mid = &lease.message_id;
-        let keys = (meta_key(mid), lease_key(mid), chunks_key(mid));
-        let end_index = 0;
-        let env = envelope(true, end_index, mid, &frame);
-        let args = (
+        let keys = vec![
+            meta_key(mid),
+            lease_key(mid),
+            STREAMS_ACTIVE.into(),
+            chunks_key(mid),
+        ];
+        let args = args![
             lease.fence,
             status.as_str(),
-            frame.to_vec(),
+            &frame[..],
             ms(inner.cfg.stream_ttl),
-            mid.to_string(),
+            mid.as_ref(),
             channel(&lease.owner.session_id),
-        );
-        let result: Result<i64, BrokerError> = inner
-            .link
-            .call(|mut c| async move {
-                FINISH
-                    .key(keys.0)
-                    .key(keys.1)
-                    .key(STREAMS_ACTIVE)
-                    .key(keys.2)
-                    .arg(args.0)
-                    .arg(args.1)
-                    .arg(args.2)
-                    .arg(args.3)
-                    .arg(args.4)
-                    .arg(args.5)
-                    .arg(env)
-                    .invoke_async(&mut c)
-                    .await
-            })
-            .await;
+            envelope(true, 0, mid, &frame)
+        ];
+        let result: Result<i64, BrokerError> = inner.link.script(&FINISH, keys, args).await;
         match result {
             Ok(1) => {
                 tracing::info!(message_id = %mid, fence = lease.fence, status = status.as_str(), "Stream lease released");
@@ -704,17 +628,10 @@ impl Broker for RedisBroker {
             if !stale {
                 continue;
             }
-            let sid2 = sid.clone();
+            let keys = vec![SESSIONS_ACTIVE.to_string()];
             let removed: i64 = inner
                 .link
-                .call(|mut c| async move {
-                    DELETE_IF_SAME
-                        .key(SESSIONS_ACTIVE)
-                        .arg(sid2)
-                        .arg(value)
-                        .invoke_async(&mut c)
-                        .await
-                })
+                .script(&DELETE_IF_SAME, keys, args![sid.as_str(), value.as_str()])
                 .await
                 .unwrap_or(0);
             if removed == 1 {
