@@ -101,6 +101,10 @@ pub async fn run_slot(ctx: Arc<RunCtx>, local: u64) {
         let res = {
             // Bound the connects in progress to what the listen backlog absorbs.
             let _permit = ctx.connecting.acquire().await;
+            // The wait for a permit can outlast the run or the slot.
+            if ctx.slot_stopped(local) || Instant::now() >= ctx.send_end {
+                break;
+            }
             let t = Instant::now();
             let r =
                 tokio::time::timeout_at(ctx.wait_limit(), ws::connect(target, &path, source)).await;
