@@ -414,6 +414,17 @@ fn websocket_through_nginx_and_failover_to_another_node() {
         .wait_for_log("WebSocket connected", WAIT)
         .expect("the chosen node logs the connection");
 
+    // Seed Test 1: the session is visible in Redis (`HGET sessions:active ID`).
+    let redis = c.redis().expect("the cluster runs Redis");
+    let mut reply = String::new();
+    let registered = cluster::process::wait_until(WAIT, || {
+        reply = redis
+            .command(&["HGET", "sessions:active", "through-nginx"])
+            .unwrap_or_default();
+        reply.starts_with('$') && reply != "$-1"
+    });
+    assert!(registered, "session not in sessions:active: {reply:?}");
+
     // A streamed answer comes back through nginx, in order.
     ws.send(Message::text(
         r#"{"type":"chat","text":"hi","message_id":"m-1","chunks":3,"interval_ms":5}"#,
