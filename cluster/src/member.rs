@@ -142,7 +142,8 @@ impl Member {
             let err = log
                 .try_clone()
                 .map_err(io_err(format!("open {}", self.log.display())))?;
-            cmd.stdout(log).stderr(err);
+            // As at `up`: Redis or not is in the recorded command line only.
+            cmd.env_remove("WSNODE_REDIS").stdout(log).stderr(err);
         } else {
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
         }

@@ -378,6 +378,8 @@ impl NodeProcess {
         let argv = self.argv();
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..])
+            // Redis or not is this handle's choice (`--redis`), never the caller's environment.
+            .env_remove("WSNODE_REDIS")
             .envs(self.env())
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
