@@ -270,7 +270,9 @@ fn up(a: UpArgs) -> Result<i32, ClusterError> {
             base.display()
         )));
     }
+    // A recorded cluster that still runs is the likeliest reason for busy ports: say so first.
     clear_stale_state(&path)?;
+    opts.preflight()?;
 
     catch_interrupts();
     eprintln!(

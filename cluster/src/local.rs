@@ -126,6 +126,27 @@ impl ClusterOptions {
 }
 
 impl ClusterOptions {
+    /// Everything that can be checked before starting anything (options,
+    /// programs, fixed ports), so a typo does not cost a start and a
+    /// teardown. Returns the nginx and redis-server programs to run (the
+    /// latter empty without Redis).
+    pub fn preflight(&self) -> Result<(PathBuf, PathBuf), ClusterError> {
+        self.validate()?;
+        let program = |given: &Option<PathBuf>, name: &'static str| match given {
+            Some(p) => crate::check_program(name, p).map(|()| p.clone()),
+            None => find_program(name).ok_or(ClusterError::NotInstalled { program: name }),
+        };
+        let nginx = program(&self.nginx_program, "nginx")?;
+        let redis = if self.redis {
+            program(&self.redis_program, "redis-server")?
+        } else {
+            PathBuf::new()
+        };
+        crate::check_program("wsnode", &self.wsnode)?;
+        self.check_fixed_ports()?;
+        Ok((nginx, redis))
+    }
+
     /// Fixed ports must be free before anything starts.
     fn check_fixed_ports(&self) -> Result<(), ClusterError> {
         if let (true, PortChoice::Fixed(p)) = (self.redis, self.redis_port) {
@@ -156,21 +177,7 @@ pub struct LocalCluster {
 impl LocalCluster {
     /// Start Redis, the nodes and nginx, each healthy before the next starts.
     pub fn start(opts: ClusterOptions) -> Result<LocalCluster, ClusterError> {
-        opts.validate()?;
-        // Everything that can be checked before starting anything is checked
-        // here, so a typo does not cost a start and a teardown.
-        let program = |given: &Option<PathBuf>, name: &'static str| match given {
-            Some(p) => crate::check_program(name, p).map(|()| p.clone()),
-            None => find_program(name).ok_or(ClusterError::NotInstalled { program: name }),
-        };
-        let nginx_program = program(&opts.nginx_program, "nginx")?;
-        let redis_program = if opts.redis {
-            program(&opts.redis_program, "redis-server")?
-        } else {
-            PathBuf::new()
-        };
-        crate::check_program("wsnode", &opts.wsnode)?;
-        opts.check_fixed_ports()?;
+        let (nginx_program, redis_program) = opts.preflight()?;
         let mut notes = Vec::new();
         let redis = if opts.redis {
             let mut b = RedisServer::builder()
