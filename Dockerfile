@@ -10,11 +10,11 @@ FROM rust:1-bookworm AS builder
 WORKDIR /src
 COPY . .
 # The cache mounts keep the registry and target dir between builds (BuildKit);
-# the binary is copied out of the cached target dir in the same step.
+# the binary is copied (and stripped) out of the cached target dir in the same step.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p server --bin wsnode \
-    && install -D -m 0755 target/release/wsnode /out/wsnode
+    && install -D -s -m 0755 target/release/wsnode /out/wsnode
 
 # --- runtime stage: Debian slim, no compiler, no shell tools needed ---------
 FROM debian:bookworm-slim
