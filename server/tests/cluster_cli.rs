@@ -499,6 +499,20 @@ fn the_deploy_nginx_conf_proxies_websockets_to_real_nodes() {
                 .expect("node starts")
         })
         .collect();
+    // The Dockerfile's HEALTHCHECK: `wsnode cluster health`, port from WSNODE_LISTEN.
+    let probe = |listen: &str| {
+        Command::new(WSNODE)
+            .args(["cluster", "health"])
+            .env("WSNODE_LISTEN", listen)
+            .output()
+            .unwrap()
+    };
+    let ok = probe(&format!("0.0.0.0:{}", nodes[0].port()));
+    assert!(ok.status.success(), "{}", text(&ok));
+    let dead = cluster::ports::free_port().unwrap();
+    let down = probe(&format!("0.0.0.0:{dead}"));
+    assert_eq!(down.status.code(), Some(1), "{}", text(&down));
+
     let conf_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../nginx-lb.conf");
     let conf = std::fs::read_to_string(&conf_path).unwrap();
     let hosts: Vec<(String, std::net::SocketAddr)> = nodes
