@@ -750,3 +750,31 @@ fn connect_rate_paces_new_connections() {
     assert_eq!(r.connections.peak_open, 6);
     assert_balanced(&r);
 }
+
+#[test]
+fn raw_mode_against_another_websocket_implementation() {
+    let srv = support::start_tungstenite_echo();
+    let r = report(&[
+        "--url",
+        &srv.url(),
+        "--mode",
+        "raw",
+        "--conns",
+        "3",
+        "--rate",
+        "20",
+        "--duration",
+        "1s",
+        "--payload-size",
+        "300",
+    ]);
+    let m = &r.messages;
+    assert!(m.received > 30, "{m:?}");
+    assert_eq!(m.errors_total, 0, "{:?}", r.error_samples);
+    assert_eq!(m.ok, m.received);
+    assert_eq!(
+        m.sent,
+        srv.received.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    assert_balanced(&r);
+}

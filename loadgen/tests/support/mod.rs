@@ -326,6 +326,48 @@ fn replies(data: &[u8]) -> Vec<Vec<u8>> {
     }
 }
 
+/// A plain echo server built on tokio-tungstenite (another WebSocket
+/// implementation than loadgen's): every text or binary message comes back
+/// unchanged.
+pub fn start_tungstenite_echo() -> TestServer {
+    use futures_util::{SinkExt, StreamExt};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let received = Arc::new(AtomicU64::new(0));
+    let count = received.clone();
+    rt.spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_text() || msg.is_binary() {
+                        count.fetch_add(1, Ordering::Relaxed);
+                        if ws.send(msg).await.is_err() {
+                            break;
+                        }
+                    } else if msg.is_close() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    TestServer {
+        addr,
+        received,
+        peers: Default::default(),
+        rt: Some(rt),
+    }
+}
+
 /// A real wsnode, in-process, on 127.0.0.1:0.
 pub struct Node {
     pub addr: SocketAddr,
