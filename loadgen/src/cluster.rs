@@ -31,8 +31,18 @@ use tokio::sync::mpsc;
 #[serde(rename_all = "snake_case")]
 pub enum WorkerLine {
     Ready(u32),
-    Second(u32, SecondSample),
+    Second(u32, Box<WorkerSecond>),
     Result(u32, Box<WorkerResult>),
+}
+
+/// One second of one worker, with that second's latency histograms.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerSecond {
+    pub sample: SecondSample,
+    /// Start of the interval, seconds after the worker's start.
+    pub start_s: f64,
+    pub corrected: Vec<(u64, u64)>,
+    pub uncorrected: Vec<(u64, u64)>,
 }
 
 /// Everything a worker measured, losslessly.
@@ -256,7 +266,7 @@ pub async fn measure(
 
     let progress = !cfg.quiet && std::io::stderr().is_terminal();
     let deadline = t0 + cfg.plan.total() + cfg.timeout + Duration::from_secs(20);
-    let mut per_worker: Vec<Vec<SecondSample>> = vec![Vec::new(); w as usize];
+    let mut per_worker: Vec<Vec<WorkerSecond>> = vec![Vec::new(); w as usize];
     let mut latest_open = vec![0i64; w as usize];
     let mut results: Vec<Option<Box<WorkerResult>>> = (0..w).map(|_| None).collect();
     let mut node_samples: Vec<(Option<f64>, Option<u64>)> = Vec::new();
@@ -267,9 +277,9 @@ pub async fn measure(
             m = rx.recv() => match m {
                 Some(WorkerLine::Second(i, s)) => {
                     if let Some(v) = per_worker.get_mut(i as usize) {
-                        latest_open[i as usize] = s.open;
+                        latest_open[i as usize] = s.sample.open;
                         if v.len() < 100_000 {
-                            v.push(s);
+                            v.push(*s);
                         }
                     }
                 }
@@ -345,31 +355,29 @@ pub async fn measure(
             total.counts.conn_failed
         )));
     }
-    let series = merge_series(&per_worker, &node_samples);
-    let peak_open = series
+    let merged = merge_series(&per_worker, &node_samples);
+    let peak_open = merged
         .iter()
-        .map(|s| s.open)
+        .map(|m| m.sample.open)
         .max()
         .unwrap_or(peak_sum)
         .min(peak_sum);
     if let Some(p) = &cfg.hdr_log {
-        // Workers do not ship per-second histograms: one interval per worker.
         let mut log = hdrlog::HdrLog::create(p, SystemTime::now())?;
-        let len = t0.elapsed();
-        for r in results.iter().flatten() {
-            let rec = r.recorder();
+        for m in &merged {
             crate::engine::IntervalSink::interval(
                 &mut log,
-                Duration::ZERO,
-                len,
-                &rec.corrected,
-                &rec.uncorrected,
+                Duration::from_secs_f64(m.start_s.max(0.0)),
+                Duration::from_secs_f64(m.sample.dt.max(0.0)),
+                &m.corrected,
+                &m.uncorrected,
             );
         }
         if let Some(e) = log.failed {
             warnings.push(format!("--hdr-log: {e}"));
         }
     }
+    let series: Vec<SecondSample> = merged.into_iter().map(|m| m.sample).collect();
     let resources = mon.report();
     let host = mon.host();
     let mut rep = report::build(
@@ -404,48 +412,66 @@ pub async fn measure(
     })
 }
 
-/// Add the workers' seconds index by index. Per-second percentiles cannot be
-/// added: the merged p50/p95/p99 of a second is the highest worker's value
-/// (an upper bound); the run's totals above are exact.
+/// One merged second of all workers.
+struct MergedSecond {
+    sample: SecondSample,
+    start_s: f64,
+    corrected: hdrhistogram::Histogram<u64>,
+    uncorrected: hdrhistogram::Histogram<u64>,
+}
+
+/// Add the workers' seconds index by index (workers start together at the
+/// parent's "go"): counts add, and the seconds' histograms add exactly, so
+/// the merged per-second percentiles are exact.
 fn merge_series(
-    per_worker: &[Vec<SecondSample>],
+    per_worker: &[Vec<WorkerSecond>],
     node: &[(Option<f64>, Option<u64>)],
-) -> Vec<SecondSample> {
+) -> Vec<MergedSecond> {
     let n = per_worker.iter().map(Vec::len).max().unwrap_or(0);
     (0..n)
         .map(|j| {
-            let mut s = SecondSample {
-                t: 0.0,
-                dt: 0.0,
-                open: 0,
-                sent: 0,
-                received: 0,
-                timeouts: 0,
-                errors: 0,
-                p50_us: 0,
-                p95_us: 0,
-                p99_us: 0,
-                node_cpu_pct: node.get(j).and_then(|x| x.0),
-                node_rss_bytes: node.get(j).and_then(|x| x.1),
-                loadgen_cpu_pct: None,
+            let mut m = MergedSecond {
+                sample: SecondSample {
+                    t: 0.0,
+                    dt: 0.0,
+                    open: 0,
+                    sent: 0,
+                    received: 0,
+                    timeouts: 0,
+                    errors: 0,
+                    p50_us: 0,
+                    p95_us: 0,
+                    p99_us: 0,
+                    node_cpu_pct: node.get(j).and_then(|x| x.0),
+                    node_rss_bytes: node.get(j).and_then(|x| x.1),
+                    loadgen_cpu_pct: None,
+                },
+                start_s: f64::MAX,
+                corrected: crate::stats::new_hist(),
+                uncorrected: crate::stats::new_hist(),
             };
             for w in per_worker {
-                if let Some(x) = w.get(j) {
-                    s.t = s.t.max(x.t);
-                    s.dt = s.dt.max(x.dt);
-                    s.open += x.open;
-                    s.sent += x.sent;
-                    s.received += x.received;
-                    s.timeouts += x.timeouts;
-                    s.errors += x.errors;
-                    s.p50_us = s.p50_us.max(x.p50_us);
-                    s.p95_us = s.p95_us.max(x.p95_us);
-                    s.p99_us = s.p99_us.max(x.p99_us);
-                    s.loadgen_cpu_pct =
-                        Some(s.loadgen_cpu_pct.unwrap_or(0.0) + x.loadgen_cpu_pct.unwrap_or(0.0));
-                }
+                let Some(x) = w.get(j) else { continue };
+                let (s, y) = (&mut m.sample, &x.sample);
+                s.t = s.t.max(y.t);
+                s.dt = s.dt.max(y.dt);
+                s.open += y.open;
+                s.sent += y.sent;
+                s.received += y.received;
+                s.timeouts += y.timeouts;
+                s.errors += y.errors;
+                s.loadgen_cpu_pct =
+                    Some(s.loadgen_cpu_pct.unwrap_or(0.0) + y.loadgen_cpu_pct.unwrap_or(0.0));
+                m.start_s = m.start_s.min(x.start_s);
+                let _ = m.corrected.add(&hist_from_pairs(&x.corrected));
+                let _ = m.uncorrected.add(&hist_from_pairs(&x.uncorrected));
             }
-            s
+            if m.start_s == f64::MAX {
+                m.start_s = 0.0;
+            }
+            let q = crate::stats::Summary::of(&m.corrected);
+            (m.sample.p50_us, m.sample.p95_us, m.sample.p99_us) = (q.p50, q.p95, q.p99);
+            m
         })
         .collect()
 }
@@ -495,29 +521,49 @@ mod tests {
     }
 
     #[test]
-    fn series_merge_adds_counts() {
-        let s = |open, sent, p99| SecondSample {
-            t: 1.0,
-            dt: 1.0,
-            open,
-            sent,
-            received: sent,
-            timeouts: 0,
-            errors: 0,
-            p50_us: 1,
-            p95_us: 2,
-            p99_us: p99,
-            node_cpu_pct: None,
-            node_rss_bytes: None,
-            loadgen_cpu_pct: Some(10.0),
+    fn series_merge_adds_counts_and_histograms_exactly() {
+        let sec = |open, sent, lat: &[u64]| {
+            let mut h = crate::stats::new_hist();
+            for &v in lat {
+                crate::stats::record(&mut h, v);
+            }
+            WorkerSecond {
+                sample: SecondSample {
+                    t: 1.0,
+                    dt: 1.0,
+                    open,
+                    sent,
+                    received: sent,
+                    timeouts: 0,
+                    errors: 0,
+                    p50_us: 0,
+                    p95_us: 0,
+                    p99_us: 0,
+                    node_cpu_pct: None,
+                    node_rss_bytes: None,
+                    loadgen_cpu_pct: Some(10.0),
+                },
+                start_s: 0.0,
+                corrected: hist_to_pairs(&h),
+                uncorrected: hist_to_pairs(&h),
+            }
         };
+        // Worker 0: 99 fast replies; worker 1: one slow reply.
+        let fast = vec![100u64; 99];
         let m = merge_series(
-            &[vec![s(5, 50, 100)], vec![s(7, 70, 300), s(7, 70, 1)]],
+            &[
+                vec![sec(5, 99, &fast)],
+                vec![sec(7, 1, &[90_000]), sec(7, 1, &[5])],
+            ],
             &[],
         );
         assert_eq!(m.len(), 2);
-        assert_eq!((m[0].open, m[0].sent, m[0].p99_us), (12, 120, 300));
-        assert_eq!(m[0].loadgen_cpu_pct, Some(20.0));
-        assert_eq!(fmt_us(m[0].p99_us), "300us");
+        assert_eq!((m[0].sample.open, m[0].sample.sent), (12, 100));
+        assert_eq!(m[0].corrected.len(), 100);
+        // p99 of the merged second is the fast value, not the slow worker's max.
+        assert_eq!(fmt_us(m[0].sample.p99_us), "100us");
+        assert!(m[0].corrected.max() >= 89_000);
+        assert_eq!(m[0].sample.loadgen_cpu_pct, Some(20.0));
+        assert_eq!(m[1].sample.open, 7);
     }
 }

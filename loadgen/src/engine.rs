@@ -362,8 +362,18 @@ pub async fn collect(
                 d.total_errors(),
             );
         }
-        if let Some((i, _)) = ctx.cfg.worker_slot {
-            crate::cluster::print_line(&crate::cluster::WorkerLine::Second(i, sample.clone()));
+        if let (Some((i, _)), Some(c), Some(u)) =
+            (ctx.cfg.worker_slot, &sec.corrected, &sec.uncorrected)
+        {
+            // The second's histograms travel with it, so the parent can
+            // merge per-second percentiles exactly.
+            let line = crate::cluster::WorkerSecond {
+                sample: sample.clone(),
+                start_s: (prev_t - ctx.t0).as_secs_f64(),
+                corrected: crate::stats::hist_to_pairs(c),
+                uncorrected: crate::stats::hist_to_pairs(u),
+            };
+            crate::cluster::print_line(&crate::cluster::WorkerLine::Second(i, Box::new(line)));
         }
         if series.len() < max_len {
             series.push(sample);

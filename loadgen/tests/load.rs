@@ -569,6 +569,7 @@ fn workers_split_the_load_and_merge_exactly() {
     let srv = support::start(Behavior::Echo {
         delay: Duration::from_millis(5),
     });
+    let hlog = std::env::temp_dir().join(format!("loadgen-workers-{}.hlog", std::process::id()));
     let r = report(&[
         "--exe",
         env!("CARGO_BIN_EXE_loadgen"),
@@ -582,7 +583,15 @@ fn workers_split_the_load_and_merge_exactly() {
         "20",
         "--duration",
         "2s",
+        "--hdr-log",
+        hlog.to_str().unwrap(),
     ]);
+    // Per-second histograms from both workers add up to the run's total.
+    let merged = loadgen::hdrlog::merge_files(&[&hlog]).unwrap();
+    assert_eq!(merged.corrected.len(), r.latency_us.corrected.count);
+    let per_second: u64 = r.series.iter().map(|s| s.received).sum();
+    assert_eq!(per_second, r.messages.received, "{:?}", r.series);
+    let _ = std::fs::remove_file(&hlog);
     assert_eq!(r.connections.established, 6, "{:?}", r.connections);
     assert_eq!(r.workers, 2);
     // Every message the server saw was sent by one of the workers.
