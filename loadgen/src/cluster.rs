@@ -463,8 +463,8 @@ fn merge_series(
                 s.loadgen_cpu_pct =
                     Some(s.loadgen_cpu_pct.unwrap_or(0.0) + y.loadgen_cpu_pct.unwrap_or(0.0));
                 m.start_s = m.start_s.min(x.start_s);
-                let _ = m.corrected.add(&hist_from_pairs(&x.corrected));
-                let _ = m.uncorrected.add(&hist_from_pairs(&x.uncorrected));
+                let _ = m.corrected.add(hist_from_pairs(&x.corrected));
+                let _ = m.uncorrected.add(hist_from_pairs(&x.uncorrected));
             }
             if m.start_s == f64::MAX {
                 m.start_s = 0.0;
