@@ -35,8 +35,9 @@ fn assert_balanced(r: &Report) {
 
 #[test]
 fn fixed_delay_server_gives_p50_within_10_percent() {
+    // 100 ms leaves room for a busy machine's scheduling noise within 10 %.
     let srv = support::start(Behavior::Echo {
-        delay: Duration::from_millis(50),
+        delay: Duration::from_millis(100),
     });
     let r = report(&[
         "--url",
@@ -53,8 +54,8 @@ fn fixed_delay_server_gives_p50_within_10_percent() {
     assert!(r.messages.received > 100, "{:?}", r.messages);
     for p50 in [c, u] {
         assert!(
-            (45.0..=55.0).contains(&ms(p50)),
-            "p50 {} ms is not within 10% of 50 ms",
+            (90.0..=110.0).contains(&ms(p50)),
+            "p50 {} ms is not within 10% of 100 ms",
             ms(p50)
         );
     }
