@@ -1,0 +1,2 @@
+//! Criterion benches of the per-message hot paths live in `benches/`; this
+//! library is empty (`cargo bench -p wsbench-benches`).
