@@ -168,6 +168,7 @@ impl Config {
         }
         check_pattern(&o.session_pattern)?;
         let targets = if o.urls.is_empty() {
+            check_node_args(&o.node_args)?;
             Targets::Embedded {
                 node_args: o.node_args.clone(),
             }
@@ -298,6 +299,29 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The embedded node's options are checked here too, so a bad
+/// `--node-arg` is a bad option (exit 2), not a node that fails to start.
+fn check_node_args(args: &[String]) -> Result<(), ConfigError> {
+    let argv = ["wsnode", "--listen", "127.0.0.1:0"]
+        .into_iter()
+        .map(String::from)
+        .chain(args.iter().cloned());
+    let opts = <server::Opts as clap::Parser>::try_parse_from(argv).map_err(|e| {
+        let msg = e.to_string();
+        let first = msg
+            .lines()
+            .next()
+            .unwrap_or("invalid option")
+            .trim_start_matches("error: ");
+        ConfigError(format!(
+            "--node-arg: {first} (see `wsnode --help` for the node's options)"
+        ))
+    })?;
+    opts.into_config()
+        .map(|_| ())
+        .map_err(|e| ConfigError(format!("--node-arg: {e}")))
 }
 
 fn ephemeral_port_range() -> Option<(u16, u16)> {
@@ -460,6 +484,8 @@ mod tests {
             &["--url", "http://127.0.0.1:1/"],
             &["--connect-rate", "0"],
             &["--chat-chunks", "3"],
+            &["--node-arg=--chunks=abc"],
+            &["--node-arg=--no-such-option"],
         ] {
             let e = cfg(args).expect_err(&format!("{args:?} should be refused"));
             assert!(!e.0.is_empty());
