@@ -788,3 +788,65 @@ fn raw_mode_against_another_websocket_implementation() {
     );
     assert_balanced(&r);
 }
+
+#[test]
+fn thresholds_file_and_fail_on_decide_the_exit_code() {
+    let srv = support::start(Behavior::Echo {
+        delay: Duration::from_millis(20),
+    });
+    let dir = std::env::temp_dir();
+    let lenient = dir.join(format!("loadgen-lenient-{}.md", std::process::id()));
+    let strict = dir.join(format!("loadgen-strict-{}.md", std::process::id()));
+    std::fs::write(
+        &lenient,
+        "| Metric | Target | Good | Acceptable |\n|---|---|---|---|\n| Message Latency | < 1s | < 2s | < 5s |\n| Concurrent Connections | 2+ | 1+ | 1+ |\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &strict,
+        "| Metric | Target | Good | Acceptable |\n|---|---|---|---|\n| Message Latency | < 5ms | < 10ms | < 15ms |\n",
+    )
+    .unwrap();
+    let run = |file: &std::path::Path, fail_on: &str| {
+        report(&[
+            "--url",
+            &srv.url(),
+            "--conns",
+            "2",
+            "--rate",
+            "10",
+            "--duration",
+            "1s",
+            "--thresholds",
+            file.to_str().unwrap(),
+            "--fail-on",
+            fail_on,
+        ])
+    };
+    let r = run(&lenient, "target");
+    assert_eq!(r.grades.len(), 2);
+    assert!(
+        r.grades
+            .iter()
+            .all(|g| g.grade == loadgen::report::grades::Grade::Target),
+        "{:?}",
+        r.grades
+    );
+    assert_eq!(r.exit_code, 0);
+    let r = run(&strict, "acceptable");
+    assert_eq!(
+        r.grades[0].grade,
+        loadgen::report::grades::Grade::Fail,
+        "{:?}",
+        r.grades
+    );
+    assert_eq!(r.exit_code, 1);
+    let _ = std::fs::remove_file(&lenient);
+    let _ = std::fs::remove_file(&strict);
+    // A table that cannot be read is a bad option.
+    let bad = dir.join(format!("loadgen-bad-{}.md", std::process::id()));
+    std::fs::write(&bad, "| Coffee | < 1 | < 2 | < 3 |\n").unwrap();
+    let e = loadgen::run(opts(&["--thresholds", bad.to_str().unwrap()])).unwrap_err();
+    assert_eq!(e.exit_code(), 2, "{e}");
+    let _ = std::fs::remove_file(&bad);
+}
