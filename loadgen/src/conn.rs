@@ -234,9 +234,11 @@ async fn run_session(
     });
     let replied = Notify::new();
     let first = *start.get_or_insert_with(|| Instant::now() + ctx.phase(global));
+    // `biased`: poll in a fixed order, without select!'s per-poll random draw.
     let end = tokio::select! {
-        e = send_loop(ctx, local, global, &tx, &state, &replied, seq, first) => e,
+        biased;
         e = recv_loop(ctx, global, rx, &tx, &state, &replied) => e,
+        e = send_loop(ctx, local, global, &tx, &state, &replied, seq, first) => e,
     };
     // Every message still pending ends in exactly one bucket.
     let now_us = ctx.us(Instant::now());
