@@ -318,7 +318,15 @@ async fn redis_outage_gives_broker_unavailable_then_everything_recovers_within_5
     c.recv().await;
     c.read_stream("m-before").await;
 
+    // A stream in flight when Redis dies ends as `interrupted` for the
+    // node's own clients instead of leaving them waiting.
+    c.send_json(chat("m-mid", 400, 10)).await;
+    assert!(matches!(c.recv().await, ServerMsg::Ack { .. }));
+    assert!(matches!(c.recv().await, ServerMsg::Chunk { index: 0, .. }));
     r.stop(); // like a crash
+    let (rest, status) = c.read_stream("m-mid").await;
+    assert_eq!(status, StreamStatus::Interrupted);
+    assert!(rest.len() < 399, "stopped early: {} more chunks", rest.len());
     // Chat needs the broker: a clear error, not a hang, not a crash.
     c.send_json(chat("m-during", 5, 0)).await;
     match c.recv().await {
