@@ -326,7 +326,11 @@ async fn redis_outage_gives_broker_unavailable_then_everything_recovers_within_5
     r.stop(); // like a crash
     let (rest, status) = c.read_stream("m-mid").await;
     assert_eq!(status, StreamStatus::Interrupted);
-    assert!(rest.len() < 399, "stopped early: {} more chunks", rest.len());
+    assert!(
+        rest.len() < 399,
+        "stopped early: {} more chunks",
+        rest.len()
+    );
     // Chat needs the broker: a clear error, not a hang, not a crash.
     c.send_json(chat("m-during", 5, 0)).await;
     match c.recv().await {
@@ -517,4 +521,82 @@ async fn a_sigkilled_node_has_its_sessions_cleaned_up_and_its_stream_interrupted
     );
     assert_eq!(stored_indices(&r, "m-crash").await, got);
     survivor.stop().await;
+}
+
+#[tokio::test]
+async fn ten_sessions_across_three_nodes_stream_at_once_without_cross_talk() {
+    let r = redis();
+    let nodes = [
+        node("n1", &r).await,
+        node("n2", &r).await,
+        node("n3", &r).await,
+    ];
+    // All tabs stay open until the channels were counted.
+    let (streamed, counted) = (
+        Arc::new(tokio::sync::Barrier::new(11)),
+        Arc::new(tokio::sync::Barrier::new(11)),
+    );
+    let mut tasks = Vec::new();
+    for i in 0..10usize {
+        let (streamed, counted) = (streamed.clone(), counted.clone());
+        // Each session has a tab on one node and another tab on the next node.
+        let (home, other) = (
+            nodes[i % 3].url(&format!("session_id=user{i}")),
+            nodes[(i + 1) % 3].url(""),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut tab1 = connect(&home).await;
+            let other = other.replace(
+                "/ws/chat",
+                &format!("/ws/chat?session_id=user{i}&token={}", tab1.token),
+            );
+            let mut tab2 = connect(&other).await;
+            let mid = format!("m-user{i}");
+            tab1.send_json(chat(&mid, 12, 5)).await;
+            assert_eq!(
+                tab1.recv().await,
+                ServerMsg::Ack {
+                    message_id: mid.clone()
+                }
+            );
+            // read_stream panics on any frame of another message.
+            let (a, b) = tokio::join!(tab1.read_stream(&mid), tab2.read_stream(&mid));
+            let all: Vec<u32> = (0..12).collect();
+            assert_eq!(a, (all.clone(), StreamStatus::Done));
+            assert_eq!(b, (all, StreamStatus::Done));
+            for tab in [&mut tab1, &mut tab2] {
+                tab.send_json(json!({"type":"echo","id":7,"ts":7})).await;
+                assert!(
+                    matches!(tab.recv().await, ServerMsg::Echo { id: 7, .. }),
+                    "nothing else arrived"
+                );
+            }
+            streamed.wait().await;
+            counted.wait().await;
+        }));
+    }
+    let all_streamed = tokio::time::timeout(Duration::from_secs(30), streamed.wait()).await;
+    assert!(
+        all_streamed.is_ok(),
+        "a session task failed (its panic is printed above)"
+    );
+    let mut c = redis_conn(&r).await;
+    let channels: Vec<String> = redis::cmd("PUBSUB")
+        .arg("CHANNELS")
+        .arg("chat:stream:*")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    counted.wait().await;
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(
+        channels.len(),
+        10,
+        "the seed's check sees one channel per session: {channels:?}"
+    );
+    for n in nodes {
+        n.stop().await;
+    }
 }
