@@ -5,6 +5,11 @@
 use clap::Parser;
 use std::process::ExitCode;
 
+// The same allocator as wsnode, so the embedded node (`loadgen __node`, this
+// binary) measures what a real wsnode would (docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let opts = loadgen::Opts::parse();
     match loadgen::run(opts) {
