@@ -367,7 +367,6 @@ mod tests {
         AttachRequest {
             session_id: id.into(),
             token: token.map(Into::into),
-            fresh: false,
         }
     }
 

@@ -30,8 +30,6 @@ pub struct AttachRequest {
     pub session_id: Arc<str>,
     /// The token the client presented, if any.
     pub token: Option<Arc<str>>,
-    /// True when the node generated the session id (so it cannot exist yet).
-    pub fresh: bool,
 }
 
 /// The result of a successful attach.

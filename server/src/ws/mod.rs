@@ -103,16 +103,14 @@ pub async fn upgrade<B: Broker>(
             "max connections reached",
         );
     };
-    let (session_id, fresh) = match query.session_id {
-        Some(id) => (Arc::<str>::from(id), false),
-        None => (new_session_id(), true),
-    };
+    let session_id = query
+        .session_id
+        .map_or_else(new_session_id, Arc::<str>::from);
     let conn_id = node.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let (sink, rx, overflow) = ConnSink::new(conn_id, node.cfg.outbound_queue);
     let attach = AttachRequest {
         session_id: session_id.clone(),
         token: query.token.map(Arc::from),
-        fresh,
     };
     let attached = match node.broker.attach(attach, sink.clone()).await {
         Ok(a) => a,
