@@ -104,6 +104,17 @@ impl OutQueue {
     }
 }
 
+impl OutQueue {
+    /// The next item if one is queued, without waiting.
+    pub fn try_recv(&mut self) -> Option<Out> {
+        self.queue
+            .items
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
+    }
+}
+
 impl Drop for OutQueue {
     fn drop(&mut self) {
         self.queue.closed.store(true, Ordering::Relaxed);

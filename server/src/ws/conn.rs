@@ -392,6 +392,9 @@ impl<B: Broker> Conn<B> {
         async move {
             let cfg = &self.node.cfg;
             let mut shutdown = self.node.shutdown.clone();
+            // Created once: re-creating it on every wake showed in profiles.
+            let shutdown_requested = crate::node::shutdown_requested(&mut shutdown);
+            tokio::pin!(shutdown_requested);
             let mut delivery = Delivery::new(cfg.stream.max_chunks as usize + cfg.outbound_queue);
             // One timer serves both the ping schedule and the idle deadline.
             let mut next_ping = Instant::now() + cfg.ping_interval;
@@ -407,12 +410,23 @@ impl<B: Broker> Conn<B> {
                 tokio::select! {
                     biased;
                     end = &mut end_rx => break end.unwrap_or(End::Broken),
-                    _ = crate::node::shutdown_requested(&mut shutdown) => break End::Shutdown,
+                    _ = &mut shutdown_requested => break End::Shutdown,
                     out = rx.recv() => {
-                        match delivery.accept(out, &mut |wire| batch.push(wire)) {
-                            Action::None => {}
-                            Action::Overflow => break End::SlowConsumer,
-                            Action::Refetch { message_id, from } => self.refetch(message_id, from),
+                        // Take everything already queued in this wake-up (bounded by the queue).
+                        let mut next = Some(out);
+                        let mut overflowed = false;
+                        while let Some(out) = next.take() {
+                            match delivery.accept(out, &mut |wire| batch.push(wire)) {
+                                Action::None => {}
+                                Action::Overflow => overflowed = true,
+                                Action::Refetch { message_id, from } => self.refetch(message_id, from),
+                            }
+                            if !overflowed {
+                                next = rx.try_recv();
+                            }
+                        }
+                        if overflowed {
+                            break End::SlowConsumer;
                         }
                     }
                     _ = &mut timer => {
