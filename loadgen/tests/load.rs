@@ -20,6 +20,13 @@ fn report(args: &[&str]) -> Report {
     out.report.expect("a report")
 }
 
+/// A run against `url` with the other options written as on a command line.
+fn against(url: &str, options: &str) -> Report {
+    let mut args = vec!["--url", url];
+    args.extend(options.split_whitespace());
+    report(&args)
+}
+
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
@@ -39,16 +46,7 @@ fn fixed_delay_server_gives_p50_within_10_percent() {
     let srv = support::start(Behavior::Echo {
         delay: Duration::from_millis(100),
     });
-    let r = report(&[
-        "--url",
-        &srv.url(),
-        "--conns",
-        "5",
-        "--rate",
-        "20",
-        "--duration",
-        "2s",
-    ]);
+    let r = against(&srv.url(), "--conns 5 --rate 20 --duration 2s");
     let c = r.latency_us.corrected.p50;
     let u = r.latency_us.uncorrected.p50;
     assert!(r.messages.received > 100, "{:?}", r.messages);
@@ -69,17 +67,10 @@ fn one_stall_shows_in_corrected_p99_but_not_uncorrected() {
         at: Duration::from_millis(1000),
         stall: Duration::from_secs(1),
     });
-    let r = report(&[
-        "--url",
+    let r = against(
         &srv.url(),
-        "--conns",
-        "2",
-        "--rate",
-        "100",
-        "--duration",
-        "4s",
-        "--wait-reply",
-    ]);
+        "--conns 2 --rate 100 --duration 4s --wait-reply",
+    );
     let c = r.latency_us.corrected.p99;
     let u = r.latency_us.uncorrected.p99;
     assert!(r.messages.received > 500, "{:?}", r.messages);
@@ -106,18 +97,10 @@ fn accounting_holds_with_timeouts_and_in_flight() {
     let srv = support::start(Behavior::SilentAfter {
         after: Duration::from_millis(500),
     });
-    let r = report(&[
-        "--url",
+    let r = against(
         &srv.url(),
-        "--conns",
-        "3",
-        "--rate",
-        "20",
-        "--duration",
-        "2s",
-        "--timeout",
-        "700ms",
-    ]);
+        "--conns 3 --rate 20 --duration 2s --timeout 700ms",
+    );
     let m = &r.messages;
     assert!(m.received > 0 && m.timeouts > 0, "{m:?}");
     assert!(m.in_flight == 0, "the drain waits out the timeout: {m:?}");
@@ -136,17 +119,7 @@ fn accounting_holds_with_timeouts_and_in_flight() {
 #[test]
 fn accounting_holds_when_connections_drop_and_reconnect() {
     let srv = support::start(Behavior::DropAfter { n: 5 });
-    let r = report(&[
-        "--url",
-        &srv.url(),
-        "--conns",
-        "3",
-        "--rate",
-        "50",
-        "--duration",
-        "2s",
-        "--reconnect",
-    ]);
+    let r = against(&srv.url(), "--conns 3 --rate 50 --duration 2s --reconnect");
     let m = &r.messages;
     assert!(r.connections.drops > 0, "{:?}", r.connections);
     assert!(r.connections.reconnects > 0, "{:?}", r.connections);
@@ -158,18 +131,7 @@ fn accounting_holds_when_connections_drop_and_reconnect() {
 fn silent_server_messages_all_time_out() {
     // The final drain waits out --timeout, so nothing is left in flight.
     let srv = support::start(Behavior::Silent);
-    let r = report(&[
-        "--url",
-        &srv.url(),
-        "--conns",
-        "2",
-        "--rate",
-        "20",
-        "--duration",
-        "1s",
-        "--timeout",
-        "3s",
-    ]);
+    let r = against(&srv.url(), "--conns 2 --rate 20 --duration 1s --timeout 3s");
     let m = &r.messages;
     assert!(m.sent > 20, "{m:?}");
     assert_eq!(m.received, 0);
@@ -226,16 +188,7 @@ fn interrupt_counts_unanswered_messages_as_in_flight() {
 #[test]
 fn echo_and_chat_against_the_real_node() {
     let node = support::start_wsnode(&[]);
-    let r = report(&[
-        "--url",
-        &node.url(),
-        "--conns",
-        "4",
-        "--rate",
-        "20",
-        "--duration",
-        "2s",
-    ]);
+    let r = against(&node.url(), "--conns 4 --rate 20 --duration 2s");
     assert!(r.messages.sent > 100);
     // The in-process node's pid is this test binary, not a node process, so
     // its figures come from its own /health/stats instead.
@@ -256,24 +209,10 @@ fn echo_and_chat_against_the_real_node() {
     assert_eq!(r.messages.errors_total, 0, "{:?}", r.error_samples);
     assert_balanced(&r);
 
-    let r = report(&[
-        "--url",
+    let r = against(
         &node.url(),
-        "--mode",
-        "chat",
-        "--conns",
-        "3",
-        "--rate",
-        "5",
-        "--duration",
-        "2s",
-        "--chat-chunks",
-        "4",
-        "--chat-interval-ms",
-        "5",
-        "--session-pattern",
-        "load_test_{run}_{n}",
-    ]);
+        "--mode chat --conns 3 --rate 5 --duration 2s --chat-chunks 4 --chat-interval-ms 5 --session-pattern load_test_{run}_{n}",
+    );
     let m = &r.messages;
     assert!(m.received >= 20, "{m:?}");
     assert_eq!(m.errors_total, 0, "chunk checks: {:?}", r.error_samples);
@@ -290,21 +229,10 @@ fn chat_chunks_are_checked() {
     let srv = support::start(Behavior::Echo {
         delay: Duration::from_millis(1),
     });
-    let r = report(&[
-        "--url",
+    let r = against(
         &srv.url(),
-        "--mode",
-        "chat",
-        "--conns",
-        "2",
-        "--rate",
-        "10",
-        "--duration",
-        "1s",
-        "--chat-chunks",
-        "3",
-        "--wait-reply",
-    ]);
+        "--mode chat --conns 2 --rate 10 --duration 1s --chat-chunks 3 --wait-reply",
+    );
     assert!(r.messages.received > 10);
     assert_eq!(r.messages.errors_total, 0, "{:?}", r.error_samples);
     assert_balanced(&r);
@@ -313,20 +241,10 @@ fn chat_chunks_are_checked() {
 #[test]
 fn raw_mode_against_a_plain_echo_server() {
     let srv = support::start(Behavior::RawEcho);
-    let r = report(&[
-        "--url",
+    let r = against(
         &srv.url(),
-        "--mode",
-        "raw",
-        "--conns",
-        "3",
-        "--rate",
-        "30",
-        "--duration",
-        "1s",
-        "--payload-size",
-        "100",
-    ]);
+        "--mode raw --conns 3 --rate 30 --duration 1s --payload-size 100",
+    );
     assert!(r.messages.received > 50, "{:?}", r.messages);
     assert_eq!(r.messages.errors_total, 0);
     assert_eq!(r.messages.ok, r.messages.received);
@@ -393,18 +311,10 @@ fn non_websocket_server_exits_3() {
 #[test]
 fn garbage_is_counted_not_fatal() {
     let srv = support::start(Behavior::Garbage);
-    let r = report(&[
-        "--url",
+    let r = against(
         &srv.url(),
-        "--conns",
-        "2",
-        "--rate",
-        "20",
-        "--duration",
-        "1s",
-        "--timeout",
-        "500ms",
-    ]);
+        "--conns 2 --rate 20 --duration 1s --timeout 500ms",
+    );
     assert!(r.messages.errors_total > 0);
     assert!(
         r.messages.errors.contains_key("protocol"),
@@ -420,18 +330,7 @@ fn garbage_is_counted_not_fatal() {
 fn silent_server_does_not_hang_past_duration_plus_timeout() {
     let srv = support::start(Behavior::Silent);
     let t = Instant::now();
-    let r = report(&[
-        "--url",
-        &srv.url(),
-        "--conns",
-        "3",
-        "--rate",
-        "10",
-        "--duration",
-        "1s",
-        "--timeout",
-        "1s",
-    ]);
+    let r = against(&srv.url(), "--conns 3 --rate 10 --duration 1s --timeout 1s");
     let took = t.elapsed();
     assert!(took < Duration::from_secs(5), "took {took:?}");
     assert_eq!(r.messages.received, 0);
@@ -552,14 +451,7 @@ fn stages_ramp_up_and_down() {
     let srv = support::start(Behavior::Echo {
         delay: Duration::from_millis(1),
     });
-    let r = report(&[
-        "--url",
-        &srv.url(),
-        "--stages",
-        "1s:6,1s:6,1s:0",
-        "--rate",
-        "10",
-    ]);
+    let r = against(&srv.url(), "--stages 1s:6,1s:6,1s:0 --rate 10");
     assert_eq!(r.connections.peak_open, 6, "{:?}", r.connections);
     assert!(r.series.iter().any(|s| s.open < 6));
     assert_balanced(&r);
@@ -614,18 +506,10 @@ fn source_ips_are_used_for_loopback_targets() {
     let srv = support::start(Behavior::Echo {
         delay: Duration::from_millis(1),
     });
-    let r = report(&[
-        "--url",
+    let r = against(
         &srv.url(),
-        "--source-ips",
-        "127.0.0.2-127.0.0.4",
-        "--conns",
-        "6",
-        "--rate",
-        "10",
-        "--duration",
-        "1s",
-    ]);
+        "--source-ips 127.0.0.2-127.0.0.4 --conns 6 --rate 10 --duration 1s",
+    );
     assert_eq!(r.connections.established, 6, "{:?}", r.error_samples);
     let mut peers: Vec<String> = srv
         .peers
@@ -741,18 +625,10 @@ fn connect_rate_paces_new_connections() {
     let srv = support::start(Behavior::Echo {
         delay: Duration::from_millis(1),
     });
-    let r = report(&[
-        "--url",
+    let r = against(
         &srv.url(),
-        "--conns",
-        "6",
-        "--connect-rate",
-        "2",
-        "--rate",
-        "5",
-        "--duration",
-        "4s",
-    ]);
+        "--conns 6 --connect-rate 2 --rate 5 --duration 4s",
+    );
     assert_eq!(r.connections.established, 6);
     // 2 per second: about 2 open after the first second, all 6 by the end.
     let first = r.series.first().expect("a first second");
@@ -764,20 +640,10 @@ fn connect_rate_paces_new_connections() {
 #[test]
 fn raw_mode_against_another_websocket_implementation() {
     let srv = support::start_tungstenite_echo();
-    let r = report(&[
-        "--url",
+    let r = against(
         &srv.url(),
-        "--mode",
-        "raw",
-        "--conns",
-        "3",
-        "--rate",
-        "20",
-        "--duration",
-        "1s",
-        "--payload-size",
-        "300",
-    ]);
+        "--mode raw --conns 3 --rate 20 --duration 1s --payload-size 300",
+    );
     let m = &r.messages;
     assert!(m.received > 30, "{m:?}");
     assert_eq!(m.errors_total, 0, "{:?}", r.error_samples);
