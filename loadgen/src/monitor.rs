@@ -50,6 +50,10 @@ pub struct ProcReport {
     /// Mean CPU % (100 = one core) over the samples with connections open.
     pub cpu_pct: Option<f64>,
     pub cpu_pct_max: Option<f64>,
+    /// CPU time per answered message in microseconds (`cpu_pct` over the
+    /// replies per second): what this process spends per message at this
+    /// load, comparable across loads and servers. Set by the report.
+    pub cpu_us_per_msg: Option<f64>,
     /// RSS at the sample with the most open connections.
     pub rss_bytes: Option<u64>,
     /// RSS before the first connection.
@@ -248,6 +252,7 @@ impl Monitor {
                     pid: w.pid,
                     cpu_pct: (w.cpu_n > 0).then(|| w.cpu_sum / w.cpu_n as f64),
                     cpu_pct_max: (w.cpu_n > 0).then_some(w.cpu_max),
+                    cpu_us_per_msg: None,
                     rss_bytes: w.rss_at_peak,
                     rss_before_bytes: w.rss_before,
                     bytes_per_conn,

@@ -208,6 +208,13 @@ fn echo_and_chat_against_the_real_node() {
     assert!(n.label.contains("/health/stats"), "{n:?}");
     assert_eq!(n.pid, std::process::id());
     assert!(n.rss_bytes.unwrap_or(0) > 0 && n.cpu_pct.is_some(), "{n:?}");
+    // CPU per message is the mean CPU over the replies per second.
+    let per_msg = n.cpu_us_per_msg.expect("CPU per message");
+    let expect = n.cpu_pct.unwrap() / 100.0 * 1e6 / r.messages.per_sec;
+    assert!(
+        (per_msg - expect).abs() <= expect * 1e-9,
+        "{per_msg} vs {expect}"
+    );
     assert_eq!(
         r.messages.ok,
         r.messages.sent - r.messages.in_flight,

@@ -213,11 +213,14 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
         done_us: Summary::of(&rec.done_time),
     });
 
-    let nodes: Vec<&ProcReport> = inp
-        .resources
-        .iter()
-        .filter(|r| r.role == Role::Node)
-        .collect();
+    let mut resources = inp.resources.clone();
+    for p in &mut resources {
+        p.cpu_us_per_msg = p
+            .cpu_pct
+            .filter(|_| per_sec > 0.0)
+            .map(|cpu| cpu / 100.0 * 1e6 / per_sec);
+    }
+    let nodes: Vec<&ProcReport> = resources.iter().filter(|r| r.role == Role::Node).collect();
     let grades = inp
         .thresholds
         .rows
@@ -286,7 +289,7 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
             behind,
         },
         chat,
-        resources: inp.resources,
+        resources,
         host: inp.host,
         success_rate,
         grades,

@@ -8,7 +8,7 @@
 use super::Report;
 use super::grades::{Grade, MetricKey};
 use crate::engine::fmt_us;
-use crate::monitor::Role;
+use crate::monitor::{ProcReport, Role};
 use std::fmt::Write as _;
 
 /// The filled template as plain text (the seed's layout).
@@ -94,8 +94,9 @@ pub fn template(r: &Report) -> String {
         let v = match nodes.get(i) {
             Some(p) => match p.cpu_pct {
                 Some(cpu) => format!(
-                    "{cpu:.1}% (mean, max {:.1}%; 100% = one core; pid {})",
+                    "{cpu:.1}% (mean, max {:.1}%; 100% = one core; {}pid {})",
                     p.cpu_pct_max.unwrap_or(cpu),
+                    per_msg(p),
                     p.pid
                 ),
                 None => format!(
@@ -117,7 +118,7 @@ pub fn template(r: &Report) -> String {
     let redis = r.resources.iter().find(|p| p.role == Role::Redis);
     let redis_v = match redis {
         Some(p) => match p.cpu_pct {
-            Some(cpu) => format!("{cpu:.1}% (mean; pid {})", p.pid),
+            Some(cpu) => format!("{cpu:.1}% (mean; {}pid {})", per_msg(p), p.pid),
             None => format!(
                 "n/a ({})",
                 p.note.clone().unwrap_or_else(|| "no sample".into())
@@ -157,6 +158,18 @@ pub fn template(r: &Report) -> String {
         )
     };
     let _ = writeln!(s, "- Total Memory: {total}");
+    // Not in the seed's template: what the measuring side itself cost.
+    if let Some(p) = r.resources.iter().find(|p| p.role == Role::Loadgen)
+        && let Some(cpu) = p.cpu_pct
+    {
+        let _ = writeln!(
+            s,
+            "- loadgen CPU: {cpu:.1}% (mean, max {:.1}%; {}pid {})",
+            p.cpu_pct_max.unwrap_or(cpu),
+            per_msg(p),
+            p.pid
+        );
+    }
     s.push('\n');
     s.push_str("Issues Found:\n");
     for i in issues(r) {
@@ -324,4 +337,11 @@ fn format_rate(r: f64) -> String {
     } else {
         format!("{r} msg/s")
     }
+}
+
+/// "12.3 us CPU per message; " when known.
+fn per_msg(p: &ProcReport) -> String {
+    p.cpu_us_per_msg
+        .map(|us| format!("{us:.1} us CPU per message; "))
+        .unwrap_or_default()
 }
