@@ -99,6 +99,12 @@ pub struct Opts {
     #[arg(long, env = "WSNODE_MAX_CACHED_STREAMS", default_value_t = 20_000)]
     pub max_cached_streams: usize,
 
+    /// Bytes of chunk frames kept for recovery (in-memory broker; Redis bounds its own memory).
+    /// Finished streams are evicted oldest first to stay within it; when answers still being
+    /// generated fill it, new chats get `overloaded` and a stream that cannot grow is interrupted.
+    #[arg(long, env = "WSNODE_MAX_CACHED_BYTES", default_value = "256MiB", value_parser = parse_size)]
+    pub max_cached_bytes: usize,
+
     /// Join a cluster through this Redis (e.g. `redis://127.0.0.1:6379`); without it the node
     /// runs alone with an in-memory broker.
     #[arg(long, env = "WSNODE_REDIS", value_name = "URL")]
@@ -147,6 +153,7 @@ pub struct Config {
     pub max_streams: usize,
     pub max_streams_per_conn: usize,
     pub max_cached_streams: usize,
+    pub max_cached_bytes: usize,
     pub handshake_timeout: Duration,
     pub shutdown_timeout: Duration,
     /// `Some` in cluster mode.
@@ -241,6 +248,9 @@ impl Opts {
                 return Err(bad(name, "must be at least 1"));
             }
         }
+        if self.max_cached_bytes < 64 << 10 {
+            return Err(bad("--max-cached-bytes", "must be at least 64KiB"));
+        }
         if !(2..=1 << 20).contains(&self.outbound_queue) {
             return Err(bad(
                 "--outbound-queue",
@@ -314,6 +324,7 @@ impl Opts {
             max_streams: self.max_streams,
             max_streams_per_conn: self.max_streams_per_conn,
             max_cached_streams: self.max_cached_streams,
+            max_cached_bytes: self.max_cached_bytes,
             handshake_timeout: self.handshake_timeout,
             shutdown_timeout: self.shutdown_timeout,
             redis: self.redis,
@@ -355,7 +366,8 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1024,
         "m" | "mb" | "mib" => 1024 * 1024,
-        other => return Err(format!("unknown size unit {other:?} (use KiB or MiB)")),
+        "g" | "gb" | "gib" => 1024 * 1024 * 1024,
+        other => return Err(format!("unknown size unit {other:?} (use KiB, MiB or GiB)")),
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("{s:?} is too large"))

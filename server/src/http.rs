@@ -77,9 +77,7 @@ async fn route<B: Broker>(
         "/health/stats" => stats(node),
         "/metrics" => {
             let b = node.broker.status();
-            let text = node
-                .metrics
-                .render(&node.node_id, b.sessions, b.cached_streams, b.healthy);
+            let text = node.metrics.render(&node.node_id, &b);
             Response::builder()
                 .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
                 .body(Full::new(Bytes::from(text)))

@@ -111,6 +111,7 @@ impl Server {
             let broker = MemoryBroker::new(MemoryLimits {
                 max_sessions: c.max_sessions,
                 max_cached_streams: c.max_cached_streams,
+                max_cached_bytes: c.max_cached_bytes,
                 session_ttl: c.session_ttl,
                 stream_ttl: c.stream_ttl,
                 streams_in_welcome: STREAMS_IN_WELCOME,

@@ -96,13 +96,7 @@ impl Metrics {
     }
 
     /// Prometheus text exposition (version 0.0.4).
-    pub fn render(
-        &self,
-        node_id: &str,
-        sessions: usize,
-        cached_streams: usize,
-        broker_up: bool,
-    ) -> String {
+    pub fn render(&self, node_id: &str, broker: &crate::broker::BrokerStatus) -> String {
         use std::fmt::Write;
         let s = self.sample();
         let mut out = String::with_capacity(2048);
@@ -200,19 +194,25 @@ impl Metrics {
             "wsnode_sessions",
             "gauge",
             "Sessions known to this node.",
-            sessions as f64,
+            broker.sessions as f64,
         );
         put(
             "wsnode_cached_streams",
             "gauge",
             "Streams in the chunk cache.",
-            cached_streams as f64,
+            broker.cached_streams as f64,
+        );
+        put(
+            "wsnode_cached_stream_bytes",
+            "gauge",
+            "Bytes the chunk cache holds (in-memory broker; 0 with Redis).",
+            broker.cached_bytes as f64,
         );
         put(
             "wsnode_broker_up",
             "gauge",
             "1 when the broker is healthy.",
-            if broker_up { 1.0 } else { 0.0 },
+            if broker.healthy { 1.0 } else { 0.0 },
         );
         put(
             "wsnode_process_cpu_percent",

@@ -295,3 +295,27 @@ async fn chat_limits_are_enforced() {
     }
     node.stop().await;
 }
+
+#[tokio::test]
+async fn recovery_cache_stays_within_its_byte_budget() {
+    // 4 KiB chunks against a 64 KiB cache: an answer of 40 chunks cannot fit.
+    let node = start(&["--max-cached-bytes", "64KiB", "--chunk-size", "4096"]).await;
+    let mut c = connect(&node.url("session_id=budget")).await;
+    c.send_json(chat("huge", 40, 0)).await;
+    assert!(matches!(c.recv().await, ServerMsg::Ack { .. }));
+    let (seen, status) = c.read_stream("huge").await;
+    assert_eq!(status, StreamStatus::Interrupted, "cut at the budget");
+    assert!(
+        (10..16).contains(&seen.len()),
+        "about 64 KiB of 4 KiB chunks were delivered: {seen:?}"
+    );
+    assert_eq!(seen, (0..seen.len() as u32).collect::<Vec<_>>());
+    let cached = support::metric(&node, "wsnode_cached_stream_bytes").await;
+    assert!(cached > 0.0 && cached <= 64.0 * 1024.0 + 256.0, "{cached}");
+    // The interrupted stream is finished, so it is evicted for the next one.
+    c.send_json(chat("next", 4, 0)).await;
+    assert!(matches!(c.recv().await, ServerMsg::Ack { .. }));
+    let (seen, status) = c.read_stream("next").await;
+    assert_eq!((seen.len(), status), (4, StreamStatus::Done));
+    node.stop().await;
+}

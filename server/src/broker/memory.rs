@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 pub struct MemoryLimits {
     pub max_sessions: usize,
     pub max_cached_streams: usize,
+    /// Bytes of chunk and end frames kept, plus [`ENTRY_BYTES`] per stream.
+    pub max_cached_bytes: usize,
     pub session_ttl: Duration,
     pub stream_ttl: Duration,
     /// Streams listed per session in `welcome`.
@@ -42,11 +44,17 @@ struct Session {
     recent: VecDeque<Arc<str>>,
 }
 
+/// What a cached stream costs besides its frames (map slot, entry, ids),
+/// counted so that many empty streams cannot hide from the byte budget.
+const ENTRY_BYTES: usize = 160;
+
 #[derive(Default)]
 struct Streams {
     map: HashMap<Arc<str>, StreamEntry>,
     /// Insertion order, for evicting the oldest finished stream.
     order: VecDeque<Arc<str>>,
+    /// What the cache holds, as [`StreamEntry::bytes`] sums it.
+    bytes: usize,
 }
 
 struct StreamEntry {
@@ -55,6 +63,13 @@ struct StreamEntry {
     chunks: Vec<Bytes>,
     end: Option<Bytes>,
     touched: Instant,
+}
+
+impl StreamEntry {
+    fn bytes(&self, id: &str) -> usize {
+        let frames: usize = self.chunks.iter().map(Bytes::len).sum();
+        ENTRY_BYTES + id.len() + frames + self.end.as_ref().map_or(0, Bytes::len)
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -97,22 +112,27 @@ impl MemoryBroker {
 }
 
 impl Streams {
-    /// Make room for one more stream by evicting the oldest finished one.
-    fn make_room(&mut self, max: usize) -> bool {
-        if self.map.len() < max {
-            return true;
+    /// Evict the oldest finished streams until one more stream fits under
+    /// `max` and `need` more bytes fit under `budget`; false if streams still
+    /// being generated leave no room.
+    fn make_room(&mut self, max: usize, budget: usize, need: usize) -> bool {
+        while self.map.len() >= max || self.bytes + need > budget {
+            let pos = self.order.iter().position(|id| {
+                self.map
+                    .get(id)
+                    .is_none_or(|e| e.status != StreamStatus::Streaming)
+            });
+            let Some(id) = pos.and_then(|p| self.order.remove(p)) else {
+                return false;
+            };
+            self.remove(&id);
         }
-        let pos = self.order.iter().position(|id| {
-            self.map
-                .get(id)
-                .is_none_or(|e| e.status != StreamStatus::Streaming)
-        });
-        match pos.and_then(|p| self.order.remove(p)) {
-            Some(id) => {
-                self.map.remove(&id);
-                true
-            }
-            None => false,
+        true
+    }
+
+    fn remove(&mut self, id: &str) {
+        if let Some((id, e)) = self.map.remove_entry(id) {
+            self.bytes = self.bytes.saturating_sub(e.bytes(&id));
         }
     }
 
@@ -188,9 +208,15 @@ impl Broker for MemoryBroker {
             if streams.map.contains_key(&message_id) {
                 return Err(BrokerError::Conflict);
             }
-            if !streams.make_room(self.limits.max_cached_streams) {
-                return Err(BrokerError::Overloaded("max cached streams"));
+            let need = ENTRY_BYTES + message_id.len();
+            if !streams.make_room(
+                self.limits.max_cached_streams,
+                self.limits.max_cached_bytes,
+                need,
+            ) {
+                return Err(BrokerError::Overloaded("stream cache full"));
             }
+            streams.bytes += need;
             streams.map.insert(
                 message_id.clone(),
                 StreamEntry {
@@ -233,6 +259,12 @@ impl Broker for MemoryBroker {
                     got: index,
                 });
             }
+            // The stream itself is cached already: only bytes need room.
+            if !streams.make_room(usize::MAX, self.limits.max_cached_bytes, frame.len()) {
+                return Err(BrokerError::Overloaded("stream cache full"));
+            }
+            streams.bytes += frame.len();
+            let e = streams.owned_mut(lease)?;
             e.chunks.push(frame.clone());
             e.touched = Instant::now();
         }
@@ -260,7 +292,11 @@ impl Broker for MemoryBroker {
             e.status = status;
             e.end = Some(frame.clone());
             e.touched = Instant::now();
-            e.chunks.len() as u32
+            let chunks = e.chunks.len() as u32;
+            // Always kept, so the budget may be overrun by one end frame
+            // per stream; the next eviction takes it back.
+            streams.bytes += frame.len();
+            chunks
         };
         let out = Out::End(Arc::new(StreamFrame {
             message_id: lease.message_id.clone(),
@@ -322,29 +358,35 @@ impl Broker for MemoryBroker {
         let mut streams = lock(&self.streams);
         let ttl = self.limits.stream_ttl;
         let before = streams.map.len();
+        let mut freed = 0;
         streams.map.retain(|id, e| {
             let expired =
                 e.status != StreamStatus::Streaming && now.duration_since(e.touched) >= ttl;
             if expired {
                 tracing::debug!(message_id = %id, "Cleaning up expired stream");
+                freed += e.bytes(id);
             }
             !expired
         });
+        streams.bytes = streams.bytes.saturating_sub(freed);
         report.streams = before - streams.map.len();
         if report.streams > 0 {
-            let Streams { map, order } = &mut *streams;
+            let Streams { map, order, .. } = &mut *streams;
             order.retain(|id| map.contains_key(id));
         }
         report
     }
 
     fn status(&self) -> BrokerStatus {
+        let sessions = lock(&self.sessions).len();
+        let streams = lock(&self.streams);
         BrokerStatus {
             kind: "memory",
             healthy: true,
             state: "ok".into(),
-            sessions: lock(&self.sessions).len(),
-            cached_streams: lock(&self.streams).map.len(),
+            sessions,
+            cached_streams: streams.map.len(),
+            cached_bytes: streams.bytes,
         }
     }
 }
@@ -357,6 +399,7 @@ mod tests {
         MemoryBroker::new(MemoryLimits {
             max_sessions: 2,
             max_cached_streams: 2,
+            max_cached_bytes: 1 << 20,
             session_ttl: ttl,
             stream_ttl: ttl,
             streams_in_welcome: 4,
@@ -450,6 +493,61 @@ mod tests {
             b.read_stream(&a.session, "m1", 0).await.unwrap_err(),
             BrokerError::NotFound
         );
+    }
+
+    #[tokio::test]
+    async fn cache_stays_within_its_byte_budget() {
+        let b = MemoryBroker::new(MemoryLimits {
+            max_sessions: 2,
+            max_cached_streams: 100,
+            max_cached_bytes: 2000,
+            session_ttl: Duration::from_secs(60),
+            stream_ttl: Duration::from_millis(30),
+            streams_in_welcome: 4,
+        });
+        let (sink, _rx, _) = ConnSink::new(1, 64);
+        let a = b.attach(req("s", None), sink).await.unwrap();
+        let chunk = Bytes::from(vec![b'x'; 400]);
+        let l1 = b.open_stream(&a.session, "m1".into()).await.unwrap();
+        for i in 0..3 {
+            b.append_chunk(&l1, i, chunk.clone()).await.unwrap();
+        }
+        b.finish_stream(&l1, StreamStatus::Done, Bytes::from_static(b"0123456789"))
+            .await
+            .unwrap();
+        assert_eq!(b.status().cached_bytes, ENTRY_BYTES + 2 + 3 * 400 + 10);
+        let l2 = b.open_stream(&a.session, "m2".into()).await.unwrap();
+        b.append_chunk(&l2, 0, chunk.clone()).await.unwrap();
+        // The next chunk does not fit beside m1: the finished m1 is evicted.
+        b.append_chunk(&l2, 1, chunk.clone()).await.unwrap();
+        assert_eq!(
+            b.read_stream(&a.session, "m1", 0).await.unwrap_err(),
+            BrokerError::NotFound
+        );
+        b.append_chunk(&l2, 2, chunk.clone()).await.unwrap();
+        b.append_chunk(&l2, 3, chunk.clone()).await.unwrap();
+        assert_eq!(b.status().cached_bytes, ENTRY_BYTES + 2 + 4 * 400);
+        // Nothing finished is left to evict: the stream cannot grow...
+        assert_eq!(
+            b.append_chunk(&l2, 4, chunk.clone()).await.unwrap_err(),
+            BrokerError::Overloaded("stream cache full")
+        );
+        // ...one more empty stream still fits, a second does not.
+        let l3 = b.open_stream(&a.session, "m3".into()).await.unwrap();
+        assert_eq!(
+            b.open_stream(&a.session, "m4".into()).await.unwrap_err(),
+            BrokerError::Overloaded("stream cache full")
+        );
+        assert!(b.status().cached_bytes <= 2000);
+        // The accounting returns to zero once everything has expired.
+        for l in [&l2, &l3] {
+            b.finish_stream(l, StreamStatus::Interrupted, Bytes::from_static(b"end"))
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert_eq!(b.cleanup().await.streams, 2);
+        assert_eq!((b.status().cached_streams, b.status().cached_bytes), (0, 0));
     }
 
     #[tokio::test]

@@ -71,6 +71,8 @@ pub struct BrokerStatus {
     pub sessions: usize,
     /// Streams in the chunk cache.
     pub cached_streams: usize,
+    /// Bytes the chunk cache holds (in-memory broker; 0 with Redis).
+    pub cached_bytes: usize,
 }
 
 /// What one cleanup pass removed.

@@ -650,6 +650,7 @@ impl Broker for RedisBroker {
             state: inner.link.state(),
             sessions: lock(&inner.local).len(),
             cached_streams: 0,
+            cached_bytes: 0,
         }
     }
 
