@@ -600,3 +600,47 @@ async fn ten_sessions_across_three_nodes_stream_at_once_without_cross_talk() {
         n.stop().await;
     }
 }
+
+#[tokio::test]
+async fn cleanup_walks_every_page_of_large_session_and_stream_sets() {
+    // More entries than one HSCAN/ZSCAN page, so a single pass must page.
+    const N: usize = 1_300;
+    let r = redis();
+    let dead = RedisBroker::start(settings(&r, "dead")).unwrap();
+    let sweeper = RedisBroker::start(settings(&r, "sweeper")).unwrap();
+    ready(&dead).await;
+    ready(&sweeper).await;
+    let owner = Owner {
+        session_id: "big".into(),
+        token: "t".into(),
+    };
+    for i in 0..N {
+        dead.open_stream(&owner, format!("m-{i}").into())
+            .await
+            .unwrap();
+    }
+    let mut c = redis_conn(&r).await;
+    let leases: Vec<String> = (0..N).map(|i| format!("stream:lease:m-{i}")).collect();
+    let _: () = c.del(leases).await.unwrap();
+    let stale = json!({"node": "gone", "connected_at": 0, "last_seen": 0}).to_string();
+    let entries: Vec<(String, String)> =
+        (0..N).map(|i| (format!("s-{i}"), stale.clone())).collect();
+    let _: () = c.hset_multiple("sessions:active", &entries).await.unwrap();
+
+    let report = sweeper.cleanup().await;
+    assert_eq!((report.streams, report.sessions), (N, N));
+    let left: usize = c.hlen("sessions:active").await.unwrap();
+    assert_eq!(left, 0);
+    for i in [0, N / 2, N - 1] {
+        let status: String = c
+            .hget(format!("stream:meta:m-{i}"), "status")
+            .await
+            .unwrap();
+        assert_eq!(status, "interrupted", "m-{i}");
+    }
+    assert_eq!(
+        sweeper.cleanup().await,
+        Default::default(),
+        "nothing left to do"
+    );
+}

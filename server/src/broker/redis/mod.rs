@@ -29,6 +29,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+/// Entries asked for per `HSCAN`/`ZSCAN` page during cleanup.
+const SCAN_COUNT: u32 = 500;
+/// Pages walked per key per cleanup pass at most (bounds one pass's work).
+const MAX_SCAN_PAGES: usize = 10_000;
+
 /// Settings of the Redis broker.
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
@@ -135,6 +140,78 @@ impl Inner {
                 sink.deliver(out.clone());
             }
         }
+    }
+
+    /// One page of an `HSCAN`/`ZSCAN` of `key`: the next cursor (0 when
+    /// done) and the flat field/value (member/score) list; `None` when Redis
+    /// cannot be reached.
+    async fn scan_page(
+        &self,
+        cmd: &'static str,
+        key: &'static str,
+        cursor: u64,
+    ) -> Option<(u64, Vec<String>)> {
+        self.link
+            .call(|mut c| async move {
+                redis::cmd(cmd)
+                    .arg(key)
+                    .arg(cursor)
+                    .arg("COUNT")
+                    .arg(SCAN_COUNT)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await
+            .ok()
+    }
+
+    /// Remove `sessions:active` entry `sid` if it is stale and still `value`;
+    /// true if it was removed. `alive` caches node liveness for one pass.
+    async fn stale_session(
+        &self,
+        sid: &str,
+        value: &str,
+        alive: &mut HashMap<String, bool>,
+    ) -> bool {
+        if self.serves(sid) {
+            return false;
+        }
+        let v: serde_json::Value = serde_json::from_str(value).unwrap_or_default();
+        let node = v["node"].as_str().unwrap_or("").to_string();
+        let last_seen = v["last_seen"].as_u64().unwrap_or(0);
+        let idle_ms = now_ms().saturating_sub(last_seen);
+        let node_alive = match alive.get(&node) {
+            Some(a) => *a,
+            None => {
+                let key = alive_key(&node);
+                let a: bool =
+                    self.link
+                        .call(|mut c| async move {
+                            redis::cmd("EXISTS").arg(key).query_async(&mut c).await
+                        })
+                        .await
+                        .unwrap_or(true);
+                alive.insert(node.clone(), a);
+                a
+            }
+        };
+        // A live node refreshes its sessions every node_ttl/3, so an entry
+        // it has not refreshed for a whole session TTL is not attached.
+        let stale = idle_ms >= ms(self.cfg.session_ttl)
+            || (!node_alive && idle_ms >= ms(self.cfg.node_ttl));
+        if !stale {
+            return false;
+        }
+        let keys = vec![SESSIONS_ACTIVE.to_string()];
+        let removed: i64 = self
+            .link
+            .script(&DELETE_IF_SAME, keys, args![sid, value])
+            .await
+            .unwrap_or(0);
+        if removed == 1 {
+            tracing::info!(session_id = %sid, node = %node, node_alive, idle_ms, "Cleaning up stale session");
+        }
+        removed == 1
     }
 
     /// Whether this node has live connections of `sid`.
@@ -566,77 +643,42 @@ impl Broker for RedisBroker {
     async fn cleanup(&self) -> CleanupReport {
         let inner = &self.inner;
         let mut report = CleanupReport::default();
-        // Streams whose generator died: lease gone, still `streaming`.
-        let active: Vec<String> = inner
-            .link
-            .call(|mut c| async move {
-                redis::cmd("ZRANGE")
-                    .arg(STREAMS_ACTIVE)
-                    .arg(0)
-                    .arg(9999)
-                    .query_async(&mut c)
-                    .await
-            })
-            .await
-            .unwrap_or_default();
-        for mid in active {
-            if let Ok(true) = inner.interrupt_if_orphaned(&mid).await {
-                tracing::info!(message_id = %mid, "Cleaning up: stream owner died, marked interrupted");
-                report.streams += 1;
+        // Streams whose generator died: lease gone, still `streaming`. Walked
+        // with ZSCAN a page at a time, so a large set neither blocks Redis nor
+        // leaves streams past the first page unchecked.
+        let mut cursor = 0;
+        for _ in 0..MAX_SCAN_PAGES {
+            let Some((next, page)) = inner.scan_page("ZSCAN", STREAMS_ACTIVE, cursor).await else {
+                break;
+            };
+            // Members and scores alternate.
+            for mid in page.iter().step_by(2) {
+                if let Ok(true) = inner.interrupt_if_orphaned(mid).await {
+                    tracing::info!(message_id = %mid, "Cleaning up: stream owner died, marked interrupted");
+                    report.streams += 1;
+                }
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
             }
         }
-        // Sessions: entries of dead nodes, or idle past the session TTL.
-        let entries: HashMap<String, String> = inner
-            .link
-            .call(|mut c| async move {
-                redis::cmd("HGETALL")
-                    .arg(SESSIONS_ACTIVE)
-                    .query_async(&mut c)
-                    .await
-            })
-            .await
-            .unwrap_or_default();
-        let now = now_ms();
+        // Sessions: entries of dead nodes, or idle past the session TTL,
+        // walked with HSCAN for the same reasons.
         let mut alive: HashMap<String, bool> = HashMap::new();
-        for (sid, value) in entries {
-            if inner.serves(&sid) {
-                continue;
-            }
-            let v: serde_json::Value = serde_json::from_str(&value).unwrap_or_default();
-            let node = v["node"].as_str().unwrap_or("").to_string();
-            let last_seen = v["last_seen"].as_u64().unwrap_or(0);
-            let idle_ms = now.saturating_sub(last_seen);
-            let node_alive = match alive.get(&node) {
-                Some(a) => *a,
-                None => {
-                    let key = alive_key(&node);
-                    let a: bool = inner
-                        .link
-                        .call(|mut c| async move {
-                            redis::cmd("EXISTS").arg(key).query_async(&mut c).await
-                        })
-                        .await
-                        .unwrap_or(true);
-                    alive.insert(node.clone(), a);
-                    a
-                }
+        let mut cursor = 0;
+        for _ in 0..MAX_SCAN_PAGES {
+            let Some((next, page)) = inner.scan_page("HSCAN", SESSIONS_ACTIVE, cursor).await else {
+                break;
             };
-            // A live node refreshes its sessions every node_ttl/3, so an entry
-            // it has not refreshed for a whole session TTL is not attached.
-            let stale = idle_ms >= ms(inner.cfg.session_ttl)
-                || (!node_alive && idle_ms >= ms(inner.cfg.node_ttl));
-            if !stale {
-                continue;
+            for pair in page.chunks_exact(2) {
+                if inner.stale_session(&pair[0], &pair[1], &mut alive).await {
+                    report.sessions += 1;
+                }
             }
-            let keys = vec![SESSIONS_ACTIVE.to_string()];
-            let removed: i64 = inner
-                .link
-                .script(&DELETE_IF_SAME, keys, args![sid.as_str(), value.as_str()])
-                .await
-                .unwrap_or(0);
-            if removed == 1 {
-                tracing::info!(session_id = %sid, node = %node, node_alive, idle_ms, "Cleaning up stale session");
-                report.sessions += 1;
+            cursor = next;
+            if cursor == 0 {
+                break;
             }
         }
         report
