@@ -3,7 +3,9 @@
 //! Without `--url`, loadgen starts `<itself> __node --listen 127.0.0.1:0`
 //! as a CHILD PROCESS, so the node's CPU and memory are measured apart from
 //! loadgen's. The child prints its bound address on stdout and exits when
-//! its stdin closes, so it cannot outlive loadgen even if loadgen is killed.
+//! its stdin pipe closes, so it cannot outlive loadgen even if loadgen is
+//! killed. Started with any other stdin, `loadgen __node ARGS` is wsnode
+//! and runs until signalled (the cluster tests start it that way).
 
 use crate::error::Error;
 use std::collections::VecDeque;
@@ -46,6 +48,11 @@ pub fn serve(args: Vec<String>) -> Result<u8, Error> {
         let _ = out.flush();
         drop(out);
         let stdin_closed = async {
+            if !stdin_is_pipe() {
+                // Started by something else (a cluster harness, a shell):
+                // live until signalled, like wsnode.
+                return std::future::pending().await;
+            }
             let _ = tokio::task::spawn_blocking(|| {
                 let mut buf = [0u8; 64];
                 let mut stdin = std::io::stdin();
@@ -65,6 +72,16 @@ pub fn serve(args: Vec<String>) -> Result<u8, Error> {
             .map_err(|e| Error::Node(e.to_string()))
     })?;
     Ok(0)
+}
+
+/// Whether stdin is a pipe: loadgen's own children get one, and its closing
+/// means loadgen is gone.
+fn stdin_is_pipe() -> bool {
+    // SAFETY: fstat on fd 0 with a valid pointer to a local struct.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        libc::fstat(0, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFIFO
+    }
 }
 
 /// A running embedded node child.

@@ -1,0 +1,135 @@
+//! loadgen against the seed's topology: nginx in front of three nodes on one
+//! Redis, every one a real process on loopback (seed Test 7 in CI, at a size
+//! this shared machine runs in seconds). Correctness only: every chunk of
+//! every answer checked, every message accounted for, every process measured.
+
+use clap::Parser;
+use cluster::{Balance, ClusterOptions, LocalCluster};
+use loadgen::monitor::Role;
+use loadgen::report::Report;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `loadgen __node` is wsnode (same library); a two-line script lets the
+/// cluster harness start it as its wsnode program.
+struct Shim(PathBuf);
+
+impl Shim {
+    fn new() -> Shim {
+        let path = std::env::temp_dir().join(format!("loadgen-wsnode-shim-{}", std::process::id()));
+        let script = format!(
+            "#!/bin/sh\nexec '{}' __node \"$@\"\n",
+            env!("CARGO_BIN_EXE_loadgen")
+        );
+        std::fs::write(&path, script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Shim(path)
+    }
+}
+
+impl Drop for Shim {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn start_cluster(shim: &Shim) -> LocalCluster {
+    let mut opts = ClusterOptions::new(&shim.0);
+    // Sticky by the whole client address, so loadgen's --source-ips spread
+    // the connections (ip_hash would put every 127.0.0.x on one node).
+    opts.balance = Balance::ConsistentHash;
+    opts.worker_connections = 1024;
+    LocalCluster::start(opts)
+        .expect("nginx, three nodes and redis-server start (scripts/test.sh installs them)")
+}
+
+fn run(args: &[String]) -> Report {
+    let opts = loadgen::Opts::try_parse_from(
+        ["loadgen", "--quiet"]
+            .into_iter()
+            .map(String::from)
+            .chain(args.iter().cloned()),
+    )
+    .expect("valid options");
+    loadgen::run(opts)
+        .expect("the run succeeds")
+        .report
+        .expect("a report")
+}
+
+fn connections_served(c: &LocalCluster, i: usize) -> f64 {
+    let (_, body) =
+        cluster::http::get(c.node(i).addr(), "/metrics", Duration::from_secs(5)).unwrap();
+    body.lines()
+        .find(|l| l.starts_with("wsnode_connections_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no wsnode_connections_total from node {i}"))
+}
+
+#[test]
+fn chat_load_through_nginx_three_nodes_and_redis_loses_nothing() {
+    let shim = Shim::new();
+    let mut c = start_cluster(&shim);
+    let redis_port = c.redis().expect("redis").port();
+    let mut args: Vec<String> = format!(
+        "--url ws://{}/ws/chat --mode chat --conns 36 --rate 2 --duration 3s \
+         --chat-chunks 6 --chat-interval-ms 5 --source-ips 127.0.0.2-127.0.0.37 \
+         --redis 127.0.0.1:{redis_port}",
+        c.nginx().addr()
+    )
+    .split_whitespace()
+    .map(String::from)
+    .collect();
+    for n in c.nodes() {
+        args.extend([
+            "--node-pid".to_string(),
+            n.pid().expect("running").to_string(),
+        ]);
+    }
+    let r = run(&args);
+
+    let m = &r.messages;
+    assert_eq!(r.connections.established, 36, "{:?}", r.connections);
+    assert!(m.sent >= 36 * 4, "{m:?}");
+    assert_eq!(
+        (m.errors_total, m.timeouts, m.lost),
+        (0, 0, 0),
+        "{m:?} {:?}",
+        r.error_samples
+    );
+    assert_eq!(
+        m.ok + m.in_flight,
+        m.sent,
+        "every answer complete and checked: {m:?}"
+    );
+    // Every node took connections, and every process was measured.
+    for i in 0..3 {
+        assert!(connections_served(&c, i) > 0.0, "node {i} served nobody");
+    }
+    let nodes: Vec<_> = r
+        .resources
+        .iter()
+        .filter(|p| p.role == Role::Node)
+        .collect();
+    assert_eq!(nodes.len(), 3, "{:?}", r.resources);
+    assert!(nodes.iter().all(|n| n.cpu_pct.is_some()), "{nodes:?}");
+    let redis = r
+        .resources
+        .iter()
+        .find(|p| p.role == Role::Redis)
+        .expect("redis measured");
+    assert!(
+        redis.cpu_pct.is_some() && redis.rss_bytes.unwrap_or(0) > 0,
+        "{redis:?}"
+    );
+    // The answers went through Redis (each chunk list is what LRANGE shows).
+    let keys = c
+        .redis()
+        .unwrap()
+        .command(&["KEYS", "stream:chunks:*"])
+        .unwrap();
+    assert!(keys.starts_with('*') && !keys.starts_with("*0"), "{keys}");
+    c.stop();
+}
