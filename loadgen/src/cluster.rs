@@ -55,6 +55,8 @@ pub struct WorkerResult {
     pub send_lag: Vec<(u64, u64)>,
     pub chunk_gap: Vec<(u64, u64)>,
     pub done_time: Vec<(u64, u64)>,
+    #[serde(default)]
+    pub failover: Vec<(u64, u64)>,
     pub peak_open: i64,
     pub notes: Vec<(String, u64)>,
     pub abandoned: usize,
@@ -70,6 +72,7 @@ impl WorkerResult {
             send_lag: hist_from_pairs(&self.send_lag),
             chunk_gap: hist_from_pairs(&self.chunk_gap),
             done_time: hist_from_pairs(&self.done_time),
+            failover: hist_from_pairs(&self.failover),
             ..Recorder::default()
         }
     }
@@ -116,6 +119,7 @@ pub fn print_worker_result(
         send_lag: hist_to_pairs(&total.send_lag),
         chunk_gap: hist_to_pairs(&total.chunk_gap),
         done_time: hist_to_pairs(&total.done_time),
+        failover: hist_to_pairs(&total.failover),
         peak_open,
         notes: notes.to_vec(),
         abandoned,

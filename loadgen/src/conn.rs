@@ -93,6 +93,8 @@ pub async fn run_slot(ctx: Arc<RunCtx>, local: u64) {
     let mut seq = 0u64;
     let mut backoff = BACKOFF_MIN;
     let mut connected_before = false;
+    // When this slot's connection dropped, until a new one succeeds.
+    let mut dropped_at: Option<Instant> = None;
     loop {
         if ctx.slot_stopped(local) || Instant::now() >= ctx.send_end {
             break;
@@ -112,11 +114,15 @@ pub async fn run_slot(ctx: Arc<RunCtx>, local: u64) {
         };
         let ws = match res {
             (Ok(Ok(ws)), took) => {
+                let failover = dropped_at.take().map(|t| t.elapsed());
                 ctx.stats.with(|r| {
                     record(&mut r.conn_time, took.as_micros() as u64);
                     r.counts.conn_ok += 1;
                     if connected_before {
                         r.counts.reconnects += 1;
+                    }
+                    if let Some(f) = failover {
+                        record(&mut r.failover, f.as_micros() as u64);
                     }
                 });
                 ws
@@ -159,11 +165,22 @@ pub async fn run_slot(ctx: Arc<RunCtx>, local: u64) {
             End::Finished => break,
             End::Dropped => {
                 ctx.stats.count(|c| c.drops += 1);
+                if ctx.cfg.reconnect {
+                    dropped_at = Some(Instant::now());
+                }
                 if !ctx.cfg.reconnect || !pause(&ctx, local, &mut backoff).await {
                     break;
                 }
             }
         }
+    }
+    if let Some(t) = dropped_at {
+        // Never back before the run ended: it waited at least this long.
+        let waited = t.elapsed().as_micros() as u64;
+        ctx.stats.with(|r| {
+            r.counts.failovers_unfinished += 1;
+            record(&mut r.failover, waited);
+        });
     }
     ctx.slot_done(local);
 }

@@ -403,6 +403,9 @@ fn delta(a: &Counts, b: &Counts) -> Counts {
         conn_failed: a.conn_failed.saturating_sub(b.conn_failed),
         drops: a.drops.saturating_sub(b.drops),
         reconnects: a.reconnects.saturating_sub(b.reconnects),
+        failovers_unfinished: a
+            .failovers_unfinished
+            .saturating_sub(b.failovers_unfinished),
         errors: [0; crate::stats::ErrorKind::ALL.len()],
     };
     for (i, e) in d.errors.iter_mut().enumerate() {

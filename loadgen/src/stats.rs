@@ -113,6 +113,10 @@ pub struct Counts {
     /// Connections that ended without loadgen asking (close, reset, EOF).
     pub drops: u64,
     pub reconnects: u64,
+    /// Drops after which no new connection succeeded before the run ended
+    /// (with --reconnect): failovers that did not finish.
+    #[serde(default)]
+    pub failovers_unfinished: u64,
     pub errors: [u64; ErrorKind::ALL.len()],
 }
 
@@ -129,6 +133,7 @@ impl Counts {
         self.conn_failed += o.conn_failed;
         self.drops += o.drops;
         self.reconnects += o.reconnects;
+        self.failovers_unfinished += o.failovers_unfinished;
         for (a, b) in self.errors.iter_mut().zip(o.errors) {
             *a += b;
         }
@@ -164,6 +169,9 @@ pub struct Recorder {
     pub chunk_gap: Histogram<u64>,
     /// Chat: from the intended send time to `done`.
     pub done_time: Histogram<u64>,
+    /// From a dropped connection to the next successful handshake of the
+    /// same slot (--reconnect): what a client of a crashed node waits.
+    pub failover: Histogram<u64>,
     /// This second's corrected latencies; reset by the collector.
     pub sec_corrected: Histogram<u64>,
     /// This second's uncorrected latencies; reset by the collector.
@@ -180,6 +188,7 @@ impl Default for Recorder {
             send_lag: new_hist(),
             chunk_gap: new_hist(),
             done_time: new_hist(),
+            failover: new_hist(),
             sec_corrected: new_hist(),
             sec_uncorrected: new_hist(),
         }
@@ -197,6 +206,7 @@ impl Recorder {
             (&mut self.send_lag, &o.send_lag),
             (&mut self.chunk_gap, &o.chunk_gap),
             (&mut self.done_time, &o.done_time),
+            (&mut self.failover, &o.failover),
             (&mut self.sec_corrected, &o.sec_corrected),
             (&mut self.sec_uncorrected, &o.sec_uncorrected),
         ] {

@@ -133,3 +133,56 @@ fn chat_load_through_nginx_three_nodes_and_redis_loses_nothing() {
     assert!(keys.starts_with('*') && !keys.starts_with("*0"), "{keys}");
     c.stop();
 }
+
+#[test]
+fn a_node_killed_mid_run_is_measured_as_failover_time() {
+    let shim = Shim::new();
+    let mut c = start_cluster(&shim);
+    let args: Vec<String> = format!(
+        "--url ws://{}/ws/chat --conns 30 --rate 5 --duration 4s --reconnect \
+         --source-ips 127.0.0.2-127.0.0.31",
+        c.nginx().addr()
+    )
+    .split_whitespace()
+    .map(String::from)
+    .collect();
+    let load = std::thread::spawn(move || run(&args));
+    // Kill the node that took the most connections, once they are all open.
+    std::thread::sleep(Duration::from_millis(1500));
+    let victim = (0..3)
+        .max_by(|&a, &b| connections_served(&c, a).total_cmp(&connections_served(&c, b)))
+        .unwrap();
+    let had = connections_served(&c, victim);
+    c.node_mut(victim).kill();
+    let r = load.join().expect("loadgen run");
+
+    let conns = &r.connections;
+    assert!(had >= 1.0 && conns.drops >= 1, "{conns:?}");
+    assert_eq!(
+        conns.failovers_unfinished, 0,
+        "every dropped client got back: {conns:?}"
+    );
+    assert_eq!(conns.failover_us.count, conns.drops, "{conns:?}");
+    assert!(conns.reconnects >= conns.drops, "{conns:?}");
+    let row = r
+        .grades
+        .iter()
+        .find(|g| g.key == loadgen::report::grades::MetricKey::FailoverTime)
+        .expect("a Failover Time row");
+    assert_eq!(row.measured, Some(conns.failover_us.p99 as f64), "{row:?}");
+    assert_ne!(
+        row.grade,
+        loadgen::report::grades::Grade::NotMeasured,
+        "{row:?}"
+    );
+    // Messages in flight on the killed node are lost with their connection;
+    // everything else is answered, and the accounting still balances.
+    let m = &r.messages;
+    assert_eq!(
+        m.sent,
+        m.received + m.timeouts + m.lost + m.in_flight,
+        "{m:?}"
+    );
+    assert!(m.received > m.sent * 9 / 10, "{m:?}");
+    c.stop();
+}

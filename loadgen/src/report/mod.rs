@@ -58,6 +58,11 @@ pub struct Connections {
     pub drops: u64,
     pub reconnects: u64,
     pub time_us: Summary,
+    /// With --reconnect: from a drop to the slot's next successful
+    /// handshake; a slot that never got back counts the wait until the end.
+    pub failover_us: Summary,
+    /// Drops after which the slot never connected again.
+    pub failovers_unfinished: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -226,7 +231,11 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
         .rows
         .iter()
         .map(|row| {
-            let (measured, value) = measure(row, &inp, &nodes, conn_time, corrected, per_sec, c);
+            let failover = Summary::of(&rec.failover);
+            let (measured, value) = match row.key {
+                MetricKey::FailoverTime => failover_row(&inp, failover, c),
+                _ => measure(row, &inp, &nodes, conn_time, corrected, per_sec, c),
+            };
             GradeRow {
                 metric: row.name.clone(),
                 key: row.key,
@@ -266,6 +275,8 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
             drops: c.drops,
             reconnects: c.reconnects,
             time_us: conn_time,
+            failover_us: Summary::of(&rec.failover),
+            failovers_unfinished: c.failovers_unfinished,
         },
         messages: Messages {
             sent: c.sent,
@@ -351,10 +362,8 @@ fn measure(
             None,
             "n/a (loadgen does not kill streams; see the failover scenario tests)".into(),
         ),
-        MetricKey::FailoverTime => (
-            None,
-            "n/a (loadgen does not stop nodes; see the failover scenario tests)".into(),
-        ),
+        // Graded by `failover_row`.
+        MetricKey::FailoverTime => (None, String::new()),
         MetricKey::ConcurrentConnections => {
             let (wanted, held) = (inp.target_conns, inp.peak_open.max(0) as u64);
             let text = if held >= wanted {
@@ -400,6 +409,42 @@ fn measure(
             ),
             None => (None, no_node_reason(inp, nodes)),
         },
+    }
+}
+
+/// Failover Time: the p99 wait of clients whose connection dropped until a
+/// node took them again (loadgen reconnects; nginx picks a live node).
+fn failover_row(inp: &Inputs<'_>, f: Summary, c: &crate::stats::Counts) -> (Option<f64>, String) {
+    use crate::engine::fmt_us;
+    if f.count > 0 {
+        let mut text = format!(
+            "p99 {} (p50 {}) over {} drop{}",
+            fmt_us(f.p99),
+            fmt_us(f.p50),
+            f.count,
+            if f.count == 1 { "" } else { "s" }
+        );
+        if c.failovers_unfinished > 0 {
+            text.push_str(&format!(
+                "; {} never reconnected (their wait until the run's end is counted)",
+                c.failovers_unfinished
+            ));
+        }
+        (Some(f.p99 as f64), text)
+    } else if c.drops > 0 {
+        let why = format!(
+            "{} connections dropped; pass --reconnect to measure failover",
+            c.drops
+        );
+        (None, format!("n/a ({why})"))
+    } else if inp.embedded {
+        (
+            None,
+            "n/a (no connection dropped: one embedded node has nothing to fail over to)".into(),
+        )
+    } else {
+        let why = "no connection dropped: stop a node during a --reconnect run to measure it";
+        (None, format!("n/a ({why})"))
     }
 }
 

@@ -82,7 +82,19 @@ pub fn template(r: &Report) -> String {
         m.lost,
         c.drops
     );
-    let _ = writeln!(s, "- Reconnects: {}", c.reconnects);
+    let f = &r.connections.failover_us;
+    if f.count > 0 {
+        let _ = writeln!(
+            s,
+            "- Reconnects: {} (after a drop, back on a node in p50 {}, p99 {}; {} never back)",
+            c.reconnects,
+            fmt_us(f.p50),
+            fmt_us(f.p99),
+            r.connections.failovers_unfinished
+        );
+    } else {
+        let _ = writeln!(s, "- Reconnects: {}", c.reconnects);
+    }
     s.push('\n');
     s.push_str("Resource Usage:\n");
     let nodes: Vec<_> = r
