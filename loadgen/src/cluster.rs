@@ -57,6 +57,8 @@ pub struct WorkerResult {
     pub done_time: Vec<(u64, u64)>,
     #[serde(default)]
     pub failover: Vec<(u64, u64)>,
+    #[serde(default)]
+    pub recovery: Vec<(u64, u64)>,
     pub peak_open: i64,
     pub notes: Vec<(String, u64)>,
     pub abandoned: usize,
@@ -73,6 +75,7 @@ impl WorkerResult {
             chunk_gap: hist_from_pairs(&self.chunk_gap),
             done_time: hist_from_pairs(&self.done_time),
             failover: hist_from_pairs(&self.failover),
+            recovery: hist_from_pairs(&self.recovery),
             ..Recorder::default()
         }
     }
@@ -120,6 +123,7 @@ pub fn print_worker_result(
         chunk_gap: hist_to_pairs(&total.chunk_gap),
         done_time: hist_to_pairs(&total.done_time),
         failover: hist_to_pairs(&total.failover),
+        recovery: hist_to_pairs(&total.recovery),
         peak_open,
         notes: notes.to_vec(),
         abandoned,
@@ -391,6 +395,7 @@ pub async fn measure(
             duration_s: t0.elapsed().as_secs_f64(),
             mode: cfg.mode,
             wait_reply: cfg.wait_reply,
+            reconnect: cfg.reconnect,
             rate_per_conn: cfg.plan.rate,
             payload_size: cfg.payload_size,
             targets: targets.iter().map(|t| t.url.clone()).collect(),

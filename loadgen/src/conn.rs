@@ -43,6 +43,9 @@ struct Pending {
     last_chunk_us: u64,
     /// Something about the reply was wrong; it will not count as ok.
     bad: bool,
+    /// Chat with --reconnect: when (run-relative us) a drop cut this answer
+    /// off; 0 when it is not waiting to be recovered.
+    dropped_us: u64,
 }
 
 /// Per-connection bookkeeping shared by its sender and receiver.
@@ -95,6 +98,8 @@ pub async fn run_slot(ctx: Arc<RunCtx>, local: u64) {
     let mut connected_before = false;
     // When this slot's connection dropped, until a new one succeeds.
     let mut dropped_at: Option<Instant> = None;
+    // Chat answers cut off by a drop, to recover on the next connection.
+    let mut carry: VecDeque<Pending> = VecDeque::new();
     loop {
         if ctx.slot_stopped(local) || Instant::now() >= ctx.send_end {
             break;
@@ -159,7 +164,7 @@ pub async fn run_slot(ctx: Arc<RunCtx>, local: u64) {
         };
         connected_before = true;
         ctx.stats.conn_opened();
-        let end = run_session(&ctx, local, global, ws, &mut seq, &mut start).await;
+        let end = run_session(&ctx, local, global, ws, &mut seq, &mut start, &mut carry).await;
         ctx.stats.conn_closed();
         match end {
             End::Finished => break,
@@ -180,6 +185,15 @@ pub async fn run_slot(ctx: Arc<RunCtx>, local: u64) {
         ctx.stats.with(|r| {
             r.counts.failovers_unfinished += 1;
             record(&mut r.failover, waited);
+        });
+    }
+    // Answers still waiting for a connection to recover them on.
+    let now_us = ctx.us(Instant::now());
+    for p in carry {
+        ctx.stats.with(|r| {
+            r.counts.lost += 1;
+            r.counts.recoveries_unfinished += 1;
+            record(&mut r.recovery, now_us.saturating_sub(p.dropped_us));
         });
     }
     ctx.slot_done(local);
@@ -215,6 +229,7 @@ async fn run_session(
     conn: ws::Conn,
     seq: &mut u64,
     start: &mut Option<Instant>,
+    carry: &mut VecDeque<Pending>,
 ) -> End {
     let ws::Conn { mut rx, tx } = conn;
     if ctx.cfg.mode != Mode::Raw {
@@ -243,9 +258,26 @@ async fn run_session(
             }
         }
     }
+    let mut tx = tx;
+    // Answers a drop cut off: ask for the rest of each (chat, --reconnect).
+    let carried = std::mem::take(carry);
+    let mut buf = Vec::new();
+    for p in &carried {
+        let id = wire::chat_id(&ctx.run_id, global, p.seq);
+        wire::recover(&mut buf, &id, p.next_index);
+        if let Err(e) = tx
+            .write_frame(Frame::text(Payload::BorrowedMut(&mut buf)))
+            .await
+        {
+            ctx.note_error(&format!("write failed: {e}"));
+            ctx.stats.count(|c| c.error(ErrorKind::Write));
+            *carry = carried;
+            return End::Dropped;
+        }
+    }
     let tx = tokio::sync::Mutex::new(tx);
     let state = Mutex::new(ConnState {
-        pending: VecDeque::new(),
+        pending: carried,
         cap: ctx.pending_cap,
         sent_upto: *seq,
     });
@@ -257,10 +289,20 @@ async fn run_session(
         e = recv_loop(ctx, global, rx, &tx, &state, &replied) => e,
         e = send_loop(ctx, local, global, &tx, &state, &replied, seq, first) => e,
     };
-    // Every message still pending ends in exactly one bucket.
     let now_us = ctx.us(Instant::now());
+    let mut st = lock(&state);
+    if end == End::Dropped && ctx.cfg.reconnect && ctx.cfg.mode == Mode::Chat {
+        // Not lost yet: the next connection recovers them.
+        for mut p in st.pending.drain(..) {
+            if p.dropped_us == 0 {
+                p.dropped_us = now_us.max(1);
+            }
+            carry.push_back(p);
+        }
+        return end;
+    }
+    // Every message still pending ends in exactly one bucket.
     let timeout_us = ctx.cfg.timeout.as_micros() as u64;
-    let st = lock(&state);
     let (mut timed_out, mut other) = (0, 0);
     for p in &st.pending {
         if end == End::Finished && now_us.saturating_sub(p.sent_us) >= timeout_us {
@@ -287,7 +329,15 @@ fn expire(ctx: &RunCtx, st: &mut ConnState, now_us: u64) -> u64 {
         if now_us.saturating_sub(p.sent_us) < timeout_us {
             break;
         }
-        st.pending.pop_front();
+        if let Some(p) = st.pending.pop_front()
+            && p.dropped_us > 0
+        {
+            // Cut by a drop and never recovered in time.
+            ctx.stats.with(|r| {
+                r.counts.recoveries_unfinished += 1;
+                record(&mut r.recovery, now_us.saturating_sub(p.dropped_us));
+            });
+        }
         n += 1;
     }
     if n > 0 {
@@ -378,6 +428,7 @@ async fn send_loop(
                     next_index: 0,
                     last_chunk_us: 0,
                     bad: false,
+                    dropped_us: 0,
                 });
                 st.sent_upto = n + 1;
             }
@@ -642,6 +693,23 @@ fn chat_frame(
     let timeout_us = ctx.cfg.timeout.as_micros() as u64;
     match &*m.ty {
         "ack" => false,
+        "recovered" => {
+            let p = &mut st.pending[i];
+            if m.from_index != Some(p.next_index) {
+                p.bad = true;
+                ctx.note_error(&format!(
+                    "recovery of {mid} starts at {:?}, not at chunk {}",
+                    m.from_index, p.next_index
+                ));
+                ctx.stats.count(|c| c.error(ErrorKind::ChunkOrder));
+            }
+            if p.dropped_us > 0 {
+                let waited = now_us.saturating_sub(p.dropped_us);
+                p.dropped_us = 0;
+                ctx.stats.with(|r| record(&mut r.recovery, waited));
+            }
+            false
+        }
         "chunk" => {
             let p = &mut st.pending[i];
             let (Some(index), Some(text)) = (m.index, m.text.as_deref()) else {
@@ -679,6 +747,10 @@ fn chat_frame(
             let Some(mut p) = st.pending.remove(i) else {
                 return false;
             };
+            if p.dropped_us > 0 {
+                // Ended (an error for the recover, say) without `recovered`.
+                ctx.stats.count(|c| c.recoveries_unfinished += 1);
+            }
             match &*m.ty {
                 "done" => {
                     if m.chunks != Some(p.next_index) {

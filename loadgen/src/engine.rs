@@ -406,6 +406,9 @@ fn delta(a: &Counts, b: &Counts) -> Counts {
         failovers_unfinished: a
             .failovers_unfinished
             .saturating_sub(b.failovers_unfinished),
+        recoveries_unfinished: a
+            .recoveries_unfinished
+            .saturating_sub(b.recoveries_unfinished),
         errors: [0; crate::stats::ErrorKind::ALL.len()],
     };
     for (i, e) in d.errors.iter_mut().enumerate() {

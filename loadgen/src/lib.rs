@@ -268,6 +268,7 @@ async fn measure(
             duration_s: elapsed,
             mode: cfg.mode,
             wait_reply: cfg.wait_reply,
+            reconnect: cfg.reconnect,
             rate_per_conn: cfg.plan.rate,
             payload_size: cfg.payload_size,
             targets: targets.iter().map(|t| t.url.clone()).collect(),

@@ -135,7 +135,8 @@ pub struct LoadOpts {
     pub wait_reply: bool,
 
     /// Reconnect (with backoff, re-attaching the same session with its token)
-    /// when a connection drops. Example: --reconnect
+    /// when a connection drops; measures Failover Time, and in chat mode
+    /// recovers answers cut mid-stream (Recovery Time). Example: --reconnect
     #[arg(long)]
     pub reconnect: bool,
 

@@ -117,6 +117,10 @@ pub struct Counts {
     /// (with --reconnect): failovers that did not finish.
     #[serde(default)]
     pub failovers_unfinished: u64,
+    /// Chat streams cut by a drop whose `recovered` frame never came (the
+    /// message timed out or the run ended first).
+    #[serde(default)]
+    pub recoveries_unfinished: u64,
     pub errors: [u64; ErrorKind::ALL.len()],
 }
 
@@ -134,6 +138,7 @@ impl Counts {
         self.drops += o.drops;
         self.reconnects += o.reconnects;
         self.failovers_unfinished += o.failovers_unfinished;
+        self.recoveries_unfinished += o.recoveries_unfinished;
         for (a, b) in self.errors.iter_mut().zip(o.errors) {
             *a += b;
         }
@@ -172,6 +177,9 @@ pub struct Recorder {
     /// From a dropped connection to the next successful handshake of the
     /// same slot (--reconnect): what a client of a crashed node waits.
     pub failover: Histogram<u64>,
+    /// Chat with --reconnect: from the drop that cut a stream to its
+    /// `recovered` frame on the next connection (the answer is moving again).
+    pub recovery: Histogram<u64>,
     /// This second's corrected latencies; reset by the collector.
     pub sec_corrected: Histogram<u64>,
     /// This second's uncorrected latencies; reset by the collector.
@@ -189,6 +197,7 @@ impl Default for Recorder {
             chunk_gap: new_hist(),
             done_time: new_hist(),
             failover: new_hist(),
+            recovery: new_hist(),
             sec_corrected: new_hist(),
             sec_uncorrected: new_hist(),
         }
@@ -207,6 +216,7 @@ impl Recorder {
             (&mut self.chunk_gap, &o.chunk_gap),
             (&mut self.done_time, &o.done_time),
             (&mut self.failover, &o.failover),
+            (&mut self.recovery, &o.recovery),
             (&mut self.sec_corrected, &o.sec_corrected),
             (&mut self.sec_uncorrected, &o.sec_uncorrected),
         ] {

@@ -55,6 +55,16 @@ pub fn chat(
 }
 
 /// Sequence number of a chat message id of this run and connection.
+/// Ask for the rest of a stream after the chunks already received.
+pub fn recover(buf: &mut Vec<u8>, message_id: &str, received: u32) {
+    buf.clear();
+    let _ = write!(buf, r#"{{"type":"recover","message_id":"{message_id}""#);
+    if received > 0 {
+        let _ = write!(buf, r#","last_index":{}"#, received - 1);
+    }
+    buf.push(b'}');
+}
+
 pub fn parse_chat_id(id: &str, run: &str, slot: u64) -> Option<u64> {
     let rest = id.strip_prefix(run)?.strip_prefix('-')?;
     let (s, seq) = rest.split_once('-')?;
@@ -83,6 +93,8 @@ pub struct Incoming<'a> {
     pub text: Option<Cow<'a, str>>,
     #[serde(default)]
     pub chunks: Option<u32>,
+    #[serde(default)]
+    pub from_index: Option<u32>,
     #[serde(default, borrow)]
     pub code: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
@@ -176,6 +188,22 @@ mod tests {
         assert_eq!(parse_chat_id(&id, "ab12", 7), Some(3));
         assert_eq!(parse_chat_id(&id, "ab12", 8), None);
         assert_eq!(parse_chat_id(&id, "zz", 7), None);
+    }
+
+    #[test]
+    fn recover_is_valid_for_the_node() {
+        let mut buf = Vec::new();
+        for (received, last) in [(0, None), (1, Some(0)), (7, Some(6))] {
+            recover(&mut buf, "ab12-7-3", received);
+            let msg = protocol::decode_client(std::str::from_utf8(&buf).unwrap()).unwrap();
+            assert_eq!(
+                msg,
+                protocol::ClientMsg::Recover {
+                    message_id: "ab12-7-3".into(),
+                    last_index: last
+                }
+            );
+        }
     }
 
     #[test]

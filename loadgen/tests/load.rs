@@ -731,3 +731,45 @@ fn thresholds_file_and_fail_on_decide_the_exit_code() {
     assert_eq!(e.exit_code(), 2, "{e}");
     let _ = std::fs::remove_file(&bad);
 }
+
+#[test]
+fn answers_cut_by_a_drop_are_recovered_whole_and_timed() {
+    let node = support::start_wsnode(&[]);
+    let proxy = support::CutProxy::start(node.addr);
+    let url = proxy.url();
+    // Each answer streams for ~400 ms, so a cut always catches some mid-way.
+    let load = std::thread::spawn(move || {
+        against(
+            &url,
+            "--mode chat --conns 6 --rate 2 --duration 3s --chat-chunks 20 --chat-interval-ms 20 --reconnect",
+        )
+    });
+    std::thread::sleep(Duration::from_millis(1300));
+    // The 6 WebSockets, and any /health/stats request loadgen has open.
+    assert!(
+        proxy.cut() >= 6,
+        "every connection was open through the proxy"
+    );
+    let r = load.join().expect("loadgen run");
+
+    let chat = r.chat.as_ref().expect("chat figures");
+    assert!(r.connections.drops >= 6, "{:?}", r.connections);
+    assert!(
+        chat.recovery_us.count >= 1,
+        "some answer was mid-stream: {chat:?}"
+    );
+    assert_eq!(chat.recoveries_unfinished, 0, "{chat:?}");
+    // Recovered answers are whole: no chunk missing, repeated or wrong.
+    let m = &r.messages;
+    assert_eq!((m.lost, m.timeouts), (0, 0), "{m:?}");
+    assert_eq!(m.ok + m.in_flight, m.sent, "{m:?} {:?}", r.error_samples);
+    for kind in ["chunk_order", "chunk_text", "server_error", "bad_reply"] {
+        assert!(!m.errors.contains_key(kind), "{kind}: {m:?}");
+    }
+    let row = r
+        .grades
+        .iter()
+        .find(|g| g.key == loadgen::report::grades::MetricKey::RecoveryTime)
+        .expect("a Recovery Time row");
+    assert_eq!(row.measured, Some(chat.recovery_us.p99 as f64), "{row:?}");
+}

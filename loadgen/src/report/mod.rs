@@ -101,6 +101,12 @@ pub struct Chat {
     pub first_chunk_us: Summary,
     pub chunk_gap_us: Summary,
     pub done_us: Summary,
+    /// With --reconnect: from the drop that cut an answer to its `recovered`
+    /// frame on the next connection; an answer never recovered counts its
+    /// wait until it timed out or the run ended.
+    pub recovery_us: Summary,
+    /// Answers cut by a drop that were never recovered.
+    pub recoveries_unfinished: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -127,6 +133,7 @@ pub struct Inputs<'a> {
     pub duration_s: f64,
     pub mode: Mode,
     pub wait_reply: bool,
+    pub reconnect: bool,
     pub rate_per_conn: f64,
     pub payload_size: usize,
     pub targets: Vec<String>,
@@ -216,6 +223,8 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
         first_chunk_us: corrected,
         chunk_gap_us: Summary::of(&rec.chunk_gap),
         done_us: Summary::of(&rec.done_time),
+        recovery_us: Summary::of(&rec.recovery),
+        recoveries_unfinished: c.recoveries_unfinished,
     });
 
     let mut resources = inp.resources.clone();
@@ -234,6 +243,7 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
             let failover = Summary::of(&rec.failover);
             let (measured, value) = match row.key {
                 MetricKey::FailoverTime => failover_row(&inp, failover, c),
+                MetricKey::RecoveryTime => recovery_row(&inp, Summary::of(&rec.recovery), c),
                 _ => measure(row, &inp, &nodes, conn_time, corrected, per_sec, c),
             };
             GradeRow {
@@ -358,12 +368,8 @@ fn measure(
         ),
         MetricKey::MessageLatency if sent == 0 => (None, "n/a (no message sent: --rate 0)".into()),
         MetricKey::MessageLatency => (None, "n/a (no reply received)".into()),
-        MetricKey::RecoveryTime => (
-            None,
-            "n/a (loadgen does not kill streams; see the failover scenario tests)".into(),
-        ),
-        // Graded by `failover_row`.
-        MetricKey::FailoverTime => (None, String::new()),
+        // Graded by `failover_row` and `recovery_row`.
+        MetricKey::FailoverTime | MetricKey::RecoveryTime => (None, String::new()),
         MetricKey::ConcurrentConnections => {
             let (wanted, held) = (inp.target_conns, inp.peak_open.max(0) as u64);
             let text = if held >= wanted {
@@ -445,6 +451,40 @@ fn failover_row(inp: &Inputs<'_>, f: Summary, c: &crate::stats::Counts) -> (Opti
     } else {
         let why = "no connection dropped: stop a node during a --reconnect run to measure it";
         (None, format!("n/a ({why})"))
+    }
+}
+
+/// Recovery Time: the p99 wait of answers cut off by a dropped connection
+/// until their stream moved again on the next one (`recovered`).
+fn recovery_row(inp: &Inputs<'_>, r: Summary, c: &crate::stats::Counts) -> (Option<f64>, String) {
+    use crate::engine::fmt_us;
+    if r.count > 0 {
+        let mut text = format!(
+            "p99 {} (p50 {}) over {} answer{} cut by a drop",
+            fmt_us(r.p99),
+            fmt_us(r.p50),
+            r.count,
+            if r.count == 1 { "" } else { "s" }
+        );
+        if c.recoveries_unfinished > 0 {
+            text.push_str(&format!(
+                "; {} never recovered (their wait until they timed out or the run ended is counted)",
+                c.recoveries_unfinished
+            ));
+        }
+        (Some(r.p99 as f64), text)
+    } else if inp.mode != Mode::Chat {
+        (
+            None,
+            "n/a (recovery resumes streamed answers: run --mode chat --reconnect)".into(),
+        )
+    } else if !inp.reconnect {
+        (None, "n/a (pass --reconnect: answers cut by a drop are then recovered on the next connection)".into())
+    } else {
+        (
+            None,
+            "n/a (no answer was cut by a dropped connection)".into(),
+        )
     }
 }
 

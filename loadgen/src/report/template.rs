@@ -95,6 +95,17 @@ pub fn template(r: &Report) -> String {
     } else {
         let _ = writeln!(s, "- Reconnects: {}", c.reconnects);
     }
+    if let Some(chat) = r.chat.as_ref().filter(|c| c.recovery_us.count > 0) {
+        let rec = &chat.recovery_us;
+        let _ = writeln!(
+            s,
+            "- Recovered answers: {} cut by a drop, moving again in p50 {}, p99 {}; {} never recovered",
+            rec.count,
+            fmt_us(rec.p50),
+            fmt_us(rec.p99),
+            chat.recoveries_unfinished
+        );
+    }
     s.push('\n');
     s.push_str("Resource Usage:\n");
     let nodes: Vec<_> = r

@@ -415,3 +415,72 @@ pub fn dead_port() -> SocketAddr {
     drop(l);
     a
 }
+
+/// A TCP proxy in front of `upstream` that can cut every connection through
+/// it at once (a network blip, a load balancer reload), while the server
+/// behind it keeps running. Plain threads; stops accepting on drop.
+pub struct CutProxy {
+    pub addr: SocketAddr,
+    open: Arc<Mutex<Vec<std::net::TcpStream>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl CutProxy {
+    pub fn start(upstream: SocketAddr) -> CutProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let addr = listener.local_addr().expect("addr");
+        let open: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (open2, stop2) = (open.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop2.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = std::net::TcpStream::connect(upstream) else {
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                let mut all = open2.lock().unwrap();
+                for (from, to) in [(&client, &server), (&server, &client)] {
+                    let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else {
+                        continue;
+                    };
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+                all.push(client);
+                all.push(server);
+            }
+        });
+        CutProxy { addr, open, stop }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws/chat", self.addr)
+    }
+
+    /// Close every connection through the proxy; new ones still pass.
+    pub fn cut(&self) -> usize {
+        let mut all = self.open.lock().unwrap();
+        for s in all.iter() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        let n = all.len() / 2;
+        all.clear();
+        n
+    }
+}
+
+impl Drop for CutProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.cut();
+        // Wake the accept loop so it sees the stop flag.
+        let _ = std::net::TcpStream::connect(self.addr);
+    }
+}
