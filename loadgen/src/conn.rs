@@ -46,6 +46,12 @@ struct Pending {
     /// Chat with --reconnect: when (run-relative us) a drop cut this answer
     /// off; 0 when it is not waiting to be recovered.
     dropped_us: u64,
+    /// Chat: chunks the node had cached when it answered our `recover`; a
+    /// chunk at or past it is live, so the answer is moving again.
+    /// `u32::MAX` until a `recovered` frame comes.
+    resume_from: u32,
+    /// Chat: the node acknowledged the message (`ack`).
+    acked: bool,
 }
 
 /// Per-connection bookkeeping shared by its sender and receiver.
@@ -296,6 +302,7 @@ async fn run_session(
         for mut p in st.pending.drain(..) {
             if p.dropped_us == 0 {
                 p.dropped_us = now_us.max(1);
+                p.resume_from = u32::MAX;
             }
             carry.push_back(p);
         }
@@ -429,6 +436,8 @@ async fn send_loop(
                     last_chunk_us: 0,
                     bad: false,
                     dropped_us: 0,
+                    resume_from: u32::MAX,
+                    acked: false,
                 });
                 st.sent_upto = n + 1;
             }
@@ -692,7 +701,10 @@ fn chat_frame(
     };
     let timeout_us = ctx.cfg.timeout.as_micros() as u64;
     match &*m.ty {
-        "ack" => false,
+        "ack" => {
+            st.pending[i].acked = true;
+            false
+        }
         "recovered" => {
             let p = &mut st.pending[i];
             if m.from_index != Some(p.next_index) {
@@ -703,11 +715,9 @@ fn chat_frame(
                 ));
                 ctx.stats.count(|c| c.error(ErrorKind::ChunkOrder));
             }
-            if p.dropped_us > 0 {
-                let waited = now_us.saturating_sub(p.dropped_us);
-                p.dropped_us = 0;
-                ctx.stats.with(|r| record(&mut r.recovery, waited));
-            }
+            // Replayed chunks follow; the answer is moving again at the
+            // first chunk past them (or at `done`).
+            p.resume_from = m.chunks.unwrap_or(p.next_index);
             false
         }
         "chunk" => {
@@ -734,6 +744,11 @@ fn chat_frame(
             let (intended, sent) = (p.intended_us, p.sent_us);
             p.next_index = index.saturating_add(1);
             p.last_chunk_us = now_us.max(1);
+            if p.dropped_us > 0 && p.resume_from != u32::MAX && index >= p.resume_from {
+                let waited = now_us.saturating_sub(p.dropped_us);
+                p.dropped_us = 0;
+                ctx.stats.with(|r| record(&mut r.recovery, waited));
+            }
             ctx.stats.with(|r| {
                 if first {
                     r.latency(now_us.saturating_sub(intended), now_us.saturating_sub(sent));
@@ -743,13 +758,38 @@ fn chat_frame(
             });
             false
         }
+        "error"
+            if st.pending[i].dropped_us > 0
+                && !st.pending[i].acked
+                && m.code.as_deref() == Some("not_found") =>
+        {
+            // Sent just before the drop and never acknowledged: the request
+            // itself was lost on the way, so there is no answer to recover.
+            let Some(p) = st.pending.remove(i) else {
+                return false;
+            };
+            ctx.note_error("a chat sent just before its connection dropped never reached the node (recover: not_found)");
+            ctx.stats.with(|r| {
+                r.counts.lost += 1;
+                r.counts.recoveries_unfinished += 1;
+                record(&mut r.recovery, now_us.saturating_sub(p.dropped_us));
+            });
+            true
+        }
         "done" | "interrupted" | "error" => {
             let Some(mut p) = st.pending.remove(i) else {
                 return false;
             };
             if p.dropped_us > 0 {
-                // Ended (an error for the recover, say) without `recovered`.
-                ctx.stats.count(|c| c.recoveries_unfinished += 1);
+                let waited = now_us.saturating_sub(p.dropped_us);
+                ctx.stats.with(|r| {
+                    record(&mut r.recovery, waited);
+                    // `done` completes the answer; `interrupted` or an error
+                    // means it never moved again.
+                    if m.ty != "done" {
+                        r.counts.recoveries_unfinished += 1;
+                    }
+                });
             }
             match &*m.ty {
                 "done" => {

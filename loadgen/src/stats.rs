@@ -117,8 +117,8 @@ pub struct Counts {
     /// (with --reconnect): failovers that did not finish.
     #[serde(default)]
     pub failovers_unfinished: u64,
-    /// Chat streams cut by a drop whose `recovered` frame never came (the
-    /// message timed out or the run ended first).
+    /// Answers cut by a drop that never moved again (interrupted, an error,
+    /// timed out, or the run ended first).
     #[serde(default)]
     pub recoveries_unfinished: u64,
     pub errors: [u64; ErrorKind::ALL.len()],
@@ -177,8 +177,9 @@ pub struct Recorder {
     /// From a dropped connection to the next successful handshake of the
     /// same slot (--reconnect): what a client of a crashed node waits.
     pub failover: Histogram<u64>,
-    /// Chat with --reconnect: from the drop that cut a stream to its
-    /// `recovered` frame on the next connection (the answer is moving again).
+    /// Chat with --reconnect: from the drop that cut an answer to the moment
+    /// it moves again on the next connection (its first chunk generated
+    /// after the `recovered` replay, or `done`).
     pub recovery: Histogram<u64>,
     /// This second's corrected latencies; reset by the collector.
     pub sec_corrected: Histogram<u64>,

@@ -101,9 +101,10 @@ pub struct Chat {
     pub first_chunk_us: Summary,
     pub chunk_gap_us: Summary,
     pub done_us: Summary,
-    /// With --reconnect: from the drop that cut an answer to its `recovered`
-    /// frame on the next connection; an answer never recovered counts its
-    /// wait until it timed out or the run ended.
+    /// With --reconnect: from the drop that cut an answer until it moves
+    /// again on the next connection (first chunk past the `recovered` replay,
+    /// or `done`); an answer that never does counts its wait until it was
+    /// interrupted, timed out or the run ended.
     pub recovery_us: Summary,
     /// Answers cut by a drop that were never recovered.
     pub recoveries_unfinished: u64,
@@ -455,7 +456,8 @@ fn failover_row(inp: &Inputs<'_>, f: Summary, c: &crate::stats::Counts) -> (Opti
 }
 
 /// Recovery Time: the p99 wait of answers cut off by a dropped connection
-/// until their stream moved again on the next one (`recovered`).
+/// until they moved again on the next one (seed Test 4: missing chunks
+/// retrieved from the cache, the stream continuing from the last one).
 fn recovery_row(inp: &Inputs<'_>, r: Summary, c: &crate::stats::Counts) -> (Option<f64>, String) {
     use crate::engine::fmt_us;
     if r.count > 0 {
@@ -468,7 +470,7 @@ fn recovery_row(inp: &Inputs<'_>, r: Summary, c: &crate::stats::Counts) -> (Opti
         );
         if c.recoveries_unfinished > 0 {
             text.push_str(&format!(
-                "; {} never recovered (their wait until they timed out or the run ended is counted)",
+                "; {} never moved again (their wait until interrupted, timed out or the run's end is counted)",
                 c.recoveries_unfinished
             ));
         }

@@ -99,11 +99,12 @@ pub fn template(r: &Report) -> String {
         let rec = &chat.recovery_us;
         let _ = writeln!(
             s,
-            "- Recovered answers: {} cut by a drop, moving again in p50 {}, p99 {}; {} never recovered",
+            "- Answers cut by a drop: {} ({} moved again on the next connection, {} never did); wait p50 {}, p99 {}",
             rec.count,
+            rec.count.saturating_sub(chat.recoveries_unfinished),
+            chat.recoveries_unfinished,
             fmt_us(rec.p50),
-            fmt_us(rec.p99),
-            chat.recoveries_unfinished
+            fmt_us(rec.p99)
         );
     }
     s.push('\n');
@@ -288,8 +289,11 @@ pub fn recommendations(r: &Report) -> Vec<String> {
             MetricKey::CpuUsage => {
                 "node CPU is high at this load: profile it (perf, flamegraph) before adding nodes"
             }
-            MetricKey::RecoveryTime | MetricKey::FailoverTime => {
-                "recovery/failover is slow: see the scenario tests"
+            MetricKey::RecoveryTime => {
+                "answers cut by a drop were slow to move again, or never did: an answer whose generating node crashed cannot continue, and is only marked interrupted when its lease expires (wsnode --lease-ttl); check the node logs for `Recovery requested`"
+            }
+            MetricKey::FailoverTime => {
+                "clients were slow to get back on a node: check that the balancer retries the next node on a refused connection (nginx proxy_next_upstream) and loadgen's backoff"
             }
         };
         v.push(format!("{}: {tip}", g.metric));
