@@ -644,3 +644,67 @@ async fn cleanup_walks_every_page_of_large_session_and_stream_sets() {
         "nothing left to do"
     );
 }
+
+#[tokio::test]
+async fn a_crashed_nodes_answer_is_interrupted_at_once_not_after_its_lease() {
+    let r = redis();
+    // A lease far longer than the test: only the presence check can end it.
+    let mut victim = cluster::NodeProcess::builder(env!("CARGO_BIN_EXE_wsnode"))
+        .node_id("victim2")
+        .redis(r.url())
+        .args(["--lease-ttl", "60s", "--cleanup-interval", "60s"])
+        .start()
+        .expect("victim node starts");
+    let survivor = node("survivor2", &r).await;
+    let started = tokio::time::Instant::now();
+    while support::raw_http(
+        victim.addr(),
+        "GET /health/ready HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .0 != 200
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "victim never ready"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut c = connect(&victim.ws_url("session_id=crash2")).await;
+    let token = c.token.clone();
+    c.send_json(chat("m-crash2", 500, 20)).await;
+    assert!(matches!(c.recv().await, ServerMsg::Ack { .. }));
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        if let ServerMsg::Chunk { index, .. } = c.recv().await {
+            got.push(index);
+        }
+    }
+    victim.kill(); // SIGKILL: its Redis connections close with the process
+    let killed = tokio::time::Instant::now();
+
+    let mut c = connect(&survivor.url(&format!("session_id=crash2&token={token}"))).await;
+    let last = *got.last().unwrap();
+    c.send_json(json!({"type":"recover","message_id":"m-crash2","last_index":last}))
+        .await;
+    assert!(
+        matches!(
+            c.recv().await,
+            ServerMsg::Recovered {
+                status: StreamStatus::Interrupted,
+                ..
+            }
+        ),
+        "the recover itself settles the dead node's answer"
+    );
+    let (rest, status) = c.read_stream("m-crash2").await;
+    assert_eq!(status, StreamStatus::Interrupted);
+    assert!(
+        killed.elapsed() < Duration::from_secs(30),
+        "well within the 60 s lease"
+    );
+    got.extend(rest);
+    assert_eq!(got, (0..got.len() as u32).collect::<Vec<_>>());
+    assert_eq!(stored_indices(&r, "m-crash2").await, got);
+    survivor.stop().await;
+}

@@ -345,7 +345,8 @@ impl Inner {
             .collect())
     }
 
-    /// Interrupt a stream whose lease expired. True when it did.
+    /// Interrupt a stream whose generator died (lease expired, or its node
+    /// gone from its presence channel). True when it did.
     async fn interrupt_if_orphaned(&self, mid: &str) -> Result<bool, BrokerError> {
         let keys = vec![
             meta_key(mid),

@@ -126,14 +126,27 @@ return 1
     )
 });
 
-/// Mark a stream whose lease expired (its generator died) as interrupted,
-/// fencing out the old owner, and tell the session.
+/// Mark a stream whose generator died as interrupted, fencing out the old
+/// owner, and tell the session. The generator is dead when its lease expired,
+/// or when the lease's node has no connection on its presence channel (see
+/// [`presence_channel`]): a crashed process loses that connection at once,
+/// so its answers end within a cleanup pass or a client's `recover` instead
+/// of a whole lease TTL. A live node wrongly taken for dead (its Pub/Sub
+/// connection reconnecting) is fenced on its next append: the answer ends
+/// `interrupted`, never duplicated.
 /// KEYS: meta, lease, fence counter, streams:active. ARGV: message id.
 /// Returns 1 when it interrupted the stream, 0 otherwise.
 pub static INTERRUPT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local holder = redis.call('GET', KEYS[2])
+if holder then
+  local node = string.match(holder, '^(.*):%d+$')
+  if not node then return 0 end
+  local subs = redis.call('PUBSUB', 'NUMSUB', 'node:' .. node .. ':presence')
+  if tonumber(subs[2]) > 0 then return 0 end
+  redis.call('DEL', KEYS[2])
+end
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'streaming' then
   redis.call('ZREM', KEYS[4], ARGV[1])
@@ -188,6 +201,12 @@ pub fn lease_key(mid: &str) -> String {
 pub fn channel(sid: &str) -> String {
     format!("chat:stream:{sid}")
 }
+/// The channel every node's Pub/Sub connection subscribes to: while the
+/// node's process lives, `PUBSUB NUMSUB` of it is at least 1.
+pub fn presence_channel(node: &str) -> String {
+    format!("node:{node}:presence")
+}
+
 pub fn alive_key(node: &str) -> String {
     format!("node:{node}:alive")
 }

@@ -6,9 +6,13 @@
 //! subscribed to, so a detach racing an attach can never leave a served
 //! session unsubscribed. When the connection drops, the task reconnects and
 //! subscribes to everything the node serves before answering again.
+//!
+//! The same connection holds the node's presence channel: other nodes take a
+//! node with no subscriber there for dead and interrupt its answers at once
+//! (scripts::INTERRUPT), instead of waiting for their leases to expire.
 
 use super::Inner;
-use super::scripts::{channel, parse_envelope};
+use super::scripts::{channel, parse_envelope, presence_channel};
 use crate::broker::{Out, StreamFrame};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -47,9 +51,15 @@ pub async fn run(inner: Arc<Inner>, mut requests: mpsc::Receiver<Sync>) {
         backoff = Duration::from_millis(50);
         let (mut sink, mut stream) = pubsub.split();
         let mut subscribed: HashSet<Arc<str>> = HashSet::new();
+        // First the presence channel: other nodes read this node as alive
+        // from it (a crash drops the connection, and the subscription, at once).
+        let presence = presence_channel(&inner.cfg.node_id);
+        let mut ok = matches!(
+            tokio::time::timeout(inner.cfg.timeout, sink.subscribe(presence)).await,
+            Ok(Ok(()))
+        );
         // Re-subscribe everything this node serves (after a Redis restart too).
-        let mut ok = true;
-        for (sid, _) in inner.local_sessions() {
+        for (sid, _) in inner.local_sessions().into_iter().take_while(|_| ok) {
             let r = tokio::time::timeout(inner.cfg.timeout, sink.subscribe(channel(&sid))).await;
             if !matches!(r, Ok(Ok(()))) {
                 ok = false;
