@@ -765,14 +765,11 @@ fn chat_frame(
         {
             // Sent just before the drop and never acknowledged: the request
             // itself was lost on the way, so there is no answer to recover.
-            let Some(p) = st.pending.remove(i) else {
-                return false;
-            };
+            st.pending.remove(i);
             ctx.note_error("a chat sent just before its connection dropped never reached the node (recover: not_found)");
-            ctx.stats.with(|r| {
-                r.counts.lost += 1;
-                r.counts.recoveries_unfinished += 1;
-                record(&mut r.recovery, now_us.saturating_sub(p.dropped_us));
+            ctx.stats.count(|c| {
+                c.lost += 1;
+                c.recoveries_ended += 1;
             });
             true
         }
@@ -781,13 +778,14 @@ fn chat_frame(
                 return false;
             };
             if p.dropped_us > 0 {
+                // `done` completes the answer (it moved again); `interrupted`
+                // or an error is the system saying it cannot continue.
                 let waited = now_us.saturating_sub(p.dropped_us);
                 ctx.stats.with(|r| {
-                    record(&mut r.recovery, waited);
-                    // `done` completes the answer; `interrupted` or an error
-                    // means it never moved again.
-                    if m.ty != "done" {
-                        r.counts.recoveries_unfinished += 1;
+                    if m.ty == "done" {
+                        record(&mut r.recovery, waited);
+                    } else {
+                        r.counts.recoveries_ended += 1;
                     }
                 });
             }

@@ -409,6 +409,7 @@ fn delta(a: &Counts, b: &Counts) -> Counts {
         recoveries_unfinished: a
             .recoveries_unfinished
             .saturating_sub(b.recoveries_unfinished),
+        recoveries_ended: a.recoveries_ended.saturating_sub(b.recoveries_ended),
         errors: [0; crate::stats::ErrorKind::ALL.len()],
     };
     for (i, e) in d.errors.iter_mut().enumerate() {

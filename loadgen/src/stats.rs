@@ -117,10 +117,15 @@ pub struct Counts {
     /// (with --reconnect): failovers that did not finish.
     #[serde(default)]
     pub failovers_unfinished: u64,
-    /// Answers cut by a drop that never moved again (interrupted, an error,
-    /// timed out, or the run ended first).
+    /// Answers cut by a drop that got no answer at all before they timed
+    /// out or the run ended (their wait is in the recovery histogram).
     #[serde(default)]
     pub recoveries_unfinished: u64,
+    /// Answers cut by a drop that the system ended without continuing:
+    /// `interrupted` (their generating node was gone), an error, or a request
+    /// that never reached a node.
+    #[serde(default)]
+    pub recoveries_ended: u64,
     pub errors: [u64; ErrorKind::ALL.len()],
 }
 
@@ -139,6 +144,7 @@ impl Counts {
         self.reconnects += o.reconnects;
         self.failovers_unfinished += o.failovers_unfinished;
         self.recoveries_unfinished += o.recoveries_unfinished;
+        self.recoveries_ended += o.recoveries_ended;
         for (a, b) in self.errors.iter_mut().zip(o.errors) {
             *a += b;
         }

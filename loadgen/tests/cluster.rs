@@ -186,3 +186,61 @@ fn a_node_killed_mid_run_is_measured_as_failover_time() {
     assert!(m.received > m.sent * 9 / 10, "{m:?}");
     c.stop();
 }
+
+#[test]
+fn answers_of_a_crashed_node_end_interrupted_promptly_and_are_reported_apart() {
+    let shim = Shim::new();
+    let mut c = start_cluster(&shim);
+    // Answers of ~800 ms, so the crash cuts several mid-stream.
+    let args: Vec<String> = format!(
+        "--url ws://{}/ws/chat --mode chat --conns 30 --rate 2 --duration 4s \
+         --chat-chunks 40 --chat-interval-ms 20 --reconnect --source-ips 127.0.0.2-127.0.0.31",
+        c.nginx().addr()
+    )
+    .split_whitespace()
+    .map(String::from)
+    .collect();
+    let load = std::thread::spawn(move || run(&args));
+    std::thread::sleep(Duration::from_millis(1500));
+    let victim = (0..3)
+        .max_by(|&a, &b| connections_served(&c, a).total_cmp(&connections_served(&c, b)))
+        .unwrap();
+    c.node_mut(victim).kill();
+    let r = load.join().expect("loadgen run");
+
+    let chat = r.chat.as_ref().expect("chat figures");
+    let m = &r.messages;
+    assert!(r.connections.drops >= 1, "{:?}", r.connections);
+    // The dead node's answers cannot continue: the survivors say so at the
+    // client's recover (the crashed node left its presence channel), long
+    // before its lease or loadgen's --timeout would.
+    assert!(chat.recoveries_ended >= 1, "{chat:?}");
+    assert_eq!(chat.recoveries_unfinished, 0, "{chat:?}");
+    assert_eq!(m.timeouts, 0, "{m:?}");
+    // Interrupted answers are server errors; a chat that never reached a
+    // node before the crash is lost instead.
+    let server_errors = m.errors.get("server_error").copied().unwrap_or(0);
+    assert_eq!(
+        server_errors + m.lost,
+        chat.recoveries_ended,
+        "{m:?} {chat:?}"
+    );
+    for kind in ["chunk_order", "chunk_text", "bad_reply"] {
+        assert!(!m.errors.contains_key(kind), "{kind}: {m:?}");
+    }
+    assert_eq!(
+        m.sent,
+        m.received + m.timeouts + m.lost + m.in_flight,
+        "{m:?}"
+    );
+    let row = r
+        .grades
+        .iter()
+        .find(|g| g.key == loadgen::report::grades::MetricKey::RecoveryTime)
+        .expect("a Recovery Time row");
+    assert!(
+        row.value.contains("interrupted"),
+        "the row names them: {row:?}"
+    );
+    c.stop();
+}

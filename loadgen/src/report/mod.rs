@@ -106,8 +106,13 @@ pub struct Chat {
     /// or `done`); an answer that never does counts its wait until it was
     /// interrupted, timed out or the run ended.
     pub recovery_us: Summary,
-    /// Answers cut by a drop that were never recovered.
+    /// Answers cut by a drop that got no answer before timing out or the
+    /// run's end (their wait is in `recovery_us`).
     pub recoveries_unfinished: u64,
+    /// Answers cut by a drop that the system ended without continuing
+    /// (`interrupted`: their generating node was gone; an error; a request
+    /// that never reached a node). Not in `recovery_us`.
+    pub recoveries_ended: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -226,6 +231,7 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
         done_us: Summary::of(&rec.done_time),
         recovery_us: Summary::of(&rec.recovery),
         recoveries_unfinished: c.recoveries_unfinished,
+        recoveries_ended: c.recoveries_ended,
     });
 
     let mut resources = inp.resources.clone();
@@ -460,6 +466,14 @@ fn failover_row(inp: &Inputs<'_>, f: Summary, c: &crate::stats::Counts) -> (Opti
 /// retrieved from the cache, the stream continuing from the last one).
 fn recovery_row(inp: &Inputs<'_>, r: Summary, c: &crate::stats::Counts) -> (Option<f64>, String) {
     use crate::engine::fmt_us;
+    let ended = if c.recoveries_ended > 0 {
+        format!(
+            "; {} more ended without continuing (interrupted: their generating node was gone, or the request never reached one)",
+            c.recoveries_ended
+        )
+    } else {
+        String::new()
+    };
     if r.count > 0 {
         let mut text = format!(
             "p99 {} (p50 {}) over {} answer{} cut by a drop",
@@ -470,11 +484,21 @@ fn recovery_row(inp: &Inputs<'_>, r: Summary, c: &crate::stats::Counts) -> (Opti
         );
         if c.recoveries_unfinished > 0 {
             text.push_str(&format!(
-                "; {} never moved again (their wait until interrupted, timed out or the run's end is counted)",
+                ", {} of which never got an answer (their wait until they timed out or the run's end is counted)",
                 c.recoveries_unfinished
             ));
         }
+        text.push_str(&ended);
         (Some(r.p99 as f64), text)
+    } else if c.recoveries_ended > 0 {
+        let why = format!(
+            "{} answers cut by a drop, none could continue: interrupted (their generating node was gone) or never received",
+            c.recoveries_ended
+        );
+        (
+            None,
+            format!("n/a ({why}; they count against the success rate)"),
+        )
     } else if inp.mode != Mode::Chat {
         (
             None,

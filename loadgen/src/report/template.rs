@@ -95,16 +95,28 @@ pub fn template(r: &Report) -> String {
     } else {
         let _ = writeln!(s, "- Reconnects: {}", c.reconnects);
     }
-    if let Some(chat) = r.chat.as_ref().filter(|c| c.recovery_us.count > 0) {
+    if let Some(chat) = r
+        .chat
+        .as_ref()
+        .filter(|c| c.recovery_us.count + c.recoveries_ended > 0)
+    {
         let rec = &chat.recovery_us;
+        let moved = rec.count.saturating_sub(chat.recoveries_unfinished);
+        let timing = if rec.count > 0 {
+            format!(
+                ", p50 {}, p99 {} after the drop",
+                fmt_us(rec.p50),
+                fmt_us(rec.p99)
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             s,
-            "- Answers cut by a drop: {} ({} moved again on the next connection, {} never did); wait p50 {}, p99 {}",
-            rec.count,
-            rec.count.saturating_sub(chat.recoveries_unfinished),
-            chat.recoveries_unfinished,
-            fmt_us(rec.p50),
-            fmt_us(rec.p99)
+            "- Answers cut by a drop: {} ({moved} moved again on the next connection{timing}; {} ended without continuing; {} got no answer)",
+            rec.count + chat.recoveries_ended,
+            chat.recoveries_ended,
+            chat.recoveries_unfinished
         );
     }
     s.push('\n');
