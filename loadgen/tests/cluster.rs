@@ -68,6 +68,20 @@ fn connections_served(c: &LocalCluster, i: usize) -> f64 {
         .unwrap_or_else(|| panic!("no wsnode_connections_total from node {i}"))
 }
 
+/// Run loadgen with `args` and SIGKILL the node that took the most
+/// connections once they are all open; the report, and how many
+/// connections the killed node had taken.
+fn kill_busiest_node_during(c: &mut LocalCluster, args: Vec<String>) -> (Report, f64) {
+    let load = std::thread::spawn(move || run(&args));
+    std::thread::sleep(Duration::from_millis(1500));
+    let victim = (0..3)
+        .max_by(|&a, &b| connections_served(c, a).total_cmp(&connections_served(c, b)))
+        .unwrap();
+    let had = connections_served(c, victim);
+    c.node_mut(victim).kill();
+    (load.join().expect("loadgen run"), had)
+}
+
 #[test]
 fn chat_load_through_nginx_three_nodes_and_redis_loses_nothing() {
     let shim = Shim::new();
@@ -146,15 +160,7 @@ fn a_node_killed_mid_run_is_measured_as_failover_time() {
     .split_whitespace()
     .map(String::from)
     .collect();
-    let load = std::thread::spawn(move || run(&args));
-    // Kill the node that took the most connections, once they are all open.
-    std::thread::sleep(Duration::from_millis(1500));
-    let victim = (0..3)
-        .max_by(|&a, &b| connections_served(&c, a).total_cmp(&connections_served(&c, b)))
-        .unwrap();
-    let had = connections_served(&c, victim);
-    c.node_mut(victim).kill();
-    let r = load.join().expect("loadgen run");
+    let (r, had) = kill_busiest_node_during(&mut c, args);
 
     let conns = &r.connections;
     assert!(had >= 1.0 && conns.drops >= 1, "{conns:?}");
@@ -200,13 +206,7 @@ fn answers_of_a_crashed_node_end_interrupted_promptly_and_are_reported_apart() {
     .split_whitespace()
     .map(String::from)
     .collect();
-    let load = std::thread::spawn(move || run(&args));
-    std::thread::sleep(Duration::from_millis(1500));
-    let victim = (0..3)
-        .max_by(|&a, &b| connections_served(&c, a).total_cmp(&connections_served(&c, b)))
-        .unwrap();
-    c.node_mut(victim).kill();
-    let r = load.join().expect("loadgen run");
+    let (r, _) = kill_busiest_node_during(&mut c, args);
 
     let chat = r.chat.as_ref().expect("chat figures");
     let m = &r.messages;

@@ -78,6 +78,43 @@ async fn node(id: &str, r: &RedisServer) -> support::TestNode {
     n
 }
 
+/// A wsnode process (so it can be SIGKILLed) on Redis, streaming a long
+/// answer `mid` to session `sid`: returns it with the session's token and the
+/// chunk indices received so far (at least 3).
+async fn victim_mid_answer(
+    r: &RedisServer,
+    id: &str,
+    args: impl IntoIterator<Item = String>,
+    sid: &str,
+    mid: &str,
+) -> (cluster::NodeProcess, String, Vec<u32>) {
+    let victim = cluster::NodeProcess::builder(env!("CARGO_BIN_EXE_wsnode"))
+        .node_id(id)
+        .redis(r.url())
+        .args(args)
+        .start()
+        .expect("victim node starts");
+    let started = tokio::time::Instant::now();
+    let ready = "GET /health/ready HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    while support::raw_http(victim.addr(), ready).await.0 != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "victim never ready"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut c = connect(&victim.ws_url(&format!("session_id={sid}"))).await;
+    c.send_json(chat(mid, 500, 20)).await;
+    assert!(matches!(c.recv().await, ServerMsg::Ack { .. }));
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        if let ServerMsg::Chunk { index, .. } = c.recv().await {
+            got.push(index);
+        }
+    }
+    (victim, c.token.clone(), got)
+}
+
 /// Nodes serve at once but are ready only once Redis answered.
 async fn wait_ready(n: &support::TestNode) {
     let started = tokio::time::Instant::now();
@@ -441,37 +478,10 @@ async fn a_hung_redis_trips_the_breaker_and_data_survives_it() {
 #[tokio::test]
 async fn a_sigkilled_node_has_its_sessions_cleaned_up_and_its_stream_interrupted() {
     let r = redis();
-    let mut victim = cluster::NodeProcess::builder(env!("CARGO_BIN_EXE_wsnode"))
-        .node_id("victim")
-        .redis(r.url())
-        .args(cluster_args(&r.url()).into_iter().skip(2))
-        .start()
-        .expect("victim node starts");
+    let victim_args = cluster_args(&r.url()).into_iter().skip(2);
+    let (mut victim, token, mut got) =
+        victim_mid_answer(&r, "victim", victim_args, "crash", "m-crash").await;
     let survivor = node("survivor", &r).await;
-    let started = tokio::time::Instant::now();
-    while support::raw_http(
-        victim.addr(),
-        "GET /health/ready HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-    )
-    .await
-    .0 != 200
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "victim never ready"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let mut c = connect(&victim.ws_url("session_id=crash")).await;
-    let token = c.token.clone();
-    c.send_json(chat("m-crash", 500, 20)).await;
-    assert!(matches!(c.recv().await, ServerMsg::Ack { .. }));
-    let mut got = Vec::new();
-    while got.len() < 3 {
-        if let ServerMsg::Chunk { index, .. } = c.recv().await {
-            got.push(index);
-        }
-    }
     assert!(
         victim.log_count("WebSocket connected") >= 1,
         "the seed's grep finds the connection"
@@ -649,37 +659,10 @@ async fn cleanup_walks_every_page_of_large_session_and_stream_sets() {
 async fn a_crashed_nodes_answer_is_interrupted_at_once_not_after_its_lease() {
     let r = redis();
     // A lease far longer than the test: only the presence check can end it.
-    let mut victim = cluster::NodeProcess::builder(env!("CARGO_BIN_EXE_wsnode"))
-        .node_id("victim2")
-        .redis(r.url())
-        .args(["--lease-ttl", "60s", "--cleanup-interval", "60s"])
-        .start()
-        .expect("victim node starts");
+    let victim_args = ["--lease-ttl", "60s", "--cleanup-interval", "60s"].map(String::from);
+    let (mut victim, token, mut got) =
+        victim_mid_answer(&r, "victim2", victim_args, "crash2", "m-crash2").await;
     let survivor = node("survivor2", &r).await;
-    let started = tokio::time::Instant::now();
-    while support::raw_http(
-        victim.addr(),
-        "GET /health/ready HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-    )
-    .await
-    .0 != 200
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "victim never ready"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let mut c = connect(&victim.ws_url("session_id=crash2")).await;
-    let token = c.token.clone();
-    c.send_json(chat("m-crash2", 500, 20)).await;
-    assert!(matches!(c.recv().await, ServerMsg::Ack { .. }));
-    let mut got = Vec::new();
-    while got.len() < 3 {
-        if let ServerMsg::Chunk { index, .. } = c.recv().await {
-            got.push(index);
-        }
-    }
     victim.kill(); // SIGKILL: its Redis connections close with the process
     let killed = tokio::time::Instant::now();
 

@@ -425,18 +425,23 @@ fn measure(
     }
 }
 
+/// "p99 X (p50 Y) over N things".
+fn timed(s: Summary, one: &str, many: &str) -> String {
+    use crate::engine::fmt_us;
+    let what = if s.count == 1 { one } else { many };
+    format!(
+        "p99 {} (p50 {}) over {} {what}",
+        fmt_us(s.p99),
+        fmt_us(s.p50),
+        s.count
+    )
+}
+
 /// Failover Time: the p99 wait of clients whose connection dropped until a
 /// node took them again (loadgen reconnects; nginx picks a live node).
 fn failover_row(inp: &Inputs<'_>, f: Summary, c: &crate::stats::Counts) -> (Option<f64>, String) {
-    use crate::engine::fmt_us;
     if f.count > 0 {
-        let mut text = format!(
-            "p99 {} (p50 {}) over {} drop{}",
-            fmt_us(f.p99),
-            fmt_us(f.p50),
-            f.count,
-            if f.count == 1 { "" } else { "s" }
-        );
+        let mut text = timed(f, "drop", "drops");
         if c.failovers_unfinished > 0 {
             text.push_str(&format!(
                 "; {} never reconnected (their wait until the run's end is counted)",
@@ -465,7 +470,6 @@ fn failover_row(inp: &Inputs<'_>, f: Summary, c: &crate::stats::Counts) -> (Opti
 /// until they moved again on the next one (seed Test 4: missing chunks
 /// retrieved from the cache, the stream continuing from the last one).
 fn recovery_row(inp: &Inputs<'_>, r: Summary, c: &crate::stats::Counts) -> (Option<f64>, String) {
-    use crate::engine::fmt_us;
     let ended = if c.recoveries_ended > 0 {
         format!(
             "; {} more ended without continuing (interrupted: their generating node was gone, or the request never reached one)",
@@ -475,13 +479,7 @@ fn recovery_row(inp: &Inputs<'_>, r: Summary, c: &crate::stats::Counts) -> (Opti
         String::new()
     };
     if r.count > 0 {
-        let mut text = format!(
-            "p99 {} (p50 {}) over {} answer{} cut by a drop",
-            fmt_us(r.p99),
-            fmt_us(r.p50),
-            r.count,
-            if r.count == 1 { "" } else { "s" }
-        );
+        let mut text = timed(r, "answer cut by a drop", "answers cut by a drop");
         if c.recoveries_unfinished > 0 {
             text.push_str(&format!(
                 ", {} of which never got an answer (their wait until they timed out or the run's end is counted)",
