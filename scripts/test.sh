@@ -17,6 +17,11 @@ need_pkgs=()
 command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx)
 command -v cc >/dev/null 2>&1 || need_pkgs+=(build-essential)
+# The browser test drives Debian's chromium through playwright-core (npm);
+# no browser is ever downloaded by npm.
+command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
+command -v node >/dev/null 2>&1 || need_pkgs+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_pkgs+=(npm)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing system packages: ${need_pkgs[*]}"
   SUDO=""
@@ -29,6 +34,17 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     $SUDO service "$svc" stop >/dev/null 2>&1 || true
   done
 fi
+
+# --- playwright-core, for the browser test --------------------------------
+PLAYWRIGHT_DIR="target/browser-test"
+if [ ! -f "$PLAYWRIGHT_DIR/node_modules/playwright-core/package.json" ]; then
+  log "installing playwright-core (npm) into $PLAYWRIGHT_DIR"
+  mkdir -p "$PLAYWRIGHT_DIR"
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --prefix "$PLAYWRIGHT_DIR" \
+    --no-audit --no-fund --silent playwright-core@1 >/dev/null
+fi
+export PLAYWRIGHT_CORE="$PWD/$PLAYWRIGHT_DIR/node_modules/playwright-core"
+export CHROMIUM="$(command -v chromium)"
 
 # --- Rust components -------------------------------------------------------
 for comp in rustfmt clippy; do

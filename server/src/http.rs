@@ -1,4 +1,5 @@
-//! HTTP side of the node: routing, health endpoints, Prometheus metrics.
+//! HTTP side of the node: routing, the browser chat page, health endpoints,
+//! Prometheus metrics.
 //!
 //! Every response that is not a WebSocket upgrade is small JSON or text, so
 //! bodies are `Full<Bytes>`. A client that opens a TCP connection and sends
@@ -23,6 +24,21 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 pub type Body = Full<Bytes>;
+
+/// The browser chat client (seed Test 1): one static page, no build step.
+const CHAT_PAGE: &str = include_str!("../assets/chat.html");
+
+fn chat_page() -> Response<Body> {
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .header(
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'",
+        )
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Full::new(Bytes::from_static(CHAT_PAGE.as_bytes())))
+        .unwrap_or_default()
+}
 
 pub async fn serve_connection<B: Broker>(node: Arc<Node<B>>, stream: TcpStream, peer: SocketAddr) {
     let mut shutdown = node.shutdown.clone();
@@ -65,6 +81,7 @@ async fn route<B: Broker>(
     }
     match req.uri().path() {
         "/ws/chat" => ws::upgrade(node, req, peer).await,
+        "/" | "/chat" => chat_page(),
         "/health" => json(
             StatusCode::OK,
             &Health {
