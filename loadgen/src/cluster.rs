@@ -409,6 +409,7 @@ pub async fn measure(
             notes,
             thresholds: &cfg.thresholds,
             fail_on: cfg.fail_on,
+            min_success_rate: cfg.min_success_rate,
             embedded: node.is_some(),
             abandoned,
             timeout_us: cfg.timeout.as_micros() as u64,

@@ -91,6 +91,8 @@ pub struct Config {
     pub out_md: Option<PathBuf>,
     pub hdr_log: Option<PathBuf>,
     pub fail_on: FailOn,
+    /// Fraction (0..=1) from --min-success-rate.
+    pub min_success_rate: Option<f64>,
     pub thresholds: Thresholds,
     pub exe: Option<PathBuf>,
     /// `(index, count)` when this process is one of `--workers`.
@@ -148,6 +150,11 @@ impl Config {
                 "--payload-size {} is above the {MAX_PAYLOAD}-byte limit",
                 o.payload_size
             ));
+        }
+        if let Some(p) = o.min_success_rate
+            && !(0.0..=100.0).contains(&p)
+        {
+            return bad("--min-success-rate is a percentage from 0 to 100");
         }
         if o.workers == 0 || o.workers > 64 {
             return bad("--workers must be 1 to 64");
@@ -249,6 +256,7 @@ impl Config {
             out_md: o.out_md.clone(),
             hdr_log: o.hdr_log.clone(),
             fail_on: o.fail_on,
+            min_success_rate: o.min_success_rate.map(|p| p / 100.0),
             thresholds,
             exe: o.exe.clone(),
             worker_slot,

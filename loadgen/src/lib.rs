@@ -282,6 +282,7 @@ async fn measure(
             notes,
             thresholds: &cfg.thresholds,
             fail_on: cfg.fail_on,
+            min_success_rate: cfg.min_success_rate,
             embedded,
             abandoned,
             timeout_us: cfg.timeout.as_micros() as u64,

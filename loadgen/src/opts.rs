@@ -219,6 +219,12 @@ pub struct LoadOpts {
     #[arg(long, value_enum, default_value_t = FailOn::Acceptable)]
     pub fail_on: FailOn,
 
+    /// Also exit 1 when fewer than this percentage of messages were answered
+    /// on time and correct (the seed's table has no success-rate row; off by
+    /// default). Example: --min-success-rate 99.9
+    #[arg(long, value_name = "PCT")]
+    pub min_success_rate: Option<f64>,
+
     /// Grade against your own Target Metrics table: a Markdown table with
     /// the seed's columns (Metric | Target | Good | Acceptable).
     /// Example: --thresholds my-targets.md

@@ -777,3 +777,35 @@ fn answers_cut_by_a_drop_are_recovered_whole_and_timed() {
         .expect("a Recovery Time row");
     assert_eq!(row.measured, Some(chat.recovery_us.p99 as f64), "{row:?}");
 }
+
+#[test]
+fn min_success_rate_fails_a_run_the_table_alone_would_pass() {
+    // Each connection is dropped after 3 answers: the rest of its messages are lost.
+    let srv = support::start(Behavior::DropAfter { n: 3 });
+    let table = std::env::temp_dir().join(format!("loadgen-conn-only-{}.md", std::process::id()));
+    std::fs::write(
+        &table,
+        "| Metric | Target | Good | Acceptable |\n|---|---|---|---|\n| Connection Time | < 1s | < 2s | < 5s |\n",
+    )
+    .unwrap();
+    let base = format!(
+        "--conns 3 --rate 20 --duration 1s --thresholds {}",
+        table.display()
+    );
+    let lenient = against(&srv.url(), &base);
+    assert!(lenient.success_rate < 0.9, "{}", lenient.success_rate);
+    assert_eq!(lenient.exit_code, 0, "only Connection Time is graded");
+    let strict = against(&srv.url(), &format!("{base} --min-success-rate 99.9"));
+    assert_eq!(strict.exit_code, 1);
+    assert!(
+        strict
+            .warnings
+            .iter()
+            .any(|w| w.contains("--min-success-rate")),
+        "{:?}",
+        strict.warnings
+    );
+    let bad = loadgen::run(opts(&["--url", &srv.url(), "--min-success-rate", "120"]));
+    assert!(matches!(bad, Err(Error::Config(_))), "{:?}", bad.err());
+    let _ = std::fs::remove_file(&table);
+}

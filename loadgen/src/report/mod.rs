@@ -153,6 +153,8 @@ pub struct Inputs<'a> {
     pub notes: Vec<(String, u64)>,
     pub thresholds: &'a Thresholds,
     pub fail_on: FailOn,
+    /// Fraction (0..=1): a lower success rate fails the run.
+    pub min_success_rate: Option<f64>,
     pub embedded: bool,
     pub abandoned: usize,
     /// --timeout in microseconds: the latency at least every unanswered message had.
@@ -189,6 +191,14 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
     };
 
     let mut warnings = Vec::new();
+    let below_min = inp.min_success_rate.is_some_and(|min| success_rate < min);
+    if let (true, Some(min)) = (below_min, inp.min_success_rate) {
+        warnings.push(format!(
+            "success rate {:.3}% is below --min-success-rate {}%",
+            success_rate * 100.0,
+            min * 100.0
+        ));
+    }
     if behind {
         warnings.push(format!(
             "LOADGEN FELL BEHIND ITS SCHEDULE: send lag p99 {} (max {}). Its latency figures understate the truth \
@@ -272,7 +282,8 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
     let failed = grades
         .iter()
         .any(|g| g.grade != Grade::NotMeasured && g.grade > pass_level)
-        || (c.sent > 0 && c.received == 0);
+        || (c.sent > 0 && c.received == 0)
+        || below_min;
     Report {
         schema: SCHEMA,
         started_at: inp.started_at,
