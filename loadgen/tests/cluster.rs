@@ -69,9 +69,9 @@ fn connections_served(c: &LocalCluster, i: usize) -> f64 {
 }
 
 /// Run loadgen with `args` and SIGKILL the node that took the most
-/// connections once they are all open; the report, and how many
-/// connections the killed node had taken.
-fn kill_busiest_node_during(c: &mut LocalCluster, args: Vec<String>) -> (Report, f64) {
+/// connections once they are all open; the report, the killed node's index
+/// and how many connections it had taken.
+fn kill_busiest_node_during(c: &mut LocalCluster, args: Vec<String>) -> (Report, usize, f64) {
     let load = std::thread::spawn(move || run(&args));
     std::thread::sleep(Duration::from_millis(1500));
     let victim = (0..3)
@@ -79,7 +79,7 @@ fn kill_busiest_node_during(c: &mut LocalCluster, args: Vec<String>) -> (Report,
         .unwrap();
     let had = connections_served(c, victim);
     c.node_mut(victim).kill();
-    (load.join().expect("loadgen run"), had)
+    (load.join().expect("loadgen run"), victim, had)
 }
 
 #[test]
@@ -160,7 +160,7 @@ fn a_node_killed_mid_run_is_measured_as_failover_time() {
     .split_whitespace()
     .map(String::from)
     .collect();
-    let (r, had) = kill_busiest_node_during(&mut c, args);
+    let (r, victim, had) = kill_busiest_node_during(&mut c, args.clone());
 
     let conns = &r.connections;
     assert!(had >= 1.0 && conns.drops >= 1, "{conns:?}");
@@ -190,6 +190,33 @@ fn a_node_killed_mid_run_is_measured_as_failover_time() {
         "{m:?}"
     );
     assert!(m.received > m.sent * 9 / 10, "{m:?}");
+
+    // Seed Test 5, last step: the node restarts and rejoins. Once nginx's
+    // fail_timeout (5 s) has passed it takes new connections again.
+    c.node_mut(victim)
+        .restart()
+        .expect("the killed node restarts");
+    std::thread::sleep(Duration::from_millis(5500));
+    let again = run(&args
+        .iter()
+        .map(|a| {
+            if a == "4s" {
+                "2s".to_string()
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>());
+    assert_eq!(
+        (again.messages.errors_total, again.connections.drops),
+        (0, 0),
+        "{:?}",
+        again.messages
+    );
+    assert!(
+        connections_served(&c, victim) > 0.0,
+        "the restarted node took no connection"
+    );
     c.stop();
 }
 
@@ -206,7 +233,7 @@ fn answers_of_a_crashed_node_end_interrupted_promptly_and_are_reported_apart() {
     .split_whitespace()
     .map(String::from)
     .collect();
-    let (r, _) = kill_busiest_node_during(&mut c, args);
+    let (r, _, _) = kill_busiest_node_during(&mut c, args);
 
     let chat = r.chat.as_ref().expect("chat figures");
     let m = &r.messages;
