@@ -59,7 +59,12 @@ pub async fn run(inner: Arc<Inner>, mut requests: mpsc::Receiver<Sync>) {
             Ok(Ok(()))
         );
         // Re-subscribe everything this node serves (after a Redis restart too).
-        for (sid, _) in inner.local_sessions().into_iter().take_while(|_| ok) {
+        let sessions = if ok {
+            inner.local_sessions()
+        } else {
+            Vec::new()
+        };
+        for (sid, _) in sessions {
             let r = tokio::time::timeout(inner.cfg.timeout, sink.subscribe(channel(&sid))).await;
             if !matches!(r, Ok(Ok(()))) {
                 ok = false;
