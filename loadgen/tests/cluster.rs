@@ -129,6 +129,19 @@ fn chat_load_through_nginx_three_nodes_and_redis_loses_nothing() {
         .collect();
     assert_eq!(nodes.len(), 3, "{:?}", r.resources);
     assert!(nodes.iter().all(|n| n.cpu_pct.is_some()), "{nodes:?}");
+    // Each node's share of the messages is unknown behind nginx: only the
+    // nodes' sum per message is reported.
+    assert!(
+        nodes.iter().all(|n| n.cpu_us_per_msg.is_none()),
+        "{nodes:?}"
+    );
+    let sum: f64 = nodes.iter().filter_map(|n| n.cpu_pct).sum();
+    let together = r.nodes_cpu_us_per_msg.expect("nodes together");
+    let expect = sum / 100.0 * 1e6 / m.per_sec;
+    assert!(
+        (together - expect).abs() <= expect * 1e-9,
+        "{together} vs {expect}"
+    );
     let redis = r
         .resources
         .iter()

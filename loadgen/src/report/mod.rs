@@ -38,6 +38,9 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chat: Option<Chat>,
     pub resources: Vec<ProcReport>,
+    /// CPU of all monitored node processes together per answered message
+    /// (us); with one node, the same as its `cpu_us_per_msg`.
+    pub nodes_cpu_us_per_msg: Option<f64>,
     /// Whole-host CPU, to judge whether other processes disturbed the run.
     pub host: Option<HostReport>,
     /// Replies on time and correct / messages sent (1.0 when nothing was sent).
@@ -245,11 +248,20 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
     });
 
     let mut resources = inp.resources.clone();
+    let per_msg = |cpu: f64| (per_sec > 0.0).then(|| cpu / 100.0 * 1e6 / per_sec);
+    // Behind a balancer each node's share of the messages is unknown: with
+    // several nodes only their sum per message is meaningful.
+    let node_count = resources.iter().filter(|r| r.role == Role::Node).count();
+    let node_cpu: Option<f64> = resources
+        .iter()
+        .filter(|r| r.role == Role::Node)
+        .map(|r| r.cpu_pct)
+        .sum();
+    let nodes_cpu_us_per_msg = node_cpu.and_then(per_msg);
     for p in &mut resources {
-        p.cpu_us_per_msg = p
-            .cpu_pct
-            .filter(|_| per_sec > 0.0)
-            .map(|cpu| cpu / 100.0 * 1e6 / per_sec);
+        if p.role != Role::Node || node_count == 1 {
+            p.cpu_us_per_msg = p.cpu_pct.and_then(per_msg);
+        }
     }
     let nodes: Vec<&ProcReport> = resources.iter().filter(|r| r.role == Role::Node).collect();
     let grades = inp
@@ -329,6 +341,7 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
         },
         chat,
         resources,
+        nodes_cpu_us_per_msg,
         host: inp.host,
         success_rate,
         grades,

@@ -194,6 +194,14 @@ pub fn template(r: &Report) -> String {
         )
     };
     let _ = writeln!(s, "- Total Memory: {total}");
+    if nodes.len() > 1
+        && let Some(us) = r.nodes_cpu_us_per_msg
+    {
+        let _ = writeln!(
+            s,
+            "- Nodes together: {us:.1} us CPU per message (each node's share of the messages is not known behind a balancer)"
+        );
+    }
     // Not in the seed's template: what the measuring side itself cost.
     if let Some(p) = r.resources.iter().find(|p| p.role == Role::Loadgen)
         && let Some(cpu) = p.cpu_pct
