@@ -353,6 +353,14 @@ fn expire(ctx: &RunCtx, st: &mut ConnState, now_us: u64) -> u64 {
     n
 }
 
+/// Expire what timed out by `now`; the send time of the oldest message
+/// still waiting for its reply, if any.
+fn oldest_pending(ctx: &RunCtx, state: &Mutex<ConnState>, now: Instant) -> Option<u64> {
+    let mut st = lock(state);
+    expire(ctx, &mut st, ctx.us(now));
+    st.pending.front().map(|p| p.sent_us)
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn send_loop(
     ctx: &RunCtx,
@@ -377,12 +385,9 @@ async fn send_loop(
                 // Closed loop: the previous message must be answered (or time out).
                 loop {
                     let now = Instant::now();
-                    let oldest = {
-                        let mut st = lock(state);
-                        expire(ctx, &mut st, ctx.us(now));
-                        st.pending.front().map(|p| p.sent_us)
+                    let Some(oldest) = oldest_pending(ctx, state, now) else {
+                        break;
                     };
-                    let Some(oldest) = oldest else { break };
                     if ctx.slot_stopped(local) || now >= ctx.send_end {
                         stopped = ctx.slot_stopped(local);
                         return drain(ctx, tx, state, replied, stopped).await;
@@ -481,12 +486,9 @@ async fn drain(
     };
     loop {
         let now = Instant::now();
-        let oldest = {
-            let mut st = lock(state);
-            expire(ctx, &mut st, ctx.us(now));
-            st.pending.front().map(|p| p.sent_us)
+        let Some(oldest) = oldest_pending(ctx, state, now) else {
+            break;
         };
-        let Some(oldest) = oldest else { break };
         if now >= deadline || ctx.is_aborted() {
             break;
         }

@@ -171,6 +171,8 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
     let lag = Summary::of(&rec.send_lag);
     let behind = lag.p99 > LAG_WARN_US;
     let conn_time = Summary::of(&rec.conn_time);
+    let failover = Summary::of(&rec.failover);
+    let recovery = Summary::of(&rec.recovery);
     let plateau: Vec<&SecondSample> = inp
         .series
         .iter()
@@ -242,7 +244,7 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
         first_chunk_us: corrected,
         chunk_gap_us: Summary::of(&rec.chunk_gap),
         done_us: Summary::of(&rec.done_time),
-        recovery_us: Summary::of(&rec.recovery),
+        recovery_us: recovery,
         recoveries_unfinished: c.recoveries_unfinished,
         recoveries_ended: c.recoveries_ended,
     });
@@ -264,17 +266,19 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
         }
     }
     let nodes: Vec<&ProcReport> = resources.iter().filter(|r| r.role == Role::Node).collect();
+    let figures = Figures {
+        conn_time,
+        corrected,
+        failover,
+        recovery,
+        per_sec,
+    };
     let grades = inp
         .thresholds
         .rows
         .iter()
         .map(|row| {
-            let failover = Summary::of(&rec.failover);
-            let (measured, value) = match row.key {
-                MetricKey::FailoverTime => failover_row(&inp, failover, c),
-                MetricKey::RecoveryTime => recovery_row(&inp, Summary::of(&rec.recovery), c),
-                _ => measure(row, &inp, &nodes, conn_time, corrected, per_sec, c),
-            };
+            let (measured, value) = measure(row, &inp, &nodes, &figures, c);
             GradeRow {
                 metric: row.name.clone(),
                 key: row.key,
@@ -315,7 +319,7 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
             drops: c.drops,
             reconnects: c.reconnects,
             time_us: conn_time,
-            failover_us: Summary::of(&rec.failover),
+            failover_us: failover,
             failovers_unfinished: c.failovers_unfinished,
         },
         messages: Messages {
@@ -356,17 +360,31 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
     }
 }
 
+/// The run's summaries the grade rows read.
+struct Figures {
+    conn_time: Summary,
+    corrected: Summary,
+    failover: Summary,
+    recovery: Summary,
+    /// Replies per second on the plateau.
+    per_sec: f64,
+}
+
 /// The measured value for one table row, or why there is none.
 fn measure(
     row: &grades::Row,
     inp: &Inputs<'_>,
     nodes: &[&ProcReport],
-    conn_time: Summary,
-    corrected: Summary,
-    per_sec: f64,
+    f: &Figures,
     c: &crate::stats::Counts,
 ) -> (Option<f64>, String) {
     use crate::engine::fmt_us;
+    let Figures {
+        conn_time,
+        corrected,
+        per_sec,
+        ..
+    } = *f;
     let sent = c.sent;
     let unanswered = c.timeouts + c.lost;
     match row.key {
@@ -399,8 +417,8 @@ fn measure(
         ),
         MetricKey::MessageLatency if sent == 0 => (None, "n/a (no message sent: --rate 0)".into()),
         MetricKey::MessageLatency => (None, "n/a (no reply received)".into()),
-        // Graded by `failover_row` and `recovery_row`.
-        MetricKey::FailoverTime | MetricKey::RecoveryTime => (None, String::new()),
+        MetricKey::FailoverTime => failover_row(inp, f.failover, c),
+        MetricKey::RecoveryTime => recovery_row(inp, f.recovery, c),
         MetricKey::ConcurrentConnections => {
             let (wanted, held) = (inp.target_conns, inp.peak_open.max(0) as u64);
             let text = if held >= wanted {
