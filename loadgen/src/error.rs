@@ -4,26 +4,35 @@
 //! mapping lives in one place: 2 for anything the user can fix in the
 //! command line, 3 when the target cannot be reached at all, 1 otherwise.
 
-use crate::config::ConfigError;
+use crate::config::error::ConfigError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A bad option: exit 2.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// No WebSocket could be opened to a target: exit 3.
     #[error("cannot reach the target: {0}")]
     Unreachable(String),
+    /// The embedded node could not start or run.
     #[error("embedded node: {0}")]
     Node(String),
+    /// A `--workers` process failed or could not be reached.
     #[error("worker: {0}")]
     Worker(String),
+    /// A file or process operation failed.
     #[error("{what}: {source}")]
     Io {
         what: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Other(String),
+    /// An output (`--json`, `--out`) could not be produced.
+    #[error("{what}: {why}")]
+    Output { what: String, why: String },
+    /// A task of the run itself failed (a bug: it panicked).
+    #[error("the {0} task failed: {1}")]
+    Task(&'static str, tokio::task::JoinError),
 }
 
 impl Error {

@@ -50,6 +50,10 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Internal: one of the processes started by `--workers`. It reads its
+    /// share of the run from stdin as data (`workers::msg`), not as flags.
+    #[command(name = "__worker", hide = true)]
+    Worker,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -63,7 +67,7 @@ pub struct MergeOpts {
 }
 
 /// What to send, in which mode.
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// The node's `echo` message; latency = time until the echo comes back.
@@ -235,9 +239,4 @@ pub struct LoadOpts {
     /// (default: this one). Tests point it at the built binary.
     #[arg(long, hide = true, value_name = "PATH")]
     pub exe: Option<PathBuf>,
-
-    /// Internal: run as worker I of W started by --workers ("I/W"); prints a
-    /// machine-readable result on stdout instead of a report.
-    #[arg(long, hide = true, value_name = "I/W")]
-    pub worker_slot: Option<String>,
 }

@@ -6,7 +6,7 @@
 mod support;
 
 use clap::Parser;
-use loadgen::report::Report;
+use loadgen::report::model::Report;
 use loadgen::{Error, Opts};
 use std::time::{Duration, Instant};
 use support::Behavior;
@@ -203,7 +203,7 @@ fn echo_and_chat_against_the_real_node() {
     let n = r
         .resources
         .iter()
-        .find(|p| p.role == loadgen::monitor::Role::Node)
+        .find(|p| p.role == loadgen::monitor::procs::ProcRole::Node)
         .expect("node figures from /health/stats");
     assert!(n.label.contains("/health/stats"), "{n:?}");
     assert_eq!(n.pid, std::process::id());
@@ -282,7 +282,7 @@ fn embedded_node_child_process_default_mode() {
     let node = r
         .resources
         .iter()
-        .find(|p| p.role == loadgen::monitor::Role::Node)
+        .find(|p| p.role == loadgen::monitor::procs::ProcRole::Node)
         .expect("the embedded node is monitored");
     assert!(node.rss_bytes.unwrap_or(0) > 0, "{node:?}");
     assert!(node.pid != std::process::id());
@@ -456,7 +456,7 @@ fn template_and_grades_have_no_blanks_and_files_are_written() {
             .contains("| Message Latency |")
     );
     // The interval log merges back to the same number of samples.
-    let merged = loadgen::hdrlog::merge_files(&[&hlog, &hlog]).unwrap();
+    let merged = loadgen::report::hdrlog::merge_files(&[&hlog, &hlog]).unwrap();
     assert_eq!(merged.corrected.len(), 2 * r.latency_us.corrected.count);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -495,7 +495,7 @@ fn workers_split_the_load_and_merge_exactly() {
         hlog.to_str().unwrap(),
     ]);
     // Per-second histograms from both workers add up to the run's total.
-    let merged = loadgen::hdrlog::merge_files(&[&hlog]).unwrap();
+    let merged = loadgen::report::hdrlog::merge_files(&[&hlog]).unwrap();
     assert_eq!(merged.corrected.len(), r.latency_us.corrected.count);
     let per_second: u64 = r.series.iter().map(|s| s.received).sum();
     assert_eq!(per_second, r.messages.received, "{:?}", r.series);
@@ -510,7 +510,7 @@ fn workers_split_the_load_and_merge_exactly() {
     let workers = r
         .resources
         .iter()
-        .filter(|p| p.role == loadgen::monitor::Role::Loadgen)
+        .filter(|p| p.role == loadgen::monitor::procs::ProcRole::Loadgen)
         .count();
     assert_eq!(workers, 2);
     assert_balanced(&r);
@@ -567,7 +567,7 @@ fn a_local_node_process_is_found_through_health_stats() {
     let found = r
         .resources
         .iter()
-        .find(|p| p.role == loadgen::monitor::Role::Node)
+        .find(|p| p.role == loadgen::monitor::procs::ProcRole::Node)
         .expect("the node was found through /health/stats");
     assert_eq!(found.pid, node.id());
     assert!(found.rss_bytes.unwrap_or(0) > 0);
@@ -624,7 +624,7 @@ fn redis_is_found_through_info() {
     let found = r
         .resources
         .iter()
-        .find(|p| p.role == loadgen::monitor::Role::Redis)
+        .find(|p| p.role == loadgen::monitor::procs::ProcRole::Redis)
         .expect("redis monitored");
     assert_eq!(found.pid, redis.id());
     assert!(found.rss_bytes.unwrap_or(0) > 0);

@@ -5,10 +5,10 @@
 //! Found and Recommendations are derived from the grades and warnings, so a
 //! reader never sees an empty line to fill in by hand.
 
-use super::Report;
-use super::grades::{Grade, MetricKey};
-use crate::engine::fmt_us;
-use crate::monitor::{ProcReport, Role};
+use crate::monitor::procs::{ProcReport, ProcRole};
+use crate::report::fmt::fmt_us;
+use crate::report::grades::{Grade, MetricKey};
+use crate::report::model::Report;
 use std::fmt::Write as _;
 
 /// The filled template as plain text (the seed's layout).
@@ -124,7 +124,7 @@ pub fn template(r: &Report) -> String {
     let nodes: Vec<_> = r
         .resources
         .iter()
-        .filter(|p| p.role == Role::Node)
+        .filter(|p| p.role == ProcRole::Node)
         .collect();
     for i in 0..nodes.len().max(3) {
         let v = match nodes.get(i) {
@@ -151,7 +151,7 @@ pub fn template(r: &Report) -> String {
         };
         let _ = writeln!(s, "- Node {} CPU: {v}", i + 1);
     }
-    let redis = r.resources.iter().find(|p| p.role == Role::Redis);
+    let redis = r.resources.iter().find(|p| p.role == ProcRole::Redis);
     let redis_v = match redis {
         Some(p) => match p.cpu_pct {
             Some(cpu) => format!("{cpu:.1}% (mean; {}pid {})", per_msg(p), p.pid),
@@ -168,19 +168,19 @@ pub fn template(r: &Report) -> String {
     let server_rss: u64 = r
         .resources
         .iter()
-        .filter(|p| p.role != Role::Loadgen)
+        .filter(|p| p.role != ProcRole::Loadgen)
         .filter_map(|p| p.rss_bytes)
         .sum();
     let loadgen_rss: u64 = r
         .resources
         .iter()
-        .filter(|p| p.role == Role::Loadgen)
+        .filter(|p| p.role == ProcRole::Loadgen)
         .filter_map(|p| p.rss_bytes)
         .sum();
     let total = if r
         .resources
         .iter()
-        .any(|p| p.role != Role::Loadgen && p.rss_bytes.is_some())
+        .any(|p| p.role != ProcRole::Loadgen && p.rss_bytes.is_some())
     {
         format!(
             "{:.1}MB (nodes + redis RSS at peak connections; loadgen itself {:.1}MB more)",
@@ -203,7 +203,7 @@ pub fn template(r: &Report) -> String {
         );
     }
     // Not in the seed's template: what the measuring side itself cost.
-    if let Some(p) = r.resources.iter().find(|p| p.role == Role::Loadgen)
+    if let Some(p) = r.resources.iter().find(|p| p.role == ProcRole::Loadgen)
         && let Some(cpu) = p.cpu_pct
     {
         let _ = writeln!(

@@ -131,22 +131,36 @@ pub struct Counts {
 
 impl Counts {
     pub fn add(&mut self, o: &Counts) {
-        self.sent += o.sent;
-        self.received += o.received;
-        self.ok += o.ok;
-        self.timeouts += o.timeouts;
-        self.lost += o.lost;
-        self.in_flight += o.in_flight;
-        self.late += o.late;
-        self.conn_ok += o.conn_ok;
-        self.conn_failed += o.conn_failed;
-        self.drops += o.drops;
-        self.reconnects += o.reconnects;
-        self.failovers_unfinished += o.failovers_unfinished;
-        self.recoveries_unfinished += o.recoveries_unfinished;
-        self.recoveries_ended += o.recoveries_ended;
-        for (a, b) in self.errors.iter_mut().zip(o.errors) {
-            *a += b;
+        *self = self.zip(o, u64::wrapping_add);
+    }
+
+    /// What happened since `earlier` (a cumulative snapshot of the same run).
+    pub fn since(&self, earlier: &Counts) -> Counts {
+        self.zip(earlier, u64::saturating_sub)
+    }
+
+    /// Every count of `self` combined with the same count of `o`.
+    fn zip(&self, o: &Counts, f: impl Fn(u64, u64) -> u64) -> Counts {
+        let mut errors = self.errors;
+        for (a, b) in errors.iter_mut().zip(o.errors) {
+            *a = f(*a, b);
+        }
+        Counts {
+            sent: f(self.sent, o.sent),
+            received: f(self.received, o.received),
+            ok: f(self.ok, o.ok),
+            timeouts: f(self.timeouts, o.timeouts),
+            lost: f(self.lost, o.lost),
+            in_flight: f(self.in_flight, o.in_flight),
+            late: f(self.late, o.late),
+            conn_ok: f(self.conn_ok, o.conn_ok),
+            conn_failed: f(self.conn_failed, o.conn_failed),
+            drops: f(self.drops, o.drops),
+            reconnects: f(self.reconnects, o.reconnects),
+            failovers_unfinished: f(self.failovers_unfinished, o.failovers_unfinished),
+            recoveries_unfinished: f(self.recoveries_unfinished, o.recoveries_unfinished),
+            recoveries_ended: f(self.recoveries_ended, o.recoveries_ended),
+            errors,
         }
     }
 
@@ -246,11 +260,13 @@ impl Recorder {
 }
 
 /// What the collector takes every second.
-#[derive(Debug, Clone, Default)]
-pub struct Second {
+#[derive(Debug, Clone)]
+pub struct Taken {
+    /// Cumulative counts so far.
     pub counts: Counts,
-    pub corrected: Option<Histogram<u64>>,
-    pub uncorrected: Option<Histogram<u64>>,
+    /// This second's histograms.
+    pub corrected: Histogram<u64>,
+    pub uncorrected: Histogram<u64>,
 }
 
 static NEXT_RUN: AtomicU64 = AtomicU64::new(1);
@@ -325,20 +341,20 @@ impl Stats {
     }
 
     /// Cumulative counts plus this second's histograms (which are reset).
-    pub fn take_second(&self) -> Second {
-        let mut out = Second::default();
-        let mut c = new_hist();
-        let mut u = new_hist();
+    pub fn take_second(&self) -> Taken {
+        let mut out = Taken {
+            counts: Counts::default(),
+            corrected: new_hist(),
+            uncorrected: new_hist(),
+        };
         for s in self.shard_list() {
             let mut r = lock(&s);
             out.counts.add(&r.counts);
-            let _ = c.add(&r.sec_corrected);
-            let _ = u.add(&r.sec_uncorrected);
+            let _ = out.corrected.add(&r.sec_corrected);
+            let _ = out.uncorrected.add(&r.sec_uncorrected);
             r.sec_corrected.reset();
             r.sec_uncorrected.reset();
         }
-        out.corrected = Some(c);
-        out.uncorrected = Some(u);
         out
     }
 
@@ -426,8 +442,8 @@ mod tests {
         assert_eq!(total.corrected, expect);
         assert_eq!(stats.shard_list().len(), 4);
         let sec = stats.take_second();
-        assert_eq!(sec.corrected.unwrap().len(), 4000);
-        assert!(stats.take_second().corrected.unwrap().is_empty());
+        assert_eq!(sec.corrected.len(), 4000);
+        assert!(stats.take_second().corrected.is_empty());
     }
 
     #[test]

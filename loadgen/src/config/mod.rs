@@ -5,8 +5,14 @@
 //! refused here with a message that names the fix, so the engine never has to
 //! second-guess its inputs.
 
+pub mod error;
+pub mod target;
+
+use crate::config::error::{ConfigError, bad};
+use crate::config::target::{Target, parse_url};
+use crate::engine::plan::{Plan, parse_stages};
+use crate::engine::settings::{SessionPattern, Settings};
 use crate::opts::{FailOn, LoadOpts, Mode};
-use crate::plan::{Plan, parse_stages};
 use crate::report::grades::Thresholds;
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -21,82 +27,54 @@ const MAX_RATE: f64 = 1000.0;
 /// File descriptors kept free for the runtime, files and the child node.
 const FD_RESERVE: u64 = 64;
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
-
-fn bad<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
-    Err(ConfigError(msg.into()))
-}
-
-/// One `ws://host:port/path?query` target.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Target {
-    pub url: String,
-    /// `host:port` as given, for the Host header.
-    pub authority: String,
-    /// Path and query without the session parameters.
-    pub path: String,
-    pub addr: SocketAddr,
-}
-
+/// Where the load goes.
 #[derive(Debug, Clone)]
 pub enum Targets {
-    /// Start an embedded wsnode child with these extra options.
-    Embedded {
-        node_args: Vec<String>,
-    },
+    /// No `--url`: start an embedded wsnode child with these extra options
+    /// (`--node-arg`, checked against wsnode's own parser).
+    Embedded { node_args: Vec<String> },
+    /// `--url`, in the order given; connections go round-robin over them.
     Urls(Vec<Target>),
 }
 
-/// `{n}` and `{run}` placeholders of `--session-pattern`.
-#[derive(Debug, Clone)]
-pub struct SessionPattern(String);
-
-impl SessionPattern {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    pub fn render(&self, run: &str, n: u64) -> String {
-        let n = n.to_string();
-        self.0
-            .replace("{run}", run)
-            .replace("{RUN}", run)
-            .replace("{n}", &n)
-            .replace("{N}", &n)
-    }
-}
-
+/// A validated run: everything `run` needs, typed, with the engine's part
+/// (`load`) kept apart so it can travel to worker processes as data.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The engine's settings: plan, mode, payload, timeout, sessions.
+    pub load: Settings,
+    /// The embedded node or the `--url` targets.
     pub targets: Targets,
-    pub plan: Plan,
-    pub mode: Mode,
-    pub payload_size: usize,
-    pub timeout: Duration,
-    pub wait_reply: bool,
-    pub reconnect: bool,
-    pub session_pattern: SessionPattern,
-    pub chat_chunks: Option<u32>,
-    pub chat_interval_ms: Option<u64>,
+    /// Extra node processes to monitor (`--node-pid`). Default: none.
     pub node_pids: Vec<u32>,
+    /// The redis-server process to monitor (`--redis-pid`). Default: none.
     pub redis_pid: Option<u32>,
+    /// Redis to find and monitor through INFO (`--redis`). Default: none.
     pub redis: Option<SocketAddr>,
+    /// loadgen processes sharing the connections (`--workers`), 1 to 64.
+    /// Default: 1 (this process alone).
     pub workers: u32,
+    /// Tokio worker threads in all, split evenly over the workers.
+    /// Default: the CPU count.
     pub threads: usize,
-    pub source_ips: Vec<Ipv4Addr>,
+    /// No live progress line (`--quiet`). Default: off.
     pub quiet: bool,
+    /// Write the report as JSON here (`--json`). Default: none.
     pub json: Option<PathBuf>,
+    /// Write the filled results template as Markdown here (`--out-md`). Default: none.
     pub out_md: Option<PathBuf>,
+    /// Write per-second HdrHistogram interval logs here (`--hdr-log`). Default: none.
     pub hdr_log: Option<PathBuf>,
+    /// The lowest grade that still exits 0 (`--fail-on`). Default: acceptable.
     pub fail_on: FailOn,
-    /// Fraction (0..=1) from --min-success-rate.
+    /// Fraction (0..=1) from `--min-success-rate`: fewer messages answered on
+    /// time and correct exits 1. Default: none.
     pub min_success_rate: Option<f64>,
+    /// The Target Metrics table to grade against (`--thresholds`). Default: the seed's.
     pub thresholds: Thresholds,
+    /// The executable started for the embedded node and the workers
+    /// (hidden `--exe`, for tests). Default: this one.
     pub exe: Option<PathBuf>,
-    /// `(index, count)` when this process is one of `--workers`.
-    pub worker_slot: Option<(u32, u32)>,
 }
 
 impl Config {
@@ -204,10 +182,6 @@ impl Config {
             Some(r) => parse_ip_range(r)?,
             None => Vec::new(),
         };
-        let worker_slot = match &o.worker_slot {
-            Some(s) => Some(parse_worker_slot(s)?),
-            None => None,
-        };
         let thresholds = match &o.thresholds {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
@@ -235,22 +209,24 @@ impl Config {
             }
         }
         Ok(Config {
+            load: Settings {
+                plan,
+                mode: o.mode,
+                payload_size: o.payload_size,
+                timeout,
+                wait_reply: o.wait_reply,
+                reconnect: o.reconnect,
+                session_pattern: SessionPattern::new(o.session_pattern.clone()),
+                chat_chunks: o.chat_chunks,
+                chat_interval_ms: o.chat_interval_ms,
+                source_ips,
+            },
             targets,
-            plan,
-            mode: o.mode,
-            payload_size: o.payload_size,
-            timeout,
-            wait_reply: o.wait_reply,
-            reconnect: o.reconnect,
-            session_pattern: SessionPattern(o.session_pattern.clone()),
-            chat_chunks: o.chat_chunks,
-            chat_interval_ms: o.chat_interval_ms,
             node_pids: o.node_pids.clone(),
             redis_pid: o.redis_pid,
             redis,
             workers: o.workers,
             threads,
-            source_ips,
             quiet: o.quiet,
             json: o.json.clone(),
             out_md: o.out_md.clone(),
@@ -259,7 +235,6 @@ impl Config {
             min_success_rate: o.min_success_rate.map(|p| p / 100.0),
             thresholds,
             exe: o.exe.clone(),
-            worker_slot,
         })
     }
 
@@ -267,9 +242,10 @@ impl Config {
     /// descriptor limit (already raised to the hard limit) or the ephemeral
     /// port range of the source addresses.
     pub fn check_capacity(&self, nofile_soft: u64, nofile_hard: u64) -> Result<(), ConfigError> {
-        let per_process = self.plan.max_conns().div_ceil(u64::from(self.workers));
+        let per_process = self.load.plan.max_conns().div_ceil(u64::from(self.workers));
         if per_process + FD_RESERVE > nofile_soft {
             let need_workers = self
+                .load
                 .plan
                 .max_conns()
                 .div_ceil(nofile_hard.saturating_sub(FD_RESERVE).max(1));
@@ -285,7 +261,7 @@ impl Config {
         }
         if let Some((lo, hi)) = ephemeral_port_range() {
             let ports = u64::from(hi.saturating_sub(lo)) + 1;
-            let sources = self.source_ips.len().max(1) as u64;
+            let sources = self.load.source_ips.len().max(1) as u64;
             let targets = match &self.targets {
                 Targets::Urls(v) => {
                     let mut a: Vec<_> = v.iter().map(|t| t.addr).collect();
@@ -295,11 +271,11 @@ impl Config {
                 }
                 Targets::Embedded { .. } => 1,
             };
-            if self.plan.max_conns() > ports * sources * targets {
+            if self.load.plan.max_conns() > ports * sources * targets {
                 return bad(format!(
                     "{} connections exceed the {} ephemeral ports of {} source address(es) per target (ip_local_port_range {lo}-{hi}). \
                      Fix: --source-ips 127.0.0.2-127.0.0.20 (loopback targets), or widen net.ipv4.ip_local_port_range",
-                    self.plan.max_conns(),
+                    self.load.plan.max_conns(),
                     ports,
                     sources
                 ));
@@ -350,7 +326,7 @@ fn check_pattern(p: &str) -> Result<(), ConfigError> {
         ));
     }
     // The longest rendering: a 16-hex-digit run id and a 20-digit number.
-    let sample = SessionPattern(p.to_string()).render("ffffffffffffffff", u64::MAX);
+    let sample = SessionPattern::new(p).render("ffffffffffffffff", u64::MAX);
     if !protocol::ids::is_valid_id(&sample) {
         return bad(format!(
             "--session-pattern {p:?} renders ids like {sample:?}, which are not 1-{} characters of [A-Za-z0-9_.:-]",
@@ -358,60 +334,6 @@ fn check_pattern(p: &str) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
-}
-
-/// Parse `ws://host[:port][/path][?query]`.
-pub fn parse_url(u: &str) -> Result<Target, ConfigError> {
-    let rest = if let Some(r) = u.strip_prefix("ws://") {
-        r
-    } else if u.starts_with("wss://") {
-        return bad(format!(
-            "--url {u}: wss:// (TLS) is not supported; load the node directly with ws:// (TLS terminates at the balancer)"
-        ));
-    } else {
-        return bad(format!(
-            "--url {u:?} is not a ws:// URL, e.g. --url ws://127.0.0.1:8080/ws/chat"
-        ));
-    };
-    let (authority, path) = match rest.find(['/', '?']) {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let path = if path.starts_with('?') {
-        format!("/{path}")
-    } else {
-        path.to_string()
-    };
-    if authority.is_empty() || authority.contains('@') {
-        return bad(format!("--url {u}: missing or unsupported host"));
-    }
-    if path.contains('#') || path.bytes().any(|b| b <= b' ' || b >= 0x7f) {
-        return bad(format!(
-            "--url {u}: the path must be plain ASCII without spaces or '#'"
-        ));
-    }
-    let with_port = if authority.starts_with('[') {
-        if authority.contains("]:") {
-            authority.to_string()
-        } else {
-            format!("{authority}:80")
-        }
-    } else if authority.contains(':') {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
-    };
-    let addr = with_port
-        .to_socket_addrs()
-        .map_err(|e| ConfigError(format!("--url {u}: cannot resolve {with_port}: {e}")))?
-        .next()
-        .ok_or_else(|| ConfigError(format!("--url {u}: {with_port} resolves to nothing")))?;
-    Ok(Target {
-        url: u.to_string(),
-        authority: authority.to_string(),
-        path,
-        addr,
-    })
 }
 
 /// `127.0.0.2-127.0.0.20` or a single address; at most 65536 addresses.
@@ -433,22 +355,6 @@ pub fn parse_ip_range(s: &str) -> Result<Vec<Ipv4Addr>, ConfigError> {
     Ok((lo..=hi).map(Ipv4Addr::from).collect())
 }
 
-fn parse_worker_slot(s: &str) -> Result<(u32, u32), ConfigError> {
-    let (i, w) = s
-        .split_once('/')
-        .ok_or_else(|| ConfigError(format!("--worker-slot {s:?} is not I/W")))?;
-    let i: u32 = i
-        .parse()
-        .map_err(|_| ConfigError("--worker-slot: bad index".into()))?;
-    let w: u32 = w
-        .parse()
-        .map_err(|_| ConfigError("--worker-slot: bad count".into()))?;
-    if w == 0 || i >= w {
-        return bad("--worker-slot: index must be below the count");
-    }
-    Ok((i, w))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,18 +365,6 @@ mod tests {
         let o =
             Opts::try_parse_from(std::iter::once("loadgen").chain(args.iter().copied())).unwrap();
         Config::from_opts(&o.load)
-    }
-
-    #[test]
-    fn urls_parse() {
-        let t = parse_url("ws://127.0.0.1:9000/ws/chat?x=1").unwrap();
-        assert_eq!(t.authority, "127.0.0.1:9000");
-        assert_eq!(t.path, "/ws/chat?x=1");
-        assert_eq!(t.addr.port(), 9000);
-        assert_eq!(parse_url("ws://127.0.0.1").unwrap().path, "/");
-        assert!(parse_url("http://x").is_err());
-        assert!(parse_url("wss://127.0.0.1/").is_err());
-        assert!(parse_url("ws:///x").is_err());
     }
 
     #[test]

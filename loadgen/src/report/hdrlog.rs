@@ -5,10 +5,11 @@
 //! so runs from several machines (or `--workers`) can be combined without
 //! averaging percentiles, which would be wrong.
 
-use crate::engine::{IntervalSink, fmt_us};
+use crate::engine::collect::{Second, SecondSink};
+use crate::engine::stats::{Summary, new_hist};
 use crate::error::Error;
 use crate::opts::MergeOpts;
-use crate::stats::{Summary, new_hist};
+use crate::report::fmt::fmt_us;
 use base64::Engine;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::interval_log::{
@@ -27,6 +28,7 @@ pub const UNCORRECTED_TAG: &str = "uncorrected";
 pub struct HdrLog {
     out: BufWriter<File>,
     ser: V2DeflateSerializer,
+    /// The first write error; later seconds are skipped and the report says so.
     pub failed: Option<String>,
 }
 
@@ -50,8 +52,15 @@ impl HdrLog {
     }
 }
 
-impl IntervalSink for HdrLog {
-    fn interval(
+impl SecondSink for HdrLog {
+    fn second(&mut self, s: &Second) {
+        self.interval(s.start, s.len, &s.corrected, &s.uncorrected);
+    }
+}
+
+impl HdrLog {
+    /// One interval: the corrected histogram, then the uncorrected one.
+    pub fn interval(
         &mut self,
         start: Duration,
         len: Duration,
@@ -105,7 +114,10 @@ pub fn merge_files(files: &[impl AsRef<Path>]) -> Result<Merged, Error> {
         let f = f.as_ref();
         let data =
             std::fs::read(f).map_err(|e| Error::io(format!("reading {}", f.display()), e))?;
-        let bad = |why: String| Error::Other(format!("{}: {why}", f.display()));
+        let bad = |why: String| Error::Output {
+            what: f.display().to_string(),
+            why,
+        };
         for entry in IntervalLogIterator::new(&data) {
             let entry =
                 entry.map_err(|e| bad(format!("not an HdrHistogram interval log ({e:?})")))?;
@@ -138,7 +150,10 @@ pub fn merge_files(files: &[impl AsRef<Path>]) -> Result<Merged, Error> {
 pub fn run_merge(o: &MergeOpts) -> Result<u8, Error> {
     let m = merge_files(&o.files)?;
     if m.intervals == 0 {
-        return Err(Error::Other("no histograms found in the given logs".into()));
+        return Err(Error::Output {
+            what: "loadgen merge".into(),
+            why: "no histograms found in the given logs".into(),
+        });
     }
     println!(
         "merged {} interval histograms from {} files",
@@ -164,7 +179,10 @@ pub fn run_merge(o: &MergeOpts) -> Result<u8, Error> {
         let mut log = HdrLog::create(out, SystemTime::now())?;
         log.interval(Duration::ZERO, m.span, &m.corrected, &m.uncorrected);
         if let Some(e) = log.failed {
-            return Err(Error::Other(format!("--out {}: {e}", out.display())));
+            return Err(Error::Output {
+                what: format!("--out {}", out.display()),
+                why: e,
+            });
         }
     }
     Ok(0)

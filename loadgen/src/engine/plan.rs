@@ -8,13 +8,13 @@
 use std::time::Duration;
 
 /// One k6-style stage: ramp linearly to `target` connections over `duration`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stage {
     pub duration: Duration,
     pub target: u64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Plan {
     pub stages: Vec<Stage>,
     /// Messages per second per connection; 0 means connect only.

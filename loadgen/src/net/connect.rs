@@ -4,8 +4,8 @@
 //! Kept apart from the load logic so the connect path can change (another
 //! handshake, another socket option) without touching measurement code.
 
-use crate::config::Target;
-use crate::wsread::FrameReader;
+use crate::config::target::Target;
+use crate::net::frames::FrameReader;
 use bytes::Bytes;
 use fastwebsockets::{Role, WebSocketWrite, handshake};
 use http_body_util::Empty;

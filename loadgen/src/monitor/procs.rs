@@ -15,7 +15,7 @@ pub type RemoteSlot = Arc<Mutex<Option<(f64, u64)>>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Role {
+pub enum ProcRole {
     Node,
     Redis,
     Loadgen,
@@ -23,7 +23,7 @@ pub enum Role {
 
 #[derive(Debug, Clone)]
 struct Watched {
-    role: Role,
+    role: ProcRole,
     label: String,
     pid: u32,
     /// Where the figures come from when the process is not local.
@@ -44,7 +44,7 @@ struct Watched {
 /// Resource figures of one process for the report.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ProcReport {
-    pub role: Role,
+    pub role: ProcRole,
     pub label: String,
     pub pid: u32,
     /// Mean CPU % (100 = one core) over the samples with connections open.
@@ -95,19 +95,19 @@ impl Monitor {
         }
     }
 
-    pub fn watch(&mut self, role: Role, label: impl Into<String>, pid: u32) {
+    pub fn watch(&mut self, role: ProcRole, label: impl Into<String>, pid: u32) {
         self.watch_share(role, label, pid, 1.0);
     }
 
     /// A local process that serves `share` of the open connections.
-    pub fn watch_share(&mut self, role: Role, label: impl Into<String>, pid: u32, share: f64) {
+    pub fn watch_share(&mut self, role: ProcRole, label: impl Into<String>, pid: u32, share: f64) {
         self.push(role, label.into(), pid, None, share);
     }
 
     /// A process whose figures a poller writes into `slot`.
     pub fn watch_remote(
         &mut self,
-        role: Role,
+        role: ProcRole,
         label: impl Into<String>,
         pid: u32,
         slot: RemoteSlot,
@@ -118,7 +118,7 @@ impl Monitor {
 
     fn push(
         &mut self,
-        role: Role,
+        role: ProcRole,
         label: String,
         pid: u32,
         remote: Option<RemoteSlot>,
@@ -220,11 +220,17 @@ impl Monitor {
     }
 
     pub fn last_node(&self) -> Option<(f64, u64)> {
-        self.watched.iter().find(|w| w.role == Role::Node)?.last
+        self.watched.iter().find(|w| w.role == ProcRole::Node)?.last
     }
 
-    pub fn last_self(&self) -> Option<(f64, u64)> {
-        self.watched.iter().find(|w| w.role == Role::Loadgen)?.last
+    /// CPU % of all loadgen processes together at the last sample (one
+    /// process, or every `--workers` process).
+    pub fn last_loadgen_cpu(&self) -> Option<f64> {
+        self.watched
+            .iter()
+            .filter(|w| w.role == ProcRole::Loadgen)
+            .filter_map(|w| w.last.map(|l| l.0))
+            .reduce(|a, b| a + b)
     }
 
     pub fn report(&self) -> Vec<ProcReport> {

@@ -1,0 +1,24 @@
+//! The open-model load engine: one process's share of a run.
+//!
+//! `drive` opens and closes connection slots to follow the plan; each slot
+//! (`slot`) runs sessions whose sender (`send`) and receiver (`recv`) share
+//! the outstanding messages (`pending`); replies are classified by the pure
+//! `reply`; figures go to per-thread `stats` shards, and `collect` hands one
+//! `Second` a second to whatever sinks the caller gave. `local::measure`
+//! runs all of it and returns the `Measured` value every backend returns.
+//! Nothing here imports the orchestration above it.
+
+pub mod collect;
+pub mod ctx;
+pub mod drive;
+pub mod local;
+pub mod measured;
+pub mod pending;
+pub mod plan;
+pub mod recv;
+pub mod reply;
+pub mod send;
+pub mod session;
+pub mod settings;
+pub mod slot;
+pub mod stats;

@@ -1,0 +1,279 @@
+//! A session's receiver: reads frames, answers pings and closes, and
+//! settles each reply against the connection's outstanding messages.
+//!
+//! What a frame means is decided by `engine::reply` (pure); this module
+//! only does the bookkeeping: latency, chunk order, recovery, and which
+//! bucket each message ends in.
+
+use crate::engine::ctx::RunCtx;
+use crate::engine::pending::{ConnState, Pending, lock};
+use crate::engine::reply::{self, ChatEvent, Reply};
+use crate::engine::session::{CLOSE_WAIT, End, Session};
+use crate::engine::stats::{ErrorKind, record};
+use crate::net::connect::WsRead;
+use crate::net::frames::{OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_TEXT};
+use crate::net::wire::Marker;
+use fastwebsockets::{Frame, Payload};
+use std::time::Instant;
+
+/// Read until the connection ends.
+pub async fn recv_loop(s: &Session<'_>, mut rx: WsRead) -> End {
+    let ctx = s.ctx;
+    loop {
+        let frame = match rx.next().await {
+            Ok(f) => f,
+            Err(e) => {
+                ctx.fail(ErrorKind::Read, &format!("read failed: {e}"));
+                return End::Dropped;
+            }
+        };
+        match frame.opcode {
+            OP_CLOSE => {
+                ctx.fail(ErrorKind::Closed, "the server closed the connection");
+                // Answer the close (best effort); the connection is over either way.
+                let mut w = s.tx.lock().await;
+                let _ = tokio::time::timeout(
+                    CLOSE_WAIT,
+                    w.write_frame(Frame::close(protocol::close::NORMAL, b"")),
+                )
+                .await;
+                return End::Dropped;
+            }
+            OP_PING => {
+                let pong = Frame::pong(Payload::Owned(rx.payload(&frame).to_vec()));
+                if s.tx.lock().await.write_frame(pong).await.is_err() {
+                    ctx.stats.count(|c| c.error(ErrorKind::Write));
+                    return End::Dropped;
+                }
+            }
+            OP_TEXT | OP_BINARY if frame.fin => {
+                let now_us = ctx.us(Instant::now());
+                let r = reply::classify(
+                    ctx.cfg.mode,
+                    rx.payload(&frame),
+                    &ctx.filler,
+                    &ctx.run_id,
+                    s.global,
+                );
+                let done = {
+                    let mut st = lock(&s.state);
+                    let done = settle(ctx, &mut st, r, now_us);
+                    st.shrink_if_idle();
+                    done
+                };
+                if done {
+                    s.replied.notify_one();
+                }
+            }
+            OP_TEXT | OP_BINARY | OP_CONTINUATION => {
+                // loadgen never sends fragmented messages, so none come back.
+                ctx.fail(ErrorKind::Protocol, "unexpected fragmented frame");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Act on one classified frame; true when it completed a message.
+fn settle(ctx: &RunCtx, st: &mut ConnState, r: Reply, now_us: u64) -> bool {
+    match r {
+        Reply::Marker(m) => complete_marker(ctx, st, m, now_us),
+        Reply::Chat { seq, event } => chat_event(ctx, st, seq, event, now_us),
+        Reply::Ignore => false,
+        Reply::Fault { kind, note } => {
+            ctx.fail(kind, &note);
+            false
+        }
+    }
+}
+
+/// Echo or raw reply carrying its own marker.
+fn complete_marker(ctx: &RunCtx, st: &mut ConnState, m: Marker, now_us: u64) -> bool {
+    if m.seq >= st.sent_upto {
+        ctx.fail(
+            ErrorKind::BadReply,
+            "a reply to a message that was never sent",
+        );
+        return false;
+    }
+    let Some(p) = st.position(m.seq).and_then(|i| st.pending.remove(i)) else {
+        // Already counted as timed out; still a real latency worth recording.
+        ctx.stats.with(|r| {
+            r.counts.late += 1;
+            r.latency(
+                now_us.saturating_sub(m.intended_us),
+                now_us.saturating_sub(m.sent_us),
+            );
+        });
+        return false;
+    };
+    let intact = m.intact && m.intended_us == p.intended_us && m.sent_us == p.sent_us;
+    let on_time = now_us.saturating_sub(p.sent_us) < ctx.timeout_us();
+    if !intact {
+        ctx.note_error("a reply whose payload differs from what was sent");
+    }
+    ctx.stats.with(|r| {
+        r.counts.received += 1;
+        if intact && on_time {
+            r.counts.ok += 1;
+        }
+        if !intact {
+            r.counts.error(ErrorKind::BadReply);
+        }
+        r.latency(
+            now_us.saturating_sub(p.intended_us),
+            now_us.saturating_sub(p.sent_us),
+        );
+    });
+    true
+}
+
+/// Chat: ack, chunks, done, interrupted or error for message `seq`.
+fn chat_event(ctx: &RunCtx, st: &mut ConnState, seq: u64, ev: ChatEvent, now_us: u64) -> bool {
+    let Some(i) = st.position(seq) else {
+        if seq >= st.sent_upto {
+            ctx.stats.count(|c| c.error(ErrorKind::BadReply));
+        } else if matches!(ev, ChatEvent::Done { .. } | ChatEvent::Interrupted { .. }) {
+            ctx.stats.count(|c| c.late += 1);
+        }
+        return false;
+    };
+    let p = &mut st.pending[i];
+    match ev {
+        ChatEvent::Ack => {
+            p.acked = true;
+            false
+        }
+        ChatEvent::Recovered { from_index, chunks } => {
+            if from_index != Some(p.next_index) {
+                p.bad = true;
+                ctx.fail(
+                    ErrorKind::ChunkOrder,
+                    &format!(
+                        "recovery of message {seq} starts at {from_index:?}, not at chunk {}",
+                        p.next_index
+                    ),
+                );
+            }
+            // Replayed chunks follow; the answer is moving again at the
+            // first chunk past them (or at `done`).
+            p.resume_from = chunks.unwrap_or(p.next_index);
+            false
+        }
+        ChatEvent::ChunkMalformed => {
+            p.bad = true;
+            ctx.stats.count(|c| c.error(ErrorKind::Protocol));
+            false
+        }
+        ChatEvent::Chunk { index, text_ok } => {
+            if index != p.next_index {
+                p.bad = true;
+                ctx.fail(
+                    ErrorKind::ChunkOrder,
+                    &format!("chunk {index} arrived when {} was due", p.next_index),
+                );
+            }
+            if !text_ok {
+                p.bad = true;
+                ctx.fail(
+                    ErrorKind::ChunkText,
+                    &format!("chunk {index} of message {seq} has the wrong text"),
+                );
+            }
+            let (first, last) = (p.last_chunk_us == 0, p.last_chunk_us);
+            let (intended, sent) = (p.intended_us, p.sent_us);
+            p.next_index = index.saturating_add(1);
+            p.last_chunk_us = now_us.max(1);
+            if p.dropped_us > 0 && p.resume_from != u32::MAX && index >= p.resume_from {
+                let waited = now_us.saturating_sub(p.dropped_us);
+                p.dropped_us = 0;
+                ctx.stats.with(|r| record(&mut r.recovery, waited));
+            }
+            ctx.stats.with(|r| {
+                if first {
+                    r.latency(now_us.saturating_sub(intended), now_us.saturating_sub(sent));
+                } else {
+                    record(&mut r.chunk_gap, now_us.saturating_sub(last));
+                }
+            });
+            false
+        }
+        ChatEvent::Error { code }
+            if p.dropped_us > 0 && !p.acked && code.as_deref() == Some("not_found") =>
+        {
+            // Sent just before the drop and never acknowledged: the request
+            // itself was lost on the way, so there is no answer to recover.
+            st.pending.remove(i);
+            ctx.note_error("a chat sent just before its connection dropped never reached the node (recover: not_found)");
+            ctx.stats.count(|c| {
+                c.lost += 1;
+                c.recoveries_ended += 1;
+            });
+            true
+        }
+        ChatEvent::Done { .. } | ChatEvent::Interrupted { .. } | ChatEvent::Error { .. } => {
+            let Some(p) = st.pending.remove(i) else {
+                return false;
+            };
+            finish_answer(ctx, p, ev, now_us);
+            true
+        }
+    }
+}
+
+/// The end of an answer (`done`, `interrupted` or `error`).
+fn finish_answer(ctx: &RunCtx, mut p: Pending, ev: ChatEvent, now_us: u64) {
+    let done = matches!(ev, ChatEvent::Done { .. });
+    if p.dropped_us > 0 {
+        // `done` completes the answer (it moved again); `interrupted`
+        // or an error is the system saying it cannot continue.
+        let waited = now_us.saturating_sub(p.dropped_us);
+        ctx.stats.with(|r| {
+            if done {
+                record(&mut r.recovery, waited);
+            } else {
+                r.counts.recoveries_ended += 1;
+            }
+        });
+    }
+    match &ev {
+        ChatEvent::Done { chunks } if *chunks != Some(p.next_index) => {
+            p.bad = true;
+            ctx.fail(
+                ErrorKind::ChunkOrder,
+                &format!("done says {chunks:?} chunks but {} arrived", p.next_index),
+            );
+        }
+        ChatEvent::Interrupted { code } | ChatEvent::Error { code } => {
+            p.bad = true;
+            let ty = if matches!(ev, ChatEvent::Interrupted { .. }) {
+                "interrupted"
+            } else {
+                "error"
+            };
+            ctx.fail(
+                ErrorKind::ServerError,
+                &format!(
+                    "chat message ended with {ty} {}",
+                    code.as_deref().unwrap_or("")
+                ),
+            );
+        }
+        _ => {}
+    }
+    let on_time = now_us.saturating_sub(p.sent_us) < ctx.timeout_us();
+    ctx.stats.with(|r| {
+        r.counts.received += 1;
+        if !p.bad && on_time {
+            r.counts.ok += 1;
+        }
+        if p.last_chunk_us == 0 {
+            // No chunk came: the end frame is the first answer.
+            r.latency(
+                now_us.saturating_sub(p.intended_us),
+                now_us.saturating_sub(p.sent_us),
+            );
+        }
+        record(&mut r.done_time, now_us.saturating_sub(p.intended_us));
+    });
+}

@@ -1,0 +1,139 @@
+//! A session's sender: follows the slot's fixed schedule (open model), or
+//! waits for each reply first (`--wait-reply`), then drains.
+//!
+//! Message `k` is due at `first + k * interval` whatever happened to earlier
+//! ones, and latency is measured from that intended time (coordinated-
+//! omission correction) as well as from the actual send time.
+
+use crate::engine::pending::{Pending, expire, lock, oldest_pending};
+use crate::engine::session::{CHECK_EVERY, CLOSE_WAIT, End, Session, sleep_checking};
+use crate::engine::stats::{ErrorKind, record};
+use crate::net::wire;
+use crate::opts::Mode;
+use fastwebsockets::{Frame, Payload};
+use std::time::{Duration, Instant};
+
+/// Send on schedule until the run or the slot ends; `seq` is the slot's
+/// next sequence number (it carries over reconnects).
+pub async fn send_loop(s: &Session<'_>, seq: &mut u64, first: Instant) -> End {
+    let ctx = s.ctx;
+    let mut buf: Vec<u8> = Vec::new();
+    let Some(interval) = ctx.interval else {
+        let stopped = sleep_checking(ctx, s.local, ctx.send_end).await;
+        return drain(s, stopped).await;
+    };
+    let interval_ns = interval.as_nanos() as u64;
+    loop {
+        let intended = first + Duration::from_nanos(interval_ns.saturating_mul(*seq));
+        if intended >= ctx.send_end {
+            return drain(s, false).await;
+        }
+        if ctx.cfg.wait_reply
+            && let Some(stopped) = wait_for_reply(s).await
+        {
+            return drain(s, stopped).await;
+        }
+        if sleep_checking(ctx, s.local, intended).await {
+            return drain(s, true).await;
+        }
+        let now = Instant::now();
+        if now >= ctx.send_end {
+            return drain(s, false).await;
+        }
+        let (intended_us, sent_us) = (ctx.us(intended), ctx.us(now));
+        let n = *seq;
+        match ctx.cfg.mode {
+            Mode::Echo => wire::echo(&mut buf, n, intended_us, sent_us, &ctx.filler),
+            Mode::Raw => wire::raw(&mut buf, n, intended_us, sent_us, &ctx.filler),
+            Mode::Chat => {
+                let chat_id = wire::chat_id(&ctx.run_id, s.global, n);
+                wire::chat(
+                    &mut buf,
+                    &chat_id,
+                    &ctx.filler,
+                    ctx.cfg.chat_chunks,
+                    ctx.cfg.chat_interval_ms,
+                );
+            }
+        }
+        let full = {
+            let mut st = lock(&s.state);
+            expire(ctx, &mut st, sent_us);
+            st.push(Pending::sent(n, intended_us, sent_us))
+        };
+        ctx.stats.with(|r| {
+            r.counts.sent += 1;
+            if full {
+                // Bounded bookkeeping: the oldest was given up as timed out.
+                r.counts.timeouts += 1;
+            }
+            record(&mut r.send_lag, sent_us.saturating_sub(intended_us));
+        });
+        *seq = n + 1;
+        let res =
+            s.tx.lock()
+                .await
+                .write_frame(Frame::text(Payload::BorrowedMut(&mut buf)))
+                .await;
+        if let Err(e) = res {
+            ctx.fail(ErrorKind::Write, &format!("write failed: {e}"));
+            return End::Dropped;
+        }
+    }
+}
+
+/// Closed loop: wait until the previous message was answered (or timed
+/// out). `Some(stopped)` when the run or the slot ended meanwhile.
+async fn wait_for_reply(s: &Session<'_>) -> Option<bool> {
+    let ctx = s.ctx;
+    loop {
+        let now = Instant::now();
+        let oldest = oldest_pending(ctx, &s.state, now)?;
+        if ctx.slot_stopped(s.local) || now >= ctx.send_end {
+            return Some(ctx.slot_stopped(s.local));
+        }
+        let expiry = ctx.at(oldest) + ctx.cfg.timeout;
+        let wake = expiry.min(now + CHECK_EVERY).min(ctx.send_end);
+        tokio::select! {
+            _ = s.replied.notified() => {}
+            _ = tokio::time::sleep_until(wake.into()) => {}
+        }
+    }
+}
+
+/// Stop sending, wait (bounded by --timeout) for outstanding replies, close.
+pub async fn drain(s: &Session<'_>, stopped: bool) -> End {
+    let ctx = s.ctx;
+    let now = Instant::now();
+    let deadline = if ctx.is_aborted() {
+        now
+    } else if stopped {
+        now + ctx.cfg.timeout
+    } else {
+        ctx.hard_end.max(now).min(now + ctx.cfg.timeout)
+    };
+    loop {
+        let now = Instant::now();
+        let Some(oldest) = oldest_pending(ctx, &s.state, now) else {
+            break;
+        };
+        if now >= deadline || ctx.is_aborted() {
+            break;
+        }
+        let wake = (ctx.at(oldest) + ctx.cfg.timeout)
+            .min(deadline)
+            .min(now + CHECK_EVERY);
+        tokio::select! {
+            _ = s.replied.notified() => {}
+            _ = tokio::time::sleep_until(wake.into()) => {}
+        }
+    }
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        s.tx.lock()
+            .await
+            .write_frame(Frame::close(protocol::close::NORMAL, b""))
+            .await
+    })
+    .await;
+    End::Finished
+}

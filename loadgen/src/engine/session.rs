@@ -1,0 +1,51 @@
+//! What the sender and the receiver of one connected session share, and the
+//! waits they both use.
+
+use crate::engine::ctx::RunCtx;
+use crate::engine::pending::ConnState;
+use crate::net::connect::WsWrite;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// How often a sleeping sender wakes to notice ramp-down or Ctrl-C.
+pub const CHECK_EVERY: Duration = Duration::from_millis(250);
+/// Time allowed for our close frame to leave.
+pub const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// Why a connection's session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Loadgen ended it: the run, a ramp-down or Ctrl-C.
+    Finished,
+    /// The server or the network ended it.
+    Dropped,
+}
+
+/// One connected session of a slot, as its sender and receiver see it.
+pub struct Session<'a> {
+    pub ctx: &'a RunCtx,
+    /// The slot's number in this process.
+    pub local: u64,
+    /// The slot's number in the whole run (session ids, chat message ids).
+    pub global: u64,
+    /// The write half; the receiver also writes (pongs, close replies).
+    pub tx: tokio::sync::Mutex<WsWrite>,
+    pub state: Mutex<ConnState>,
+    /// Woken when a reply completes a message (closed loop, drain).
+    pub replied: Notify,
+}
+
+/// Sleep until `until`, waking regularly to notice a stop; true if stopped.
+pub async fn sleep_checking(ctx: &RunCtx, local: u64, until: Instant) -> bool {
+    loop {
+        if ctx.slot_stopped(local) {
+            return true;
+        }
+        let now = Instant::now();
+        if now >= until {
+            return false;
+        }
+        tokio::time::sleep_until(until.min(now + CHECK_EVERY).into()).await;
+    }
+}

@@ -1,0 +1,260 @@
+//! One connection slot: connect, run sessions until the run or the slot
+//! ends, reconnect with backoff if asked, and account for every message.
+//!
+//! A slot is one tokio task. Inside it a sender (`engine::send`) and a
+//! receiver (`engine::recv`) run concurrently (`select!`) over a split
+//! socket and share a small per-session state; nothing here is shared with
+//! other connections except the thread-local stats shard, which keeps
+//! per-connection memory small.
+
+use crate::engine::ctx::RunCtx;
+use crate::engine::pending::{ConnState, Pending, lock};
+use crate::engine::recv::recv_loop;
+use crate::engine::reply;
+use crate::engine::send::send_loop;
+use crate::engine::session::{End, Session, sleep_checking};
+use crate::engine::stats::{ErrorKind, record};
+use crate::net::connect::{self, ConnectError};
+use crate::net::frames::OP_TEXT;
+use crate::net::wire;
+use crate::opts::Mode;
+use fastwebsockets::{Frame, Payload};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// Reconnect backoff bounds.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Run slot `local` (this process's numbering) until the run ends.
+pub async fn run_slot(ctx: Arc<RunCtx>, local: u64) {
+    let global = ctx.global_slot(local);
+    let session = ctx.session_id(global);
+    let target = &ctx.targets[(global % ctx.targets.len() as u64) as usize];
+    let source = (!ctx.cfg.source_ips.is_empty())
+        .then(|| ctx.cfg.source_ips[(global % ctx.cfg.source_ips.len() as u64) as usize]);
+    let mut start: Option<Instant> = None;
+    let mut seq = 0u64;
+    let mut backoff = BACKOFF_MIN;
+    let mut connected_before = false;
+    // When this slot's connection dropped, until a new one succeeds.
+    let mut dropped_at: Option<Instant> = None;
+    // Chat answers cut off by a drop, to recover on the next connection.
+    let mut carry: VecDeque<Pending> = VecDeque::new();
+    loop {
+        if ctx.slot_stopped(local) || Instant::now() >= ctx.send_end {
+            break;
+        }
+        let path = ctx.path_for(target, &session, local);
+        let res = {
+            // Bound the connects in progress to what the listen backlog absorbs.
+            let _permit = ctx.connecting.acquire().await;
+            // The wait for a permit can outlast the run or the slot.
+            if ctx.slot_stopped(local) || Instant::now() >= ctx.send_end {
+                break;
+            }
+            let t = Instant::now();
+            let r =
+                tokio::time::timeout_at(ctx.wait_limit(), connect::connect(target, &path, source))
+                    .await;
+            (r, t.elapsed())
+        };
+        let ws = match res {
+            (Ok(Ok(ws)), took) => {
+                let failover = dropped_at.take().map(|t| t.elapsed());
+                ctx.stats.with(|r| {
+                    record(&mut r.conn_time, took.as_micros() as u64);
+                    r.counts.conn_ok += 1;
+                    if connected_before {
+                        r.counts.reconnects += 1;
+                    }
+                    if let Some(f) = failover {
+                        record(&mut r.failover, f.as_micros() as u64);
+                    }
+                });
+                ws
+            }
+            (Ok(Err(e)), _) => {
+                let kind = match e {
+                    ConnectError::Tcp { .. } => ErrorKind::Connect,
+                    ConnectError::Handshake { .. } => ErrorKind::Handshake,
+                };
+                ctx.fail(kind, &e.to_string());
+                ctx.stats.count(|c| c.conn_failed += 1);
+                if !ctx.cfg.reconnect || !pause(&ctx, local, &mut backoff).await {
+                    break;
+                }
+                continue;
+            }
+            (Err(_), _) => {
+                ctx.fail(
+                    ErrorKind::ConnectTimeout,
+                    &format!(
+                        "connecting to {} took longer than --timeout {:?}",
+                        target.url, ctx.cfg.timeout
+                    ),
+                );
+                ctx.stats.count(|c| c.conn_failed += 1);
+                if !ctx.cfg.reconnect || !pause(&ctx, local, &mut backoff).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        connected_before = true;
+        ctx.stats.conn_opened();
+        let end = run_session(&ctx, local, global, ws, &mut seq, &mut start, &mut carry).await;
+        ctx.stats.conn_closed();
+        match end {
+            End::Finished => break,
+            End::Dropped => {
+                ctx.stats.count(|c| c.drops += 1);
+                if ctx.cfg.reconnect {
+                    dropped_at = Some(Instant::now());
+                }
+                if !ctx.cfg.reconnect || !pause(&ctx, local, &mut backoff).await {
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(t) = dropped_at {
+        // Never back before the run ended: it waited at least this long.
+        let waited = t.elapsed().as_micros() as u64;
+        ctx.stats.with(|r| {
+            r.counts.failovers_unfinished += 1;
+            record(&mut r.failover, waited);
+        });
+    }
+    // Answers still waiting for a connection to recover them on.
+    let now_us = ctx.us(Instant::now());
+    for p in carry {
+        ctx.stats.with(|r| {
+            r.counts.lost += 1;
+            r.counts.recoveries_unfinished += 1;
+            record(&mut r.recovery, now_us.saturating_sub(p.dropped_us));
+        });
+    }
+    ctx.slot_done(local);
+}
+
+/// Wait before reconnecting; false when the run ends first.
+async fn pause(ctx: &RunCtx, local: u64, backoff: &mut Duration) -> bool {
+    let until = Instant::now() + *backoff;
+    *backoff = (*backoff * 2).min(BACKOFF_MAX);
+    sleep_checking(ctx, local, until.min(ctx.send_end)).await;
+    Instant::now() < ctx.send_end && !ctx.slot_stopped(local)
+}
+
+/// Wait for the node's welcome and keep its session token; false (the
+/// error counted) when it does not come.
+async fn welcome(ctx: &RunCtx, local: u64, rx: &mut connect::WsRead) -> bool {
+    let note = match tokio::time::timeout_at(ctx.wait_limit(), rx.next()).await {
+        Ok(Ok(f)) if f.opcode == OP_TEXT => match reply::welcome(rx.payload(&f)) {
+            Some(token) => {
+                if let Some(t) = token {
+                    ctx.set_token(local, &t);
+                }
+                return true;
+            }
+            None => "the first frame was not a welcome message",
+        },
+        Ok(Ok(_)) | Ok(Err(_)) => "the connection failed before its welcome message",
+        Err(_) => "no welcome message within --timeout",
+    };
+    ctx.fail(ErrorKind::Welcome, note);
+    false
+}
+
+/// One connected session, from the welcome frame to the end.
+async fn run_session(
+    ctx: &RunCtx,
+    local: u64,
+    global: u64,
+    conn: connect::Conn,
+    seq: &mut u64,
+    start: &mut Option<Instant>,
+    carry: &mut VecDeque<Pending>,
+) -> End {
+    let connect::Conn { mut rx, mut tx } = conn;
+    if ctx.cfg.mode != Mode::Raw && !welcome(ctx, local, &mut rx).await {
+        return End::Dropped;
+    }
+    // Answers a drop cut off: ask for the rest of each (chat, --reconnect).
+    let carried = std::mem::take(carry);
+    let mut buf = Vec::new();
+    for p in &carried {
+        let id = wire::chat_id(&ctx.run_id, global, p.seq);
+        wire::recover(&mut buf, &id, p.next_index);
+        if let Err(e) = tx
+            .write_frame(Frame::text(Payload::BorrowedMut(&mut buf)))
+            .await
+        {
+            ctx.fail(ErrorKind::Write, &format!("write failed: {e}"));
+            *carry = carried;
+            return End::Dropped;
+        }
+    }
+    let session = Session {
+        ctx,
+        local,
+        global,
+        tx: tokio::sync::Mutex::new(tx),
+        state: Mutex::new(ConnState {
+            pending: carried,
+            cap: ctx.pending_cap,
+            sent_upto: *seq,
+        }),
+        replied: Notify::new(),
+    };
+    let first = *start.get_or_insert_with(|| Instant::now() + ctx.phase(global));
+    // `biased`: poll in a fixed order, without select!'s per-poll random draw.
+    let end = tokio::select! {
+        biased;
+        e = recv_loop(&session, rx) => e,
+        e = send_loop(&session, seq, first) => e,
+    };
+    settle_leftovers(ctx, &session.state, end, carry);
+    end
+}
+
+/// Every message still pending when a session ends lands in exactly one
+/// bucket, or is carried to the next connection to be recovered.
+fn settle_leftovers(
+    ctx: &RunCtx,
+    state: &Mutex<ConnState>,
+    end: End,
+    carry: &mut VecDeque<Pending>,
+) {
+    let now_us = ctx.us(Instant::now());
+    let mut st = lock(state);
+    if end == End::Dropped && ctx.cfg.reconnect && ctx.cfg.mode == Mode::Chat {
+        // Not lost yet: the next connection recovers them.
+        for mut p in st.pending.drain(..) {
+            if p.dropped_us == 0 {
+                p.dropped_us = now_us.max(1);
+                p.resume_from = u32::MAX;
+            }
+            carry.push_back(p);
+        }
+        return;
+    }
+    let timeout_us = ctx.timeout_us();
+    let (mut timed_out, mut other) = (0, 0);
+    for p in &st.pending {
+        if end == End::Finished && now_us.saturating_sub(p.sent_us) >= timeout_us {
+            timed_out += 1;
+        } else {
+            other += 1;
+        }
+    }
+    ctx.stats.count(|c| {
+        c.timeouts += timed_out;
+        match end {
+            End::Finished => c.in_flight += other,
+            End::Dropped => c.lost += other,
+        }
+    });
+}

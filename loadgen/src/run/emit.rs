@@ -1,0 +1,30 @@
+//! Where a finished report goes: the filled template and grade table on
+//! stdout, warnings on stderr, and the files the user asked for.
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::report::model::Report;
+use crate::report::template;
+
+/// Print the filled template and grade table, and write the requested files.
+pub fn emit(cfg: &Config, r: &Report) -> Result<(), Error> {
+    println!("{}", template::template(r));
+    println!("Target Metrics (graded; --fail-on {:?}):", cfg.fail_on);
+    println!("{}", template::grade_table(r));
+    for w in &r.warnings {
+        eprintln!("WARNING: {w}");
+    }
+    if let Some(p) = &cfg.json {
+        let text = serde_json::to_string_pretty(r).map_err(|e| Error::Output {
+            what: format!("--json {}", p.display()),
+            why: e.to_string(),
+        })?;
+        std::fs::write(p, text + "\n")
+            .map_err(|e| Error::io(format!("--json {}", p.display()), e))?;
+    }
+    if let Some(p) = &cfg.out_md {
+        std::fs::write(p, template::markdown(r))
+            .map_err(|e| Error::io(format!("--out-md {}", p.display()), e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! The template's "Environment" line: what ran where, as the run saw it.
+
+use crate::config::{Config, Targets};
+use crate::monitor::procs::{ProcReport, ProcRole};
+
+/// The "Environment" line of the template.
+pub fn environment(cfg: &Config, embedded_pid: Option<u32>, res: &[ProcReport]) -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let nodes = match (embedded_pid, &cfg.targets) {
+        (Some(pid), _) => {
+            format!("1 node (embedded wsnode child pid {pid}, in-memory broker, no Redis)")
+        }
+        (None, Targets::Urls(v)) => format!(
+            "{} target URL{} ({} node process{} monitored), {}",
+            v.len(),
+            if v.len() == 1 { "" } else { "s" },
+            res.iter().filter(|p| p.role == ProcRole::Node).count(),
+            if res.iter().filter(|p| p.role == ProcRole::Node).count() == 1 {
+                ""
+            } else {
+                "es"
+            },
+            if res.iter().any(|p| p.role == ProcRole::Redis) {
+                "1 Redis monitored"
+            } else {
+                "Redis not monitored"
+            }
+        ),
+        (None, Targets::Embedded { .. }) => "embedded node".to_string(),
+    };
+    let threads = if cfg.workers > 1 {
+        (cfg.threads / cfg.workers as usize).max(1)
+    } else {
+        cfg.threads
+    };
+    format!(
+        "{nodes}; loadgen {} process{} x {threads} thread{} on a {cpus}-CPU host",
+        cfg.workers,
+        if cfg.workers == 1 { "" } else { "es" },
+        if threads == 1 { "" } else { "s" },
+    )
+}

@@ -1,0 +1,295 @@
+//! The one run path: probe → monitor → measuring backend → checks →
+//! report, whatever measures.
+//!
+//! The backend is chosen once, from the [`Role`]: the local engine, or the
+//! `--workers` parent. Both return the same [`Measured`] value and feed the
+//! same per-second sinks (the report's series with the resource monitor,
+//! the progress line, the HdrHistogram log), so a run is graded and
+//! reported the same way however it was measured. A worker process does
+//! not come through here: it runs `workers::child` and reports to its
+//! parent.
+
+pub mod emit;
+pub mod environment;
+pub mod probe;
+
+use crate::config::target::{Target, parse_url};
+use crate::config::{Config, Targets};
+use crate::engine::collect::SecondSink;
+use crate::engine::ctx::RunCtx;
+use crate::engine::local;
+use crate::engine::measured::Measured;
+use crate::error::Error;
+use crate::limits;
+use crate::monitor::procs::{Monitor, ProcRole};
+use crate::monitor::servers::watch_servers;
+use crate::node;
+use crate::opts::LoadOpts;
+use crate::report::build::build;
+use crate::report::hdrlog::HdrLog;
+use crate::report::inputs::Inputs;
+use crate::report::model::Report;
+use crate::report::progress::Progress;
+use crate::report::series::Series;
+use crate::workers::parent::{self, Workers};
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// What a finished run produced.
+#[derive(Debug)]
+pub struct Outcome {
+    /// 0 when every graded metric reached --fail-on, 1 otherwise.
+    pub exit_code: u8,
+    /// The full report (None for `merge`, `__node` and worker processes).
+    pub report: Option<Report>,
+}
+
+impl Outcome {
+    /// A command that produces no report.
+    pub fn code(exit_code: u8) -> Outcome {
+        Outcome {
+            exit_code,
+            report: None,
+        }
+    }
+}
+
+/// How this process measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Alone: the local engine measures.
+    Solo,
+    /// Parent of `workers` worker processes that share the connections.
+    Parent { workers: u32 },
+}
+
+impl Role {
+    pub fn of(cfg: &Config) -> Role {
+        if cfg.workers > 1 {
+            Role::Parent {
+                workers: cfg.workers,
+            }
+        } else {
+            Role::Solo
+        }
+    }
+}
+
+/// The chosen measuring backend, ready to start.
+enum Backend {
+    Local(Arc<Config>, Vec<Target>, String),
+    Workers(Workers),
+}
+
+impl Backend {
+    /// Match the role, once: build the backend that measures.
+    async fn prepare(
+        cfg: &Arc<Config>,
+        targets: &[Target],
+        run_id: &str,
+    ) -> Result<Backend, Error> {
+        Ok(match Role::of(cfg) {
+            Role::Solo => Backend::Local(cfg.clone(), targets.to_vec(), run_id.to_string()),
+            Role::Parent { workers } => {
+                let exe = match &cfg.exe {
+                    Some(p) => p.clone(),
+                    None => std::env::current_exe()
+                        .map_err(|e| Error::io("finding loadgen's own executable", e))?,
+                };
+                Backend::Workers(
+                    parent::spawn(&exe, workers, &cfg.load, targets, run_id, cfg.threads).await?,
+                )
+            }
+        })
+    }
+
+    /// Watch the processes that generate the load.
+    fn watch(&self, mon: &mut Monitor) {
+        match self {
+            Backend::Local(..) => mon.watch(ProcRole::Loadgen, "loadgen", std::process::id()),
+            Backend::Workers(w) => {
+                let pids = w.pids();
+                let share = 1.0 / pids.len().max(1) as f64;
+                for (i, pid) in pids.into_iter().enumerate() {
+                    mon.watch_share(ProcRole::Loadgen, format!("loadgen worker {i}"), pid, share);
+                }
+            }
+        }
+    }
+
+    async fn measure(self, sinks: &mut [&mut dyn SecondSink]) -> Result<Measured, Error> {
+        match self {
+            Backend::Local(cfg, targets, run_id) => {
+                let settings = Arc::new(cfg.load.clone());
+                let ctx = RunCtx::new(
+                    settings,
+                    targets,
+                    run_id,
+                    crate::engine::settings::Share::ALL,
+                );
+                Ok(local::measure(Arc::new(ctx), sinks).await)
+            }
+            Backend::Workers(w) => w.measure(sinks).await,
+        }
+    }
+}
+
+/// Validate the options, then run. Blocking: builds its own tokio runtime.
+pub fn load(o: &LoadOpts) -> Result<Outcome, Error> {
+    let cfg = Config::from_opts(o)?;
+    let (soft, hard) = limits::raise_nofile();
+    cfg.check_capacity(soft, hard)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.threads)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the tokio runtime", e))?;
+    let cfg = Arc::new(cfg);
+    let out = rt.block_on(load_async(cfg));
+    rt.shutdown_timeout(Duration::from_secs(1));
+    out
+}
+
+/// A run id that is unique enough to keep runs' sessions apart.
+fn new_run_id() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut x = nanos ^ (u64::from(std::process::id()) << 32) ^ 0x9e37_79b9_7f4a_7c15;
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    format!("{:08x}", x as u32)
+}
+
+async fn load_async(cfg: Arc<Config>) -> Result<Outcome, Error> {
+    let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let run_id = new_run_id();
+    let (node, targets) = match &cfg.targets {
+        Targets::Embedded { node_args } => {
+            let n = node::spawn(cfg.exe.as_deref(), node_args).await?;
+            let t = parse_url(&format!("ws://{}/ws/chat", n.addr))?;
+            (Some(n), vec![t])
+        }
+        Targets::Urls(v) => (None, v.clone()),
+    };
+    let result = measure(
+        &cfg,
+        &targets,
+        node.as_ref().map(|n| n.pid),
+        run_id,
+        started_at,
+    )
+    .await;
+    let stop_note = match node {
+        Some(n) => {
+            let tail = n.stderr_tail();
+            let note = n.stop().await;
+            if let Err(Error::Unreachable(m)) = &result
+                && !tail.is_empty()
+            {
+                return Err(Error::Unreachable(format!(
+                    "{m}\nembedded node stderr:\n{tail}"
+                )));
+            }
+            note
+        }
+        None => None,
+    };
+    let mut report = result?;
+    if let Some(note) = stop_note {
+        report.warnings.push(note);
+    }
+    emit::emit(&cfg, &report)?;
+    Ok(Outcome {
+        exit_code: report.exit_code,
+        report: Some(report),
+    })
+}
+
+/// Probe, monitor, measure with the role's backend, check, build the report.
+async fn measure(
+    cfg: &Arc<Config>,
+    targets: &[Target],
+    embedded_pid: Option<u32>,
+    run_id: String,
+    started_at: String,
+) -> Result<Report, Error> {
+    probe::probe(&cfg.load, targets, &run_id).await?;
+    let mut mon = Monitor::new();
+    let pollers = watch_servers(cfg, targets, embedded_pid, &mut mon).await;
+    let backend = Backend::prepare(cfg, targets, &run_id).await?;
+    backend.watch(&mut mon);
+    mon.baseline();
+
+    let plan = &cfg.load.plan;
+    let max_len = (plan.total().as_secs() + cfg.load.timeout.as_secs() + 16) as usize;
+    let mut series = Series::new(mon, max_len);
+    let mut progress = Progress::new();
+    let mut hdr = match &cfg.hdr_log {
+        Some(p) => Some(HdrLog::create(p, SystemTime::now())?),
+        None => None,
+    };
+    let measured = {
+        let mut sinks: Vec<&mut dyn SecondSink> = vec![&mut series];
+        if !cfg.quiet && std::io::stderr().is_terminal() {
+            sinks.push(&mut progress);
+        }
+        if let Some(h) = hdr.as_mut() {
+            sinks.push(h);
+        }
+        backend.measure(&mut sinks).await
+    };
+    progress.finish();
+    for p in pollers {
+        p.abort();
+    }
+    let mut m = measured?;
+    if let Some(e) = hdr.and_then(|h| h.failed) {
+        m.warnings.push(format!("--hdr-log: {e}"));
+    }
+    let c = &m.total.counts;
+    if c.conn_ok == 0 {
+        let why = m
+            .notes
+            .first()
+            .map_or_else(|| "no attempt completed".to_string(), |(n, _)| n.clone());
+        return Err(Error::Unreachable(format!(
+            "no connection could be established during the run ({} attempts failed): {why}",
+            c.conn_failed
+        )));
+    }
+    let resources = series.monitor.report();
+    let host = series.monitor.host();
+    let load = &cfg.load;
+    let mut report = build(
+        &m.total,
+        Inputs {
+            started_at,
+            duration_s: m.elapsed.as_secs_f64(),
+            mode: load.mode,
+            wait_reply: load.wait_reply,
+            reconnect: load.reconnect,
+            rate_per_conn: plan.rate,
+            payload_size: load.payload_size,
+            targets: targets.iter().map(|t| t.url.clone()).collect(),
+            environment: environment::environment(cfg, embedded_pid, &resources),
+            workers: cfg.workers,
+            target_conns: plan.max_conns(),
+            peak_open: m.peak_open,
+            resources,
+            host,
+            series: series.samples,
+            notes: m.notes,
+            thresholds: &cfg.thresholds,
+            fail_on: cfg.fail_on,
+            min_success_rate: cfg.min_success_rate,
+            embedded: embedded_pid.is_some(),
+            abandoned: m.abandoned,
+            timeout_us: load.timeout.as_micros() as u64,
+        },
+    );
+    report.warnings.extend(m.warnings);
+    Ok(report)
+}

@@ -1,0 +1,52 @@
+//! Before any load: check that each target accepts a WebSocket at all, so
+//! an unreachable or non-WebSocket target fails fast with exit code 3
+//! instead of a report full of errors.
+
+use crate::config::target::Target;
+use crate::engine::settings::Settings;
+use crate::error::Error;
+use crate::net::connect::{self, ConnectError};
+use crate::opts::Mode;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+/// Open and close one WebSocket to each distinct target address.
+pub async fn probe(load: &Settings, targets: &[Target], run_id: &str) -> Result<(), Error> {
+    let source: Option<Ipv4Addr> = load.source_ips.first().copied();
+    let mut seen = Vec::new();
+    for t in targets {
+        if seen.contains(&t.addr) {
+            continue;
+        }
+        seen.push(t.addr);
+        let path = if load.mode == Mode::Raw {
+            t.path.clone()
+        } else {
+            t.with_session(&load.session_pattern.render(run_id, 0))
+        };
+        let r = tokio::time::timeout(load.timeout, connect::connect(t, &path, source)).await;
+        match r {
+            Ok(Ok(mut c)) => {
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    c.tx.write_frame(fastwebsockets::Frame::close(protocol::close::NORMAL, b"")),
+                )
+                .await;
+            }
+            Ok(Err(e)) => {
+                let hint = match e {
+                    ConnectError::Tcp { .. } => "is the node running and listening there?",
+                    ConnectError::Handshake { .. } => "is this a WebSocket endpoint (right path)?",
+                };
+                return Err(Error::Unreachable(format!("{}: {e}; {hint}", t.url)));
+            }
+            Err(_) => {
+                return Err(Error::Unreachable(format!(
+                    "{}: no WebSocket handshake within --timeout {:?}",
+                    t.url, load.timeout
+                )));
+            }
+        }
+    }
+    Ok(())
+}
