@@ -5,6 +5,9 @@
 //! crate so that the node and the load generator cannot drift apart: a change
 //! here breaks both builds at once.
 //!
+//! The node's `/health/stats` document is here too ([`HealthStats`]), for the
+//! same reason: loadgen reads what the node writes.
+//!
 //! Chunk text is deterministic ([`chunk::chunk_text`]), so any client can check
 //! every streamed chunk it receives without being told what to expect.
 
@@ -13,6 +16,8 @@ pub mod close;
 mod decode;
 pub mod ids;
 mod msg;
+pub mod stats;
 
 pub use decode::{DecodeError, decode_client};
 pub use msg::{ClientMsg, ErrorCode, ServerMsg, StreamInfo, StreamStatus};
+pub use stats::HealthStats;
