@@ -9,6 +9,10 @@ use clap::Parser;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// While waiting between chunks, a stream's generator renews its lease this
+/// often; `--lease-ttl` is checked against it here.
+pub const RENEW_EVERY: Duration = Duration::from_secs(1);
+
 /// wsnode: a lean WebSocket node that streams simulated AI chat answers.
 ///
 /// Durations are written like `500ms`, `15s`, `1m`; sizes like `65536`, `64KiB`, `1MiB`.
@@ -219,7 +223,7 @@ impl Opts {
                 return Err(bad(name, "must be at least 100ms"));
             }
         }
-        if self.lease_ttl <= self.redis_timeout + crate::stream::RENEW_EVERY {
+        if self.lease_ttl <= self.redis_timeout + RENEW_EVERY {
             return Err(bad(
                 "--lease-ttl",
                 "must be longer than --redis-timeout plus 1s, or leases lapse between renewals",
@@ -337,7 +341,7 @@ impl Opts {
 
 impl Config {
     /// Defaults with the given listen address, for tests and embedding.
-    pub fn with_listen(listen: SocketAddr) -> Config {
+    pub fn with_listen(listen: SocketAddr) -> Self {
         let mut opts = Opts::parse_from(["wsnode"]);
         opts.listen = listen;
         // The defaults are valid by construction; a test would catch a regression.

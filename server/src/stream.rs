@@ -6,9 +6,10 @@
 //! client can reconnect and recover the rest.
 
 use crate::broker::{Broker, StreamLease};
+use crate::config::RENEW_EVERY;
 use crate::frames;
 use crate::metrics::inc;
-use crate::node::Node;
+use crate::state::{Node, shutdown_requested};
 use protocol::StreamStatus;
 use protocol::chunk::chunk_text;
 use std::sync::Arc;
@@ -16,10 +17,6 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
-
-/// While waiting between chunks, renew the stream's lease this often
-/// (`--lease-ttl` must be longer, with room for a slow Redis).
-pub const RENEW_EVERY: Duration = Duration::from_secs(1);
 
 /// Shape of one answer.
 #[derive(Debug, Clone, Copy)]
@@ -67,7 +64,7 @@ pub async fn generate<B: Broker>(
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep_until(due.min(Instant::now() + RENEW_EVERY)) => {}
-                    _ = crate::node::shutdown_requested(&mut shutdown) => {
+                    _ = shutdown_requested(&mut shutdown) => {
                         status = StreamStatus::Interrupted;
                         break 'chunks;
                     }

@@ -104,6 +104,11 @@ async fn health_endpoints_report_the_node() {
     assert_eq!(d["connections"], 2);
     assert_eq!(d["broker"]["kind"], "memory");
     let s = node.get_json("/health/stats").await;
+    let typed: protocol::HealthStats = serde_json::from_value(s.clone()).expect("a HealthStats");
+    assert_eq!(
+        (typed.node_id.as_str(), typed.connections),
+        ("test-node", 2)
+    );
     assert_eq!(s["connections"], 2);
     assert_eq!(s["pid"], std::process::id());
     assert!(s["messages_in"].as_u64().unwrap() >= 1);
@@ -136,13 +141,12 @@ async fn graceful_shutdown_closes_clients_with_1001_and_returns() {
     let mut b = connect(&node.url("session_id=g2")).await;
     b.send_json(support::chat("in-flight", 100, 20)).await;
     let started = tokio::time::Instant::now();
-    let task = node.signal_stop();
+    node.signal_stop();
     assert_eq!(a.closed().await, Some(1001));
     assert_eq!(b.closed().await, Some(1001));
-    tokio::time::timeout(Duration::from_secs(5), task)
+    tokio::time::timeout(Duration::from_secs(5), node.stop())
         .await
-        .expect("run returns")
-        .unwrap();
+        .expect("run returns");
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "clients left at once, no need for the timeout"

@@ -5,10 +5,10 @@
 //! the stream lock is released; per-stream order holds because each stream
 //! has exactly one generator appending to it in sequence.
 
-use super::{
-    AttachRequest, Attached, Broker, BrokerError, BrokerStatus, CleanupReport, ConnSink, Out,
-    Owner, Replay, StreamFrame, StreamLease,
+use super::api::{
+    AttachRequest, Attached, Broker, BrokerError, BrokerStatus, CleanupReport, Owner, StreamLease,
 };
+use super::sink::{ConnSink, Out, Replay, StreamFrame};
 use crate::sessions::{new_token, token_eq};
 use bytes::Bytes;
 use protocol::{StreamInfo, StreamStatus};

@@ -13,12 +13,12 @@ use super::delivery::{Action, Delivery, Wire};
 use super::fragments::{Assembler, FragmentError, Message};
 use super::rate::RateLimit;
 use crate::broker::{
-    Attached, Broker, BrokerError, ConnSink, Out, OutQueue, Overflow, Owner, StreamFrame,
+    Attached, Broker, BrokerError, ConnSink, Out, OutQueue, Overflow, Owner, Replay, StreamFrame,
 };
 use crate::frames;
 use crate::metrics::inc;
-use crate::node::Node;
 use crate::sessions::new_message_id;
+use crate::state::{Node, shutdown_requested};
 use crate::stream::{self, Plan};
 use bytes::Bytes;
 use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocketError, WebSocketRead, WebSocketWrite};
@@ -393,7 +393,7 @@ impl<B: Broker> Conn<B> {
             let cfg = &self.node.cfg;
             let mut shutdown = self.node.shutdown.clone();
             // Created once: re-creating it on every wake showed in profiles.
-            let shutdown_requested = crate::node::shutdown_requested(&mut shutdown);
+            let shutdown_requested = shutdown_requested(&mut shutdown);
             tokio::pin!(shutdown_requested);
             let mut delivery = Delivery::new(cfg.stream.max_chunks as usize + cfg.outbound_queue);
             // One timer serves both the ping schedule and the idle deadline.
@@ -504,7 +504,7 @@ impl<B: Broker> Conn<B> {
 }
 
 fn replay_or_abort(
-    result: Result<crate::broker::Replay, BrokerError>,
+    result: Result<Replay, BrokerError>,
     message_id: Arc<str>,
     announce: bool,
 ) -> Out {

@@ -5,12 +5,11 @@
 
 use futures_util::{SinkExt, StreamExt};
 use protocol::{ServerMsg, StreamStatus};
+use server::embed::EmbeddedNode;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -18,10 +17,11 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// How long a test waits for any one expected frame before failing.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// A node in this test's runtime ([`server::embed::EmbeddedNode`]), with
+/// the HTTP helpers tests use on it.
 pub struct TestNode {
     pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    node: EmbeddedNode,
 }
 
 /// Start a node with default options plus `args`.
@@ -31,28 +31,13 @@ pub async fn start(args: &[&str]) -> TestNode {
 
 /// Start a node called `node_id` with default options plus `args`.
 pub async fn start_named(node_id: &str, args: &[&str]) -> TestNode {
-    use clap::Parser;
-    let mut argv = vec!["wsnode", "--listen", "127.0.0.1:0", "--node-id", node_id];
+    let mut argv = vec!["--listen", "127.0.0.1:0", "--node-id", node_id];
     argv.extend_from_slice(args);
-    let config = server::Opts::try_parse_from(argv)
-        .expect("options parse")
-        .into_config()
-        .expect("valid options");
-    let server = server::Server::bind(config).await.expect("bind");
-    let addr = server.local_addr();
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        server
-            .run(async move {
-                let _ = rx.await;
-            })
-            .await
-            .expect("node runs");
-    });
+    let config = server::embed::config_from_args(argv).expect("valid options");
+    let node = EmbeddedNode::start(config).await.expect("node starts");
     TestNode {
-        addr,
-        stop: Some(tx),
-        task: Some(task),
+        addr: node.addr(),
+        node,
     }
 }
 
@@ -65,24 +50,16 @@ impl TestNode {
         }
     }
 
-    /// Signal shutdown and wait for `run` to return.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(10), task)
-                .await
-                .expect("node stops in time")
-                .unwrap();
-        }
+    /// Signal shutdown and wait (10 s at most) until the node is gone.
+    pub async fn stop(self) {
+        tokio::time::timeout(Duration::from_secs(10), self.node.stop())
+            .await
+            .expect("node stops in time");
     }
 
-    pub fn signal_stop(&mut self) -> JoinHandle<()> {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        self.task.take().expect("running")
+    /// Signal shutdown without waiting; [`stop`](Self::stop) waits.
+    pub fn signal_stop(&mut self) {
+        self.node.signal_stop();
     }
 
     /// Plain HTTP GET; returns (status, body).

@@ -8,7 +8,7 @@
 //! logged once, and the owner is told so it can re-subscribe and
 //! re-register what it holds.
 
-use crate::broker::BrokerError;
+use crate::broker::api::BrokerError;
 use redis::aio::MultiplexedConnection;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};

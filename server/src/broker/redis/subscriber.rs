@@ -11,26 +11,19 @@
 //! node with no subscriber there for dead and interrupt its answers at once
 //! (scripts::INTERRUPT), instead of waiting for their leases to expire.
 
-use super::Inner;
 use super::scripts::{channel, parse_envelope, presence_channel};
-use crate::broker::{Out, StreamFrame};
+use super::shared::{Inner, SubscriptionCheck};
+use crate::broker::sink::{Out, StreamFrame};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
-
-/// Re-check the subscription of one session.
-pub struct Sync {
-    pub sid: Arc<str>,
-    /// Answered once the subscription matches (or could not be changed).
-    pub ack: Option<oneshot::Sender<Result<(), String>>>,
-}
+use tokio::sync::mpsc;
 
 const CHANNEL_PREFIX: &str = "chat:stream:";
 
-pub async fn run(inner: Arc<Inner>, mut requests: mpsc::Receiver<Sync>) {
+pub async fn run(inner: Arc<Inner>, mut requests: mpsc::Receiver<SubscriptionCheck>) {
     let mut backoff = Duration::from_millis(50);
     loop {
         let connect = inner.link.client().get_async_pubsub();

@@ -1,45 +1,23 @@
-//! The node's shared state and its top-level loops: accept, cleanup, sample,
-//! and the shutdown sequence.
+//! The node's top-level loops: accept, cleanup, sample, and the shutdown
+//! sequence.
 //!
 //! Shutdown is a broadcast, then a wait: the `watch` flag tells every
 //! connection to close with 1001; each connection task holds a clone of an
 //! `mpsc::Sender<()>`, and the node waits until every clone is dropped (or
-//! the shutdown timeout passes).
+//! the shutdown timeout passes). Nothing below this module calls back into
+//! it: handlers get the shared [`Node`] and nothing else.
 
 use crate::broker::Broker;
 use crate::config::Config;
-use crate::http;
 use crate::metrics::Metrics;
+use crate::routes;
+use crate::state::Node;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
-
-/// Everything a connection or request handler needs, shared by reference.
-pub struct Node<B> {
-    pub cfg: Config,
-    pub node_id: Arc<str>,
-    pub broker: Arc<B>,
-    pub metrics: Metrics,
-    /// One permit per open WebSocket connection (`--max-connections`).
-    pub conn_slots: Arc<Semaphore>,
-    /// One permit per answer being generated (`--max-streams`).
-    pub stream_slots: Arc<Semaphore>,
-    pub shutdown: watch::Receiver<bool>,
-    /// Held (cloned) by every connection task; see the module docs.
-    pub alive: mpsc::Sender<()>,
-    pub started: Instant,
-    pub next_conn_id: AtomicU64,
-    pub next_message_seq: AtomicU64,
-}
-
-impl<B: Broker> Node<B> {
-    pub fn is_shutting_down(&self) -> bool {
-        *self.shutdown.borrow()
-    }
-}
 
 /// HTTP connections (not yet upgraded) accepted beyond the WebSocket limit,
 /// for health checks and for answering refused upgrades with 503.
@@ -117,7 +95,7 @@ async fn accept_loop<B: Broker>(
                 let _ = stream.set_nodelay(true);
                 let node = node.clone();
                 tokio::spawn(async move {
-                    http::serve_connection(node, stream, peer).await;
+                    routes::serve_connection(node, stream, peer).await;
                     drop(permit);
                 });
             }
@@ -152,10 +130,4 @@ async fn cleanup_loop<B: Broker>(node: &Node<B>) {
             );
         }
     }
-}
-
-/// Resolves once shutdown was signalled (or the node is gone).
-pub async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
-    // Dropping the guard here keeps callers' futures `Send`.
-    let _ = rx.wait_for(|down| *down).await.map(|_| ());
 }

@@ -1,13 +1,14 @@
-//! HTTP side of the node: routing, the browser chat page, health endpoints,
-//! Prometheus metrics.
+//! HTTP side of the node: one hyper connection per accepted socket, and the
+//! routes: the browser chat page, health endpoints, Prometheus metrics, and
+//! `/ws/chat`, which is handed to [`crate::ws`].
 //!
-//! Every response that is not a WebSocket upgrade is small JSON or text, so
-//! bodies are `Full<Bytes>`. A client that opens a TCP connection and sends
-//! nothing is dropped by hyper's header read timeout.
+//! A client that opens a TCP connection and sends nothing is dropped by
+//! hyper's header read timeout.
 
-use crate::broker::Broker;
+use crate::broker::{Broker, BrokerStatus};
 use crate::metrics::get;
-use crate::node::Node;
+use crate::respond::{Body, error, json};
+use crate::state::{Node, shutdown_requested};
 use crate::ws;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -16,14 +17,13 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, header};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use protocol::HealthStats;
 use serde::Serialize;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
-
-pub type Body = Full<Bytes>;
 
 /// The browser chat client (seed Test 1): one static page, no build step.
 const CHAT_PAGE: &str = include_str!("../assets/chat.html");
@@ -60,7 +60,7 @@ pub async fn serve_connection<B: Broker>(node: Arc<Node<B>>, stream: TcpStream, 
                 tracing::debug!(%peer, error = %e, "http connection ended with an error");
             }
         }
-        _ = crate::node::shutdown_requested(&mut shutdown) => {
+        _ = shutdown_requested(&mut shutdown) => {
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
         }
@@ -157,7 +157,7 @@ fn distributed<B: Broker>(node: &Node<B>) -> Response<Body> {
         node_id: &'a str,
         sessions: usize,
         connections: u64,
-        broker: crate::broker::BrokerStatus,
+        broker: BrokerStatus,
     }
     let status = if b.healthy { "UP" } else { "DEGRADED" };
     json(
@@ -177,28 +177,10 @@ fn stats<B: Broker>(node: &Node<B>) -> Response<Body> {
     let s = m.sample();
     let connections = get(&m.connections);
     let baseline = m.rss_baseline();
-    #[derive(Serialize)]
-    struct Stats<'a> {
-        node_id: &'a str,
-        pid: u32,
-        uptime_secs: f64,
-        connections: u64,
-        connections_total: u64,
-        messages_in: u64,
-        messages_out: u64,
-        msgs_in_per_sec: f64,
-        msgs_out_per_sec: f64,
-        streams_active: u64,
-        cpu_pct: f32,
-        rss_bytes: u64,
-        rss_baseline_bytes: u64,
-        /// (RSS - RSS at start) / open connections; null with no connection.
-        bytes_per_connection: Option<u64>,
-    }
     json(
         StatusCode::OK,
-        &Stats {
-            node_id: &node.node_id,
+        &HealthStats {
+            node_id: node.node_id.to_string(),
             pid: std::process::id(),
             uptime_secs: node.started.elapsed().as_secs_f64(),
             connections,
@@ -213,32 +195,6 @@ fn stats<B: Broker>(node: &Node<B>) -> Response<Body> {
             rss_baseline_bytes: baseline,
             bytes_per_connection: (connections > 0)
                 .then(|| s.rss_bytes.saturating_sub(baseline) / connections),
-        },
-    )
-}
-
-pub fn json<T: Serialize>(code: StatusCode, v: &T) -> Response<Body> {
-    let body = serde_json::to_vec(v).unwrap_or_default();
-    Response::builder()
-        .status(code)
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::CACHE_CONTROL, "no-store")
-        .body(Full::new(Bytes::from(body)))
-        .unwrap_or_default()
-}
-
-/// A JSON error body: `{"error":code,"message":...}`.
-pub fn error(code: StatusCode, kind: &str, message: &str) -> Response<Body> {
-    #[derive(Serialize)]
-    struct Err<'a> {
-        error: &'a str,
-        message: &'a str,
-    }
-    json(
-        code,
-        &Err {
-            error: kind,
-            message,
         },
     )
 }

@@ -1,0 +1,188 @@
+//! Starting a node: bind the listener, pick the broker the options ask for,
+//! then serve until told to stop.
+//!
+//! [`Server`] is the bound node (so `:0` resolves to a real port before
+//! anything is served); [`run`] is what `wsnode` does; the `embed` module
+//! builds on the same two steps for tests and loadgen.
+
+use crate::accept;
+use crate::broker::Broker;
+use crate::broker::memory::{MemoryBroker, MemoryLimits};
+use crate::broker::redis::{RedisBroker, RedisSettings};
+use crate::config::{Config, ConfigError};
+use futures_util::future::Either;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The listen address is taken, not local, or not permitted.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    /// Options that do not make sense together.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The broker could not be created (e.g. a malformed Redis URL).
+    #[error("broker: {0}")]
+    Broker(String),
+    /// A node started on its own thread could not get a thread or a runtime.
+    #[error("cannot start the node's runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// Streams listed per session in the welcome frame.
+const STREAMS_IN_WELCOME: usize = 16;
+
+/// A bound node, ready to [`run`](Server::run).
+pub struct Server {
+    listener: TcpListener,
+    config: Config,
+    node_id: String,
+}
+
+impl Server {
+    /// Bind the listening socket (so `:0` resolves to a real port before serving).
+    pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        let addr = config.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let node_id = config
+            .node_id
+            .clone()
+            .unwrap_or_else(|| default_node_id(local));
+        Ok(Server {
+            listener,
+            config,
+            node_id,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        // Bound sockets always have an address; bind() already checked it.
+        self.listener.local_addr().unwrap_or(self.config.listen)
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// Serve until `shutdown` resolves, then close every client with 1001
+    /// and return once they are gone (or `--shutdown-timeout` passed).
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        self.into_serving(shutdown)?.await;
+        Ok(())
+    }
+
+    /// Create the broker (Redis connects in the background: the node serves
+    /// at once and is ready once Redis answers) and return the serving
+    /// future. Broker errors (a bad Redis URL) surface here, before any
+    /// serving, so an embedder learns of them when it starts the node.
+    pub(crate) fn into_serving(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<impl Future<Output = ()> + Send + 'static, ServerError> {
+        let c = &self.config;
+        Ok(if let Some(url) = &c.redis {
+            let broker = RedisBroker::start(RedisSettings {
+                url: url.clone(),
+                node_id: self.node_id.as_str().into(),
+                session_ttl: c.session_ttl,
+                stream_ttl: c.stream_ttl,
+                node_ttl: c.node_ttl,
+                lease_ttl: c.lease_ttl,
+                timeout: c.redis_timeout,
+                max_sessions: c.max_sessions,
+                streams_in_welcome: STREAMS_IN_WELCOME,
+            })
+            .map_err(|e| ServerError::Broker(e.to_string()))?;
+            Either::Left(self.serve_with(broker, shutdown))
+        } else {
+            let broker = MemoryBroker::new(MemoryLimits {
+                max_sessions: c.max_sessions,
+                max_cached_streams: c.max_cached_streams,
+                max_cached_bytes: c.max_cached_bytes,
+                session_ttl: c.session_ttl,
+                stream_ttl: c.stream_ttl,
+                streams_in_welcome: STREAMS_IN_WELCOME,
+            });
+            Either::Right(self.serve_with(broker, shutdown))
+        })
+    }
+
+    fn serve_with<B: Broker>(
+        self,
+        broker: B,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        accept::serve(
+            self.listener,
+            Arc::new(broker),
+            self.config,
+            self.node_id,
+            shutdown,
+        )
+    }
+}
+
+/// `<hostname>-<port>`, so three nodes on one host get distinct ids.
+fn default_node_id(addr: SocketAddr) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| {
+            h.trim()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect::<String>()
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "wsnode".into());
+    let mut id = format!("{host}-{}", addr.port());
+    id.truncate(protocol::ids::MAX_ID_LEN);
+    id
+}
+
+/// Bind and serve with `config` until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let server = Server::bind(config).await?;
+    tracing::info!(node_id = %server.node_id(), addr = %server.local_addr(), "listening");
+    server.run(shutdown).await
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
