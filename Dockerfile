@@ -33,7 +33,7 @@ USER 10001:10001
 
 # The image has no curl: wsnode probes its own /health (port from WSNODE_LISTEN).
 HEALTHCHECK --interval=5s --timeout=3s --start-period=5s --retries=3 \
-    CMD ["wsnode", "cluster", "health"]
+    CMD ["wsnode", "health"]
 
 # SIGTERM closes every client with 1001 ("reconnect elsewhere") and exits 0.
 STOPSIGNAL SIGTERM

@@ -1,7 +1,7 @@
 //! A tiny blocking HTTP/1.1 GET for health checks.
 //!
-//! Health probes run in start-up loops, in `cluster status` and as the
-//! container HEALTHCHECK; a few lines over `TcpStream` with hard timeouts keep
+//! Health probes run in start-up loops, in `wscluster status` and in
+//! `wscluster health`; a few lines over `TcpStream` with hard timeouts keep
 //! this crate free of an HTTP client stack and of any async runtime.
 
 use std::io::{Read, Write};

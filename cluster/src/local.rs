@@ -5,13 +5,15 @@
 //! fails, the handles already created are dropped, which stops them: a
 //! half-started cluster never stays behind.
 
+use crate::error::ClusterError;
 use crate::nginx::{Balance, NginxServer};
-use crate::node::NodeProcess;
+use crate::node::{NodeProcess, NodeProgram};
 use crate::ports::PortChoice;
+use crate::process;
 use crate::process::ProcessId;
-use crate::redis::RedisServer;
-use crate::state::{ClusterState, Member, Role};
-use crate::{ClusterError, find_program, process};
+use crate::programs::{check_program, given_or_found};
+use crate::redis_server::RedisServer;
+use crate::state_file::{ClusterState, Member, Role};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,11 +22,11 @@ use std::time::Duration;
 pub const MAX_NODES: usize = 16;
 
 /// What to start; [`ClusterOptions::new`] gives test-friendly defaults
-/// (free ports everywhere), `cluster up` prefers the seed's ports.
+/// (free ports everywhere), `wscluster up` prefers the seed's ports.
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
-    /// The wsnode executable.
-    pub wsnode: PathBuf,
+    /// The program the nodes run: the wsnode executable, perhaps with leading arguments.
+    pub node_program: NodeProgram,
     /// Number of nodes [default: 3].
     pub nodes: usize,
     /// Start redis-server and pass `--redis` to the nodes [default: true].
@@ -52,15 +54,16 @@ pub struct ClusterOptions {
     pub nginx_program: Option<PathBuf>,
     /// redis-server executable [default: found on PATH].
     pub redis_program: Option<PathBuf>,
-    /// Start every process in its own process group (for `cluster up`,
+    /// Start every process in its own process group (for `wscluster up`,
     /// whose processes outlive it and must not get the terminal's Ctrl-C).
     pub process_group: bool,
 }
 
 impl ClusterOptions {
-    pub fn new(wsnode: impl Into<PathBuf>) -> ClusterOptions {
+    /// Defaults, with the nodes run from `node_program` (a wsnode path, or a [`NodeProgram`]).
+    pub fn new(node_program: impl Into<NodeProgram>) -> ClusterOptions {
         ClusterOptions {
-            wsnode: wsnode.into(),
+            node_program: node_program.into(),
             nodes: 3,
             redis: true,
             redis_port: PortChoice::Any,
@@ -132,17 +135,13 @@ impl ClusterOptions {
     /// latter empty without Redis).
     pub fn preflight(&self) -> Result<(PathBuf, PathBuf), ClusterError> {
         self.validate()?;
-        let program = |given: &Option<PathBuf>, name: &'static str| match given {
-            Some(p) => crate::check_program(name, p).map(|()| p.clone()),
-            None => find_program(name).ok_or(ClusterError::NotInstalled { program: name }),
-        };
-        let nginx = program(&self.nginx_program, "nginx")?;
+        let nginx = given_or_found(self.nginx_program.as_deref(), "nginx")?;
         let redis = if self.redis {
-            program(&self.redis_program, "redis-server")?
+            given_or_found(self.redis_program.as_deref(), "redis-server")?
         } else {
             PathBuf::new()
         };
-        crate::check_program("wsnode", &self.wsnode)?;
+        check_program("wsnode", &self.node_program.path)?;
         self.check_fixed_ports()?;
         Ok((nginx, redis))
     }
@@ -200,7 +199,7 @@ impl LocalCluster {
             }
             let name = format!("node{}", i + 1);
             let choice = opts.node_port.nth(i as u16);
-            let mut b = NodeProcess::builder(&opts.wsnode)
+            let mut b = NodeProcess::builder(opts.node_program.clone())
                 .node_id(&name)
                 .port(choice)
                 .args(&opts.node_args)
@@ -308,7 +307,7 @@ impl LocalCluster {
         }
     }
 
-    /// Let every process outlive this handle (for `cluster up`) and describe
+    /// Let every process outlive this handle (for `wscluster up`) and describe
     /// them for the state file. Processes that died meanwhile are an error
     /// (and the others are stopped, as on any failed start).
     pub fn detach(self) -> Result<ClusterState, ClusterError> {
@@ -349,7 +348,7 @@ impl LocalCluster {
             (ng.argv(), Vec::new()),
         )?);
         let state = ClusterState {
-            version: crate::state::VERSION,
+            version: crate::state_file::VERSION,
             created_unix: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
@@ -390,7 +389,7 @@ fn member(
         .ok_or_else(|| ClusterError::Exited {
             what: name.to_string(),
             status: "gone".into(),
-            log: crate::log_tail(&log),
+            log: crate::files::log_tail(&log),
         })?;
     Ok(Member {
         name: name.to_string(),

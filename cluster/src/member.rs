@@ -1,13 +1,14 @@
-//! One process recorded by `cluster up`: its health, and starting it again.
+//! One process recorded by `wscluster up`: its health, and starting it again.
 //!
 //! The seed's failover scenarios stop one container and start it again
 //! (`docker stop demo-java-websocket-1`, `docker start ...`). The local
-//! equivalent is `wsnode cluster stop node1` / `start node1`, which need the
+//! equivalent is `wscluster stop node1` / `start node1`, which need the
 //! exact command line, environment and dir a member was started with; they
 //! are recorded here.
 
+use crate::error::{ClusterError, io_err};
+use crate::ports;
 use crate::process::{self, ProcessId};
-use crate::{ClusterError, io_err, ports};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -81,7 +82,7 @@ impl Member {
     fn probe(&self) -> Result<(), String> {
         let timeout = Duration::from_secs(3);
         match self.role {
-            Role::Redis if crate::redis::ping(self.addr()) => Ok(()),
+            Role::Redis if crate::redis_server::ping(self.addr()) => Ok(()),
             Role::Redis => Err("no PONG".into()),
             Role::Node | Role::Nginx => {
                 let path = if self.role == Role::Node {
@@ -109,13 +110,13 @@ impl Member {
         }
         let Some((program, args)) = self.argv.split_first() else {
             return Err(ClusterError::Invalid(format!(
-                "{} was recorded without its command line: run `wsnode cluster down` and `up`",
+                "{} was recorded without its command line: run `wscluster down` and `up`",
                 self.name
             )));
         };
         if !self.dir.is_dir() {
             return Err(ClusterError::Invalid(format!(
-                "{}'s dir {} is gone: run `wsnode cluster down` and `up`",
+                "{}'s dir {} is gone: run `wscluster down` and `up`",
                 self.name,
                 self.dir.display()
             )));
@@ -124,7 +125,7 @@ impl Member {
             return Err(ClusterError::PortBusy {
                 what: self.name.clone(),
                 port: self.port,
-                option: "`wsnode cluster down` and `up`",
+                option: "`wscluster down` and `up`",
             });
         }
         let mut cmd = Command::new(program);
@@ -160,7 +161,7 @@ impl Member {
                 return Err(ClusterError::Exited {
                     what: self.name.clone(),
                     status: status.to_string(),
-                    log: crate::tail_text(&log[from..]),
+                    log: crate::files::tail_text(&log[from..]),
                 });
             }
             if self.probe().is_ok() {
@@ -180,7 +181,7 @@ impl Member {
         self.process = ProcessId::of(child.id()).ok_or_else(|| ClusterError::Exited {
             what: self.name.clone(),
             status: "gone right after start".into(),
-            log: crate::log_tail(&self.log),
+            log: crate::files::log_tail(&self.log),
         })?;
         Ok(())
     }

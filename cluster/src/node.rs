@@ -6,19 +6,73 @@
 //! child process (not an in-process server), its stdout and stderr go to
 //! `node.log` in its dir, and that log survives restarts (appended).
 
+use crate::error::{ClusterError, io_err};
 use crate::ports::{self, PortChoice};
-use crate::{ClusterError, check_program, io_err, process};
+use crate::process;
+use crate::programs::check_program;
 use std::ffi::{OsStr, OsString};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+/// The program a node runs: the wsnode executable, or a program that acts as
+/// wsnode after some leading arguments (loadgen embeds the same node behind
+/// `loadgen __node`), so the harness can start either without a wrapper
+/// script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeProgram {
+    /// The executable.
+    pub path: PathBuf,
+    /// Arguments before the node's own options [default: none].
+    pub args: Vec<OsString>,
+}
+
+impl NodeProgram {
+    /// Run `path` with nothing before the node's options.
+    pub fn new(path: impl Into<PathBuf>) -> NodeProgram {
+        NodeProgram {
+            path: path.into(),
+            args: Vec::new(),
+        }
+    }
+
+    /// One more leading argument, e.g. `__node`.
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> NodeProgram {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+}
+
+impl From<PathBuf> for NodeProgram {
+    fn from(path: PathBuf) -> NodeProgram {
+        NodeProgram::new(path)
+    }
+}
+
+impl From<&Path> for NodeProgram {
+    fn from(path: &Path) -> NodeProgram {
+        NodeProgram::new(path)
+    }
+}
+
+impl From<&PathBuf> for NodeProgram {
+    fn from(path: &PathBuf) -> NodeProgram {
+        NodeProgram::new(path)
+    }
+}
+
+impl From<&str> for NodeProgram {
+    fn from(path: &str) -> NodeProgram {
+        NodeProgram::new(path)
+    }
+}
+
 /// Options for [`NodeProcess::builder`].
 #[derive(Debug, Clone)]
 pub struct NodeBuilder {
-    /// The wsnode executable.
-    program: PathBuf,
+    /// The wsnode executable, and any arguments it needs first.
+    program: NodeProgram,
     /// `--node-id` [default: `node`].
     node_id: String,
     /// How the `--listen` port is chosen [default: any free port].
@@ -90,13 +144,13 @@ impl NodeBuilder {
 
     /// Start the node and wait until `/health` answers 200.
     pub fn start(self) -> Result<NodeProcess, ClusterError> {
-        check_program("wsnode", &self.program)?;
+        check_program("wsnode", &self.program.path)?;
         if self.node_id.is_empty() {
             return Err(ClusterError::Invalid(
                 "a node needs a non-empty node id".into(),
             ));
         }
-        let dir = crate::temp_dir(
+        let dir = crate::files::temp_dir(
             self.base_dir.as_deref(),
             &format!("wsbench-{}-", sanitize(&self.node_id)),
         )?;
@@ -160,8 +214,8 @@ pub struct NodeProcess {
 }
 
 impl NodeProcess {
-    /// Options for a node run from the wsnode executable at `program`.
-    pub fn builder(program: impl Into<PathBuf>) -> NodeBuilder {
+    /// Options for a node run from `program` (a wsnode path, or a [`NodeProgram`]).
+    pub fn builder(program: impl Into<NodeProgram>) -> NodeBuilder {
         NodeBuilder {
             program: program.into(),
             node_id: "node".into(),
@@ -178,7 +232,7 @@ impl NodeProcess {
 
     /// Start `program --listen 127.0.0.1:<free port> --node-id NODE_ID ARGS...`.
     pub fn start<I, S>(
-        program: impl Into<PathBuf>,
+        program: impl Into<NodeProgram>,
         node_id: &str,
         args: I,
     ) -> Result<NodeProcess, ClusterError>
@@ -334,7 +388,7 @@ impl NodeProcess {
         matches!(self.get("/health"), Ok((200, _)))
     }
 
-    /// Let the process outlive this handle (for `cluster up`). Returns its pid and dir.
+    /// Let the process outlive this handle (for `wscluster up`). Returns its pid and dir.
     pub fn detach(mut self) -> (Option<u32>, PathBuf) {
         let pid = self.child.take().map(|c| c.id());
         self.dir.disable_cleanup(true);
@@ -343,7 +397,8 @@ impl NodeProcess {
 
     /// The command line that starts it (program first).
     pub fn argv(&self) -> Vec<OsString> {
-        let mut v: Vec<OsString> = vec![self.spec.program.clone().into()];
+        let mut v: Vec<OsString> = vec![self.spec.program.path.clone().into()];
+        v.extend(self.spec.program.args.iter().cloned());
         v.push("--listen".into());
         v.push(format!("127.0.0.1:{}", self.port).into());
         v.push("--node-id".into());
@@ -391,7 +446,7 @@ impl NodeProcess {
         }
         let what = format!("node {} on port {}", self.spec.node_id, self.port);
         let mut child = cmd.spawn().map_err(|source| ClusterError::Io {
-            what: format!("start {}", self.spec.program.display()),
+            what: format!("start {}", self.spec.program.path.display()),
             source,
         })?;
         let deadline = Instant::now() + self.spec.ready_timeout;
@@ -453,7 +508,7 @@ fn tail_since(path: &Path, start: u64) -> String {
         return String::new();
     };
     let from = usize::try_from(start).unwrap_or(0).min(bytes.len());
-    crate::tail_text(&bytes[from..])
+    crate::files::tail_text(&bytes[from..])
 }
 
 #[cfg(test)]
@@ -478,7 +533,7 @@ mod tests {
         assert!(matches!(err, ClusterError::ProgramNotFound { .. }), "{err}");
 
         // `false` exits at once: a clear error with the exit status, no retry loop.
-        let Some(f) = crate::find_program("false") else {
+        let Some(f) = crate::programs::find_program("false") else {
             return;
         };
         let err = NodeProcess::start(f, "n1", [""; 0]).err().expect("exits");

@@ -1,10 +1,10 @@
 //! Free loopback ports, and the rule for choosing one.
 //!
-//! `cluster up` prefers the seed's well-known ports (8080, 8081-8083, 6379)
+//! `wscluster up` prefers the seed's well-known ports (8080, 8081-8083, 6379)
 //! but must still work on a machine where they are taken, and tests must
 //! never collide with each other: hence [`PortChoice`].
 
-use crate::ClusterError;
+use crate::error::ClusterError;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -51,7 +51,7 @@ pub fn ensure_free(port: u16, what: &str, option: &'static str) -> Result<(), Cl
 pub enum PortChoice {
     /// Exactly this port; starting fails with [`ClusterError::PortBusy`] if it is taken.
     Fixed(u16),
-    /// This port when free, otherwise any free port (the defaults of `cluster up`).
+    /// This port when free, otherwise any free port (the defaults of `wscluster up`).
     Prefer(u16),
     /// Any free port (tests).
     Any,

@@ -1,6 +1,6 @@
 //! Processes by pid: identity from `/proc`, signals, bounded stops.
 //!
-//! `wsnode cluster down` runs in a later process than the one that started
+//! `wscluster down` runs in a later process than the one that started
 //! the cluster, so it only has pids. A pid can be reused by an unrelated
 //! process once ours exits; before signalling anything we check that the pid
 //! still has the start time and command line we recorded. The handles that
@@ -12,7 +12,7 @@ use std::process::{Child, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// Set by `wsnode cluster up`'s SIGINT/SIGTERM handler; every wait in this
+/// Set by `wscluster up`'s SIGINT/SIGTERM handler; every wait in this
 /// crate gives up (and the caller cleans up) once it is set.
 static CANCELLED: AtomicBool = AtomicBool::new(false);
 
@@ -24,6 +24,22 @@ pub fn request_cancel() {
 /// Whether [`request_cancel`] was called.
 pub fn cancel_requested() -> bool {
     CANCELLED.load(Ordering::SeqCst)
+}
+
+extern "C" fn on_signal(_: libc::c_int) {
+    request_cancel();
+}
+
+/// While `up` starts things, Ctrl-C (or SIGTERM) must clean up rather than
+/// kill us and orphan half a cluster: the handler only sets a flag that
+/// every wait checks.
+pub fn cancel_on_interrupt() {
+    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only performs an atomic store, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
+    }
 }
 
 /// What identifies one process over its lifetime: pid reuse changes the start time.
@@ -138,7 +154,7 @@ pub enum Stopped {
     Stuck,
 }
 
-/// Stop a process we did not spawn (it was recorded by an earlier `cluster up`):
+/// Stop a process we did not spawn (it was recorded by an earlier `wscluster up`):
 /// SIGTERM, wait up to `timeout`, then SIGKILL and wait up to 5 s more.
 /// Does nothing unless `id` is still running.
 pub fn stop_recorded(id: &ProcessId, timeout: Duration) -> Stopped {

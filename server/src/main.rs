@@ -1,4 +1,6 @@
 //! The `wsnode` binary: parse options, set up logging, run the node.
+//! `wsnode health [URL]` probes a node's `/health` instead (the container
+//! image's HEALTHCHECK; see [`server::probe`]).
 
 use clap::Parser;
 
@@ -9,10 +11,9 @@ use clap::Parser;
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> anyhow::Result<()> {
-    // `wsnode cluster up|down|status` runs a local cluster (see README).
     let mut args = std::env::args_os();
-    if args.nth(1).is_some_and(|a| a == "cluster") {
-        std::process::exit(cluster::cli::main(args.collect()));
+    if args.nth(1).is_some_and(|a| a == "health") {
+        std::process::exit(server::probe::main(args.collect()));
     }
     node()
 }

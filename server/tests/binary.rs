@@ -1,4 +1,5 @@
-//! The `wsnode` binary as a process: help text, option errors, SIGTERM.
+//! The `wsnode` binary as a process: help text, option errors, SIGTERM, and
+//! `wsnode health` (the container image's HEALTHCHECK).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -104,6 +105,45 @@ fn sigterm_closes_clients_with_1001_and_exits_zero() {
         rest.iter()
             .any(|l| l.contains("WebSocket connected") || l.contains("disconnected")),
         "{rest:?}"
+    );
+}
+
+#[test]
+fn health_probes_the_port_from_wsnode_listen() {
+    let config = server::embed::config_from_args(["--listen", "127.0.0.1:0"]).unwrap();
+    let node = server::embed::EmbeddedNode::start_blocking(config).unwrap();
+    let probe = |listen: &str, args: &[&str]| {
+        Command::new(BIN)
+            .arg("health")
+            .args(args)
+            .env("WSNODE_LISTEN", listen)
+            .output()
+            .unwrap()
+    };
+    // As in the image: the node listens on all interfaces, the probe uses loopback.
+    let up = probe(&format!("0.0.0.0:{}", node.addr().port()), &[]);
+    assert!(up.status.success(), "{up:?}");
+    let out = String::from_utf8_lossy(&up.stdout);
+    assert!(out.contains(": 200 {\"status\":\"UP\""), "{out}");
+    let url = format!("http://{}/health/ready", node.addr());
+    assert!(
+        probe("nonsense", &[&url]).status.success(),
+        "a URL wins over WSNODE_LISTEN"
+    );
+
+    let port = node.addr().port();
+    drop(node);
+    let down = probe(&format!("0.0.0.0:{port}"), &["--timeout", "1s"]);
+    assert_eq!(down.status.code(), Some(1), "{down:?}");
+    assert_eq!(
+        probe("nonsense", &[]).status.code(),
+        Some(2),
+        "bad WSNODE_LISTEN"
+    );
+    assert_eq!(
+        probe("0.0.0.0:1", &["ftp://x"]).status.code(),
+        Some(2),
+        "bad URL"
     );
 }
 

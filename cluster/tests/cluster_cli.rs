@@ -1,32 +1,36 @@
-//! The local cluster from outside: `wsnode cluster up|status|down` as a user
-//! runs them (the built binary, real redis-server and nginx), and the
+//! The local cluster from outside: `wscluster up|status|down` as a user
+//! runs them (the built binaries, real redis-server and nginx), and the
 //! `cluster` library as the harness of the cluster tests (a WebSocket through
 //! nginx to a node and back, failover when that node is killed).
 //!
 //! Every test works in its own temp dir with free ports. The dir is also the
 //! processes' working directory, so "nothing left behind" is checked by
 //! looking for live processes whose cwd is inside it; a guard runs
-//! `cluster down` even when an assertion fails.
+//! `wscluster down` even when an assertion fails.
+
+mod common;
 
 use cluster::process::{ProcessId, processes_in};
-use cluster::state::{self, ClusterState};
+use cluster::state_file::{self, ClusterState};
 use cluster::{Balance, ClusterOptions, LocalCluster};
+use common::wsnode;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::{self, Message, stream::MaybeTlsStream};
 
-const WSNODE: &str = env!("CARGO_BIN_EXE_wsnode");
+const WSCLUSTER: &str = env!("CARGO_BIN_EXE_wscluster");
 
 /// How long one expected frame may take before the test fails.
 const WAIT: Duration = Duration::from_secs(15);
 
-fn wsnode(args: &[&str]) -> Output {
-    Command::new(WSNODE)
-        .arg("cluster")
+/// `wscluster ARGS`, with this run's wsnode named explicitly.
+fn wscluster(args: &[&str]) -> Output {
+    Command::new(WSCLUSTER)
         .args(args)
+        .env("WSBENCH_WSNODE", wsnode())
         .output()
-        .expect("run wsnode")
+        .expect("run wscluster")
 }
 
 fn text(o: &Output) -> String {
@@ -104,7 +108,7 @@ impl Sandbox {
             "1024",
         ];
         args.extend_from_slice(extra);
-        wsnode(&args)
+        wscluster(&args)
     }
     fn leftovers(&self) -> Vec<String> {
         processes_in(self.path())
@@ -118,7 +122,7 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         if self.state().exists() {
             let st = self.state_str();
-            let _ = wsnode(&["down", "--state", &st, "--timeout", "5s"]);
+            let _ = wscluster(&["down", "--state", &st, "--timeout", "5s"]);
         }
         for p in processes_in(self.path()) {
             cluster::process::sigkill(p.pid);
@@ -152,7 +156,7 @@ fn up_status_down_leaves_no_process_behind() {
         "node3",
         "redis",
         "ws://127.0.0.1:",
-        "wsnode cluster down",
+        "wscluster down",
     ] {
         assert!(
             out.contains(needle),
@@ -161,7 +165,7 @@ fn up_status_down_leaves_no_process_behind() {
         );
     }
 
-    let recorded: ClusterState = state::load(&sb.state())
+    let recorded: ClusterState = state_file::load(&sb.state())
         .unwrap()
         .expect("state file written");
     assert_eq!(recorded.members.len(), 5, "{recorded:?}");
@@ -190,7 +194,7 @@ fn up_status_down_leaves_no_process_behind() {
     let (code, body) = cluster::http::get(nginx.addr(), "/health", Duration::from_secs(5)).unwrap();
     assert_eq!(code, 200, "/health through nginx: {body}");
 
-    let status = wsnode(&["status", "--state", &st]);
+    let status = wscluster(&["status", "--state", &st]);
     assert!(status.status.success(), "status: {}", text(&status));
     assert_eq!(
         String::from_utf8_lossy(&status.stdout)
@@ -208,10 +212,10 @@ fn up_status_down_leaves_no_process_behind() {
 
     // A node that crashes makes status fail and name it.
     let node2 = recorded.members.iter().find(|m| m.name == "node2").unwrap();
-    let kill = wsnode(&["stop", "--kill", "--state", &st, "node2"]);
+    let kill = wscluster(&["stop", "--kill", "--state", &st, "node2"]);
     assert!(kill.status.success(), "stop --kill: {}", text(&kill));
     assert!(gone(&node2.process), "node2 killed");
-    let status = wsnode(&["status", "--state", &st, "--json"]);
+    let status = wscluster(&["status", "--state", &st, "--json"]);
     assert_eq!(status.status.code(), Some(1), "{}", text(&status));
     let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     let n2 = &json["members"].as_array().unwrap()[2];
@@ -222,15 +226,15 @@ fn up_status_down_leaves_no_process_behind() {
     );
 
     // `start` brings it back on its port (the seed's `docker start`), with its log kept.
-    let start = wsnode(&["start", "--state", &st, "node2"]);
+    let start = wscluster(&["start", "--state", &st, "node2"]);
     assert!(start.status.success(), "start: {}", text(&start));
-    let status = wsnode(&["status", "--state", &st]);
+    let status = wscluster(&["status", "--state", &st]);
     assert!(
         status.status.success(),
         "all healthy again: {}",
         text(&status)
     );
-    let restarted = state::load(&sb.state()).unwrap().unwrap();
+    let restarted = state_file::load(&sb.state()).unwrap().unwrap();
     let new2 = restarted
         .members
         .iter()
@@ -247,7 +251,7 @@ fn up_status_down_leaves_no_process_behind() {
         2,
         "both runs in one log:\n{log}"
     );
-    let again = wsnode(&["start", "--state", &st, "node2"]);
+    let again = wscluster(&["start", "--state", &st, "node2"]);
     assert_eq!(
         again.status.code(),
         Some(2),
@@ -256,11 +260,11 @@ fn up_status_down_leaves_no_process_behind() {
     );
 
     // A graceful stop of Redis (the seed's `docker stop demo-redis-multi`).
-    let stop = wsnode(&["stop", "--state", &st, "redis"]);
+    let stop = wscluster(&["stop", "--state", &st, "redis"]);
     assert!(stop.status.success(), "stop: {}", text(&stop));
-    let status = wsnode(&["status", "--state", &st]);
+    let status = wscluster(&["status", "--state", &st]);
     assert_eq!(status.status.code(), Some(1), "{}", text(&status));
-    let bad = wsnode(&["stop", "--state", &st, "node9"]);
+    let bad = wscluster(&["stop", "--state", &st, "node9"]);
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
     assert!(
         text(&bad).contains("members: redis, node1"),
@@ -268,7 +272,7 @@ fn up_status_down_leaves_no_process_behind() {
         text(&bad)
     );
 
-    let down = wsnode(&["down", "--state", &st]);
+    let down = wscluster(&["down", "--state", &st]);
     assert!(down.status.success(), "down: {}", text(&down));
     for m in restarted.members.iter().chain(&recorded.members) {
         assert!(
@@ -292,7 +296,7 @@ fn up_status_down_leaves_no_process_behind() {
     );
 
     // Down again: nothing to do, still success.
-    let again = wsnode(&["down", "--state", &st]);
+    let again = wscluster(&["down", "--state", &st]);
     assert!(again.status.success(), "{}", text(&again));
 }
 
@@ -329,7 +333,7 @@ fn busy_port_and_missing_nginx_are_clear_errors() {
     let port = busy.local_addr().unwrap().port().to_string();
     let (st, dir) = (sb.state_str(), sb.dir_str());
 
-    let up = wsnode(&[
+    let up = wscluster(&[
         "up",
         "--state",
         &st,
@@ -368,6 +372,49 @@ fn busy_port_and_missing_nginx_are_clear_errors() {
     );
 }
 
+#[test]
+fn wscluster_finds_wsnode_next_to_itself_or_says_where_it_looked() {
+    let sb = Sandbox::new();
+    let bin = sb.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    // A copy, not a symlink: the executable's own dir is where it looks.
+    let copy = bin.join("wscluster");
+    std::fs::copy(WSCLUSTER, &copy).unwrap();
+    let (st, dir) = (sb.state_str(), sb.dir_str());
+    let up = || {
+        Command::new(&copy)
+            .args(["up", "--state", &st, "--dir", &dir])
+            .args(["--nginx", "/nonexistent/nginx", "--nodes", "1"])
+            .env_remove("WSBENCH_WSNODE")
+            .output()
+            .unwrap()
+    };
+    let missing = up();
+    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
+    let expected = format!("wsnode not found at {}", bin.join("wsnode").display());
+    assert!(text(&missing).contains(&expected), "{}", text(&missing));
+    assert!(text(&missing).contains("--wsnode"), "{}", text(&missing));
+
+    // With a wsnode beside it, `up` gets past the program checks to the
+    // next one (nginx), and starts nothing.
+    std::os::unix::fs::symlink(wsnode(), bin.join("wsnode")).unwrap();
+    let found = up();
+    assert_eq!(found.status.code(), Some(1), "{}", text(&found));
+    assert!(
+        text(&found).contains("nginx not found at /nonexistent/nginx"),
+        "{}",
+        text(&found)
+    );
+    let named = wscluster(&["up", "--state", &st, "--wsnode", "/nonexistent/wsnode"]);
+    assert_eq!(named.status.code(), Some(1), "{}", text(&named));
+    assert!(
+        text(&named).contains("wsnode not found at /nonexistent/wsnode: check the path"),
+        "{}",
+        text(&named)
+    );
+    assert!(!sb.state().exists());
+}
+
 type Ws = tungstenite::WebSocket<MaybeTlsStream<std::net::TcpStream>>;
 
 fn connect(url: &str) -> Ws {
@@ -393,7 +440,7 @@ fn next_json(ws: &mut Ws) -> serde_json::Value {
 #[test]
 fn websocket_through_nginx_and_failover_to_another_node() {
     let base = TempDir::new("cluster-lib-");
-    let mut opts = ClusterOptions::new(WSNODE);
+    let mut opts = ClusterOptions::new(wsnode());
     opts.balance = Balance::ConsistentHash;
     opts.worker_connections = 1024;
     opts.base_dir = Some(base.path().to_path_buf());
@@ -491,7 +538,7 @@ fn the_deploy_nginx_conf_proxies_websockets_to_real_nodes() {
         .expect("redis-server");
     let nodes: Vec<cluster::NodeProcess> = (1..=3)
         .map(|i| {
-            cluster::NodeProcess::builder(WSNODE)
+            cluster::NodeProcess::builder(wsnode())
                 .node_id(format!("node{i}"))
                 .redis(redis.url())
                 .base_dir(base.path())
@@ -499,10 +546,11 @@ fn the_deploy_nginx_conf_proxies_websockets_to_real_nodes() {
                 .expect("node starts")
         })
         .collect();
-    // The Dockerfile's HEALTHCHECK: `wsnode cluster health`, port from WSNODE_LISTEN.
+    // The Dockerfile's HEALTHCHECK: `wsnode health`, port from WSNODE_LISTEN;
+    // and `wscluster health URL`, the same probe from the cluster tool.
     let probe = |listen: &str| {
-        Command::new(WSNODE)
-            .args(["cluster", "health"])
+        Command::new(wsnode())
+            .arg("health")
             .env("WSNODE_LISTEN", listen)
             .output()
             .unwrap()
@@ -512,6 +560,8 @@ fn the_deploy_nginx_conf_proxies_websockets_to_real_nodes() {
     let dead = cluster::ports::free_port().unwrap();
     let down = probe(&format!("0.0.0.0:{dead}"));
     assert_eq!(down.status.code(), Some(1), "{}", text(&down));
+    let ok = wscluster(&["health", &format!("{}/health", nodes[1].url())]);
+    assert!(ok.status.success(), "{}", text(&ok));
 
     let conf_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../nginx-lb.conf");
     let conf = std::fs::read_to_string(&conf_path).unwrap();

@@ -2,7 +2,13 @@
 //! port): cross-node fan-out, recovery from another node, ordering under
 //! concurrent writers, fencing, node crashes and Redis outages.
 
+// The in-process node and WebSocket client of the server's own tests: these
+// tests are the server's too, but they need this crate's real redis-server
+// and node processes, and the server does not depend on this crate.
+#[path = "../../server/tests/support/mod.rs"]
 mod support;
+
+mod common;
 
 use cluster::RedisServer;
 use protocol::{ErrorCode, ServerMsg, StreamStatus};
@@ -88,7 +94,7 @@ async fn victim_mid_answer(
     sid: &str,
     mid: &str,
 ) -> (cluster::NodeProcess, String, Vec<u32>) {
-    let victim = cluster::NodeProcess::builder(env!("CARGO_BIN_EXE_wsnode"))
+    let victim = cluster::NodeProcess::builder(common::wsnode())
         .node_id(id)
         .redis(r.url())
         .args(args)

@@ -1,11 +1,14 @@
 //! A real redis-server process on a loopback port, in its own temp dir.
 //!
 //! Tests need a Redis they can stop and restart (outage scenarios), and
-//! `cluster up` needs one that outlives it; both use this handle. Data is
+//! `wscluster up` needs one that outlives it; both use this handle. Data is
 //! never persisted (`--save ""`, no AOF): a restart starts empty.
 
+use crate::error::{ClusterError, io_err};
+use crate::files::log_tail;
 use crate::ports::{self, PortChoice};
-use crate::{ClusterError, find_program, io_err, log_tail, process};
+use crate::process;
+use crate::programs::given_or_found;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -26,7 +29,7 @@ pub struct RedisBuilder {
     /// Where its temp dir is created [default: the system temp dir].
     base_dir: Option<PathBuf>,
     /// Start it in its own process group, so a Ctrl-C meant for our
-    /// terminal does not reach it (for processes that outlive `cluster up`).
+    /// terminal does not reach it (for processes that outlive `wscluster up`).
     process_group: bool,
 }
 
@@ -55,14 +58,8 @@ impl RedisBuilder {
 
     /// Start it and wait until it answers PING.
     pub fn start(self) -> Result<RedisServer, ClusterError> {
-        let program = match &self.program {
-            Some(p) => p.clone(),
-            None => find_program("redis-server").ok_or(ClusterError::NotInstalled {
-                program: "redis-server",
-            })?,
-        };
-        crate::check_program("redis-server", &program)?;
-        let dir = crate::temp_dir(self.base_dir.as_deref(), "wsbench-redis-")?;
+        let program = given_or_found(self.program.as_deref(), "redis-server")?;
+        let dir = crate::files::temp_dir(self.base_dir.as_deref(), "wsbench-redis-")?;
         let mut server = RedisServer {
             child: None,
             port: 0,
@@ -123,7 +120,7 @@ impl RedisServer {
         RedisServer::builder().start()
     }
 
-    /// Start on `port` (for `cluster up`, which prefers 6379).
+    /// Start on `port` (for `wscluster up`, which prefers 6379).
     pub fn start_on(port: u16) -> Result<RedisServer, ClusterError> {
         RedisServer::builder().port(port).start()
     }
@@ -194,7 +191,7 @@ impl RedisServer {
         Ok(line.trim_end().to_string())
     }
 
-    /// Let the process outlive this handle (for `cluster up`): nothing is
+    /// Let the process outlive this handle (for `wscluster up`): nothing is
     /// stopped or removed on drop. Returns its pid and dir.
     pub fn detach(mut self) -> (Option<u32>, PathBuf) {
         let pid = self.child.take().map(|c| c.id());
@@ -202,7 +199,7 @@ impl RedisServer {
         (pid, self.dir.path().to_path_buf())
     }
 
-    /// The command line that starts it (program first): what `cluster start`
+    /// The command line that starts it (program first): what `wscluster start`
     /// runs again for a stopped member.
     pub fn argv(&self) -> Vec<OsString> {
         let dir = self.dir.path();

@@ -1,4 +1,4 @@
-//! The state file `cluster up` leaves for `down` and `status`.
+//! The state file `wscluster up` leaves for `down` and `status`.
 //!
 //! `up` returns while its processes keep running, so a later command needs
 //! their pids, ports and dirs. Each process is recorded with its start time
@@ -6,15 +6,15 @@
 //! signals a pid only while it is still that very process, never whatever
 //! reused the number.
 
+use crate::error::{ClusterError, io_err};
 pub use crate::member::{Condition, Member, Role};
-use crate::{ClusterError, io_err};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Bumped when the format changes incompatibly.
 pub const VERSION: u32 = 1;
 
-/// Everything one `cluster up` started.
+/// Everything one `wscluster up` started.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterState {
     pub version: u32,
@@ -56,7 +56,7 @@ pub fn load(path: &Path) -> Result<Option<ClusterState>, ClusterError> {
     })?;
     if state.version != VERSION {
         return Err(ClusterError::Invalid(format!(
-            "{} has format version {}, this wsnode understands {VERSION}",
+            "{} has format version {}, this wscluster understands {VERSION}",
             path.display(),
             state.version
         )));
