@@ -8,8 +8,9 @@
 //! figures once a second. Only the given targets are contacted, and every
 //! answer is read with a size and time bound.
 
-use crate::config::Target;
-use crate::monitor::RemoteSlot;
+use crate::config::target::Target;
+use crate::monitor::procs::RemoteSlot;
+use protocol::HealthStats;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,8 +19,8 @@ use tokio::net::TcpStream;
 const LIMIT: usize = 64 * 1024;
 const WAIT: Duration = Duration::from_secs(2);
 
-/// A bounded HTTP/1.0 GET of `/health/stats`, parsed as JSON.
-pub async fn fetch_stats(t: &Target) -> Option<serde_json::Value> {
+/// A bounded HTTP/1.0 GET of `/health/stats`, parsed as the node writes it.
+pub async fn fetch_stats(t: &Target) -> Option<HealthStats> {
     let fetch = async {
         let mut s = TcpStream::connect(t.addr).await.ok()?;
         let req = format!(
@@ -50,8 +51,7 @@ pub async fn local_pid(t: &Target) -> Option<u32> {
     if !t.addr.ip().is_loopback() {
         return None;
     }
-    let v = fetch_stats(t).await?;
-    let pid = u32::try_from(v.get("pid")?.as_u64()?).ok()?;
+    let pid = fetch_stats(t).await?.pid;
     // Only a pid that exists here and is a node is ours to watch: a node in
     // a container reports a pid of its own namespace (often 1), which on the
     // host belongs to some other process.
@@ -59,27 +59,27 @@ pub async fn local_pid(t: &Target) -> Option<u32> {
     looks_like_node(&cmdline, b"wsnode").then_some(pid)
 }
 
-fn stats_sample(v: &serde_json::Value) -> Option<(f64, u64)> {
-    Some((v.get("cpu_pct")?.as_f64()?, v.get("rss_bytes")?.as_u64()?))
+/// CPU % and RSS, as the process monitor's slots hold them.
+fn stats_sample(s: &HealthStats) -> (f64, u64) {
+    (f64::from(s.cpu_pct), s.rss_bytes)
 }
 
 /// First figures of a node's `/health/stats`, then a task that refreshes
 /// them every second until aborted.
 pub async fn poll_node(t: Target) -> Option<(u32, RemoteSlot, tokio::task::JoinHandle<()>)> {
-    let v = fetch_stats(&t).await?;
-    let pid = v.get("pid").and_then(|p| p.as_u64()).unwrap_or(0) as u32;
+    let stats = fetch_stats(&t).await?;
     let slot: RemoteSlot = Default::default();
-    *slot.lock().unwrap_or_else(|e| e.into_inner()) = stats_sample(&v);
+    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(stats_sample(&stats));
     let w = slot.clone();
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
-            let s = fetch_stats(&t).await.and_then(|v| stats_sample(&v));
+            let s = fetch_stats(&t).await.map(|s| stats_sample(&s));
             *w.lock().unwrap_or_else(|e| e.into_inner()) = s;
         }
     });
-    Some((pid, slot, task))
+    Some((stats.pid, slot, task))
 }
 
 /// Fields of redis `INFO` that loadgen uses.

@@ -5,7 +5,9 @@
 //! loadgen's. The child prints its bound address on stdout and exits when
 //! its stdin pipe closes, so it cannot outlive loadgen even if loadgen is
 //! killed. Started with any other stdin, `loadgen __node ARGS` is wsnode
-//! and runs until signalled (the cluster tests start it that way).
+//! and runs until signalled (the cluster tests start it that way, as the
+//! cluster harness's node program). The node itself is
+//! [`server::embed::EmbeddedNode`], as in every other embedding.
 
 use crate::error::Error;
 use std::collections::VecDeque;
@@ -28,23 +30,18 @@ const KEEP_LINES: usize = 20;
 /// Run wsnode in this process (the hidden `__node` subcommand).
 pub fn serve(args: Vec<String>) -> Result<u8, Error> {
     crate::limits::raise_nofile();
-    let opts = <server::Opts as clap::Parser>::try_parse_from(
-        std::iter::once("wsnode".to_string()).chain(args),
-    )
-    .map_err(|e| Error::Node(format!("bad node option (--node-arg): {e}")))?;
-    let config = opts
-        .into_config()
+    let config = server::embed::config_from_args(args)
         .map_err(|e| Error::Node(format!("bad node option (--node-arg): {e}")))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::io("starting the node runtime", e))?;
     rt.block_on(async move {
-        let server = server::Server::bind(config)
+        let node = server::embed::EmbeddedNode::start(config)
             .await
             .map_err(|e| Error::Node(e.to_string()))?;
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{READY}{}", server.local_addr());
+        let _ = writeln!(out, "{READY}{}", node.addr());
         let _ = out.flush();
         drop(out);
         let stdin_closed = async {
@@ -60,16 +57,12 @@ pub fn serve(args: Vec<String>) -> Result<u8, Error> {
             })
             .await;
         };
-        let shutdown = async move {
-            tokio::select! {
-                _ = stdin_closed => {}
-                _ = server::shutdown_signal() => {}
-            }
-        };
-        server
-            .run(shutdown)
-            .await
-            .map_err(|e| Error::Node(e.to_string()))
+        tokio::select! {
+            _ = stdin_closed => {}
+            _ = server::shutdown_signal() => {}
+        }
+        node.stop().await;
+        Ok::<(), Error>(())
     })?;
     Ok(0)
 }

@@ -4,38 +4,16 @@
 //! every answer checked, every message accounted for, every process measured.
 
 use clap::Parser;
-use cluster::{Balance, ClusterOptions, LocalCluster};
-use loadgen::monitor::Role;
-use loadgen::report::Report;
-use std::path::PathBuf;
+use cluster::{Balance, ClusterOptions, LocalCluster, NodeProgram};
+use loadgen::monitor::procs::ProcRole as Role;
+use loadgen::report::model::Report;
 use std::time::Duration;
 
-/// `loadgen __node` is wsnode (same library); a two-line script lets the
-/// cluster harness start it as its wsnode program.
-struct Shim(PathBuf);
-
-impl Shim {
-    fn new() -> Shim {
-        let path = std::env::temp_dir().join(format!("loadgen-wsnode-shim-{}", std::process::id()));
-        let script = format!(
-            "#!/bin/sh\nexec '{}' __node \"$@\"\n",
-            env!("CARGO_BIN_EXE_loadgen")
-        );
-        std::fs::write(&path, script).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        Shim(path)
-    }
-}
-
-impl Drop for Shim {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-fn start_cluster(shim: &Shim) -> LocalCluster {
-    let mut opts = ClusterOptions::new(&shim.0);
+fn start_cluster() -> LocalCluster {
+    // `loadgen __node` is wsnode (the same library, embedded): the harness
+    // runs this test's own loadgen binary with `__node` before the node's options.
+    let program = NodeProgram::new(env!("CARGO_BIN_EXE_loadgen")).arg("__node");
+    let mut opts = ClusterOptions::new(program);
     // Sticky by the whole client address, so loadgen's --source-ips spread
     // the connections (ip_hash would put every 127.0.0.x on one node).
     opts.balance = Balance::ConsistentHash;
@@ -84,8 +62,7 @@ fn kill_busiest_node_during(c: &mut LocalCluster, args: Vec<String>) -> (Report,
 
 #[test]
 fn chat_load_through_nginx_three_nodes_and_redis_loses_nothing() {
-    let shim = Shim::new();
-    let mut c = start_cluster(&shim);
+    let mut c = start_cluster();
     let redis_port = c.redis().expect("redis").port();
     let mut args: Vec<String> = format!(
         "--url ws://{}/ws/chat --mode chat --conns 36 --rate 2 --duration 3s \
@@ -163,8 +140,7 @@ fn chat_load_through_nginx_three_nodes_and_redis_loses_nothing() {
 
 #[test]
 fn a_node_killed_mid_run_is_measured_as_failover_time() {
-    let shim = Shim::new();
-    let mut c = start_cluster(&shim);
+    let mut c = start_cluster();
     let args: Vec<String> = format!(
         "--url ws://{}/ws/chat --conns 30 --rate 5 --duration 4s --reconnect \
          --source-ips 127.0.0.2-127.0.0.31",
@@ -235,8 +211,7 @@ fn a_node_killed_mid_run_is_measured_as_failover_time() {
 
 #[test]
 fn answers_of_a_crashed_node_end_interrupted_promptly_and_are_reported_apart() {
-    let shim = Shim::new();
-    let mut c = start_cluster(&shim);
+    let mut c = start_cluster();
     // Answers of ~800 ms, so the crash cuts several mid-stream.
     let args: Vec<String> = format!(
         "--url ws://{}/ws/chat --mode chat --conns 30 --rate 2 --duration 4s \

@@ -368,10 +368,11 @@ pub fn start_tungstenite_echo() -> TestServer {
     }
 }
 
-/// A real wsnode, in-process, on 127.0.0.1:0.
+/// A real wsnode, in-process, on 127.0.0.1:0, on a thread and runtime of
+/// its own ([`server::embed::EmbeddedNode::start_blocking`]); stopped on drop.
 pub struct Node {
     pub addr: SocketAddr,
-    rt: Option<tokio::runtime::Runtime>,
+    _node: server::embed::BlockingNode,
 }
 
 impl Node {
@@ -380,32 +381,14 @@ impl Node {
     }
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
 pub fn start_wsnode(args: &[&str]) -> Node {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let opts = <server::Opts as clap::Parser>::parse_from(
-        ["wsnode", "--listen", "127.0.0.1:0"]
-            .iter()
-            .chain(args.iter()),
-    );
-    let config = opts.into_config().expect("node config");
-    let server = rt
-        .block_on(server::Server::bind(config))
-        .expect("bind node");
-    let addr = server.local_addr();
-    rt.spawn(server.run(std::future::pending()));
-    Node { addr, rt: Some(rt) }
+    let argv = ["--listen", "127.0.0.1:0"].iter().chain(args.iter());
+    let config = server::embed::config_from_args(argv.copied()).expect("node config");
+    let node = server::embed::EmbeddedNode::start_blocking(config).expect("start node");
+    Node {
+        addr: node.addr(),
+        _node: node,
+    }
 }
 
 /// A port with nothing listening on it.
