@@ -54,6 +54,15 @@ for comp in rustfmt clippy; do
   fi
 done
 
+# cargo-modules draws each crate's module graph for the import-cycle check
+# (scripts/check-modules.sh). Built from crates.io once (~8 min on 2 cores),
+# then kept in ~/.cargo/bin. 0.27.0 is the last release that builds with
+# rustc 1.95.
+if ! cargo modules --version >/dev/null 2>&1; then
+  log "installing cargo-modules 0.27.0 (crates.io)"
+  cargo install cargo-modules --version 0.27.0 --locked --quiet
+fi
+
 # Each test process may hold thousands of sockets.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
@@ -62,6 +71,9 @@ cargo fmt --all -- --check
 
 log "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "no import cycles among modules (cargo-modules + tsort)"
+bash scripts/check-modules.sh
 
 log "cargo test"
 cargo test --workspace --locked "$@" 2>&1 | tee target/test-output.txt

@@ -10,13 +10,12 @@
 //! docs/ARCHITECTURE.md draws the path.
 
 pub mod config;
+pub mod embedded;
 pub mod engine;
 pub mod error;
-pub mod health;
 pub mod limits;
 pub mod monitor;
 pub mod net;
-pub mod node;
 pub mod opts;
 pub mod report;
 pub mod run;
@@ -31,7 +30,7 @@ pub use run::Outcome;
 pub fn run(opts: Opts) -> Result<Outcome, Error> {
     match opts.command {
         Some(Command::Merge(m)) => report::hdrlog::run_merge(&m).map(Outcome::code),
-        Some(Command::Node { args }) => node::serve(args).map(Outcome::code),
+        Some(Command::Node { args }) => embedded::serve(args).map(Outcome::code),
         Some(Command::Worker) => workers::child::serve().map(Outcome::code),
         None => run::load(&opts.load),
     }

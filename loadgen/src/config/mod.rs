@@ -285,27 +285,21 @@ impl Config {
     }
 }
 
-/// The embedded node's options are checked here too, so a bad
-/// `--node-arg` is a bad option (exit 2), not a node that fails to start.
+/// The embedded node's options are checked here too, by wsnode's own
+/// parser, so a bad `--node-arg` is a bad option (exit 2), not a node that
+/// fails to start.
 fn check_node_args(args: &[String]) -> Result<(), ConfigError> {
-    let argv = ["wsnode", "--listen", "127.0.0.1:0"]
+    let argv = ["--listen", "127.0.0.1:0"]
         .into_iter()
         .map(String::from)
         .chain(args.iter().cloned());
-    let opts = <server::Opts as clap::Parser>::try_parse_from(argv).map_err(|e| {
-        let msg = e.to_string();
-        let first = msg
-            .lines()
-            .next()
-            .unwrap_or("invalid option")
-            .trim_start_matches("error: ");
-        ConfigError(format!(
-            "--node-arg: {first} (see `wsnode --help` for the node's options)"
-        ))
-    })?;
-    opts.into_config()
-        .map(|_| ())
-        .map_err(|e| ConfigError(format!("--node-arg: {e}")))
+    match server::embed::config_from_args(argv) {
+        Ok(_) => Ok(()),
+        Err(e @ server::embed::EmbedError::Options(_)) => bad(format!(
+            "--node-arg: {e} (see `wsnode --help` for the node's options)"
+        )),
+        Err(e) => bad(format!("--node-arg: {e}")),
+    }
 }
 
 fn ephemeral_port_range() -> Option<(u16, u16)> {

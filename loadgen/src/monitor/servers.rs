@@ -5,7 +5,7 @@
 
 use crate::config::target::Target;
 use crate::config::{Config, Targets};
-use crate::health;
+use crate::monitor::health;
 use crate::monitor::procs::{Monitor, ProcRole};
 
 /// Watch the servers under test: the embedded node, `--node-pid`s, each

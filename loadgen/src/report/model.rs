@@ -14,24 +14,41 @@ pub const SCHEMA: &str = "loadgen.report/v1";
 /// Send lag p99 above which loadgen itself fell behind its schedule.
 pub const LAG_WARN_US: u64 = 10_000;
 
+/// Everything one run measured and how it grades (the `--json` document).
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// Always [`SCHEMA`].
     pub schema: &'static str,
+    /// When the run started (RFC 3339, seconds, UTC).
     pub started_at: String,
+    /// Seconds from the first send opportunity to the end of the drain.
     pub duration_s: f64,
+    /// `--mode` (default echo).
     pub mode: Mode,
+    /// `--wait-reply` (default false: open model).
     pub wait_reply: bool,
+    /// `--rate`: messages per second per connection (default 10).
     pub rate_per_conn: f64,
+    /// `--payload-size` in bytes (default 16).
     pub payload_size: usize,
+    /// The target URLs (the embedded node's when no `--url`).
     pub targets: Vec<String>,
+    /// The template's Environment line.
     pub environment: String,
+    /// loadgen processes that measured (`--workers`, default 1).
     pub workers: u32,
+    /// Connection counts and times.
     pub connections: Connections,
+    /// Where every message sent ended up, and the error counts.
     pub messages: Messages,
+    /// Reply latency in microseconds, corrected and uncorrected.
     pub latency_us: Latency,
+    /// How late loadgen sent against its own schedule.
     pub send_lag_us: SendLag,
+    /// Chat figures (`--mode chat` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chat: Option<Chat>,
+    /// CPU and memory of every monitored process.
     pub resources: Vec<ProcReport>,
     /// CPU of all monitored node processes together per answered message
     /// (us); with one node, the same as its `cpu_us_per_msg`.
@@ -40,21 +57,33 @@ pub struct Report {
     pub host: Option<HostReport>,
     /// Replies on time and correct / messages sent (1.0 when nothing was sent).
     pub success_rate: f64,
+    /// The Target Metrics table, one row each, graded.
     pub grades: Vec<GradeRow>,
+    /// What a reader must know to trust (or not) these figures.
     pub warnings: Vec<String>,
+    /// The first distinct error messages (at most 8), with counts.
     pub error_samples: Vec<ErrorSample>,
+    /// One sample per second.
     pub series: Vec<SecondSample>,
+    /// 0 when every graded row reached `--fail-on` (and `--min-success-rate`), else 1.
     pub exit_code: u8,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Connections {
+    /// Most connections the plan asks for at once.
     pub target: u64,
+    /// Handshakes that succeeded (reconnects included).
     pub established: u64,
+    /// Attempts that failed (TCP, handshake or timeout).
     pub failed: u64,
+    /// Most connections open at once.
     pub peak_open: i64,
+    /// Connections the server or the network ended.
     pub drops: u64,
+    /// Handshakes after a slot's first (`--reconnect`).
     pub reconnects: u64,
+    /// TCP connect + WebSocket upgrade, in microseconds.
     pub time_us: Summary,
     /// With --reconnect: from a drop to the slot's next successful
     /// handshake; a slot that never got back counts the wait until the end.
@@ -65,17 +94,26 @@ pub struct Connections {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Messages {
+    /// Every message sent ends in exactly one of the next four buckets.
     pub sent: u64,
+    /// Completed by their reply (echo, chat `done`, an error naming them).
     pub received: u64,
+    /// Received on time and correct.
     pub ok: u64,
+    /// No reply within `--timeout`.
     pub timeouts: u64,
+    /// Unanswered when their connection dropped.
     pub lost: u64,
+    /// Unanswered, not yet timed out, when the run ended.
     pub in_flight: u64,
+    /// Replies that came after their message timed out (not in `received`).
     pub late: u64,
+    /// Errors by kind.
     pub errors: BTreeMap<&'static str, u64>,
     pub errors_total: u64,
     /// Replies per second while at least 90% of the peak connections were open.
     pub per_sec: f64,
+    /// Messages sent per second over the whole run.
     pub sent_per_sec: f64,
 }
 
@@ -115,6 +153,7 @@ pub struct Chat {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct GradeRow {
+    /// The row's name as in the table.
     pub metric: String,
     pub key: MetricKey,
     /// Human-readable measured value, or why it was not measured.
@@ -122,6 +161,7 @@ pub struct GradeRow {
     /// The measured number in the table's base unit (us, bytes, %, count).
     pub measured: Option<f64>,
     pub grade: Grade,
+    /// The row's Target, Good and Acceptable cells.
     pub thresholds: [String; 3],
 }
 

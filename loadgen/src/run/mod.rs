@@ -15,6 +15,7 @@ pub mod probe;
 
 use crate::config::target::{Target, parse_url};
 use crate::config::{Config, Targets};
+use crate::embedded;
 use crate::engine::collect::SecondSink;
 use crate::engine::ctx::RunCtx;
 use crate::engine::local;
@@ -23,7 +24,6 @@ use crate::error::Error;
 use crate::limits;
 use crate::monitor::procs::{Monitor, ProcRole};
 use crate::monitor::servers::watch_servers;
-use crate::node;
 use crate::opts::LoadOpts;
 use crate::report::build::build;
 use crate::report::hdrlog::HdrLog;
@@ -168,7 +168,7 @@ async fn load_async(cfg: Arc<Config>) -> Result<Outcome, Error> {
     let run_id = new_run_id();
     let (node, targets) = match &cfg.targets {
         Targets::Embedded { node_args } => {
-            let n = node::spawn(cfg.exe.as_deref(), node_args).await?;
+            let n = embedded::spawn(cfg.exe.as_deref(), node_args).await?;
             let t = parse_url(&format!("ws://{}/ws/chat", n.addr))?;
             (Some(n), vec![t])
         }
