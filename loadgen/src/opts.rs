@@ -51,7 +51,7 @@ pub enum Command {
         args: Vec<String>,
     },
     /// Internal: one of the processes started by `--workers`. It reads its
-    /// share of the run from stdin as data (`workers::msg`), not as flags.
+    /// share of the run from stdin as data (`workers::exchange`), not as flags.
     #[command(name = "__worker", hide = true)]
     Worker,
 }

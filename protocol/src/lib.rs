@@ -14,10 +14,10 @@
 pub mod chunk;
 pub mod close;
 mod decode;
+pub mod health;
 pub mod ids;
 mod msg;
-pub mod stats;
 
 pub use decode::{DecodeError, decode_client};
+pub use health::HealthStats;
 pub use msg::{ClientMsg, ErrorCode, ServerMsg, StreamInfo, StreamStatus};
-pub use stats::HealthStats;

@@ -40,7 +40,7 @@ pub fn health(a: HealthArgs) -> Result<i32, ClusterError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::run::main;
+    use super::super::dispatch::main;
     use std::ffi::OsString;
 
     fn run(args: &[&str]) -> i32 {

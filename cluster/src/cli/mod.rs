@@ -15,10 +15,10 @@
 //! - `wsnode_exe`: where `up` finds the wsnode program.
 
 mod args;
+mod dispatch;
 mod health;
 mod members;
-mod run;
 mod up_down;
 mod wsnode_exe;
 
-pub use run::main;
+pub use dispatch::main;

@@ -4,14 +4,14 @@
 //! (`slot`) runs sessions whose sender (`send`) and receiver (`recv`) share
 //! the outstanding messages (`pending`); replies are classified by the pure
 //! `reply`; figures go to per-thread `stats` shards, and `collect` hands one
-//! `Second` a second to whatever sinks the caller gave. `local::measure`
+//! `Second` a second to whatever sinks the caller gave. `backend::measure`
 //! runs all of it and returns the `Measured` value every backend returns.
 //! Nothing here imports the orchestration above it.
 
+pub mod backend;
 pub mod collect;
 pub mod ctx;
 pub mod drive;
-pub mod local;
 pub mod measured;
 pub mod pending;
 pub mod plan;

@@ -16,9 +16,9 @@ pub mod probe;
 use crate::config::target::{Target, parse_url};
 use crate::config::{Config, Targets};
 use crate::embedded;
+use crate::engine::backend;
 use crate::engine::collect::SecondSink;
 use crate::engine::ctx::RunCtx;
-use crate::engine::local;
 use crate::engine::measured::Measured;
 use crate::error::Error;
 use crate::limits;
@@ -128,7 +128,7 @@ impl Backend {
                     run_id,
                     crate::engine::settings::Share::ALL,
                 );
-                Ok(local::measure(Arc::new(ctx), sinks).await)
+                Ok(backend::measure(Arc::new(ctx), sinks).await)
             }
             Backend::Workers(w) => w.measure(sinks).await,
         }

@@ -6,12 +6,12 @@
 //! the worker stops (before `Go` at once, during the run like a Ctrl-C), so
 //! no worker outlives its parent by more than a drain.
 
+use crate::engine::backend;
 use crate::engine::collect::{Second, SecondSink};
 use crate::engine::ctx::RunCtx;
-use crate::engine::local;
 use crate::error::Error;
 use crate::limits;
-use crate::workers::msg::{Assignment, FromWorker, SecondRecord, ToWorker, WorkerResult};
+use crate::workers::exchange::{Assignment, FromWorker, SecondRecord, ToWorker, WorkerResult};
 use std::io::{BufRead, Write};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -94,7 +94,7 @@ async fn run(a: Assignment, mut from_parent: mpsc::Receiver<ToWorker>) -> Result
         }
     });
     let mut pipe = Pipe;
-    let measured = local::measure(ctx, &mut [&mut pipe]).await;
+    let measured = backend::measure(ctx, &mut [&mut pipe]).await;
     stop.abort();
     send(&FromWorker::Result(Box::new(WorkerResult::from(&measured))));
     Ok(())

@@ -7,7 +7,7 @@
 
 use crate::engine::collect::Second;
 use crate::engine::stats::new_hist;
-use crate::workers::msg::SecondRecord;
+use crate::workers::exchange::SecondRecord;
 use std::collections::VecDeque;
 use std::time::Duration;
 
