@@ -17,6 +17,7 @@ pub mod limits;
 pub mod monitor;
 pub mod net;
 pub mod opts;
+pub mod placeholders;
 pub mod report;
 pub mod run;
 pub mod workers;

@@ -164,6 +164,31 @@ pub struct LoadOpts {
     #[arg(long, value_name = "MS")]
     pub chat_interval_ms: Option<u64>,
 
+    /// Extra handshake header (repeatable). The value may use {conn},
+    /// {session}, {run} and {rand}, e.g. a per-connection token.
+    /// Example: --header 'Authorization: Bearer {session}'
+    #[arg(long = "header", value_name = "'NAME: VALUE'")]
+    pub headers: Vec<String>,
+
+    /// WebSocket subprotocol to ask for (Sec-WebSocket-Protocol); a server
+    /// that does not accept it fails the handshake. Example: --subprotocol graphql-transport-ws
+    #[arg(long, value_name = "NAME")]
+    pub subprotocol: Option<String>,
+
+    /// Origin header of the handshake. Example: --origin https://chat.example.com
+    #[arg(long, value_name = "URL")]
+    pub origin: Option<String>,
+
+    /// wss://: also trust the CA certificate(s) in this PEM file (besides
+    /// the webpki roots). Example: --ca-cert ./my-ca.pem
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// wss://: accept any server certificate (no verification); the report
+    /// carries a warning. Example: --insecure
+    #[arg(long)]
+    pub insecure: bool,
+
     /// Extra option for the embedded node (repeatable; ignored with --url).
     /// Example: --node-arg=--chunks=5
     #[arg(long = "node-arg", value_name = "ARG", allow_hyphen_values = true)]

@@ -12,6 +12,7 @@ use crate::config::error::{ConfigError, bad};
 use crate::config::target::{Target, parse_url};
 use crate::engine::plan::{Plan, parse_stages};
 use crate::engine::settings::{SessionPattern, Settings};
+use crate::net::dial::{DialSettings, Dialer};
 use crate::opts::{FailOn, LoadOpts, Mode};
 use crate::report::grades::Thresholds;
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
@@ -167,6 +168,7 @@ impl Config {
             }
             Targets::Urls(v)
         };
+        let dial = dial_settings(o, &targets)?;
         let redis = match &o.redis {
             Some(r) => Some(
                 r.to_socket_addrs()
@@ -220,6 +222,7 @@ impl Config {
                 chat_chunks: o.chat_chunks,
                 chat_interval_ms: o.chat_interval_ms,
                 source_ips,
+                dial,
             },
             targets,
             node_pids: o.node_pids.clone(),
@@ -283,6 +286,39 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `--header`, `--subprotocol`, `--origin`, `--ca-cert`, `--insecure`,
+/// checked (the CA file is read and parsed now, not at the first connect).
+fn dial_settings(o: &LoadOpts, targets: &Targets) -> Result<DialSettings, ConfigError> {
+    let mut d = DialSettings::default();
+    for h in &o.headers {
+        d.add_header(h).map_err(ConfigError)?;
+    }
+    for (flag, v) in [("--subprotocol", &o.subprotocol), ("--origin", &o.origin)] {
+        if let Some(v) = v
+            && (v.is_empty() || hyper::header::HeaderValue::from_str(v).is_err())
+        {
+            return bad(format!("{flag} {v:?} cannot be sent in a header"));
+        }
+    }
+    d.subprotocol = o.subprotocol.clone();
+    d.origin = o.origin.clone();
+    if let Some(p) = &o.ca_cert {
+        let pem = std::fs::read_to_string(p)
+            .map_err(|e| ConfigError(format!("--ca-cert {}: {e}", p.display())))?;
+        d.ca_pem = Some(pem);
+    }
+    d.insecure = o.insecure;
+    let tls = matches!(targets, Targets::Urls(v) if v.iter().any(|t| t.tls));
+    if (o.ca_cert.is_some() || o.insecure) && !tls {
+        return bad("--ca-cert and --insecure only apply to wss:// targets");
+    }
+    Dialer::new(&d, tls).map_err(|e| match &o.ca_cert {
+        Some(p) => ConfigError(e.replacen("--ca-cert", &format!("--ca-cert {}", p.display()), 1)),
+        None => ConfigError(e),
+    })?;
+    Ok(d)
 }
 
 /// The embedded node's options are checked here too, by wsnode's own

@@ -4,12 +4,16 @@
 use crate::config::error::{ConfigError, bad};
 use std::net::{SocketAddr, ToSocketAddrs};
 
-/// One `ws://host:port/path?query` target.
+/// One `ws://` or `wss://` `host:port/path?query` target.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Target {
     pub url: String,
+    /// `wss://`: TLS over the TCP connection.
+    pub tls: bool,
     /// `host:port` as given, for the Host header.
     pub authority: String,
+    /// The host alone (no port, no brackets), for TLS's server name.
+    pub host: String,
     /// Path and query without the session parameters.
     pub path: String,
     pub addr: SocketAddr,
@@ -23,19 +27,18 @@ impl Target {
     }
 }
 
-/// Parse `ws://host[:port][/path][?query]`.
+/// Parse `ws[s]://host[:port][/path][?query]`.
 pub fn parse_url(u: &str) -> Result<Target, ConfigError> {
-    let rest = if let Some(r) = u.strip_prefix("ws://") {
-        r
-    } else if u.starts_with("wss://") {
-        return bad(format!(
-            "--url {u}: wss:// (TLS) is not supported; load the node directly with ws:// (TLS terminates at the balancer)"
-        ));
+    let (tls, rest) = if let Some(r) = u.strip_prefix("ws://") {
+        (false, r)
+    } else if let Some(r) = u.strip_prefix("wss://") {
+        (true, r)
     } else {
         return bad(format!(
-            "--url {u:?} is not a ws:// URL, e.g. --url ws://127.0.0.1:8080/ws/chat"
+            "--url {u:?} is not a ws:// or wss:// URL, e.g. --url ws://127.0.0.1:8080/ws/chat"
         ));
     };
+    let default_port = if tls { 443 } else { 80 };
     let (authority, path) = match rest.find(['/', '?']) {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -53,16 +56,17 @@ pub fn parse_url(u: &str) -> Result<Target, ConfigError> {
             "--url {u}: the path must be plain ASCII without spaces or '#'"
         ));
     }
-    let with_port = if authority.starts_with('[') {
+    let (with_port, host) = if let Some(inner) = authority.strip_prefix('[') {
+        let host = inner.split(']').next().unwrap_or(inner).to_string();
         if authority.contains("]:") {
-            authority.to_string()
+            (authority.to_string(), host)
         } else {
-            format!("{authority}:80")
+            (format!("{authority}:{default_port}"), host)
         }
-    } else if authority.contains(':') {
-        authority.to_string()
+    } else if let Some((h, _)) = authority.split_once(':') {
+        (authority.to_string(), h.to_string())
     } else {
-        format!("{authority}:80")
+        (format!("{authority}:{default_port}"), authority.to_string())
     };
     let addr = with_port
         .to_socket_addrs()
@@ -71,7 +75,9 @@ pub fn parse_url(u: &str) -> Result<Target, ConfigError> {
         .ok_or_else(|| ConfigError(format!("--url {u}: {with_port} resolves to nothing")))?;
     Ok(Target {
         url: u.to_string(),
+        tls,
         authority: authority.to_string(),
+        host,
         path,
         addr,
     })
@@ -92,7 +98,11 @@ mod tests {
         assert_eq!(root.path, "/");
         assert_eq!(root.with_session("s1"), "/?session_id=s1");
         assert!(parse_url("http://x").is_err());
-        assert!(parse_url("wss://127.0.0.1/").is_err());
+        let s = parse_url("wss://localhost:8443/ws").unwrap();
+        assert!(s.tls && !t.tls);
+        assert_eq!((s.host.as_str(), s.addr.port()), ("localhost", 8443));
+        assert_eq!(parse_url("wss://127.0.0.1/").unwrap().addr.port(), 443);
+        assert_eq!(parse_url("ws://[::1]/").unwrap().host, "::1");
         assert!(parse_url("ws:///x").is_err());
     }
 }

@@ -10,6 +10,7 @@ use crate::config::target::Target;
 use crate::engine::plan;
 use crate::engine::settings::{Settings, Share};
 use crate::engine::stats::{ErrorKind, Stats};
+use crate::net::dial::Dialer;
 use crate::opts::Mode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -41,6 +42,8 @@ pub struct RunCtx {
     pub connecting: tokio::sync::Semaphore,
     /// This process's share of the run's slots.
     pub share: Share,
+    /// Handshake options and TLS, built once.
+    pub dialer: Dialer,
     /// Slots this process should have open now (its own numbering).
     target_local: AtomicU64,
     aborted: AtomicBool,
@@ -54,7 +57,13 @@ pub struct RunCtx {
 }
 
 impl RunCtx {
-    pub fn new(cfg: Arc<Settings>, targets: Vec<Target>, run_id: String, share: Share) -> RunCtx {
+    pub fn new(
+        cfg: Arc<Settings>,
+        targets: Vec<Target>,
+        run_id: String,
+        share: Share,
+        dialer: Dialer,
+    ) -> RunCtx {
         let now = Instant::now();
         let total = cfg.plan.total();
         let max_local = share.of_count(cfg.plan.max_conns()) as usize;
@@ -81,6 +90,7 @@ impl RunCtx {
             pending_cap,
             connecting: tokio::sync::Semaphore::new(backlog),
             share,
+            dialer,
             target_local: AtomicU64::new(0),
             aborted: AtomicBool::new(false),
             alive: (0..max_local).map(|_| AtomicBool::new(false)).collect(),

@@ -6,6 +6,7 @@
 //! the engine can never depend on an option only the orchestrator reads.
 
 use crate::engine::plan::Plan;
+use crate::net::dial::DialSettings;
 use crate::opts::Mode;
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
@@ -38,6 +39,8 @@ pub struct Settings {
     /// Local addresses to connect from, round-robin per connection; empty
     /// means the kernel's choice. Default: empty.
     pub source_ips: Vec<Ipv4Addr>,
+    /// Handshake headers, subprotocol, Origin and TLS trust.
+    pub dial: DialSettings,
 }
 
 /// `{n}` and `{run}` placeholders of `--session-pattern`.

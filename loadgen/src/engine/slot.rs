@@ -18,6 +18,7 @@ use crate::net::connect::{self, ConnectError};
 use crate::net::frames::OP_TEXT;
 use crate::net::wire;
 use crate::opts::Mode;
+use crate::placeholders::Values;
 use fastwebsockets::{Frame, Payload};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -55,17 +56,28 @@ pub async fn run_slot(ctx: Arc<RunCtx>, local: u64) {
             if ctx.slot_stopped(local) || Instant::now() >= ctx.send_end {
                 break;
             }
+            let vars = Values {
+                conn: global + 1,
+                session: &session,
+                run: &ctx.run_id,
+                ..Values::default()
+            };
             let t = Instant::now();
-            let r =
-                tokio::time::timeout_at(ctx.wait_limit(), connect::connect(target, &path, source))
-                    .await;
+            let dial = connect::connect(&ctx.dialer, target, &path, source, &vars);
+            let r = tokio::time::timeout_at(ctx.wait_limit(), dial).await;
             (r, t.elapsed())
         };
         let ws = match res {
             (Ok(Ok(ws)), took) => {
                 let failover = dropped_at.take().map(|t| t.elapsed());
+                let times = ws.times;
                 ctx.stats.with(|r| {
                     record(&mut r.conn_time, took.as_micros() as u64);
+                    record(&mut r.conn_tcp, times.tcp.as_micros() as u64);
+                    if let Some(t) = times.tls {
+                        record(&mut r.conn_tls, t.as_micros() as u64);
+                    }
+                    record(&mut r.conn_upgrade, times.upgrade.as_micros() as u64);
                     r.counts.conn_ok += 1;
                     if connected_before {
                         r.counts.reconnects += 1;
@@ -79,6 +91,8 @@ pub async fn run_slot(ctx: Arc<RunCtx>, local: u64) {
             (Ok(Err(e)), _) => {
                 let kind = match e {
                     ConnectError::Tcp { .. } => ErrorKind::Connect,
+                    ConnectError::Tls { .. } => ErrorKind::Tls,
+                    ConnectError::Refused { .. } => ErrorKind::Refused,
                     ConnectError::Handshake { .. } => ErrorKind::Handshake,
                 };
                 ctx.fail(kind, &e.to_string());
@@ -178,7 +192,7 @@ async fn run_session(
     start: &mut Option<Instant>,
     carry: &mut VecDeque<Pending>,
 ) -> End {
-    let connect::Conn { mut rx, mut tx } = conn;
+    let connect::Conn { mut rx, mut tx, .. } = conn;
     if ctx.cfg.mode != Mode::Raw && !welcome(ctx, local, &mut rx).await {
         return End::Dropped;
     }

@@ -32,6 +32,10 @@ pub fn record(h: &mut Histogram<u64>, us: u64) {
 pub enum ErrorKind {
     /// TCP connect failed (refused, unreachable, out of ports...).
     Connect,
+    /// The TLS handshake failed (untrusted certificate, wrong name...).
+    Tls,
+    /// The upgrade was refused with HTTP 401 or 403 (credentials).
+    Refused,
     /// Connecting or the handshake took longer than --timeout.
     ConnectTimeout,
     /// The HTTP upgrade failed (not 101, missing headers, garbage).
@@ -57,8 +61,10 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 12] = [
+    pub const ALL: [ErrorKind; 14] = [
         ErrorKind::Connect,
+        ErrorKind::Tls,
+        ErrorKind::Refused,
         ErrorKind::ConnectTimeout,
         ErrorKind::Handshake,
         ErrorKind::Welcome,
@@ -75,6 +81,8 @@ impl ErrorKind {
     pub fn name(self) -> &'static str {
         match self {
             ErrorKind::Connect => "connect",
+            ErrorKind::Tls => "tls",
+            ErrorKind::Refused => "upgrade_refused",
             ErrorKind::ConnectTimeout => "connect_timeout",
             ErrorKind::Handshake => "handshake",
             ErrorKind::Welcome => "welcome",
@@ -182,8 +190,14 @@ impl Counts {
 #[derive(Debug, Clone)]
 pub struct Recorder {
     pub counts: Counts,
-    /// TCP connect + WebSocket handshake.
+    /// TCP connect + TLS + WebSocket handshake.
     pub conn_time: Histogram<u64>,
+    /// The TCP connect alone.
+    pub conn_tcp: Histogram<u64>,
+    /// The TLS handshake alone (`wss://` only).
+    pub conn_tls: Histogram<u64>,
+    /// The WebSocket upgrade alone (HTTP request to 101).
+    pub conn_upgrade: Histogram<u64>,
     /// Reply latency from the intended send time (coordinated-omission corrected).
     pub corrected: Histogram<u64>,
     /// Reply latency from the actual send time.
@@ -212,6 +226,9 @@ impl Default for Recorder {
         Recorder {
             counts: Counts::default(),
             conn_time: new_hist(),
+            conn_tcp: new_hist(),
+            conn_tls: new_hist(),
+            conn_upgrade: new_hist(),
             corrected: new_hist(),
             uncorrected: new_hist(),
             send_lag: new_hist(),
@@ -231,6 +248,9 @@ impl Recorder {
         self.counts.add(&o.counts);
         for (a, b) in [
             (&mut self.conn_time, &o.conn_time),
+            (&mut self.conn_tcp, &o.conn_tcp),
+            (&mut self.conn_tls, &o.conn_tls),
+            (&mut self.conn_upgrade, &o.conn_upgrade),
             (&mut self.corrected, &o.corrected),
             (&mut self.uncorrected, &o.uncorrected),
             (&mut self.send_lag, &o.send_lag),

@@ -1,31 +1,46 @@
 //! Opening one WebSocket client connection: TCP (optionally from a chosen
-//! source address) and the HTTP upgrade, via fastwebsockets' hyper handshake.
+//! source address), TLS for `wss://`, and the HTTP upgrade, via
+//! fastwebsockets' hyper handshake, each step timed.
 //!
 //! Kept apart from the load logic so the connect path can change (another
 //! handshake, another socket option) without touching measurement code.
 
 use crate::config::target::Target;
+use crate::net::dial::Dialer;
 use crate::net::frames::FrameReader;
+use crate::net::stream::{ReadHalf, Stream, WriteHalf};
+use crate::placeholders::Values;
 use bytes::Bytes;
 use fastwebsockets::{Role, WebSocketWrite, handshake};
 use http_body_util::Empty;
 use hyper::Request;
-use hyper::header::{CONNECTION, HOST, UPGRADE};
+use hyper::header::{CONNECTION, HOST, ORIGIN, SEC_WEBSOCKET_PROTOCOL, UPGRADE};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use rustls_pki_types::ServerName;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpSocket, TcpStream};
+use std::time::{Duration, Instant};
+use tokio::net::TcpSocket;
 
-pub type WsRead = FrameReader<OwnedReadHalf>;
-pub type WsWrite = WebSocketWrite<OwnedWriteHalf>;
+pub type WsRead = FrameReader<ReadHalf>;
+pub type WsWrite = WebSocketWrite<WriteHalf>;
 
 /// An open client connection, already split: loadgen's lean frame reader
 /// on one side, fastwebsockets' writer (framing, masking) on the other.
 pub struct Conn {
     pub rx: WsRead,
     pub tx: WsWrite,
+    pub times: ConnectTimes,
+}
+
+/// How long each step of opening the connection took.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectTimes {
+    pub tcp: Duration,
+    /// `None` for `ws://`.
+    pub tls: Option<Duration>,
+    pub upgrade: Duration,
 }
 
 /// Largest frame accepted from a server: bigger ones close the connection
@@ -39,6 +54,14 @@ pub enum ConnectError {
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
+    },
+    #[error("TLS handshake with {addr}: {reason}")]
+    Tls { addr: SocketAddr, reason: String },
+    #[error("WebSocket upgrade refused by {addr}: HTTP {status} ({hint})")]
+    Refused {
+        addr: SocketAddr,
+        status: u16,
+        hint: &'static str,
     },
     #[error("WebSocket handshake with {addr}: {reason}")]
     Handshake { addr: SocketAddr, reason: String },
@@ -58,12 +81,16 @@ where
 }
 
 /// Connect to `target` and upgrade `path_and_query` to a WebSocket.
+/// `vars` fill the placeholders of `--header` values.
 pub async fn connect(
+    dialer: &Dialer,
     target: &Target,
     path_and_query: &str,
     source: Option<Ipv4Addr>,
+    vars: &Values<'_>,
 ) -> Result<Conn, ConnectError> {
     let addr = target.addr;
+    let t0 = Instant::now();
     let tcp_err = |source| ConnectError::Tcp { addr, source };
     let socket = match addr {
         SocketAddr::V4(_) => TcpSocket::new_v4(),
@@ -79,34 +106,85 @@ pub async fn connect(
     let tcp = socket.connect(addr).await.map_err(tcp_err)?;
     // Small frames must leave at once: latency is what is measured.
     let _ = tcp.set_nodelay(true);
+    let t_tcp = Instant::now();
+
+    let (stream, tls) = if target.tls {
+        let tls_err = |reason: String| ConnectError::Tls { addr, reason };
+        let connector = dialer.tls.as_ref().ok_or_else(|| {
+            tls_err("no TLS configuration (a bug: wss:// target without one)".into())
+        })?;
+        let name = ServerName::try_from(target.host.clone())
+            .map_err(|e| tls_err(format!("{:?} is not a TLS server name: {e}", target.host)))?;
+        let s = connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| tls_err(describe_tls(&e)))?;
+        (Stream::Tls(Box::new(s)), Some(t_tcp.elapsed()))
+    } else {
+        (Stream::Plain(tcp), None)
+    };
+    let t_upgrade = Instant::now();
 
     let hs_err = |reason: String| ConnectError::Handshake { addr, reason };
-    let req = Request::builder()
+    let mut req = Request::builder()
         .method("GET")
         .uri(path_and_query)
         .header(HOST, target.authority.as_str())
         .header(UPGRADE, "websocket")
         .header(CONNECTION, "upgrade")
         .header("Sec-WebSocket-Key", handshake::generate_key())
-        .header("Sec-WebSocket-Version", "13")
+        .header("Sec-WebSocket-Version", "13");
+    let d = &dialer.settings;
+    if let Some(p) = &d.subprotocol {
+        req = req.header(SEC_WEBSOCKET_PROTOCOL, p.as_str());
+    }
+    if let Some(o) = &d.origin {
+        req = req.header(ORIGIN, o.as_str());
+    }
+    for (name, value) in &d.headers {
+        req = req.header(name.as_str(), value.render(vars));
+    }
+    let req = req
         .body(Empty::<Bytes>::new())
         .map_err(|e| hs_err(format!("bad request: {e}")))?;
-    let (ws, _resp) = handshake::client(&SpawnExecutor, req, tcp)
+    let (ws, resp) = handshake::client(&SpawnExecutor, req, stream)
         .await
-        .map_err(|e| hs_err(describe(&e)))?;
-    // Take the TCP stream back from hyper's upgrade wrapper: each read and
-    // write then skips hyper's boxed IO and tokio's split lock. Nothing was
-    // read through fastwebsockets yet, and the bytes hyper read past the 101
-    // response (often the welcome frame) seed our reader.
+        .map_err(|e| match e {
+            fastwebsockets::WebSocketError::InvalidStatusCode(status @ (401 | 403)) => {
+                ConnectError::Refused {
+                    addr,
+                    status,
+                    hint: "check the credentials given with --header",
+                }
+            }
+            e => hs_err(describe(&e)),
+        })?;
+    if let Some(p) = &d.subprotocol {
+        let chosen = resp.headers().get(SEC_WEBSOCKET_PROTOCOL);
+        if chosen.and_then(|v| v.to_str().ok()) != Some(p.as_str()) {
+            return Err(hs_err(format!(
+                "the server did not accept subprotocol {p:?} (it answered {chosen:?})"
+            )));
+        }
+    }
+    // Take the stream back from hyper's upgrade wrapper: each read and
+    // write then skips hyper's boxed IO. Nothing was read through
+    // fastwebsockets yet, and the bytes hyper read past the 101 response
+    // (often the welcome frame) seed our reader.
     let upgraded: Upgraded = ws.into_inner().into_inner();
     let parts = upgraded
-        .downcast::<TokioIo<TcpStream>>()
+        .downcast::<TokioIo<Stream>>()
         .map_err(|_| hs_err("unexpected upgraded stream type".into()))?;
     let (r, w) = parts.io.into_inner().into_split();
     let mut rx = FrameReader::new(r, MAX_FRAME);
     rx.seed(&parts.read_buf);
     let (_unused, tx) = fastwebsockets::after_handshake_split(tokio::io::empty(), w, Role::Client);
-    Ok(Conn { rx, tx })
+    let times = ConnectTimes {
+        tcp: t_tcp - t0,
+        tls,
+        upgrade: t_upgrade.elapsed(),
+    };
+    Ok(Conn { rx, tx, times })
 }
 
 fn describe(e: &fastwebsockets::WebSocketError) -> String {
@@ -119,6 +197,16 @@ fn describe(e: &fastwebsockets::WebSocketError) -> String {
             "the reply is not a WebSocket upgrade".to_string()
         }
         other => format!("{other}"),
+    }
+}
+
+/// A TLS failure, with the fix when the certificate is not trusted.
+fn describe_tls(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    if text.contains("UnknownIssuer") || text.contains("invalid peer certificate") {
+        format!("{text}; trust its CA with --ca-cert FILE (or skip verification with --insecure)")
+    } else {
+        text
     }
 }
 

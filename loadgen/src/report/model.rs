@@ -85,6 +85,11 @@ pub struct Connections {
     pub reconnects: u64,
     /// TCP connect + WebSocket upgrade, in microseconds.
     pub time_us: Summary,
+    /// Its parts: the TCP connect, the TLS handshake (`wss://` only; count
+    /// 0 otherwise) and the WebSocket upgrade, in microseconds.
+    pub tcp_us: Summary,
+    pub tls_us: Summary,
+    pub upgrade_us: Summary,
     /// With --reconnect: from a drop to the slot's next successful
     /// handshake; a slot that never got back counts the wait until the end.
     pub failover_us: Summary,

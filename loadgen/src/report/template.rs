@@ -26,6 +26,21 @@ pub fn template(r: &Report) -> String {
         "Connections: {} concurrent (peak open; {} wanted, {} established, {} failed)",
         c.peak_open, c.target, c.established, c.failed
     );
+    if c.time_us.count > 0 {
+        let tls = if c.tls_us.count > 0 {
+            format!(", TLS {}", fmt_us(c.tls_us.p50))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            s,
+            "Connection Time: p50 {}, p99 {} (p50 of its parts: TCP {}{tls}, upgrade {})",
+            fmt_us(c.time_us.p50),
+            fmt_us(c.time_us.p99),
+            fmt_us(c.tcp_us.p50),
+            fmt_us(c.upgrade_us.p50),
+        );
+    }
     let _ = writeln!(
         s,
         "Message Rate: {:.0} msg/sec (replies, sustained; {:.0} sent/s, {} per connection asked)",
@@ -363,6 +378,9 @@ pub fn markdown(r: &Report) -> String {
         ("uncorrected (from actual send)", &r.latency_us.uncorrected),
         ("send lag", &r.send_lag_us.summary),
         ("connection time", &r.connections.time_us),
+        ("- TCP connect", &r.connections.tcp_us),
+        ("- TLS handshake", &r.connections.tls_us),
+        ("- WebSocket upgrade", &r.connections.upgrade_us),
     ] {
         let _ = writeln!(
             s,

@@ -20,10 +20,12 @@ use crate::engine::backend;
 use crate::engine::collect::SecondSink;
 use crate::engine::ctx::RunCtx;
 use crate::engine::measured::Measured;
+use crate::engine::settings::Share;
 use crate::error::Error;
 use crate::limits;
 use crate::monitor::procs::{Monitor, ProcRole};
 use crate::monitor::servers::watch_servers;
+use crate::net::dial::Dialer;
 use crate::opts::LoadOpts;
 use crate::report::build::build;
 use crate::report::hdrlog::HdrLog;
@@ -79,7 +81,7 @@ impl Role {
 /// The chosen measuring backend, ready to start.
 enum Backend {
     Local(Arc<Config>, Vec<Target>, String),
-    Workers(Workers),
+    Workers(Box<Workers>),
 }
 
 impl Backend {
@@ -97,9 +99,9 @@ impl Backend {
                     None => std::env::current_exe()
                         .map_err(|e| Error::io("finding loadgen's own executable", e))?,
                 };
-                Backend::Workers(
+                Backend::Workers(Box::new(
                     parent::spawn(&exe, workers, &cfg.load, targets, run_id, cfg.threads).await?,
-                )
+                ))
             }
         })
     }
@@ -121,13 +123,10 @@ impl Backend {
     async fn measure(self, sinks: &mut [&mut dyn SecondSink]) -> Result<Measured, Error> {
         match self {
             Backend::Local(cfg, targets, run_id) => {
+                let tls = targets.iter().any(|t| t.tls);
+                let dialer = Dialer::new(&cfg.load.dial, tls).map_err(Error::Unreachable)?;
                 let settings = Arc::new(cfg.load.clone());
-                let ctx = RunCtx::new(
-                    settings,
-                    targets,
-                    run_id,
-                    crate::engine::settings::Share::ALL,
-                );
+                let ctx = RunCtx::new(settings, targets, run_id, Share::ALL, dialer);
                 Ok(backend::measure(Arc::new(ctx), sinks).await)
             }
             Backend::Workers(w) => w.measure(sinks).await,
@@ -291,5 +290,10 @@ async fn measure(
         },
     );
     report.warnings.extend(m.warnings);
+    if load.dial.insecure {
+        report.warnings.push(
+            "--insecure: server certificates were not verified; this run says nothing about the TLS set-up".into(),
+        );
+    }
     Ok(report)
 }

@@ -6,25 +6,36 @@ use crate::config::target::Target;
 use crate::engine::settings::Settings;
 use crate::error::Error;
 use crate::net::connect::{self, ConnectError};
+use crate::net::dial::Dialer;
 use crate::opts::Mode;
+use crate::placeholders::Values;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 /// Open and close one WebSocket to each distinct target address.
 pub async fn probe(load: &Settings, targets: &[Target], run_id: &str) -> Result<(), Error> {
     let source: Option<Ipv4Addr> = load.source_ips.first().copied();
+    let dialer =
+        Dialer::new(&load.dial, targets.iter().any(|t| t.tls)).map_err(Error::Unreachable)?;
     let mut seen = Vec::new();
     for t in targets {
         if seen.contains(&t.addr) {
             continue;
         }
         seen.push(t.addr);
+        let session = load.session_pattern.render(run_id, 0);
         let path = if load.mode == Mode::Raw {
             t.path.clone()
         } else {
-            t.with_session(&load.session_pattern.render(run_id, 0))
+            t.with_session(&session)
         };
-        let r = tokio::time::timeout(load.timeout, connect::connect(t, &path, source)).await;
+        let vars = Values {
+            session: &session,
+            run: run_id,
+            ..Values::default()
+        };
+        let dial = connect::connect(&dialer, t, &path, source, &vars);
+        let r = tokio::time::timeout(load.timeout, dial).await;
         match r {
             Ok(Ok(mut c)) => {
                 let _ = tokio::time::timeout(
@@ -35,10 +46,13 @@ pub async fn probe(load: &Settings, targets: &[Target], run_id: &str) -> Result<
             }
             Ok(Err(e)) => {
                 let hint = match e {
-                    ConnectError::Tcp { .. } => "is the node running and listening there?",
-                    ConnectError::Handshake { .. } => "is this a WebSocket endpoint (right path)?",
+                    ConnectError::Tcp { .. } => "; is the node running and listening there?",
+                    ConnectError::Handshake { .. } => {
+                        "; is this a WebSocket endpoint (right path)?"
+                    }
+                    ConnectError::Tls { .. } | ConnectError::Refused { .. } => "",
                 };
-                return Err(Error::Unreachable(format!("{}: {e}; {hint}", t.url)));
+                return Err(Error::Unreachable(format!("{}: {e}{hint}", t.url)));
             }
             Err(_) => {
                 return Err(Error::Unreachable(format!(

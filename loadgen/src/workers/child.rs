@@ -11,6 +11,7 @@ use crate::engine::collect::{Second, SecondSink};
 use crate::engine::ctx::RunCtx;
 use crate::error::Error;
 use crate::limits;
+use crate::net::dial::Dialer;
 use crate::workers::exchange::{Assignment, FromWorker, SecondRecord, ToWorker, WorkerResult};
 use std::io::{BufRead, Write};
 use std::sync::Arc;
@@ -79,8 +80,10 @@ async fn run(a: Assignment, mut from_parent: mpsc::Receiver<ToWorker>) -> Result
             None => return Err(Error::Worker("the parent loadgen went away".into())),
         }
     }
+    let tls = a.targets.iter().any(|t| t.tls);
+    let dialer = Dialer::new(&a.settings.dial, tls).map_err(Error::Worker)?;
     let settings = Arc::new(a.settings);
-    let ctx = Arc::new(RunCtx::new(settings, a.targets, a.run_id, a.share));
+    let ctx = Arc::new(RunCtx::new(settings, a.targets, a.run_id, a.share, dialer));
     let stop = tokio::spawn({
         let ctx = ctx.clone();
         async move {

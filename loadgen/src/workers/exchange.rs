@@ -97,6 +97,9 @@ impl SecondRecord {
 pub struct WorkerResult {
     pub counts: Counts,
     pub conn_time: Vec<(u64, u64)>,
+    pub conn_tcp: Vec<(u64, u64)>,
+    pub conn_tls: Vec<(u64, u64)>,
+    pub conn_upgrade: Vec<(u64, u64)>,
     pub corrected: Vec<(u64, u64)>,
     pub uncorrected: Vec<(u64, u64)>,
     pub send_lag: Vec<(u64, u64)>,
@@ -116,6 +119,9 @@ impl From<&Measured> for WorkerResult {
         WorkerResult {
             counts: t.counts,
             conn_time: hist_to_pairs(&t.conn_time),
+            conn_tcp: hist_to_pairs(&t.conn_tcp),
+            conn_tls: hist_to_pairs(&t.conn_tls),
+            conn_upgrade: hist_to_pairs(&t.conn_upgrade),
             corrected: hist_to_pairs(&t.corrected),
             uncorrected: hist_to_pairs(&t.uncorrected),
             send_lag: hist_to_pairs(&t.send_lag),
@@ -136,6 +142,9 @@ impl WorkerResult {
         Recorder {
             counts: self.counts,
             conn_time: hist_from_pairs(&self.conn_time),
+            conn_tcp: hist_from_pairs(&self.conn_tcp),
+            conn_tls: hist_from_pairs(&self.conn_tls),
+            conn_upgrade: hist_from_pairs(&self.conn_upgrade),
             corrected: hist_from_pairs(&self.corrected),
             uncorrected: hist_from_pairs(&self.uncorrected),
             send_lag: hist_from_pairs(&self.send_lag),

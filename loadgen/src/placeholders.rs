@@ -1,0 +1,226 @@
+//! Text with `{name}` placeholders, parsed once and rendered per
+//! connection or per message without re-parsing.
+//!
+//! Used for `--header` values (a per-connection token, say) and, in
+//! protocol profiles, for the messages themselves. A placeholder the caller
+//! does not offer is refused when the text is parsed, so a typo is a bad
+//! option (exit 2), never a literal `{sesion}` sent to a server.
+
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+
+/// A value a placeholder can stand for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Var {
+    /// The connection's number in the run, from 1.
+    Conn,
+    /// The connection's session id (`--session-pattern`).
+    Session,
+    /// The run's random id.
+    Run,
+    /// The message's sequence number on its connection, from 0.
+    Seq,
+    /// The message's intended send time, microseconds since the run's start.
+    TsUs,
+    /// `--payload-size` bytes of filler.
+    Payload,
+    /// A random 64-bit number, new at each rendering.
+    Rand,
+}
+
+impl Var {
+    pub const ALL: [Var; 7] = [
+        Var::Conn,
+        Var::Session,
+        Var::Run,
+        Var::Seq,
+        Var::TsUs,
+        Var::Payload,
+        Var::Rand,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Var::Conn => "conn",
+            Var::Session => "session",
+            Var::Run => "run",
+            Var::Seq => "seq",
+            Var::TsUs => "ts_us",
+            Var::Payload => "payload",
+            Var::Rand => "rand",
+        }
+    }
+}
+
+/// The placeholders a connection's handshake can use.
+pub const CONNECTION_VARS: &[Var] = &[Var::Conn, Var::Session, Var::Run, Var::Rand];
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+enum Piece {
+    Text(String),
+    Var(Var),
+}
+
+/// Parsed text: literal pieces and placeholders. `{{` and `}}` are a
+/// literal brace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Template {
+    pieces: Vec<Piece>,
+}
+
+/// The values of one rendering; a placeholder whose value is not set
+/// renders as nothing (parsing already refused names not allowed).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Values<'a> {
+    pub conn: u64,
+    pub session: &'a str,
+    pub run: &'a str,
+    pub seq: u64,
+    pub ts_us: u64,
+    pub payload: &'a str,
+}
+
+impl Template {
+    /// Parse `text`, allowing only the placeholders in `allowed`.
+    pub fn parse(text: &str, allowed: &[Var]) -> Result<Template, String> {
+        let mut pieces = Vec::new();
+        let mut lit = String::new();
+        let mut rest = text;
+        while let Some(i) = rest.find(['{', '}']) {
+            lit.push_str(&rest[..i]);
+            let tail = &rest[i..];
+            if tail.starts_with("{{") || tail.starts_with("}}") {
+                lit.push_str(&tail[..1]);
+                rest = &tail[2..];
+                continue;
+            }
+            if tail.starts_with('}') {
+                return Err(format!(
+                    "a lone '}}' in {text:?} (write '}}}}' for a literal brace)"
+                ));
+            }
+            let Some(end) = tail.find('}') else {
+                return Err(format!("an unclosed '{{' in {text:?}"));
+            };
+            let name = &tail[1..end];
+            let var = Var::ALL
+                .into_iter()
+                .find(|v| v.name() == name)
+                .filter(|v| allowed.contains(v))
+                .ok_or_else(|| {
+                    let names: Vec<String> = allowed
+                        .iter()
+                        .map(|v| format!("{{{}}}", v.name()))
+                        .collect();
+                    format!(
+                        "unknown placeholder {{{name}}} in {text:?}; here you can use {}",
+                        names.join(", ")
+                    )
+                })?;
+            if !lit.is_empty() {
+                pieces.push(Piece::Text(std::mem::take(&mut lit)));
+            }
+            pieces.push(Piece::Var(var));
+            rest = &tail[end + 1..];
+        }
+        lit.push_str(rest);
+        if !lit.is_empty() {
+            pieces.push(Piece::Text(lit));
+        }
+        Ok(Template { pieces })
+    }
+
+    /// Render into `out` (cleared first).
+    pub fn render_into(&self, out: &mut String, v: &Values<'_>) {
+        out.clear();
+        for p in &self.pieces {
+            match p {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Var(Var::Conn) => {
+                    let _ = write!(out, "{}", v.conn);
+                }
+                Piece::Var(Var::Session) => out.push_str(v.session),
+                Piece::Var(Var::Run) => out.push_str(v.run),
+                Piece::Var(Var::Seq) => {
+                    let _ = write!(out, "{}", v.seq);
+                }
+                Piece::Var(Var::TsUs) => {
+                    let _ = write!(out, "{}", v.ts_us);
+                }
+                Piece::Var(Var::Payload) => out.push_str(v.payload),
+                Piece::Var(Var::Rand) => {
+                    let _ = write!(out, "{}", random_u64());
+                }
+            }
+        }
+    }
+
+    pub fn render(&self, v: &Values<'_>) -> String {
+        let mut s = String::new();
+        self.render_into(&mut s, v);
+        s
+    }
+}
+
+/// A cheap, non-cryptographic random number (per-thread xorshift seeded
+/// from the clock and the thread), enough to make values differ.
+fn random_u64() -> u64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64);
+            let id = std::thread::current().id();
+            let h = format!("{id:?}").bytes().fold(t, |a, b| a.rotate_left(5) ^ u64::from(b));
+            h | 1
+        });
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        x
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_render_and_braces_escape() {
+        let t = Template::parse("Bearer {session}-{conn} {{x}}", CONNECTION_VARS).unwrap();
+        let v = Values {
+            conn: 7,
+            session: "s7",
+            ..Values::default()
+        };
+        assert_eq!(t.render(&v), "Bearer s7-7 {x}");
+        let all = Template::parse("{seq}:{ts_us}:{payload}:{run}", &Var::ALL).unwrap();
+        let v = Values {
+            seq: 3,
+            ts_us: 99,
+            payload: "xx",
+            run: "r",
+            ..Values::default()
+        };
+        assert_eq!(all.render(&v), "3:99:xx:r");
+        let r = Template::parse("{rand}", &Var::ALL).unwrap();
+        assert_ne!(r.render(&v), r.render(&v));
+    }
+
+    #[test]
+    fn bad_templates_name_the_problem() {
+        let e = Template::parse("{sesion}", CONNECTION_VARS).unwrap_err();
+        assert!(e.contains("{sesion}") && e.contains("{session}"), "{e}");
+        // A real placeholder that this use does not offer.
+        let e = Template::parse("{seq}", CONNECTION_VARS).unwrap_err();
+        assert!(e.contains("unknown placeholder {seq}"), "{e}");
+        assert!(Template::parse("{conn", CONNECTION_VARS).is_err());
+        assert!(Template::parse("a}b", CONNECTION_VARS).is_err());
+    }
+}
