@@ -6,7 +6,8 @@
 //! here breaks both builds at once.
 //!
 //! The node's `/health/stats` document is here too ([`HealthStats`]), for the
-//! same reason: loadgen reads what the node writes.
+//! same reason: loadgen reads what the node writes; so is the entry a node
+//! keeps in Redis's node registry ([`NodeRegistration`]).
 //!
 //! Chunk text is deterministic ([`chunk::chunk_text`]), so any client can check
 //! every streamed chunk it receives without being told what to expect.
@@ -19,5 +20,5 @@ pub mod ids;
 mod msg;
 
 pub use decode::{DecodeError, decode_client};
-pub use health::HealthStats;
+pub use health::{HealthStats, NodeRegistration};
 pub use msg::{ClientMsg, ErrorCode, ServerMsg, StreamInfo, StreamStatus};

@@ -114,6 +114,12 @@ pub struct Opts {
     #[arg(long, env = "WSNODE_REDIS", value_name = "URL")]
     pub redis: Option<String>,
 
+    /// Redis mode: the URL this node registers in Redis for tools that find every node (loadgen
+    /// monitors each node through it) [default: ws://<listen address>/ws/chat, the hostname for
+    /// an unspecified address]. Example: --advertise-url ws://node1:8080/ws/chat
+    #[arg(long, env = "WSNODE_ADVERTISE_URL", value_name = "URL")]
+    pub advertise_url: Option<String>,
+
     /// Redis mode: a node whose liveness key is older than this is dead (its sessions are cleaned up).
     #[arg(long, env = "WSNODE_NODE_TTL", default_value = "15s", value_parser = parse_duration)]
     pub node_ttl: Duration,
@@ -162,6 +168,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// `Some` in cluster mode.
     pub redis: Option<String>,
+    /// `None`: derived from the bound address when the node starts.
+    pub advertise_url: Option<String>,
     pub node_ttl: Duration,
     pub lease_ttl: Duration,
     pub redis_timeout: Duration,
@@ -212,6 +220,18 @@ impl Opts {
                 || url.starts_with("unix://"))
             {
                 return Err(bad("--redis", "must be a URL like redis://127.0.0.1:6379"));
+            }
+        }
+        if let Some(url) = &self.advertise_url {
+            let host = url
+                .strip_prefix("ws://")
+                .or_else(|| url.strip_prefix("wss://"))
+                .and_then(|rest| rest.split(['/', '?']).next());
+            if host.is_none_or(str::is_empty) || url.chars().any(char::is_whitespace) {
+                return Err(bad(
+                    "--advertise-url",
+                    "must be a URL like ws://node1:8080/ws/chat",
+                ));
             }
         }
         for (name, d) in [
@@ -332,6 +352,7 @@ impl Opts {
             handshake_timeout: self.handshake_timeout,
             shutdown_timeout: self.shutdown_timeout,
             redis: self.redis,
+            advertise_url: self.advertise_url,
             node_ttl: self.node_ttl,
             lease_ttl: self.lease_ttl,
             redis_timeout: self.redis_timeout,
@@ -420,6 +441,15 @@ mod tests {
         assert_eq!(
             opts(&["--allowed-origins", ","]).unwrap_err().option,
             "--allowed-origins"
+        );
+        for bad in ["http://x:1/", "ws:///ws/chat", "node1:8080", "ws://a b/"] {
+            let e = opts(&["--advertise-url", bad]).unwrap_err();
+            assert_eq!(e.option, "--advertise-url", "{bad}");
+        }
+        let c = opts(&["--advertise-url", "wss://node1.example:443/ws/chat"]).unwrap();
+        assert_eq!(
+            c.advertise_url.as_deref(),
+            Some("wss://node1.example:443/ws/chat")
         );
     }
 

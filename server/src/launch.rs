@@ -8,9 +8,10 @@
 use crate::accept;
 use crate::broker::Broker;
 use crate::broker::memory::{MemoryBroker, MemoryLimits};
-use crate::broker::redis::{RedisBroker, RedisSettings};
+use crate::broker::redis::{Advert, RedisBroker, RedisSettings};
 use crate::config::{Config, ConfigError};
 use futures_util::future::Either;
+use protocol::health::local_hostname as hostname;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -96,7 +97,15 @@ impl Server {
     ) -> Result<impl Future<Output = ()> + Send + 'static, ServerError> {
         let c = &self.config;
         Ok(if let Some(url) = &c.redis {
-            let broker = RedisBroker::start(RedisSettings {
+            let advert = Advert {
+                url: Some(
+                    c.advertise_url
+                        .clone()
+                        .unwrap_or_else(|| default_advertise_url(self.local_addr())),
+                ),
+                host: hostname().unwrap_or_default(),
+            };
+            let settings = RedisSettings {
                 url: url.clone(),
                 node_id: self.node_id.as_str().into(),
                 session_ttl: c.session_ttl,
@@ -106,8 +115,9 @@ impl Server {
                 timeout: c.redis_timeout,
                 max_sessions: c.max_sessions,
                 streams_in_welcome: STREAMS_IN_WELCOME,
-            })
-            .map_err(|e| ServerError::Broker(e.to_string()))?;
+            };
+            let broker = RedisBroker::start_advertised(settings, advert)
+                .map_err(|e| ServerError::Broker(e.to_string()))?;
             Either::Left(self.serve_with(broker, shutdown))
         } else {
             let broker = MemoryBroker::new(MemoryLimits {
@@ -139,19 +149,21 @@ impl Server {
 
 /// `<hostname>-<port>`, so three nodes on one host get distinct ids.
 fn default_node_id(addr: SocketAddr) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| {
-            h.trim()
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-                .collect::<String>()
-        })
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "wsnode".into());
+    let host = hostname().unwrap_or_else(|| "wsnode".into());
     let mut id = format!("{host}-{}", addr.port());
     id.truncate(protocol::ids::MAX_ID_LEN);
     id
+}
+
+/// `ws://<bound address>/ws/chat`; an unspecified address (0.0.0.0) is
+/// replaced by the hostname, which other machines can resolve.
+fn default_advertise_url(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        let host = hostname().unwrap_or_else(|| "localhost".into());
+        format!("ws://{host}:{}/ws/chat", addr.port())
+    } else {
+        format!("ws://{addr}/ws/chat")
+    }
 }
 
 /// Bind and serve with `config` until `shutdown` resolves.

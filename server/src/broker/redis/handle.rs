@@ -8,8 +8,8 @@
 use super::link::{Link, args};
 use super::scripts::*;
 use super::shared::{
-    Inner, LocalSession, MAX_SCAN_PAGES, RedisSettings, SubscriptionCheck, lease_value, lock, ms,
-    now_ms, parse_status,
+    Advert, Inner, LocalSession, MAX_SCAN_PAGES, RedisSettings, SubscriptionCheck, lease_value,
+    lock, ms, now_ms, parse_status,
 };
 use super::subscriber;
 use crate::broker::api::{
@@ -34,8 +34,17 @@ pub struct RedisBroker {
 impl RedisBroker {
     /// Create the broker and start its background tasks (connection keeper,
     /// subscriber, heartbeat). It serves once Redis answers; until then calls
-    /// fail with `Unavailable`.
+    /// fail with `Unavailable`. It registers no URL for the node.
     pub fn start(cfg: RedisSettings) -> Result<RedisBroker, BrokerError> {
+        Self::start_advertised(cfg, Advert::default())
+    }
+
+    /// [`start`](Self::start), registering `advert` (the node's URL and host)
+    /// with its id and pid in `nodes:active`.
+    pub fn start_advertised(
+        cfg: RedisSettings,
+        advert: Advert,
+    ) -> Result<RedisBroker, BrokerError> {
         let client = redis::Client::open(cfg.url.as_str())
             .map_err(|e| BrokerError::Unavailable(format!("bad Redis URL: {e}")))?;
         // Bounded: one pending request per session at most in practice.
@@ -43,6 +52,7 @@ impl RedisBroker {
         let inner = Arc::new(Inner {
             link: Link::new(client, cfg.timeout),
             cfg,
+            advert,
             local: Mutex::new(HashMap::new()),
             sub_tx,
         });
@@ -380,6 +390,7 @@ impl Broker for RedisBroker {
                 break;
             }
         }
+        inner.stale_nodes(&mut alive).await;
         report
     }
 
@@ -403,11 +414,13 @@ impl Broker for RedisBroker {
             .map(|(s, _)| s.to_string())
             .collect();
         let alive = alive_key(&inner.cfg.node_id);
+        let node_id = inner.cfg.node_id.clone();
         let _ = inner
             .link
             .call(|mut c| async move {
                 let mut pipe = redis::pipe();
                 pipe.del(alive).ignore();
+                pipe.hdel(NODES_KEY, node_id.as_ref()).ignore();
                 for s in sessions.chunks(1000).filter(|s| !s.is_empty()) {
                     pipe.hdel(SESSIONS_ACTIVE, s).ignore();
                 }

@@ -6,6 +6,10 @@
 //! off after the last detach). The connection code sees none of this: it
 //! talks to the same `Broker` trait as with the in-memory broker.
 //!
+//! Each node also registers itself (id, advertised URL, pid, host) in the
+//! `nodes:active` hash with every heartbeat, so tools find every node of
+//! the cluster (`protocol::health::NodeRegistration`).
+//!
 //! - `handle`: [`RedisBroker`] and its `Broker` calls.
 //! - `shared`: what the handle and the background tasks share.
 //! - `subscriber`: the Pub/Sub connection; `link`: the command connection
@@ -18,4 +22,4 @@ mod shared;
 mod subscriber;
 
 pub use handle::RedisBroker;
-pub use shared::RedisSettings;
+pub use shared::{Advert, RedisSettings};

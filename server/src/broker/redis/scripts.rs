@@ -11,6 +11,9 @@
 //! - `stream:lease:{mid}`: `node:fence` of the generator, with a PX TTL
 //! - `stream:fence` counter, `streams:active` set of streams being generated
 //! - `node:{id}:alive`: refreshed by each live node
+//! - `nodes:active` hash: node id -> JSON {node_id, url, pid, host,
+//!   last_seen_ms} (`protocol::health::NodeRegistration`), refreshed with the
+//!   liveness key, deleted when the node stops or a cleanup finds it dead
 //! - Pub/Sub channel `chat:stream:{sid}`: every stream frame of the session,
 //!   as an envelope `C|E` + index + `\n` + message id + `\n` + frame.
 //!
@@ -166,8 +169,8 @@ return 1
     )
 });
 
-/// Delete a `sessions:active` entry only if it still has the value the cleanup read.
-/// KEYS: sessions:active. ARGV: session id, value.
+/// Delete a hash entry (`sessions:active`, `nodes:active`) only if it still
+/// has the value the cleanup read. KEYS: the hash. ARGV: field, value.
 pub static DELETE_IF_SAME: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -207,8 +210,10 @@ pub fn presence_channel(node: &str) -> String {
     format!("node:{node}:presence")
 }
 
+pub use protocol::health::NODES_KEY;
+
 pub fn alive_key(node: &str) -> String {
-    format!("node:{node}:alive")
+    protocol::health::node_alive_key(node)
 }
 
 /// The Pub/Sub envelope of a stream frame: `C` (chunk) or `E` (end), the

@@ -41,6 +41,16 @@ pub struct RedisSettings {
     pub streams_in_welcome: usize,
 }
 
+/// What a node registers about itself in `nodes:active`, besides its id
+/// and pid (see `protocol::health::NodeRegistration`).
+#[derive(Debug, Clone, Default)]
+pub struct Advert {
+    /// Where clients reach the node (`--advertise-url`); `None` if unknown.
+    pub url: Option<String>,
+    /// The node's hostname, so a reader can tell whether the pid is local.
+    pub host: String,
+}
+
 /// Asks the subscriber task to re-check the subscription of one session.
 pub struct SubscriptionCheck {
     pub sid: Arc<str>,
@@ -51,6 +61,7 @@ pub struct SubscriptionCheck {
 /// The broker's state, held by its handle and by each background task.
 pub struct Inner {
     pub cfg: RedisSettings,
+    pub advert: Advert,
     pub link: Link,
     pub local: Mutex<HashMap<Arc<str>, LocalSession>>,
     /// Asks the subscriber task to (un)subscribe a session's channel.
@@ -88,6 +99,75 @@ impl Inner {
             self.cfg.node_id,
             now_ms()
         )
+    }
+
+    /// This node's `nodes:active` entry, stamped now.
+    pub fn registration(&self) -> String {
+        let r = protocol::NodeRegistration {
+            node_id: self.cfg.node_id.to_string(),
+            url: self.advert.url.clone(),
+            pid: std::process::id(),
+            host: self.advert.host.clone(),
+            last_seen_ms: now_ms(),
+        };
+        serde_json::to_string(&r).unwrap_or_default()
+    }
+
+    /// Whether `node`'s liveness key exists (true when Redis cannot say),
+    /// remembered in `cache` for one cleanup pass.
+    pub async fn node_alive(&self, node: &str, cache: &mut HashMap<String, bool>) -> bool {
+        if let Some(a) = cache.get(node) {
+            return *a;
+        }
+        let key = alive_key(node);
+        let a: bool = self
+            .link
+            .call(|mut c| async move { redis::cmd("EXISTS").arg(key).query_async(&mut c).await })
+            .await
+            .unwrap_or(true);
+        cache.insert(node.to_string(), a);
+        a
+    }
+
+    /// Delete `field` of hash `key` if it still holds `value`; true if it did.
+    pub async fn delete_if_same(&self, key: &str, field: &str, value: &str) -> bool {
+        let keys = vec![key.to_string()];
+        let removed: i64 = self
+            .link
+            .script(&DELETE_IF_SAME, keys, args![field, value])
+            .await
+            .unwrap_or(0);
+        removed == 1
+    }
+
+    /// Remove the `nodes:active` entries of nodes that died without
+    /// deregistering (liveness key gone, not refreshed for a node TTL).
+    pub async fn stale_nodes(&self, alive: &mut HashMap<String, bool>) -> usize {
+        let entries: HashMap<String, String> = self
+            .link
+            .call(|mut c| async move {
+                redis::cmd("HGETALL")
+                    .arg(NODES_KEY)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await
+            .unwrap_or_default();
+        let mut removed = 0;
+        for (node, value) in entries {
+            if *node == *self.cfg.node_id || self.node_alive(&node, alive).await {
+                continue;
+            }
+            let last_seen = serde_json::from_str::<protocol::NodeRegistration>(&value)
+                .map_or(0, |r| r.last_seen_ms);
+            if now_ms().saturating_sub(last_seen) >= ms(self.cfg.node_ttl)
+                && self.delete_if_same(NODES_KEY, &node, &value).await
+            {
+                tracing::info!(node = %node, "Cleaning up: node gone, registry entry removed");
+                removed += 1;
+            }
+        }
+        removed
     }
 
     /// Deliver to this node's connections of a session.
@@ -138,21 +218,7 @@ impl Inner {
         let node = v["node"].as_str().unwrap_or("").to_string();
         let last_seen = v["last_seen"].as_u64().unwrap_or(0);
         let idle_ms = now_ms().saturating_sub(last_seen);
-        let node_alive = match alive.get(&node) {
-            Some(a) => *a,
-            None => {
-                let key = alive_key(&node);
-                let a: bool =
-                    self.link
-                        .call(|mut c| async move {
-                            redis::cmd("EXISTS").arg(key).query_async(&mut c).await
-                        })
-                        .await
-                        .unwrap_or(true);
-                alive.insert(node.clone(), a);
-                a
-            }
-        };
+        let node_alive = self.node_alive(&node, alive).await;
         // A live node refreshes its sessions every node_ttl/3, so an entry
         // it has not refreshed for a whole session TTL is not attached.
         let stale = idle_ms >= ms(self.cfg.session_ttl)
@@ -160,16 +226,11 @@ impl Inner {
         if !stale {
             return false;
         }
-        let keys = vec![SESSIONS_ACTIVE.to_string()];
-        let removed: i64 = self
-            .link
-            .script(&DELETE_IF_SAME, keys, args![sid, value])
-            .await
-            .unwrap_or(0);
-        if removed == 1 {
+        let removed = self.delete_if_same(SESSIONS_ACTIVE, sid, value).await;
+        if removed {
             tracing::info!(session_id = %sid, node = %node, node_alive, idle_ms, "Cleaning up stale session");
         }
-        removed == 1
+        removed
     }
 
     /// Whether this node has live connections of `sid`.
@@ -222,8 +283,10 @@ impl Inner {
             let node_ttl = ms(self.cfg.node_ttl);
             let session_ttl = ms(self.cfg.session_ttl);
             let alive = alive_key(&self.cfg.node_id);
+            let registration = self.registration();
             // Bounded pipelines, so a node with many sessions never builds one
-            // huge request; the first also refreshes the node's liveness key.
+            // huge request; the first also refreshes the node's liveness key
+            // and its registry entry.
             let batches = std::iter::once(&[][..]).chain(sessions.chunks(1000));
             for (i, batch) in batches.enumerate() {
                 let mut pipe = redis::pipe();
@@ -233,6 +296,8 @@ impl Inner {
                         .arg("1")
                         .arg("PX")
                         .arg(node_ttl)
+                        .ignore();
+                    pipe.hset(NODES_KEY, self.cfg.node_id.as_ref(), &registration)
                         .ignore();
                 }
                 for (sid, connected_at) in batch {
