@@ -8,7 +8,7 @@
 //! below the run path builds an upper layer's types.
 
 use crate::engine::ctx::RunCtx;
-use crate::engine::stats::Counts;
+use crate::engine::stats::{Counts, new_hist};
 use hdrhistogram::Histogram;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -28,6 +28,43 @@ pub struct Second {
     pub corrected: Histogram<u64>,
     /// Latencies from the actual send times.
     pub uncorrected: Histogram<u64>,
+    /// Connection times (TCP + upgrade) of the connections opened in it.
+    pub conn_time: Histogram<u64>,
+    /// Send lags (actual minus intended send time) of the messages sent in it.
+    pub send_lag: Histogram<u64>,
+}
+
+impl Second {
+    /// A second with nothing in it, to merge others into.
+    pub fn empty() -> Second {
+        Second {
+            start: Duration::MAX,
+            len: Duration::ZERO,
+            open: 0,
+            delta: Counts::default(),
+            corrected: new_hist(),
+            uncorrected: new_hist(),
+            conn_time: new_hist(),
+            send_lag: new_hist(),
+        }
+    }
+
+    /// Add the same second as measured by another process: counts and open
+    /// connections add, histograms add exactly (same bounds).
+    pub fn merge(&mut self, o: &Second) {
+        self.start = self.start.min(o.start);
+        self.len = self.len.max(o.len);
+        self.open += o.open;
+        self.delta.add(&o.delta);
+        for (a, b) in [
+            (&mut self.corrected, &o.corrected),
+            (&mut self.uncorrected, &o.uncorrected),
+            (&mut self.conn_time, &o.conn_time),
+            (&mut self.send_lag, &o.send_lag),
+        ] {
+            let _ = a.add(b);
+        }
+    }
 }
 
 /// A consumer of per-second figures. Called on the collector's task, once a
@@ -60,6 +97,8 @@ pub async fn collect(ctx: &RunCtx, sinks: &mut [&mut dyn SecondSink], done: &tok
             delta: taken.counts.since(&prev),
             corrected: taken.corrected,
             uncorrected: taken.uncorrected,
+            conn_time: taken.conn_time,
+            send_lag: taken.send_lag,
         };
         for s in sinks.iter_mut() {
             s.second(&second);

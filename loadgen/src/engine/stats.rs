@@ -287,6 +287,31 @@ pub struct Taken {
     /// This second's histograms.
     pub corrected: Histogram<u64>,
     pub uncorrected: Histogram<u64>,
+    pub conn_time: Histogram<u64>,
+    pub send_lag: Histogram<u64>,
+}
+
+/// Cumulative histograms as of the last [`Stats::take_second`], from which
+/// a second's share of a running total is cut (`now - then`, exact: the
+/// totals only grow).
+struct Marks {
+    conn_time: Histogram<u64>,
+    send_lag: Histogram<u64>,
+}
+
+/// `now - then` for two cumulative snapshots of the same histogram.
+fn since(now: &Histogram<u64>, then: &Histogram<u64>) -> Histogram<u64> {
+    let mut d = now.clone();
+    if d.subtract(then).is_err() {
+        // Cannot happen for snapshots of one growing total; never go negative.
+        d.reset();
+        for v in now.iter_recorded() {
+            let before = then.count_at(v.value_iterated_to());
+            let n = v.count_at_value().saturating_sub(before);
+            d.saturating_record_n(v.value_iterated_to(), n);
+        }
+    }
+    d
 }
 
 static NEXT_RUN: AtomicU64 = AtomicU64::new(1);
@@ -307,12 +332,18 @@ pub struct Stats {
     pub open: AtomicI64,
     /// Most connections open at once.
     pub peak_open: AtomicI64,
+    /// The collector's marks in the running totals (only it takes them).
+    marks: Mutex<Marks>,
 }
 
 impl Default for Stats {
     fn default() -> Self {
         Stats {
             run: NEXT_RUN.fetch_add(1, Ordering::Relaxed),
+            marks: Mutex::new(Marks {
+                conn_time: new_hist(),
+                send_lag: new_hist(),
+            }),
             shards: Mutex::new(Vec::new()),
             open: AtomicI64::new(0),
             peak_open: AtomicI64::new(0),
@@ -360,21 +391,35 @@ impl Stats {
             .clone()
     }
 
-    /// Cumulative counts plus this second's histograms (which are reset).
+    /// Cumulative counts plus this second's histograms: the latency ones
+    /// are reset; connection times and send lags are cut from their running
+    /// totals (recorded straight into them by the connection code).
     pub fn take_second(&self) -> Taken {
         let mut out = Taken {
             counts: Counts::default(),
             corrected: new_hist(),
             uncorrected: new_hist(),
+            conn_time: new_hist(),
+            send_lag: new_hist(),
         };
+        let (mut conn_total, mut lag_total) = (new_hist(), new_hist());
         for s in self.shard_list() {
             let mut r = lock(&s);
             out.counts.add(&r.counts);
             let _ = out.corrected.add(&r.sec_corrected);
             let _ = out.uncorrected.add(&r.sec_uncorrected);
+            let _ = conn_total.add(&r.conn_time);
+            let _ = lag_total.add(&r.send_lag);
             r.sec_corrected.reset();
             r.sec_uncorrected.reset();
         }
+        let mut marks = self.marks.lock().unwrap_or_else(|e| e.into_inner());
+        out.conn_time = since(&conn_total, &marks.conn_time);
+        out.send_lag = since(&lag_total, &marks.send_lag);
+        *marks = Marks {
+            conn_time: conn_total,
+            send_lag: lag_total,
+        };
         out
     }
 
@@ -464,6 +509,43 @@ mod tests {
         let sec = stats.take_second();
         assert_eq!(sec.corrected.len(), 4000);
         assert!(stats.take_second().corrected.is_empty());
+    }
+
+    #[test]
+    fn each_second_gets_the_connection_times_and_lags_recorded_in_it() {
+        let stats = Stats::default();
+        let mut all = new_hist();
+        let mut seconds = new_hist();
+        for round in 0..3u64 {
+            std::thread::scope(|s| {
+                for t in 0..2u64 {
+                    let stats = &stats;
+                    s.spawn(move || {
+                        for i in 0..=round * 10 {
+                            stats.with(|r| {
+                                record(&mut r.conn_time, 100 * (t + 1) + i);
+                                record(&mut r.send_lag, 7);
+                            });
+                        }
+                    });
+                }
+            });
+            let sec = stats.take_second();
+            assert_eq!(sec.conn_time.len(), 2 * (round * 10 + 1), "round {round}");
+            assert_eq!(sec.send_lag.len(), sec.conn_time.len());
+            let _ = seconds.add(&sec.conn_time);
+        }
+        let _ = all.add(&stats.total().conn_time);
+        // The seconds add up to the run's total exactly.
+        assert_eq!(seconds, all);
+        assert!(stats.take_second().conn_time.is_empty());
+        let mut a = new_hist();
+        record(&mut a, 5);
+        record(&mut a, 9);
+        let mut b = new_hist();
+        record(&mut b, 9);
+        assert_eq!(since(&a, &b).len(), 1);
+        assert_eq!(since(&a, &a).len(), 0);
     }
 
     #[test]

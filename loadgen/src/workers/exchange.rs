@@ -64,6 +64,12 @@ pub struct SecondRecord {
     pub delta: Counts,
     pub corrected: Vec<(u64, u64)>,
     pub uncorrected: Vec<(u64, u64)>,
+    /// Connection times of the second (absent from older workers: empty).
+    #[serde(default)]
+    pub conn_time: Vec<(u64, u64)>,
+    /// Send lags of the second.
+    #[serde(default)]
+    pub send_lag: Vec<(u64, u64)>,
 }
 
 impl From<&Second> for SecondRecord {
@@ -75,6 +81,8 @@ impl From<&Second> for SecondRecord {
             delta: s.delta,
             corrected: hist_to_pairs(&s.corrected),
             uncorrected: hist_to_pairs(&s.uncorrected),
+            conn_time: hist_to_pairs(&s.conn_time),
+            send_lag: hist_to_pairs(&s.send_lag),
         }
     }
 }
@@ -88,6 +96,8 @@ impl SecondRecord {
             delta: self.delta,
             corrected: hist_from_pairs(&self.corrected),
             uncorrected: hist_from_pairs(&self.uncorrected),
+            conn_time: hist_from_pairs(&self.conn_time),
+            send_lag: hist_from_pairs(&self.send_lag),
         }
     }
 }
@@ -227,6 +237,8 @@ mod tests {
             },
             corrected: h.clone(),
             uncorrected: h.clone(),
+            conn_time: h.clone(),
+            send_lag: h.clone(),
         };
         let line = serde_json::to_string(&FromWorker::Second(Box::new((&s).into()))).unwrap();
         let FromWorker::Second(back) = serde_json::from_str(&line).unwrap() else {
@@ -236,6 +248,15 @@ mod tests {
         assert_eq!((back.start, back.len, back.open), (s.start, s.len, 12));
         assert_eq!(back.delta, s.delta);
         assert_eq!(back.corrected, h);
+        assert_eq!((&back.conn_time, &back.send_lag), (&h, &h));
+        // A second from a worker that sends no connection times reads as none.
+        let mut old = serde_json::to_value(SecondRecord::from(&s)).unwrap();
+        for field in ["conn_time", "send_lag"] {
+            old.as_object_mut().unwrap().remove(field);
+        }
+        let old: SecondRecord = serde_json::from_value(old).unwrap();
+        assert!(old.to_second().conn_time.is_empty());
+        assert_eq!(old.to_second().corrected, h);
 
         let mut total = Recorder::default();
         total.latency(7, 5);

@@ -6,10 +6,8 @@
 //! released once every worker still running has sent it.
 
 use crate::engine::collect::Second;
-use crate::engine::stats::new_hist;
 use crate::workers::exchange::SecondRecord;
 use std::collections::VecDeque;
-use std::time::Duration;
 
 /// Seconds a worker may run ahead of the slowest before its oldest are
 /// released anyway (bounds the parent's memory if one worker stalls).
@@ -58,23 +56,10 @@ impl SecondMerger {
         if !(flush || complete || too_far) {
             return None;
         }
-        let mut m = Second {
-            start: Duration::MAX,
-            len: Duration::ZERO,
-            open: 0,
-            delta: Default::default(),
-            corrected: new_hist(),
-            uncorrected: new_hist(),
-        };
+        let mut m = Second::empty();
         for q in &mut self.queues {
             let Some(x) = q.pop_front() else { continue };
-            let x = x.to_second();
-            m.start = m.start.min(x.start);
-            m.len = m.len.max(x.len);
-            m.open += x.open;
-            m.delta.add(&x.delta);
-            let _ = m.corrected.add(&x.corrected);
-            let _ = m.uncorrected.add(&x.uncorrected);
+            m.merge(&x.to_second());
         }
         Some(m)
     }
@@ -83,7 +68,8 @@ impl SecondMerger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::stats::{Counts, Summary, hist_to_pairs, record};
+    use crate::engine::stats::{Counts, Summary, hist_to_pairs, new_hist, record};
+    use std::time::Duration;
 
     fn sec(start_s: u64, open: i64, sent: u64, lat: &[u64]) -> SecondRecord {
         let mut h = new_hist();
@@ -101,6 +87,8 @@ mod tests {
             },
             corrected: hist_to_pairs(&h),
             uncorrected: hist_to_pairs(&h),
+            conn_time: hist_to_pairs(&h),
+            send_lag: vec![(start_s + 1, sent)],
         }
     }
 
@@ -118,6 +106,8 @@ mod tests {
         let s0 = m.next(false).expect("both sent second 0");
         assert_eq!((s0.open, s0.delta.sent), (12, 100));
         assert_eq!(s0.corrected.len(), 100);
+        // Connection times and send lags merge exactly too.
+        assert_eq!((s0.conn_time.len(), s0.send_lag.len()), (100, 100));
         // p99 of the merged second is the fast value, not the slow worker's max.
         assert_eq!(Summary::of(&s0.corrected).p99, 100);
         assert!(s0.corrected.max() >= 89_000);
