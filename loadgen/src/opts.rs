@@ -80,6 +80,17 @@ pub enum Mode {
     Raw,
 }
 
+/// Which part of a run the grades and the template read.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GradePhase {
+    /// The steady phase: the plan's hold, once every connection is open (the
+    /// whole run when there is none).
+    Steady,
+    /// The whole run, ramps included.
+    All,
+}
+
 /// The lowest grade that still counts as a pass for the exit code.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum FailOn {
@@ -247,6 +258,12 @@ pub struct LoadOpts {
     /// Lowest grade that still passes (exit code 0). Example: --fail-on good
     #[arg(long, value_enum, default_value_t = FailOn::Acceptable)]
     pub fail_on: FailOn,
+
+    /// Which part of the run the grades and the template read: `steady` (the
+    /// plan's hold with every connection open; the ramps' figures are shown
+    /// beside) or `all` (ramps included). Example: --grade-phase all
+    #[arg(long, value_enum, default_value_t = GradePhase::Steady)]
+    pub grade_phase: GradePhase,
 
     /// Also exit 1 when fewer than this percentage of messages were answered
     /// on time and correct (the seed's table has no success-rate row; off by

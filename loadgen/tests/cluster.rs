@@ -36,6 +36,11 @@ fn run(args: &[String]) -> Report {
         .expect("a report")
 }
 
+/// Options as written on a command line.
+fn argv(line: &str) -> Vec<String> {
+    line.split_whitespace().map(String::from).collect()
+}
+
 fn connections_served(c: &LocalCluster, i: usize) -> f64 {
     let (_, body) =
         cluster::http::get(c.node(i).addr(), "/metrics", Duration::from_secs(5)).unwrap();
@@ -64,15 +69,12 @@ fn kill_busiest_node_during(c: &mut LocalCluster, args: Vec<String>) -> (Report,
 fn chat_load_through_nginx_three_nodes_and_redis_loses_nothing() {
     let mut c = start_cluster();
     let redis_port = c.redis().expect("redis").port();
-    let mut args: Vec<String> = format!(
+    let mut args = argv(&format!(
         "--url ws://{}/ws/chat --mode chat --conns 36 --rate 2 --duration 3s \
          --chat-chunks 6 --chat-interval-ms 5 --source-ips 127.0.0.2-127.0.0.37 \
          --redis 127.0.0.1:{redis_port}",
         c.nginx().addr()
-    )
-    .split_whitespace()
-    .map(String::from)
-    .collect();
+    ));
     for n in c.nodes() {
         args.extend([
             "--node-pid".to_string(),
@@ -141,14 +143,11 @@ fn chat_load_through_nginx_three_nodes_and_redis_loses_nothing() {
 #[test]
 fn a_node_killed_mid_run_is_measured_as_failover_time() {
     let mut c = start_cluster();
-    let args: Vec<String> = format!(
+    let args = argv(&format!(
         "--url ws://{}/ws/chat --conns 30 --rate 5 --duration 4s --reconnect \
          --source-ips 127.0.0.2-127.0.0.31",
         c.nginx().addr()
-    )
-    .split_whitespace()
-    .map(String::from)
-    .collect();
+    ));
     let (r, victim, had) = kill_busiest_node_during(&mut c, args.clone());
 
     let conns = &r.connections;
@@ -213,14 +212,11 @@ fn a_node_killed_mid_run_is_measured_as_failover_time() {
 fn answers_of_a_crashed_node_end_interrupted_promptly_and_are_reported_apart() {
     let mut c = start_cluster();
     // Answers of ~800 ms, so the crash cuts several mid-stream.
-    let args: Vec<String> = format!(
+    let args = argv(&format!(
         "--url ws://{}/ws/chat --mode chat --conns 30 --rate 2 --duration 4s \
          --chat-chunks 40 --chat-interval-ms 20 --reconnect --source-ips 127.0.0.2-127.0.0.31",
         c.nginx().addr()
-    )
-    .split_whitespace()
-    .map(String::from)
-    .collect();
+    ));
     let (r, _, _) = kill_busiest_node_during(&mut c, args);
 
     let chat = r.chat.as_ref().expect("chat figures");
@@ -256,6 +252,107 @@ fn answers_of_a_crashed_node_end_interrupted_promptly_and_are_reported_apart() {
     assert!(
         row.value.contains("interrupted"),
         "the row names them: {row:?}"
+    );
+    c.stop();
+}
+
+fn nodes_of(r: &Report) -> Vec<&loadgen::monitor::procs::ProcReport> {
+    r.resources
+        .iter()
+        .filter(|p| p.role == Role::Node)
+        .collect()
+}
+
+#[test]
+fn every_node_registered_in_redis_is_monitored_and_named_by_its_id() {
+    let mut c = start_cluster();
+    let redis_port = c.redis().expect("redis").port();
+    // Only nginx and Redis are given: the nodes are found in Redis's registry.
+    let args = argv(&format!(
+        "--url ws://{}/ws/chat --conns 30 --rate 2 --duration 3s \
+         --source-ips 127.0.0.2-127.0.0.31 --redis 127.0.0.1:{redis_port}",
+        c.nginx().addr()
+    ));
+    let r = run(&args);
+
+    let nodes = nodes_of(&r);
+    let ids: Vec<&str> = nodes.iter().filter_map(|n| n.node_id.as_deref()).collect();
+    assert_eq!(ids, ["node1", "node2", "node3"], "{:?}", r.resources);
+    for (i, n) in nodes.iter().enumerate() {
+        assert_eq!(Some(n.pid), c.node(i).pid(), "{n:?}");
+        assert!(n.cpu_pct.is_some(), "{n:?}");
+        assert!(n.bytes_per_conn.is_none_or(|b| b >= 0.0), "{n:?}");
+    }
+    // Each node counts its own connections (not all 30 behind nginx).
+    let held: i64 = nodes.iter().map(|n| n.conns_at_sample).sum();
+    assert_eq!(held, 30, "{nodes:?}");
+    let text = loadgen::report::template::template(&r);
+    for i in 1..=3 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("- Node {i} CPU: ")))
+            .unwrap_or_else(|| panic!("no Node {i} row in\n{text}"));
+        assert!(
+            line.contains(&format!("node{i};")) && !line.contains("n/a"),
+            "{line}"
+        );
+    }
+    c.stop();
+}
+
+#[test]
+fn a_node_killed_mid_run_has_no_memory_figure_and_is_never_graded_target_for_it() {
+    let mut c = start_cluster();
+    let redis_port = c.redis().expect("redis").port();
+    let args = argv(&format!(
+        "--url ws://{}/ws/chat --conns 30 --rate 5 --duration 4s --reconnect \
+         --source-ips 127.0.0.2-127.0.0.31 --redis 127.0.0.1:{redis_port}",
+        c.nginx().addr()
+    ));
+    let (r, victim, _) = kill_busiest_node_during(&mut c, args);
+
+    let nodes = nodes_of(&r);
+    assert_eq!(nodes.len(), 3, "{nodes:?}");
+    let id = format!("node{}", victim + 1);
+    let dead = nodes
+        .iter()
+        .find(|n| n.node_id.as_deref() == Some(id.as_str()))
+        .expect("the killed node was monitored");
+    assert_eq!(dead.bytes_per_conn, None, "{dead:?}");
+    assert!(
+        dead.memory_note
+            .as_deref()
+            .is_some_and(|n| n.contains("died")),
+        "{dead:?}"
+    );
+    assert!(dead.died_at_s.is_some(), "{dead:?}");
+    assert!(dead.cpu_pct.is_some(), "CPU until its death: {dead:?}");
+    // No node's figure is negative, and the memory row never stands on the
+    // dead node's: it is named as not counted, or the row is not measured.
+    assert!(
+        nodes
+            .iter()
+            .all(|n| n.bytes_per_conn.is_none_or(|b| b >= 0.0)),
+        "{nodes:?}"
+    );
+    let row = r
+        .grades
+        .iter()
+        .find(|g| g.key == loadgen::report::grades::MetricKey::MemoryPerConnection)
+        .expect("a memory row");
+    assert!(row.measured.is_none_or(|b| b >= 0.0), "{row:?}");
+    assert!(row.value.contains(&id), "{row:?}");
+    if row.measured.is_none() {
+        assert_eq!(
+            row.grade,
+            loadgen::report::grades::Grade::NotMeasured,
+            "{row:?}"
+        );
+    }
+    let text = loadgen::report::template::template(&r);
+    assert!(
+        text.contains(&format!("{id}; mean")) && text.contains("mean until then"),
+        "{text}"
     );
     c.stop();
 }

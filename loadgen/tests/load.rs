@@ -507,6 +507,15 @@ fn workers_split_the_load_and_merge_exactly() {
     assert_eq!(r.messages.sent, server_saw, "{:?}", r.messages);
     assert_eq!(r.latency_us.corrected.count, r.messages.received);
     assert!(ms(r.latency_us.uncorrected.p50) >= 5.0);
+    // Each second's connection times and send lags travel from the workers
+    // too: the phases add up to the run's totals.
+    let ph = &r.phases;
+    let phases = [&ph.ramp_up, &ph.steady, &ph.ramp_down];
+    let conns: u64 = phases.iter().map(|p| p.connections.time_us.count).sum();
+    assert_eq!(conns, 6, "{ph:?}");
+    let lags: u64 = phases.iter().map(|p| p.send_lag_us.count).sum();
+    assert_eq!(lags, r.send_lag_us.summary.count, "{ph:?}");
+    assert!(ph.steady.latency_us.corrected.count > 0, "{ph:?}");
     let workers = r
         .resources
         .iter()

@@ -13,7 +13,7 @@ use crate::config::target::{Target, parse_url};
 use crate::engine::plan::{Plan, parse_stages};
 use crate::engine::settings::{SessionPattern, Settings};
 use crate::net::dial::{DialSettings, Dialer};
-use crate::opts::{FailOn, LoadOpts, Mode};
+use crate::opts::{FailOn, GradePhase, LoadOpts, Mode};
 use crate::report::grades::Thresholds;
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -68,6 +68,8 @@ pub struct Config {
     pub hdr_log: Option<PathBuf>,
     /// The lowest grade that still exits 0 (`--fail-on`). Default: acceptable.
     pub fail_on: FailOn,
+    /// What the grades and the template read (`--grade-phase`). Default: steady.
+    pub grade_phase: GradePhase,
     /// Fraction (0..=1) from `--min-success-rate`: fewer messages answered on
     /// time and correct exits 1. Default: none.
     pub min_success_rate: Option<f64>,
@@ -235,6 +237,7 @@ impl Config {
             out_md: o.out_md.clone(),
             hdr_log: o.hdr_log.clone(),
             fail_on: o.fail_on,
+            grade_phase: o.grade_phase,
             min_success_rate: o.min_success_rate.map(|p| p / 100.0),
             thresholds,
             exe: o.exe.clone(),

@@ -5,11 +5,13 @@
 //! machine loadgen monitors the pid with sysinfo (like `--node-pid`), so a
 //! local multi-node setup gets Node 1/2/3 CPU and memory without flags;
 //! otherwise (another host, a container) a poller reads the server's own
-//! figures once a second. Only the given targets are contacted, and every
-//! answer is read with a size and time bound.
+//! figures once a second. Only the given targets (and, with `--redis`, the
+//! nodes registered there) are contacted, and every answer is read with a
+//! size and time bound.
 
 use crate::config::target::Target;
-use crate::monitor::procs::RemoteSlot;
+use crate::monitor::procs::{Reading, Slot};
+use crate::monitor::resp;
 use protocol::HealthStats;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -45,41 +47,48 @@ pub async fn fetch_stats(t: &Target) -> Option<HealthStats> {
     serde_json::from_str(body.trim()).ok()
 }
 
-/// The pid a loopback target's `/health/stats` reports, if it is a node
-/// process on this machine.
-pub async fn local_pid(t: &Target) -> Option<u32> {
-    if !t.addr.ip().is_loopback() {
-        return None;
+/// Whether `pid` is a node process on this machine. Only a pid that exists
+/// here and is a node is ours to watch: a node in a container reports a pid
+/// of its own namespace (often 1), which on the host is some other process.
+pub fn local_node(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| looks_like_node(&c, b"wsnode"))
+}
+
+/// What the monitor keeps of a node's `/health/stats`.
+fn stats_reading(s: &HealthStats, replaced: bool) -> Reading {
+    Reading {
+        cpu_pct: f64::from(s.cpu_pct),
+        rss_bytes: s.rss_bytes,
+        connections: Some(s.connections),
+        connections_total: Some(s.connections_total),
+        replaced,
     }
-    let pid = fetch_stats(t).await?.pid;
-    // Only a pid that exists here and is a node is ours to watch: a node in
-    // a container reports a pid of its own namespace (often 1), which on the
-    // host belongs to some other process.
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    looks_like_node(&cmdline, b"wsnode").then_some(pid)
 }
 
-/// CPU % and RSS, as the process monitor's slots hold them.
-fn stats_sample(s: &HealthStats) -> (f64, u64) {
-    (f64::from(s.cpu_pct), s.rss_bytes)
-}
-
-/// First figures of a node's `/health/stats`, then a task that refreshes
-/// them every second until aborted.
-pub async fn poll_node(t: Target) -> Option<(u32, RemoteSlot, tokio::task::JoinHandle<()>)> {
-    let stats = fetch_stats(&t).await?;
-    let slot: RemoteSlot = Default::default();
-    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(stats_sample(&stats));
+/// A node's first `/health/stats`, then a task that refreshes its figures
+/// every second until aborted. Answers from another node (a balancer in
+/// between) are not this node's; an answer with another pid or a smaller
+/// uptime comes from a restarted process, which is not the one measured.
+pub async fn poll_node(t: Target) -> Option<(HealthStats, Slot, tokio::task::JoinHandle<()>)> {
+    let first = fetch_stats(&t).await?;
+    let slot: Slot = Default::default();
+    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(stats_reading(&first, false));
     let w = slot.clone();
+    let (id, pid, mut uptime) = (first.node_id.clone(), first.pid, first.uptime_secs);
     let task = tokio::spawn(async move {
+        let mut replaced = false;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
-            let s = fetch_stats(&t).await.map(|s| stats_sample(&s));
-            *w.lock().unwrap_or_else(|e| e.into_inner()) = s;
+            let r = fetch_stats(&t).await.filter(|s| s.node_id == id).map(|s| {
+                replaced |= s.pid != pid || s.uptime_secs < uptime;
+                uptime = s.uptime_secs;
+                stats_reading(&s, replaced)
+            });
+            *w.lock().unwrap_or_else(|e| e.into_inner()) = r;
         }
     });
-    Some((stats.pid, slot, task))
+    Some((first, slot, task))
 }
 
 /// Fields of redis `INFO` that loadgen uses.
@@ -113,33 +122,9 @@ pub fn parse_info(text: &str) -> Option<RedisInfo> {
     })
 }
 
-/// `INFO` over RESP (an inline command), with size and time bounds.
+/// `INFO`, with size and time bounds.
 pub async fn redis_info(addr: SocketAddr) -> Option<RedisInfo> {
-    let fetch = async {
-        let mut s = TcpStream::connect(addr).await.ok()?;
-        s.write_all(b"INFO\r\n").await.ok()?;
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            let n = s.read(&mut chunk).await.ok()?;
-            if n == 0 {
-                return None;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            if buf.len() > LIMIT {
-                return None;
-            }
-            // A bulk string: "$LEN\r\n" then LEN bytes then "\r\n".
-            let text = std::str::from_utf8(&buf).ok()?;
-            let (len, rest) = text.strip_prefix('$')?.split_once("\r\n")?;
-            let len: usize = len.parse().ok()?;
-            if rest.len() >= len {
-                return Some(rest[..len].to_string());
-            }
-        }
-    };
-    let text = tokio::time::timeout(WAIT, fetch).await.ok()??;
-    parse_info(&text)
+    parse_info(resp::command(addr, &["INFO"]).await?.text()?)
 }
 
 /// Is `pid` a redis-server on this machine?
@@ -149,9 +134,14 @@ pub fn local_redis(pid: u32) -> bool {
 }
 
 /// Poll redis `INFO` every second: CPU % from the CPU-time deltas.
-pub fn poll_redis(addr: SocketAddr, first: RedisInfo) -> (RemoteSlot, tokio::task::JoinHandle<()>) {
-    let slot: RemoteSlot = Default::default();
-    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((0.0, first.rss_bytes));
+pub fn poll_redis(addr: SocketAddr, first: RedisInfo) -> (Slot, tokio::task::JoinHandle<()>) {
+    let reading = |cpu_pct, rss_bytes| Reading {
+        cpu_pct,
+        rss_bytes,
+        ..Reading::default()
+    };
+    let slot: Slot = Default::default();
+    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(reading(0.0, first.rss_bytes));
     let w = slot.clone();
     let task = tokio::spawn(async move {
         let mut prev = (Instant::now(), first.cpu_secs);
@@ -163,7 +153,7 @@ pub fn poll_redis(addr: SocketAddr, first: RedisInfo) -> (RemoteSlot, tokio::tas
                 let dt = (now - prev.0).as_secs_f64().max(0.001);
                 let cpu = ((i.cpu_secs - prev.1) / dt * 100.0).max(0.0);
                 prev = (now, i.cpu_secs);
-                (cpu, i.rss_bytes)
+                reading(cpu, i.rss_bytes)
             });
             *w.lock().unwrap_or_else(|e| e.into_inner()) = s;
         }

@@ -1,17 +1,38 @@
 //! CPU and memory of the processes under test, sampled once a second with
-//! sysinfo: the node(s), redis-server and loadgen itself.
+//! sysinfo (or read from what a server reports about itself): the node(s),
+//! redis-server and loadgen itself.
 //!
 //! Memory per connection is (RSS at the sample with the most open
 //! connections - RSS before the first connection) / those connections, so a
-//! process's fixed footprint is not charged to its connections.
+//! process's fixed footprint is not charged to its connections. It is only
+//! a figure when it means something: the process is alive at the end, its
+//! baseline was taken before this run's first connection to it, it had
+//! served no connection before (a warm process keeps memory from earlier
+//! clients, so its "before" is no baseline), and the result is not
+//! negative. Otherwise it is `None`, with the reason. A process that dies
+//! mid-run keeps the CPU it used until then.
 
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
-use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+use sysinfo::{Pid, ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System};
 
-/// Latest (CPU %, RSS bytes) of a process loadgen cannot see locally,
-/// written by a poller (`/health/stats`, redis INFO) and read each second.
-pub type RemoteSlot = Arc<Mutex<Option<(f64, u64)>>>;
+/// What a server reports about itself (a node's `/health/stats`, redis
+/// `INFO`), written by a poller, read by the monitor each second.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Reading {
+    /// CPU %, 100 = one core.
+    pub cpu_pct: f64,
+    pub rss_bytes: u64,
+    /// Connections the process holds now, when it says (a node does).
+    pub connections: Option<u64>,
+    /// Connections it accepted since it started, when it says.
+    pub connections_total: Option<u64>,
+    /// Another process answers now (restarted: new pid, or uptime reset).
+    pub replaced: bool,
+}
+
+/// The latest [`Reading`]; `None` while the server does not answer.
+pub type Slot = Arc<Mutex<Option<Reading>>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -21,16 +42,47 @@ pub enum ProcRole {
     Loadgen,
 }
 
+/// Who is watched, and where its figures come from.
 #[derive(Debug, Clone)]
+pub struct Spec {
+    pub role: ProcRole,
+    pub label: String,
+    pub pid: u32,
+    /// A node's id, when known (registry, `/health/stats`).
+    pub node_id: Option<String>,
+    /// The process runs here: CPU and RSS from sysinfo.
+    pub local: bool,
+    /// What the process reports about itself: all its figures when not
+    /// local, its connection counts (and whether it was warm) when local.
+    pub reports: Option<Slot>,
+    /// Fraction of loadgen's open connections it serves, when it does not
+    /// report its own connection count.
+    pub share: f64,
+}
+
+impl Spec {
+    /// A process on this machine, watched by pid alone.
+    pub fn local(role: ProcRole, label: impl Into<String>, pid: u32, share: f64) -> Spec {
+        Spec {
+            role,
+            label: label.into(),
+            pid,
+            node_id: None,
+            local: true,
+            reports: None,
+            share,
+        }
+    }
+}
+
+#[derive(Debug)]
 struct Watched {
-    role: ProcRole,
-    label: String,
-    pid: u32,
-    /// Where the figures come from when the process is not local.
-    remote: Option<RemoteSlot>,
-    /// Fraction of loadgen's open connections this process serves.
-    share: f64,
+    spec: Spec,
+    /// The baseline was taken (before this run's first connection to it).
+    baselined: bool,
     rss_before: Option<u64>,
+    /// Connections it had accepted before the baseline, when it says.
+    served_before: Option<u64>,
     cpu_sum: f64,
     cpu_n: u64,
     cpu_max: f64,
@@ -38,7 +90,10 @@ struct Watched {
     peak_open: i64,
     rss_at_peak: Option<u64>,
     last: Option<(f64, u64)>,
-    gone: bool,
+    /// Run seconds at which it was found dead (local) or replaced; sticky.
+    died_at: Option<f64>,
+    /// Not local: run seconds since which it has not answered.
+    silent_since: Option<f64>,
 }
 
 /// Resource figures of one process for the report.
@@ -47,7 +102,10 @@ pub struct ProcReport {
     pub role: ProcRole,
     pub label: String,
     pub pid: u32,
-    /// Mean CPU % (100 = one core) over the samples with connections open.
+    /// The node's id (nodes only, when known).
+    pub node_id: Option<String>,
+    /// Mean CPU % (100 = one core) over the samples with connections open
+    /// (until its death, for a process that died).
     pub cpu_pct: Option<f64>,
     pub cpu_pct_max: Option<f64>,
     /// CPU time per answered message in microseconds (`cpu_pct` over the
@@ -58,12 +116,25 @@ pub struct ProcReport {
     pub rss_bytes: Option<u64>,
     /// RSS before the first connection.
     pub rss_before_bytes: Option<u64>,
-    /// (rss_bytes - rss_before_bytes) / open connections at that sample.
+    /// (rss_bytes - rss_before_bytes) / open connections at that sample;
+    /// `null` unless sound (see `memory_note`).
     pub bytes_per_conn: Option<f64>,
     /// Open connections at the sample used for bytes_per_conn.
     pub conns_at_sample: i64,
+    /// Seconds into the run at which the process was found dead (or
+    /// replaced by a restart, or stopped answering for good).
+    pub died_at_s: Option<f64>,
+    /// Why `bytes_per_conn` is null, if it is.
+    pub memory_note: Option<String>,
     /// Why a figure is missing, if one is.
     pub note: Option<String>,
+}
+
+impl ProcReport {
+    /// The node's id, else the label.
+    pub fn name(&self) -> &str {
+        self.node_id.as_deref().unwrap_or(&self.label)
+    }
 }
 
 /// The whole host, to tell whether other processes competed for CPU.
@@ -74,6 +145,15 @@ pub struct HostReport {
     pub cpu_pct: f64,
     /// Of that, what the monitored processes did not account for.
     pub other_cpu_pct: f64,
+}
+
+/// What one sample saw of a process.
+enum Seen {
+    Alive(f64, u64, Option<Reading>),
+    /// Not local and not answering (it may come back).
+    Silent,
+    /// Gone for good: exited, a zombie, or replaced by another process.
+    Dead,
 }
 
 pub struct Monitor {
@@ -96,58 +176,62 @@ impl Monitor {
     }
 
     pub fn watch(&mut self, role: ProcRole, label: impl Into<String>, pid: u32) {
-        self.watch_share(role, label, pid, 1.0);
+        self.add(Spec::local(role, label, pid, 1.0));
     }
 
     /// A local process that serves `share` of the open connections.
     pub fn watch_share(&mut self, role: ProcRole, label: impl Into<String>, pid: u32, share: f64) {
-        self.push(role, label.into(), pid, None, share);
+        self.add(Spec::local(role, label, pid, share));
     }
 
-    /// A process whose figures a poller writes into `slot`.
-    pub fn watch_remote(
-        &mut self,
-        role: ProcRole,
-        label: impl Into<String>,
-        pid: u32,
-        slot: RemoteSlot,
-        share: f64,
-    ) {
-        self.push(role, label.into(), pid, Some(slot), share);
-    }
-
-    fn push(
-        &mut self,
-        role: ProcRole,
-        label: String,
-        pid: u32,
-        remote: Option<RemoteSlot>,
-        share: f64,
-    ) {
+    pub fn add(&mut self, spec: Spec) {
         self.watched.push(Watched {
-            role,
-            label,
-            pid,
-            remote,
-            share,
+            spec,
+            baselined: false,
             rss_before: None,
+            served_before: None,
             cpu_sum: 0.0,
             cpu_n: 0,
             cpu_max: 0.0,
             peak_open: 0,
             rss_at_peak: None,
             last: None,
-            gone: false,
+            died_at: None,
+            silent_since: None,
         });
     }
 
-    /// (CPU %, RSS) of one watched process right now.
-    fn read(sys: &System, w: &Watched) -> Option<(f64, u64)> {
-        match &w.remote {
-            Some(slot) => *slot.lock().unwrap_or_else(|e| e.into_inner()),
-            None => sys
-                .process(Pid::from_u32(w.pid))
-                .map(|p| (f64::from(p.cpu_usage()), p.memory())),
+    /// Whether a process with this pid or node id is watched already.
+    pub fn watches(&self, pid: Option<u32>, node_id: Option<&str>) -> bool {
+        self.watched.iter().any(|w| {
+            (w.spec.local && Some(w.spec.pid) == pid)
+                || (node_id.is_some() && w.spec.node_id.as_deref() == node_id)
+        })
+    }
+
+    fn see(sys: &System, w: &Watched) -> Seen {
+        if w.died_at.is_some() {
+            return Seen::Dead;
+        }
+        let reading = w
+            .spec
+            .reports
+            .as_ref()
+            .and_then(|s| *s.lock().unwrap_or_else(|e| e.into_inner()));
+        if reading.is_some_and(|r| r.replaced) {
+            return Seen::Dead;
+        }
+        if !w.spec.local {
+            return match reading {
+                Some(r) => Seen::Alive(r.cpu_pct, r.rss_bytes, Some(r)),
+                None => Seen::Silent,
+            };
+        }
+        match sys.process(Pid::from_u32(w.spec.pid)) {
+            Some(p) if !matches!(p.status(), ProcessStatus::Zombie | ProcessStatus::Dead) => {
+                Seen::Alive(f64::from(p.cpu_usage()), p.memory(), reading)
+            }
+            _ => Seen::Dead,
         }
     }
 
@@ -155,8 +239,8 @@ impl Monitor {
         let pids: Vec<Pid> = self
             .watched
             .iter()
-            .filter(|w| w.remote.is_none())
-            .map(|w| Pid::from_u32(w.pid))
+            .filter(|w| w.spec.local && w.died_at.is_none())
+            .map(|w| Pid::from_u32(w.spec.pid))
             .collect();
         if pids.is_empty() {
             return;
@@ -168,36 +252,66 @@ impl Monitor {
         );
     }
 
-    /// Before the first connection: remember each RSS (and prime CPU usage).
+    /// Before this run's first connection to them: remember each RSS (and
+    /// whether the process had served connections already), and prime CPU
+    /// usage. Processes watched since an earlier call keep their baseline.
     pub fn baseline(&mut self) {
         self.sys.refresh_cpu_usage();
         self.refresh();
-        for w in &mut self.watched {
-            w.rss_before = Self::read(&self.sys, w).map(|x| x.1);
+        for i in 0..self.watched.len() {
+            if self.watched[i].baselined {
+                continue;
+            }
+            let seen = Self::see(&self.sys, &self.watched[i]);
+            let w = &mut self.watched[i];
+            w.baselined = true;
+            if let Seen::Alive(_, rss, reading) = seen {
+                w.rss_before = Some(rss);
+                w.served_before = reading.and_then(|r| r.connections_total);
+            }
         }
     }
 
-    /// One sample with `open` connections (this process's count).
-    pub fn sample(&mut self, open: i64) {
+    /// One sample with `open` connections (this process's count), `t_s`
+    /// seconds into the run.
+    pub fn sample(&mut self, open: i64, t_s: f64) {
         self.sys.refresh_cpu_usage();
         self.refresh();
         let mut watched_cpu = 0.0;
-        for w in &mut self.watched {
-            let Some((cpu, rss)) = Self::read(&self.sys, w) else {
-                w.gone = true;
-                w.last = None;
-                continue;
+        for i in 0..self.watched.len() {
+            let seen = Self::see(&self.sys, &self.watched[i]);
+            let w = &mut self.watched[i];
+            let (cpu, rss, reading) = match seen {
+                Seen::Alive(cpu, rss, reading) => (cpu, rss, reading),
+                Seen::Silent => {
+                    w.silent_since.get_or_insert(t_s);
+                    w.last = None;
+                    continue;
+                }
+                Seen::Dead => {
+                    w.died_at.get_or_insert(t_s);
+                    w.last = None;
+                    continue;
+                }
             };
-            if w.remote.is_none() {
+            w.silent_since = None;
+            if w.spec.local {
                 watched_cpu += cpu;
             }
             w.last = Some((cpu, rss));
-            let conns = (open as f64 * w.share).round() as i64;
             if open > 0 {
                 w.cpu_sum += cpu;
                 w.cpu_n += 1;
                 w.cpu_max = w.cpu_max.max(cpu);
             }
+            // A node that reports its connections but missed this poll:
+            // its count is unknown, not loadgen's guess.
+            let guess = (open as f64 * w.spec.share).round() as i64;
+            let conns = match (reading, &w.spec.reports) {
+                (Some(r), _) => r.connections.map_or(guess, |n| n as i64),
+                (None, Some(_)) => 0,
+                (None, None) => guess,
+            };
             if conns > 0 && conns >= w.peak_open {
                 w.peak_open = conns;
                 w.rss_at_peak = Some(rss);
@@ -220,7 +334,10 @@ impl Monitor {
     }
 
     pub fn last_node(&self) -> Option<(f64, u64)> {
-        self.watched.iter().find(|w| w.role == ProcRole::Node)?.last
+        self.watched
+            .iter()
+            .find(|w| w.spec.role == ProcRole::Node)?
+            .last
     }
 
     /// CPU % of all loadgen processes together at the last sample (one
@@ -228,50 +345,223 @@ impl Monitor {
     pub fn last_loadgen_cpu(&self) -> Option<f64> {
         self.watched
             .iter()
-            .filter(|w| w.role == ProcRole::Loadgen)
+            .filter(|w| w.spec.role == ProcRole::Loadgen)
             .filter_map(|w| w.last.map(|l| l.0))
             .reduce(|a, b| a + b)
     }
 
     pub fn report(&self) -> Vec<ProcReport> {
-        self.watched
-            .iter()
-            .map(|w| {
-                let bytes_per_conn = match (w.rss_at_peak, w.rss_before) {
-                    (Some(a), Some(b)) if w.peak_open > 0 => {
-                        Some((a as f64 - b as f64) / w.peak_open as f64)
-                    }
-                    _ => None,
-                };
-                let note = if w.rss_before.is_none() {
-                    Some(format!("process {} was not found", w.pid))
-                } else if w.cpu_n == 0 {
-                    Some("no sample was taken with connections open (run too short?)".to_string())
-                } else if w.gone {
-                    Some(format!("process {} exited during the run", w.pid))
-                } else {
-                    None
-                };
-                ProcReport {
-                    role: w.role,
-                    label: w.label.clone(),
-                    pid: w.pid,
-                    cpu_pct: (w.cpu_n > 0).then(|| w.cpu_sum / w.cpu_n as f64),
-                    cpu_pct_max: (w.cpu_n > 0).then_some(w.cpu_max),
-                    cpu_us_per_msg: None,
-                    rss_bytes: w.rss_at_peak,
-                    rss_before_bytes: w.rss_before,
-                    bytes_per_conn,
-                    conns_at_sample: w.peak_open,
-                    note,
-                }
-            })
-            .collect()
+        self.watched.iter().map(report).collect()
+    }
+}
+
+/// When a process stopped being measurable for good: found dead or
+/// replaced, or (not local) silent since then until the end.
+fn ended_at(w: &Watched) -> Option<f64> {
+    w.died_at.or(w.silent_since)
+}
+
+/// The memory per connection of `w`, or why there is none.
+fn memory(w: &Watched) -> Result<f64, String> {
+    if let Some(t) = ended_at(w) {
+        return Err(if w.spec.local {
+            format!("the process died {t:.1} s into the run: its memory at the end is unknown")
+        } else {
+            format!(
+                "it stopped answering (or restarted) {t:.1} s into the run: its memory at the end is unknown"
+            )
+        });
+    }
+    let Some(before) = w.rss_before else {
+        return Err("no baseline: the process was not found before the run".into());
+    };
+    if let Some(n) = w.served_before.filter(|&n| n > 0) {
+        return Err(format!(
+            "warm: it had accepted {n} connections before this run, so its RSS before the run is no baseline (restart it for a figure)"
+        ));
+    }
+    let (Some(at_peak), true) = (w.rss_at_peak, w.peak_open > 0) else {
+        return Err("no sample was taken with connections open".into());
+    };
+    let b = (at_peak as f64 - before as f64) / w.peak_open as f64;
+    if b < 0.0 {
+        return Err(format!(
+            "its RSS at peak ({:.1} MB) was below its baseline ({:.1} MB): memory was returned during the run",
+            at_peak as f64 / 1048576.0,
+            before as f64 / 1048576.0
+        ));
+    }
+    Ok(b)
+}
+
+fn report(w: &Watched) -> ProcReport {
+    let s = &w.spec;
+    let mem = memory(w);
+    let note = if w.rss_before.is_none() && w.cpu_n == 0 {
+        Some(format!("process {} was not found", s.pid))
+    } else if w.cpu_n == 0 {
+        Some("no sample was taken with connections open (run too short?)".to_string())
+    } else {
+        ended_at(w).map(|t| {
+            format!(
+                "process {} was gone {t:.1} s into the run; CPU until then",
+                s.pid
+            )
+        })
+    };
+    ProcReport {
+        role: s.role,
+        label: s.label.clone(),
+        pid: s.pid,
+        node_id: s.node_id.clone(),
+        cpu_pct: (w.cpu_n > 0).then(|| w.cpu_sum / w.cpu_n as f64),
+        cpu_pct_max: (w.cpu_n > 0).then_some(w.cpu_max),
+        cpu_us_per_msg: None,
+        rss_bytes: w.rss_at_peak,
+        rss_before_bytes: w.rss_before,
+        bytes_per_conn: mem.as_ref().ok().copied(),
+        conns_at_sample: w.peak_open,
+        died_at_s: ended_at(w),
+        memory_note: mem.err(),
+        note,
     }
 }
 
 impl Default for Monitor {
     fn default() -> Self {
         Monitor::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A process that is not local, with figures set by the test.
+    fn remote(m: &mut Monitor) -> Slot {
+        let slot: Slot = Arc::default();
+        m.add(Spec {
+            role: ProcRole::Node,
+            label: "n".into(),
+            pid: 7,
+            node_id: Some("node7".into()),
+            local: false,
+            reports: Some(slot.clone()),
+            share: 1.0,
+        });
+        slot
+    }
+
+    fn set(slot: &Slot, r: Option<Reading>) {
+        *slot.lock().unwrap() = r;
+    }
+
+    fn reading(rss: u64, conns: u64, total: u64) -> Option<Reading> {
+        Some(Reading {
+            cpu_pct: 10.0,
+            rss_bytes: rss,
+            connections: Some(conns),
+            connections_total: Some(total),
+            replaced: false,
+        })
+    }
+
+    #[test]
+    fn memory_per_connection_uses_the_nodes_own_connection_count() {
+        let mut m = Monitor::new();
+        let slot = remote(&mut m);
+        set(&slot, reading(1_000_000, 0, 0));
+        m.baseline();
+        // loadgen holds 300 connections, but this node (behind a balancer) 100.
+        set(&slot, reading(2_000_000, 100, 100));
+        m.sample(300, 1.0);
+        let r = &m.report()[0];
+        assert_eq!(r.bytes_per_conn, Some(10_000.0));
+        assert_eq!((r.conns_at_sample, r.name()), (100, "node7"));
+        assert_eq!(r.memory_note, None);
+    }
+
+    #[test]
+    fn a_process_that_died_keeps_its_cpu_but_has_no_memory_figure() {
+        let mut m = Monitor::new();
+        let slot = remote(&mut m);
+        set(&slot, reading(1_000_000, 0, 0));
+        m.baseline();
+        set(&slot, reading(2_000_000, 50, 50));
+        m.sample(50, 1.0);
+        // Restarted with a fresh, smaller RSS: another process.
+        set(
+            &slot,
+            Some(Reading {
+                replaced: true,
+                ..reading(500_000, 50, 0).unwrap()
+            }),
+        );
+        m.sample(50, 2.0);
+        let r = &m.report()[0];
+        assert_eq!(r.bytes_per_conn, None);
+        assert_eq!(r.cpu_pct, Some(10.0));
+        assert_eq!(r.died_at_s, Some(2.0));
+        assert!(r.memory_note.as_deref().unwrap().contains("2.0 s"), "{r:?}");
+    }
+
+    #[test]
+    fn warm_processes_and_shrinking_ones_have_no_memory_figure() {
+        let mut m = Monitor::new();
+        let warm = remote(&mut m);
+        set(&warm, reading(1_000_000, 0, 40));
+        let shrinking = remote(&mut m);
+        set(&shrinking, reading(3_000_000, 0, 0));
+        m.baseline();
+        set(&warm, reading(2_000_000, 10, 50));
+        set(&shrinking, reading(2_000_000, 10, 10));
+        m.sample(20, 1.0);
+        let r = m.report();
+        assert_eq!((r[0].bytes_per_conn, r[1].bytes_per_conn), (None, None));
+        assert!(
+            r[0].memory_note.as_deref().unwrap().contains("warm"),
+            "{r:?}"
+        );
+        assert!(
+            r[1].memory_note.as_deref().unwrap().contains("below"),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn a_silent_remote_node_that_answers_again_is_alive() {
+        let mut m = Monitor::new();
+        let slot = remote(&mut m);
+        set(&slot, reading(1_000_000, 0, 0));
+        m.baseline();
+        set(&slot, None);
+        m.sample(10, 1.0);
+        set(&slot, reading(1_100_000, 10, 10));
+        m.sample(10, 2.0);
+        let r = &m.report()[0];
+        assert_eq!(r.died_at_s, None);
+        assert_eq!(r.bytes_per_conn, Some(10_000.0));
+    }
+
+    #[test]
+    fn a_local_process_that_exits_is_dead_for_good() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep runs");
+        let mut m = Monitor::new();
+        m.watch(ProcRole::Node, "sleeper", child.id());
+        m.baseline();
+        m.sample(5, 1.0);
+        // Killed and not reaped yet: a zombie, which sysinfo still lists.
+        let _ = child.kill();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        m.sample(5, 2.0);
+        let _ = child.wait();
+        m.sample(5, 3.0);
+        let r = &m.report()[0];
+        assert_eq!(r.died_at_s, Some(2.0), "{r:?}");
+        assert_eq!(r.bytes_per_conn, None);
+        assert!(r.cpu_pct.is_some(), "CPU until its death: {r:?}");
     }
 }

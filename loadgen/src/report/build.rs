@@ -1,16 +1,17 @@
 //! Turning what a run measured into the [`Report`]: summaries, the
 //! accounting check, grades, warnings and the exit code.
 
-use crate::engine::stats::{ErrorKind, Recorder, Summary};
+use crate::engine::stats::{Recorder, Summary};
 use crate::monitor::procs::{ProcReport, ProcRole};
 use crate::opts::{FailOn, Mode};
 use crate::report::fmt::fmt_us;
 use crate::report::grades::{self, Grade};
 use crate::report::inputs::Inputs;
 use crate::report::model::*;
+use crate::report::phase_report;
+use crate::report::phases::Phase;
 use crate::report::rows::{Figures, measure_row};
 use crate::report::series::SecondSample;
-use std::collections::BTreeMap;
 
 pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
     let c = &rec.counts;
@@ -32,11 +33,6 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
     } else {
         plateau.iter().map(|s| s.received as f64).sum::<f64>() / plateau_secs
     };
-    let errors: BTreeMap<&'static str, u64> = ErrorKind::ALL
-        .iter()
-        .map(|k| (k.name(), c.errors[*k as usize]))
-        .filter(|(_, n)| *n > 0)
-        .collect();
     let success_rate = if c.sent == 0 {
         1.0
     } else {
@@ -120,13 +116,16 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
         .iter()
         .filter(|r| r.role == ProcRole::Node)
         .collect();
-    let figures = Figures {
+    let whole = Figures {
         conn_time,
         corrected,
         failover,
         recovery,
         per_sec,
+        counts: *c,
+        phase: None,
     };
+    let (figures, graded, phase_note) = phase_report::graded(&inp, &whole);
     let grades = inp
         .thresholds
         .rows
@@ -143,6 +142,8 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
             }
         })
         .collect::<Vec<_>>();
+    let phases =
+        phase_report::phases_report(&inp, &nodes, &whole, c, (graded, phase_note), &grades);
     let pass_level = match inp.fail_on {
         FailOn::Target => Grade::Target,
         FailOn::Good => Grade::Good,
@@ -179,19 +180,7 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
             failover_us: failover,
             failovers_unfinished: c.failovers_unfinished,
         },
-        messages: Messages {
-            sent: c.sent,
-            received: c.received,
-            ok: c.ok,
-            timeouts: c.timeouts,
-            lost: c.lost,
-            in_flight: c.in_flight,
-            late: c.late,
-            errors_total: c.total_errors(),
-            errors,
-            per_sec,
-            sent_per_sec: c.sent as f64 / inp.duration_s.max(0.001),
-        },
+        messages: Messages::of(c, per_sec, c.sent as f64 / inp.duration_s.max(0.001)),
         latency_us: Latency {
             corrected,
             uncorrected,
@@ -200,6 +189,7 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
             summary: lag,
             behind,
         },
+        phases,
         chat,
         resources,
         nodes_cpu_us_per_msg,
@@ -212,7 +202,16 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
             .into_iter()
             .map(|(message, count)| ErrorSample { message, count })
             .collect(),
-        series: inp.series,
+        series: with_phases(inp.series, &inp.phases.timeline),
         exit_code: u8::from(failed),
     }
+}
+
+/// Each second of the series, marked with its phase (both sinks saw the
+/// same seconds in the same order).
+fn with_phases(mut series: Vec<SecondSample>, timeline: &[Phase]) -> Vec<SecondSample> {
+    for (s, p) in series.iter_mut().zip(timeline) {
+        s.phase = Some(*p);
+    }
+    series
 }

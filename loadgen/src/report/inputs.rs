@@ -2,8 +2,9 @@
 //! every backend's result is reported the same way.
 
 use crate::monitor::procs::{HostReport, ProcReport};
-use crate::opts::{FailOn, Mode};
+use crate::opts::{FailOn, GradePhase, Mode};
 use crate::report::grades::Thresholds;
+use crate::report::phases::Phases;
 use crate::report::series::SecondSample;
 
 /// Everything `report::build::build` needs besides the merged recorder.
@@ -32,6 +33,10 @@ pub struct Inputs<'a> {
     pub notes: Vec<(String, u64)>,
     pub thresholds: &'a Thresholds,
     pub fail_on: FailOn,
+    /// What the grades and the template read (`--grade-phase`).
+    pub grade_phase: GradePhase,
+    /// The run's seconds, sorted into the plan's phases.
+    pub phases: &'a Phases,
     /// Fraction (0..=1): a lower success rate fails the run.
     pub min_success_rate: Option<f64>,
     /// The target is loadgen's own embedded node.

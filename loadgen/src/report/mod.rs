@@ -9,6 +9,8 @@ pub mod grades;
 pub mod hdrlog;
 pub mod inputs;
 pub mod model;
+pub mod phase_report;
+pub mod phases;
 pub mod progress;
 pub mod rows;
 pub mod series;

@@ -1,9 +1,9 @@
 //! The report as a document: what a run measured, graded, in the shape of
 //! the JSON schema (`loadgen.report/v1`) the text outputs are printed from.
 
-use crate::engine::stats::Summary;
+use crate::engine::stats::{Counts, ErrorKind, Summary};
 use crate::monitor::procs::{HostReport, ProcReport};
-use crate::opts::Mode;
+use crate::opts::{GradePhase, Mode};
 use crate::report::grades::{Grade, MetricKey};
 use crate::report::series::SecondSample;
 use serde::Serialize;
@@ -45,6 +45,9 @@ pub struct Report {
     pub latency_us: Latency,
     /// How late loadgen sent against its own schedule.
     pub send_lag_us: SendLag,
+    /// The same figures for the plan's ramp-up, steady and ramp-down phases
+    /// apart, and which of them the grades read.
+    pub phases: PhasesReport,
     /// Chat figures (`--mode chat` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chat: Option<Chat>,
@@ -120,6 +123,79 @@ pub struct Messages {
     pub per_sec: f64,
     /// Messages sent per second over the whole run.
     pub sent_per_sec: f64,
+}
+
+impl Messages {
+    /// The message figures of counts `c`, measured at `per_sec` replies and
+    /// `sent_per_sec` messages a second.
+    pub fn of(c: &Counts, per_sec: f64, sent_per_sec: f64) -> Messages {
+        Messages {
+            sent: c.sent,
+            received: c.received,
+            ok: c.ok,
+            timeouts: c.timeouts,
+            lost: c.lost,
+            in_flight: c.in_flight,
+            late: c.late,
+            errors: ErrorKind::ALL
+                .iter()
+                .map(|k| (k.name(), c.errors[*k as usize]))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            errors_total: c.total_errors(),
+            per_sec,
+            sent_per_sec,
+        }
+    }
+}
+
+/// The run cut into the plan's phases (see `report::phases` for where each
+/// begins), every one measured apart.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhasesReport {
+    /// What the grades and the template read: `steady`, or `all` (asked
+    /// with `--grade-phase all`, or because there was no steady phase).
+    pub graded: GradePhase,
+    /// Why the whole run is graded although the steady phase was asked for.
+    pub note: Option<String>,
+    pub ramp_up: PhaseFigures,
+    pub steady: PhaseFigures,
+    pub ramp_down: PhaseFigures,
+    /// One line for each target a ramp alone missed (the graded phase met
+    /// it, or did not measure it).
+    pub ramp_missed: Vec<String>,
+}
+
+/// What one phase measured; every figure is counted in the second it was
+/// measured (a reply's latency in the second it arrived).
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseFigures {
+    /// Seconds since the start at which the phase's first second began
+    /// (null when the run had no such phase).
+    pub start_s: Option<f64>,
+    /// ... and its last second ended.
+    pub end_s: Option<f64>,
+    /// Length of the phase in seconds (0 when empty).
+    pub duration_s: f64,
+    /// Most connections open at the end of one of its seconds.
+    pub peak_open: i64,
+    pub connections: PhaseConnections,
+    /// As for the whole run; `per_sec` and `sent_per_sec` are over the phase.
+    pub messages: Messages,
+    pub latency_us: Latency,
+    pub send_lag_us: Summary,
+}
+
+/// Connections opened during one phase.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseConnections {
+    /// Handshakes that succeeded in the phase.
+    pub established: u64,
+    pub failed: u64,
+    pub drops: u64,
+    pub reconnects: u64,
+    /// Their connection times (TCP connect + WebSocket upgrade).
+    pub time_us: Summary,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -7,14 +7,22 @@ use crate::report::fmt::fmt_us;
 use crate::report::grades::{self, MetricKey};
 use crate::report::inputs::Inputs;
 
-/// The run's summaries the grade rows read.
+/// The summaries the grade rows read: connection time, latency, rate and
+/// counts of the graded part of the run (the steady phase, or all of it);
+/// failover and recovery of the whole run (drops are events, whenever
+/// they happen).
+#[derive(Debug, Clone, Copy)]
 pub struct Figures {
     pub conn_time: Summary,
     pub corrected: Summary,
     pub failover: Summary,
     pub recovery: Summary,
-    /// Replies per second on the plateau.
+    /// Replies per second (on the plateau, or over the graded phase).
     pub per_sec: f64,
+    /// Counts of the graded part.
+    pub counts: Counts,
+    /// The graded phase's name ("steady") when not the whole run, for the text.
+    pub phase: Option<&'static str>,
 }
 
 /// The measured value for one table row, or why there is none.
@@ -31,15 +39,20 @@ pub fn measure_row(
         per_sec,
         ..
     } = *f;
-    let sent = c.sent;
-    let unanswered = c.timeouts + c.lost;
+    let g = &f.counts;
+    let sent = g.sent;
+    let unanswered = g.timeouts + g.lost;
+    let during = f
+        .phase
+        .map(|p| format!(" in the {p} phase"))
+        .unwrap_or_default();
     match row.key {
         // Unanswered messages waited at least --timeout: when more than 1%
         // went unanswered, the true p99 is at least that.
         MetricKey::MessageLatency if sent > 0 && unanswered * 100 > sent => (
             Some(inp.timeout_us.max(corrected.p99) as f64),
             format!(
-                "p99 >= {} ({:.1}% of messages unanswered within --timeout)",
+                "p99 >= {} ({:.1}% of messages unanswered within --timeout{during})",
                 fmt_us(inp.timeout_us.max(corrected.p99)),
                 unanswered as f64 * 100.0 / sent as f64
             ),
@@ -47,16 +60,22 @@ pub fn measure_row(
         MetricKey::ConnectionTime if conn_time.count > 0 => (
             Some(conn_time.p99 as f64),
             format!(
-                "p99 {} (p50 {})",
+                "p99 {} (p50 {}){during}",
                 fmt_us(conn_time.p99),
                 fmt_us(conn_time.p50)
+            ),
+        ),
+        MetricKey::ConnectionTime if f.phase.is_some() && c.conn_ok > 0 => (
+            None,
+            format!(
+                "n/a (no connection was opened{during}: see the ramp-up's; --grade-phase all grades them)"
             ),
         ),
         MetricKey::ConnectionTime => (None, "n/a (no connection was established)".into()),
         MetricKey::MessageLatency if corrected.count > 0 => (
             Some(corrected.p99 as f64),
             format!(
-                "p99 {} corrected (p50 {})",
+                "p99 {} corrected (p50 {}){during}",
                 fmt_us(corrected.p99),
                 fmt_us(corrected.p50)
             ),
@@ -78,28 +97,18 @@ pub fn measure_row(
             let offered = inp.target_conns as f64 * inp.rate_per_conn;
             // Kept up: (nearly) every offered message answered on time, at the
             // offered rate (the plateau's edges cost a fraction of a percent).
-            let kept_up = per_sec >= offered * 0.98 && c.ok as f64 >= sent as f64 * 0.999;
+            let kept_up = per_sec >= offered * 0.98 && g.ok as f64 >= sent as f64 * 0.999;
             let text = if kept_up {
-                format!("{per_sec:.0} replies/s sustained: kept up with the {offered:.0}/s offered")
+                format!(
+                    "{per_sec:.0} replies/s sustained{during}: kept up with the {offered:.0}/s offered"
+                )
             } else {
-                format!("{per_sec:.0} replies/s sustained (of {offered:.0}/s offered)")
+                format!("{per_sec:.0} replies/s sustained{during} (of {offered:.0}/s offered)")
             };
             capacity(row, offered, per_sec, kept_up, text)
         }
         MetricKey::MessagesPerSec => (None, "n/a (no message sent: --rate 0)".into()),
-        MetricKey::MemoryPerConnection => {
-            match nodes.iter().find_map(|n| n.bytes_per_conn.map(|b| (b, n))) {
-                Some((b, n)) => (
-                    Some(b.max(0.0)),
-                    format!(
-                        "{:.1} KiB per conn (node RSS at {} conns)",
-                        b / 1024.0,
-                        n.conns_at_sample
-                    ),
-                ),
-                None => (None, no_node_reason(inp, nodes)),
-            }
-        }
+        MetricKey::MemoryPerConnection => memory_row(inp, nodes),
         MetricKey::CpuUsage => match nodes.iter().find_map(|n| n.cpu_pct.map(|c| (c, n))) {
             Some((c, n)) => (
                 Some(c),
@@ -111,6 +120,47 @@ pub fn measure_row(
             None => (None, no_node_reason(inp, nodes)),
         },
     }
+}
+
+/// Memory per connection: the RSS growth of every node with a sound figure
+/// over the connections it held at its peak (one node: its own figure).
+/// Nodes without one (died, warm, below their baseline) are named, never
+/// counted as 0: a missing figure is not measured, not Target.
+fn memory_row(inp: &Inputs<'_>, nodes: &[&ProcReport]) -> (Option<f64>, String) {
+    let measured: Vec<(f64, i64)> = nodes
+        .iter()
+        .filter_map(|n| n.bytes_per_conn.map(|b| (b, n.conns_at_sample)))
+        .filter(|&(b, conns)| b >= 0.0 && conns > 0)
+        .collect();
+    let left_out: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.bytes_per_conn.is_none())
+        .filter_map(|n| {
+            let why = n.memory_note.as_deref().or(n.note.as_deref())?;
+            Some(format!("{}: {why}", n.name()))
+        })
+        .collect();
+    let conns: i64 = measured.iter().map(|m| m.1).sum();
+    if conns == 0 {
+        return match left_out.first() {
+            Some(_) => (None, format!("n/a ({})", left_out.join("; "))),
+            None => (None, no_node_reason(inp, nodes)),
+        };
+    }
+    let bytes = measured.iter().map(|&(b, n)| b * n as f64).sum::<f64>() / conns as f64;
+    let whose = if measured.len() == 1 {
+        format!("node RSS at {conns} conns")
+    } else {
+        format!(
+            "RSS growth of {} nodes over their {conns} conns at peak",
+            measured.len()
+        )
+    };
+    let mut text = format!("{:.1} KiB per conn ({whose})", bytes / 1024.0);
+    if !left_out.is_empty() {
+        text.push_str(&format!("; not counted: {}", left_out.join("; ")));
+    }
+    (Some(bytes), text)
 }
 
 /// "p99 X (p50 Y) over N things".

@@ -5,6 +5,7 @@
 use crate::engine::collect::{Second, SecondSink};
 use crate::engine::stats::Summary;
 use crate::monitor::procs::Monitor;
+use crate::report::phases::Phase;
 use serde::Serialize;
 
 /// One second of the run.
@@ -29,6 +30,8 @@ pub struct SecondSample {
     pub node_rss_bytes: Option<u64>,
     /// CPU % of loadgen (all its processes together).
     pub loadgen_cpu_pct: Option<f64>,
+    /// The plan's phase this second belongs to (set by the report).
+    pub phase: Option<Phase>,
 }
 
 impl SecondSample {
@@ -50,6 +53,7 @@ impl SecondSample {
             node_cpu_pct: node.map(|n| n.0),
             node_rss_bytes: node.map(|n| n.1),
             loadgen_cpu_pct: monitor.last_loadgen_cpu(),
+            phase: None,
         }
     }
 }
@@ -73,7 +77,7 @@ impl Series {
 
 impl SecondSink for Series {
     fn second(&mut self, s: &Second) {
-        self.monitor.sample(s.open);
+        self.monitor.sample(s.open, (s.start + s.len).as_secs_f64());
         if self.samples.len() < self.max_len {
             self.samples.push(SecondSample::of(s, &self.monitor));
         }

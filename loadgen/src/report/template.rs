@@ -6,9 +6,10 @@
 //! reader never sees an empty line to fill in by hand.
 
 use crate::monitor::procs::{ProcReport, ProcRole};
+use crate::opts::GradePhase;
 use crate::report::fmt::fmt_us;
 use crate::report::grades::{Grade, MetricKey};
-use crate::report::model::Report;
+use crate::report::model::{PhaseFigures, PhasesReport, Report};
 use std::fmt::Write as _;
 
 /// The filled template as plain text (the seed's layout).
@@ -16,10 +17,24 @@ pub fn template(r: &Report) -> String {
     let mut s = String::new();
     let c = &r.connections;
     let m = &r.messages;
-    let l = &r.latency_us;
+    let ph = &r.phases;
+    // The latency lines read the graded part of the run (as the grades do).
+    let (l, during) = match ph.graded {
+        GradePhase::Steady => (&ph.steady.latency_us, "steady phase; "),
+        GradePhase::All => (&r.latency_us, ""),
+    };
     let _ = writeln!(s, "Test Date: {}", r.started_at);
     let _ = writeln!(s, "Environment: {}", r.environment);
-    let _ = writeln!(s, "Duration: {:.1} s", r.duration_s);
+    let _ = writeln!(s, "Duration: {:.1} s ({})", r.duration_s, phase_spans(ph));
+    let graded = match (ph.graded, &ph.note) {
+        (GradePhase::Steady, _) => {
+            "the steady phase (--grade-phase steady); the ramps are shown beside, under Results"
+                .into()
+        }
+        (GradePhase::All, Some(why)) => format!("the whole run: {why}"),
+        (GradePhase::All, None) => "the whole run, ramps included (--grade-phase all)".into(),
+    };
+    let _ = writeln!(s, "Graded: {graded}");
     s.push('\n');
     let _ = writeln!(
         s,
@@ -59,7 +74,7 @@ pub fn template(r: &Report) -> String {
             "n/a (no reply received)".to_string()
         } else {
             format!(
-                "{:.2}ms (corrected for coordinated omission; uncorrected {:.2}ms)",
+                "{:.2}ms ({during}corrected for coordinated omission; uncorrected {:.2}ms)",
                 v as f64 / 1000.0,
                 u as f64 / 1000.0
             )
@@ -134,6 +149,16 @@ pub fn template(r: &Report) -> String {
             chat.recoveries_unfinished
         );
     }
+    if ph.graded == GradePhase::Steady {
+        for (name, f) in [("Ramp-up", &ph.ramp_up), ("Ramp-down", &ph.ramp_down)] {
+            if let Some(line) = ramp_line(name, f) {
+                let _ = writeln!(s, "- {line}");
+            }
+        }
+        for missed in &ph.ramp_missed {
+            let _ = writeln!(s, "- Missed during a ramp only: {missed}");
+        }
+    }
     s.push('\n');
     s.push_str("Resource Usage:\n");
     let nodes: Vec<_> = r
@@ -143,18 +168,28 @@ pub fn template(r: &Report) -> String {
         .collect();
     for i in 0..nodes.len().max(3) {
         let v = match nodes.get(i) {
-            Some(p) => match p.cpu_pct {
-                Some(cpu) => format!(
-                    "{cpu:.1}% (mean, max {:.1}%; 100% = one core; {}pid {})",
-                    p.cpu_pct_max.unwrap_or(cpu),
-                    per_msg(p),
-                    p.pid
-                ),
-                None => format!(
-                    "n/a ({})",
-                    p.note.clone().unwrap_or_else(|| "no sample".into())
-                ),
-            },
+            Some(p) => {
+                let id = p
+                    .node_id
+                    .as_deref()
+                    .map(|id| format!("{id}; "))
+                    .unwrap_or_default();
+                match p.cpu_pct {
+                    Some(cpu) => format!(
+                        "{cpu:.1}% ({id}mean, max {:.1}%; 100% = one core; {}pid {}{})",
+                        p.cpu_pct_max.unwrap_or(cpu),
+                        per_msg(p),
+                        p.pid,
+                        p.died_at_s
+                            .map(|t| format!("; gone {t:.1} s into the run, mean until then"))
+                            .unwrap_or_default()
+                    ),
+                    None => format!(
+                        "n/a ({id}{})",
+                        p.note.clone().unwrap_or_else(|| "no sample".into())
+                    ),
+                }
+            }
             None if nodes.is_empty() => {
                 "n/a (no node process monitored: pass --node-pid)".to_string()
             }
@@ -266,9 +301,60 @@ pub fn grade_table(r: &Report) -> String {
     s
 }
 
+/// "ramp-up 0.0-2.0 s, steady 2.0-39.0 s, ramp-down 39.0-40.2 s".
+fn phase_spans(p: &PhasesReport) -> String {
+    [
+        ("ramp-up", &p.ramp_up),
+        ("steady", &p.steady),
+        ("ramp-down", &p.ramp_down),
+    ]
+    .iter()
+    .map(|(name, f)| match (f.start_s, f.end_s) {
+        (Some(a), Some(b)) => format!("{name} {a:.1}-{b:.1} s"),
+        _ => format!("no {name}"),
+    })
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
+/// One ramp's figures in a line, or `None` when the run had no such phase.
+fn ramp_line(name: &str, f: &PhaseFigures) -> Option<String> {
+    f.start_s?;
+    let k = &f.connections;
+    let conns = if k.established > 0 {
+        format!(
+            "{} connections opened (p99 {})",
+            k.established,
+            fmt_us(k.time_us.p99)
+        )
+    } else {
+        "no connection opened".to_string()
+    };
+    let l = &f.latency_us;
+    let lat = if l.corrected.count > 0 {
+        format!(
+            "latency p50 {}, p99 {} corrected (p99 {} uncorrected)",
+            fmt_us(l.corrected.p50),
+            fmt_us(l.corrected.p99),
+            fmt_us(l.uncorrected.p99)
+        )
+    } else {
+        "no reply".to_string()
+    };
+    Some(format!(
+        "{name} ({:.1} s, not graded): {conns}; {lat}; send lag p99 {}; {} errors, {} timeouts",
+        f.duration_s,
+        fmt_us(f.send_lag_us.p99),
+        f.messages.errors_total,
+        f.messages.timeouts
+    ))
+}
+
 /// Warnings first (they qualify every figure), then each metric short of Target.
 pub fn issues(r: &Report) -> Vec<String> {
     let mut v: Vec<String> = r.warnings.clone();
+    v.extend(r.phases.note.iter().cloned());
+    v.extend(r.phases.ramp_missed.iter().cloned());
     for g in &r.grades {
         if matches!(g.grade, Grade::Good | Grade::Acceptable | Grade::Fail) {
             v.push(format!(
@@ -339,6 +425,9 @@ pub fn recommendations(r: &Report) -> Vec<String> {
                 .to_string(),
         );
     }
+    if !r.phases.ramp_missed.is_empty() {
+        v.push("a ramp missed targets the steady phase met: if clients arrive like this in production, size the node for the storm; if not, ramp gentler (--stages, --connect-rate)".to_string());
+    }
     if r.grades.iter().any(|g| g.grade == Grade::NotMeasured) {
         v.push("some metrics were not measured (see the grade table); run the matching scenario or pass --node-pid/--redis-pid to fill them".to_string());
     }
@@ -371,6 +460,33 @@ pub fn markdown(r: &Report) -> String {
     s.push_str(&template(r));
     s.push_str("```\n\n## Target Metrics\n\n");
     s.push_str(&grade_table(r));
+    s.push_str("\n## Phases\n\n");
+    s.push_str("| phase | seconds | connections opened (p99) | latency p50 / p99 corrected | send lag p99 | errors | timeouts |\n|---|---|---|---|---|---|---|\n");
+    let ph = &r.phases;
+    for (name, f) in [
+        ("ramp-up", &ph.ramp_up),
+        ("steady", &ph.steady),
+        ("ramp-down", &ph.ramp_down),
+    ] {
+        let l = &f.latency_us.corrected;
+        let _ = writeln!(
+            s,
+            "| {name} | {:.1} | {} ({}) | {} / {} | {} | {} | {} |",
+            f.duration_s,
+            f.connections.established,
+            fmt_us(f.connections.time_us.p99),
+            fmt_us(l.p50),
+            fmt_us(l.p99),
+            fmt_us(f.send_lag_us.p99),
+            f.messages.errors_total,
+            f.messages.timeouts
+        );
+    }
+    let graded = match ph.graded {
+        GradePhase::Steady => "the steady phase",
+        GradePhase::All => "the whole run",
+    };
+    let _ = writeln!(s, "\nThe grades read {graded}.");
     s.push_str("\n## Latency detail\n\n");
     s.push_str("| | mean | p50 | p95 | p99 | p99.9 | max |\n|---|---|---|---|---|---|---|\n");
     for (name, x) in [

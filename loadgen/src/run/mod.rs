@@ -31,6 +31,7 @@ use crate::report::build::build;
 use crate::report::hdrlog::HdrLog;
 use crate::report::inputs::Inputs;
 use crate::report::model::Report;
+use crate::report::phases::Phases;
 use crate::report::progress::Progress;
 use crate::report::series::Series;
 use crate::workers::parent::{self, Workers};
@@ -215,9 +216,12 @@ async fn measure(
     run_id: String,
     started_at: String,
 ) -> Result<Report, Error> {
-    probe::probe(&cfg.load, targets, &run_id).await?;
+    // The servers' baselines come before this run's first connection to
+    // them, the probe's included; loadgen's own once its workers exist.
     let mut mon = Monitor::new();
     let pollers = watch_servers(cfg, targets, embedded_pid, &mut mon).await;
+    mon.baseline();
+    probe::probe(&cfg.load, targets, &run_id).await?;
     let backend = Backend::prepare(cfg, targets, &run_id).await?;
     backend.watch(&mut mon);
     mon.baseline();
@@ -225,13 +229,14 @@ async fn measure(
     let plan = &cfg.load.plan;
     let max_len = (plan.total().as_secs() + cfg.load.timeout.as_secs() + 16) as usize;
     let mut series = Series::new(mon, max_len);
+    let mut phases = Phases::new(plan, max_len);
     let mut progress = Progress::new();
     let mut hdr = match &cfg.hdr_log {
         Some(p) => Some(HdrLog::create(p, SystemTime::now())?),
         None => None,
     };
     let measured = {
-        let mut sinks: Vec<&mut dyn SecondSink> = vec![&mut series];
+        let mut sinks: Vec<&mut dyn SecondSink> = vec![&mut series, &mut phases];
         if !cfg.quiet && std::io::stderr().is_terminal() {
             sinks.push(&mut progress);
         }
@@ -241,9 +246,7 @@ async fn measure(
         backend.measure(&mut sinks).await
     };
     progress.finish();
-    for p in pollers {
-        p.abort();
-    }
+    drop(pollers);
     let mut m = measured?;
     if let Some(e) = hdr.and_then(|h| h.failed) {
         m.warnings.push(format!("--hdr-log: {e}"));
@@ -283,6 +286,8 @@ async fn measure(
             notes: m.notes,
             thresholds: &cfg.thresholds,
             fail_on: cfg.fail_on,
+            grade_phase: cfg.grade_phase,
+            phases: &phases,
             min_success_rate: cfg.min_success_rate,
             embedded: embedded_pid.is_some(),
             abandoned: m.abandoned,

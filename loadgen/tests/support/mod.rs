@@ -1,7 +1,8 @@
 //! Test servers for loadgen's integration tests.
 //!
 //! A small WebSocket server whose misbehaviour is chosen per test (fixed
-//! reply delay, one global stall, garbage, silence, dropped connections, a
+//! reply delay, a busy core that a connection storm slows, one global
+//! stall, garbage, silence, dropped connections, a
 //! byte-for-byte raw echo, or no WebSocket at all), plus an in-process wsnode.
 //! Each runs on its own runtime bound to 127.0.0.1:0 and stops on drop.
 
@@ -27,6 +28,15 @@ use tokio::sync::mpsc;
 pub enum Behavior {
     /// Speak the node protocol; every reply leaves `delay` after its request.
     Echo { delay: Duration },
+    /// Like Echo, on a server with one busy core: every WebSocket handshake
+    /// holds it for `handshake`, one at a time, and no reply leaves while a
+    /// handshake holds it. A connection storm slows the handshakes queued
+    /// behind each other and every reply due meanwhile; then replies leave
+    /// `delay` after their request again.
+    Busy {
+        delay: Duration,
+        handshake: Duration,
+    },
     /// Like Echo with no delay, but once, `at` after the first message,
     /// hold every reply for `stall`.
     StallOnce { at: Duration, stall: Duration },
@@ -75,6 +85,8 @@ struct Shared {
     first_msg: Mutex<Option<Instant>>,
     stall_until: Mutex<Option<Instant>>,
     received: Arc<AtomicU64>,
+    /// The one core of `Busy` (fair: taken in the order asked for).
+    core: tokio::sync::Mutex<()>,
 }
 
 pub fn start(behavior: Behavior) -> TestServer {
@@ -93,6 +105,7 @@ pub fn start(behavior: Behavior) -> TestServer {
         first_msg: Mutex::new(None),
         stall_until: Mutex::new(None),
         received: received.clone(),
+        core: tokio::sync::Mutex::new(()),
     });
     rt.spawn(async move {
         loop {
@@ -144,6 +157,10 @@ async fn handle(
         .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("session_id=")))
         .unwrap_or("anon")
         .to_string();
+    if let Behavior::Busy { handshake, .. } = shared.behavior {
+        let _core = shared.core.lock().await;
+        tokio::time::sleep(handshake).await;
+    }
     let Ok((resp, fut)) = fastwebsockets::upgrade::upgrade(&mut req) else {
         return Ok(Response::new(Empty::new()));
     };
@@ -186,6 +203,10 @@ async fn serve_ws(
             let stall = *writer_shared.stall_until.lock().unwrap();
             let at = stall.map_or(at, |s| s.max(at));
             tokio::time::sleep_until(at.into()).await;
+            if matches!(writer_shared.behavior, Behavior::Busy { .. }) {
+                // Wait for the handshakes queued before this reply.
+                drop(writer_shared.core.lock().await);
+            }
             let Some((op, data)) = frame else {
                 // Drop the connection abruptly.
                 return;
@@ -214,7 +235,7 @@ async fn serve_ws(
         let first = *shared.first_msg.lock().unwrap().get_or_insert(now);
         let data = frame.payload.to_vec();
         let reply: Vec<Due> = match shared.behavior {
-            Behavior::Echo { delay } => replies(&data)
+            Behavior::Echo { delay } | Behavior::Busy { delay, .. } => replies(&data)
                 .into_iter()
                 .map(|r| (now + delay, Some((OpCode::Text, r))))
                 .collect(),
