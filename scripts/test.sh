@@ -46,6 +46,20 @@ fi
 export PLAYWRIGHT_CORE="$PWD/$PLAYWRIGHT_DIR/node_modules/playwright-core"
 export CHROMIUM="$(command -v chromium)"
 
+# --- third-party WebSocket servers, for the protocol-profile tests ---------
+# graphql-ws (with ws and graphql) and socket.io from npm, run by node.
+SERVERS_DIR="target/test-servers"
+if [ ! -f "$SERVERS_DIR/node_modules/socket.io/package.json" ] \
+  || [ ! -f "$SERVERS_DIR/node_modules/graphql-ws/package.json" ] \
+  || ! cmp -s loadgen/tests/servers/package.json "$SERVERS_DIR/package.json"; then
+  log "installing the npm test servers (graphql-ws, ws, graphql, socket.io) into $SERVERS_DIR"
+  mkdir -p "$SERVERS_DIR"
+  cp loadgen/tests/servers/package.json "$SERVERS_DIR/"
+  npm install --prefix "$SERVERS_DIR" --no-audit --no-fund --silent >/dev/null
+fi
+cp loadgen/tests/servers/*.mjs "$SERVERS_DIR/"
+export WSBENCH_TEST_SERVERS="$PWD/$SERVERS_DIR"
+
 # --- Rust components -------------------------------------------------------
 for comp in rustfmt clippy; do
   if ! cargo "${comp/rustfmt/fmt}" --version >/dev/null 2>&1; then
@@ -74,6 +88,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 log "no import cycles among modules (cargo-modules + tsort)"
 bash scripts/check-modules.sh
+
+log "cargo bench --no-run (the benches build)"
+cargo bench --workspace --locked --no-run >/dev/null 2>&1 || cargo bench --workspace --locked --no-run
 
 log "cargo test"
 cargo test --workspace --locked "$@" 2>&1 | tee target/test-output.txt

@@ -18,6 +18,7 @@ pub mod monitor;
 pub mod net;
 pub mod opts;
 pub mod placeholders;
+pub mod profile;
 pub mod report;
 pub mod run;
 pub mod workers;

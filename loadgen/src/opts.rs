@@ -78,6 +78,10 @@ pub enum Mode {
     /// Any server that echoes frames byte for byte; a marker in the payload
     /// carries the sequence number and send times.
     Raw,
+    /// Set by `--profile FILE`: the profile says what to send and how
+    /// replies are matched.
+    #[value(skip)]
+    Profile,
 }
 
 /// Which part of a run the grades and the template read.
@@ -174,6 +178,13 @@ pub struct LoadOpts {
     /// node's own setting). Example: --chat-interval-ms 10
     #[arg(long, value_name = "MS")]
     pub chat_interval_ms: Option<u64>,
+
+    /// Talk to the service as this protocol profile describes (TOML; see
+    /// docs/PROFILES.md and the shipped profiles/): what to send on open,
+    /// the paced message, how replies match, streamed answers, keep-alives.
+    /// Example: --profile profiles/graphql-ws.toml
+    #[arg(long, value_name = "FILE", conflicts_with = "mode")]
+    pub profile: Option<PathBuf>,
 
     /// Extra handshake header (repeatable). The value may use {conn},
     /// {session}, {run} and {rand}, e.g. a per-connection token.

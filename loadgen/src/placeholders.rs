@@ -62,8 +62,7 @@ enum Piece {
     Var(Var),
 }
 
-/// Parsed text: literal pieces and placeholders. `{{` and `}}` are a
-/// literal brace.
+/// Parsed text: literal pieces and placeholders.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Template {
     pieces: Vec<Piece>,
@@ -83,38 +82,43 @@ pub struct Values<'a> {
 
 impl Template {
     /// Parse `text`, allowing only the placeholders in `allowed`.
+    ///
+    /// A placeholder is `{name}` with `name` an identifier; any other brace
+    /// is literal, so JSON templates need no escaping. `{{` is a literal
+    /// `{` (write `{{seq}` to send the text `{seq}`).
     pub fn parse(text: &str, allowed: &[Var]) -> Result<Template, String> {
         let mut pieces = Vec::new();
         let mut lit = String::new();
         let mut rest = text;
-        while let Some(i) = rest.find(['{', '}']) {
+        while let Some(i) = rest.find('{') {
             lit.push_str(&rest[..i]);
             let tail = &rest[i..];
-            if tail.starts_with("{{") || tail.starts_with("}}") {
-                lit.push_str(&tail[..1]);
-                rest = &tail[2..];
+            if let Some(after) = tail.strip_prefix("{{") {
+                lit.push('{');
+                rest = after;
                 continue;
             }
-            if tail.starts_with('}') {
-                return Err(format!(
-                    "a lone '}}' in {text:?} (write '}}}}' for a literal brace)"
-                ));
+            let name_len = tail[1..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len() - 1);
+            let name = &tail[1..1 + name_len];
+            let is_placeholder = !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && tail[1 + name_len..].starts_with('}');
+            if !is_placeholder {
+                lit.push('{');
+                rest = &tail[1..];
+                continue;
             }
-            let Some(end) = tail.find('}') else {
-                return Err(format!("an unclosed '{{' in {text:?}"));
-            };
-            let name = &tail[1..end];
             let var = Var::ALL
                 .into_iter()
                 .find(|v| v.name() == name)
                 .filter(|v| allowed.contains(v))
                 .ok_or_else(|| {
-                    let names: Vec<String> = allowed
-                        .iter()
-                        .map(|v| format!("{{{}}}", v.name()))
-                        .collect();
+                    let names: Vec<String> =
+                        allowed.iter().map(|v| format!("{{{}}}", v.name())).collect();
                     format!(
-                        "unknown placeholder {{{name}}} in {text:?}; here you can use {}",
+                        "unknown placeholder {{{name}}} in {text:?}; here you can use {} (write {{{{ for a literal brace)",
                         names.join(", ")
                     )
                 })?;
@@ -122,7 +126,7 @@ impl Template {
                 pieces.push(Piece::Text(std::mem::take(&mut lit)));
             }
             pieces.push(Piece::Var(var));
-            rest = &tail[end + 1..];
+            rest = &tail[name_len + 2..];
         }
         lit.push_str(rest);
         if !lit.is_empty() {
@@ -193,13 +197,16 @@ mod tests {
 
     #[test]
     fn placeholders_render_and_braces_escape() {
-        let t = Template::parse("Bearer {session}-{conn} {{x}}", CONNECTION_VARS).unwrap();
+        let t = Template::parse("Bearer {session}-{conn} {{x}", CONNECTION_VARS).unwrap();
         let v = Values {
             conn: 7,
             session: "s7",
             ..Values::default()
         };
         assert_eq!(t.render(&v), "Bearer s7-7 {x}");
+        // JSON needs no escaping: only {identifier} is a placeholder.
+        let j = Template::parse(r#"{"id":"{conn}","p":{"q":"{ x }"}}"#, CONNECTION_VARS).unwrap();
+        assert_eq!(j.render(&v), r#"{"id":"7","p":{"q":"{ x }"}}"#);
         let all = Template::parse("{seq}:{ts_us}:{payload}:{run}", &Var::ALL).unwrap();
         let v = Values {
             seq: 3,
@@ -220,7 +227,10 @@ mod tests {
         // A real placeholder that this use does not offer.
         let e = Template::parse("{seq}", CONNECTION_VARS).unwrap_err();
         assert!(e.contains("unknown placeholder {seq}"), "{e}");
-        assert!(Template::parse("{conn", CONNECTION_VARS).is_err());
-        assert!(Template::parse("a}b", CONNECTION_VARS).is_err());
+        // Not placeholders, so literal.
+        for lit in ["{conn", "a}b", "{1x}", "{}"] {
+            let t = Template::parse(lit, CONNECTION_VARS).unwrap();
+            assert_eq!(t.render(&Values::default()), lit);
+        }
     }
 }

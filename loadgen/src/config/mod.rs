@@ -11,9 +11,10 @@ pub mod target;
 use crate::config::error::{ConfigError, bad};
 use crate::config::target::{Target, parse_url};
 use crate::engine::plan::{Plan, parse_stages};
-use crate::engine::settings::{SessionPattern, Settings};
+use crate::engine::settings::{ProfileSource, SessionPattern, Settings};
 use crate::net::dial::{DialSettings, Dialer};
 use crate::opts::{FailOn, GradePhase, LoadOpts, Mode};
+use crate::profile::rules::Profile;
 use crate::report::grades::Thresholds;
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -146,6 +147,21 @@ impl Config {
             Some(t) => t,
             None => std::thread::available_parallelism().map_or(2, |n| n.get()),
         };
+        let profile = match &o.profile {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| ConfigError(format!("--profile {}: {e}", p.display())))?;
+                let label = p.display().to_string();
+                let compiled = Profile::parse(&label, &text).map_err(ConfigError)?;
+                Some((ProfileSource { label, text }, compiled))
+            }
+            None => None,
+        };
+        let mode = if profile.is_some() {
+            Mode::Profile
+        } else {
+            o.mode
+        };
         if o.mode == Mode::Raw && o.urls.is_empty() {
             return bad(
                 "--mode raw needs --url of a byte-for-byte echo server (the embedded node speaks JSON; use --mode echo)",
@@ -170,7 +186,19 @@ impl Config {
             }
             Targets::Urls(v)
         };
-        let dial = dial_settings(o, &targets)?;
+        let mut dial = dial_settings(o, &targets)?;
+        if let Some((_, p)) = &profile
+            && let Some(sp) = &p.subprotocol
+        {
+            match &dial.subprotocol {
+                Some(given) if given != sp => {
+                    return bad(format!(
+                        "--subprotocol {given} differs from the profile's subprotocol {sp}; drop one"
+                    ));
+                }
+                _ => dial.subprotocol = Some(sp.clone()),
+            }
+        }
         let redis = match &o.redis {
             Some(r) => Some(
                 r.to_socket_addrs()
@@ -215,7 +243,7 @@ impl Config {
         Ok(Config {
             load: Settings {
                 plan,
-                mode: o.mode,
+                mode,
                 payload_size: o.payload_size,
                 timeout,
                 wait_reply: o.wait_reply,
@@ -225,6 +253,7 @@ impl Config {
                 chat_interval_ms: o.chat_interval_ms,
                 source_ips,
                 dial,
+                profile: profile.map(|(src, _)| src),
             },
             targets,
             node_pids: o.node_pids.clone(),

@@ -12,6 +12,7 @@ use crate::engine::settings::{Settings, Share};
 use crate::engine::stats::{ErrorKind, Stats};
 use crate::net::dial::Dialer;
 use crate::opts::Mode;
+use crate::profile::rules::Profile;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -44,6 +45,8 @@ pub struct RunCtx {
     pub share: Share,
     /// Handshake options and TLS, built once.
     pub dialer: Dialer,
+    /// `--profile`, compiled (checked already when the options were).
+    pub profile: Option<Arc<Profile>>,
     /// Slots this process should have open now (its own numbering).
     target_local: AtomicU64,
     aborted: AtomicBool,
@@ -91,6 +94,11 @@ impl RunCtx {
             connecting: tokio::sync::Semaphore::new(backlog),
             share,
             dialer,
+            profile: cfg
+                .profile
+                .as_ref()
+                .and_then(|p| Profile::parse(&p.label, &p.text).ok())
+                .map(Arc::new),
             target_local: AtomicU64::new(0),
             aborted: AtomicBool::new(false),
             alive: (0..max_local).map(|_| AtomicBool::new(false)).collect(),
@@ -111,8 +119,11 @@ impl RunCtx {
 
     /// Request path with the session (and its token, once known).
     pub fn path_for(&self, target: &Target, session: &str, local: u64) -> String {
-        if self.cfg.mode == Mode::Raw {
-            return target.path.clone();
+        match (self.cfg.mode, &self.profile) {
+            (Mode::Raw, _) => return target.path.clone(),
+            (Mode::Profile, Some(p)) => return p.request_path(target, session),
+            (Mode::Profile, None) => return target.path.clone(),
+            _ => {}
         }
         let mut p = target.with_session(session);
         if let Some(t) = self.tokens.get(local as usize).and_then(|m| {

@@ -13,6 +13,7 @@ pub mod collect;
 pub mod ctx;
 pub mod drive;
 pub mod measured;
+pub mod opening;
 pub mod pending;
 pub mod plan;
 pub mod recv;

@@ -7,12 +7,13 @@
 
 use crate::engine::ctx::RunCtx;
 use crate::engine::pending::{ConnState, Pending, lock};
-use crate::engine::reply::{self, ChatEvent, Reply};
+use crate::engine::reply::{self, ChatEvent, ProfileEvent, Reply};
 use crate::engine::session::{CLOSE_WAIT, End, Session};
 use crate::engine::stats::{ErrorKind, record};
 use crate::net::connect::WsRead;
 use crate::net::frames::{OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_TEXT};
 use crate::net::wire::Marker;
+use crate::placeholders::Values;
 use fastwebsockets::{Frame, Payload};
 use std::time::Instant;
 
@@ -48,13 +49,22 @@ pub async fn recv_loop(s: &Session<'_>, mut rx: WsRead) -> End {
             }
             OP_TEXT | OP_BINARY if frame.fin => {
                 let now_us = ctx.us(Instant::now());
-                let r = reply::classify(
-                    ctx.cfg.mode,
-                    rx.payload(&frame),
-                    &ctx.filler,
-                    &ctx.run_id,
-                    s.global,
-                );
+                let r = match &ctx.profile {
+                    Some(p) => reply::classify_profile(p, rx.payload(&frame)),
+                    None => reply::classify(
+                        ctx.cfg.mode,
+                        rx.payload(&frame),
+                        &ctx.filler,
+                        &ctx.run_id,
+                        s.global,
+                    ),
+                };
+                if let Reply::Answer(i) = r {
+                    if !answer(s, i).await {
+                        return End::Dropped;
+                    }
+                    continue;
+                }
                 let done = {
                     let mut st = lock(&s.state);
                     let done = settle(ctx, &mut st, r, now_us);
@@ -74,12 +84,35 @@ pub async fn recv_loop(s: &Session<'_>, mut rx: WsRead) -> End {
     }
 }
 
+/// Answer a keep-alive with the profile's rule `i`; false if the write failed.
+async fn answer(s: &Session<'_>, i: usize) -> bool {
+    let ctx = s.ctx;
+    let Some((_, reply)) = ctx.profile.as_ref().and_then(|p| p.answers.get(i)) else {
+        return true;
+    };
+    let session = ctx.session_id(s.global);
+    let vars = Values {
+        conn: s.global + 1,
+        session: &session,
+        run: &ctx.run_id,
+        ..Values::default()
+    };
+    let mut text = reply.render(&vars).into_bytes();
+    let frame = Frame::text(Payload::BorrowedMut(&mut text));
+    if let Err(e) = s.tx.lock().await.write_frame(frame).await {
+        ctx.fail(ErrorKind::Write, &format!("write failed: {e}"));
+        return false;
+    }
+    true
+}
+
 /// Act on one classified frame; true when it completed a message.
 fn settle(ctx: &RunCtx, st: &mut ConnState, r: Reply, now_us: u64) -> bool {
     match r {
         Reply::Marker(m) => complete_marker(ctx, st, m, now_us),
         Reply::Chat { seq, event } => chat_event(ctx, st, seq, event, now_us),
-        Reply::Ignore => false,
+        Reply::Ignore | Reply::Answer(_) => false,
+        Reply::Profile { seq, event } => profile_event(ctx, st, seq, event, now_us),
         Reply::Fault { kind, note } => {
             ctx.fail(kind, &note);
             false
@@ -276,4 +309,85 @@ fn finish_answer(ctx: &RunCtx, mut p: Pending, ev: ChatEvent, now_us: u64) {
         }
         record(&mut r.done_time, now_us.saturating_sub(p.intended_us));
     });
+}
+
+/// Under a profile: a whole reply, a part or the end of a streamed answer
+/// to message `seq` (`None`: the oldest still waiting).
+fn profile_event(
+    ctx: &RunCtx,
+    st: &mut ConnState,
+    seq: Option<u64>,
+    ev: ProfileEvent,
+    now_us: u64,
+) -> bool {
+    let i = match seq {
+        None => (!st.pending.is_empty()).then_some(0),
+        Some(q) => st.position(q),
+    };
+    let Some(i) = i else {
+        match seq {
+            Some(q) if q >= st.sent_upto => ctx.fail(
+                ErrorKind::BadReply,
+                "a reply to a message that was never sent",
+            ),
+            // Its message already timed out (or, matched by order, nothing waits).
+            _ if ev != (ProfileEvent::Part { index: None }) => ctx.stats.count(|c| c.late += 1),
+            _ => {}
+        }
+        return false;
+    };
+    if let ProfileEvent::Part { index } = ev {
+        let p = &mut st.pending[i];
+        let due = p.next_index;
+        match index.map(|x| u32::try_from(x).unwrap_or(u32::MAX)) {
+            Some(x) if x > due => {
+                p.bad = true;
+                ctx.fail(
+                    ErrorKind::ChunkOrder,
+                    &format!("gap: part {x} arrived when part {due} was due"),
+                );
+                p.next_index = x.saturating_add(1);
+            }
+            Some(x) if x < due => {
+                p.bad = true;
+                ctx.fail(
+                    ErrorKind::ChunkOrder,
+                    &format!("part {x} arrived again or out of order (part {due} was due)"),
+                );
+            }
+            _ => p.next_index = due.saturating_add(1),
+        }
+        let last = p.last_chunk_us;
+        p.last_chunk_us = now_us.max(1);
+        let (intended, sent) = (p.intended_us, p.sent_us);
+        ctx.stats.with(|r| {
+            if last == 0 {
+                r.latency(now_us.saturating_sub(intended), now_us.saturating_sub(sent));
+            } else {
+                record(&mut r.chunk_gap, now_us.saturating_sub(last));
+            }
+        });
+        return false;
+    }
+    let Some(p) = st.pending.remove(i) else {
+        return false;
+    };
+    let on_time = now_us.saturating_sub(p.sent_us) < ctx.timeout_us();
+    ctx.stats.with(|r| {
+        r.counts.received += 1;
+        if !p.bad && on_time {
+            r.counts.ok += 1;
+        }
+        if p.last_chunk_us == 0 {
+            // A whole reply, or an end with no part before it.
+            r.latency(
+                now_us.saturating_sub(p.intended_us),
+                now_us.saturating_sub(p.sent_us),
+            );
+        }
+        if ev == ProfileEvent::End {
+            record(&mut r.done_time, now_us.saturating_sub(p.intended_us));
+        }
+    });
+    true
 }

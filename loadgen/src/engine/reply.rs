@@ -8,6 +8,8 @@
 use crate::engine::stats::ErrorKind;
 use crate::net::wire::{self, Incoming, Marker};
 use crate::opts::Mode;
+use crate::profile::classify::{Frame, classify as classify_frame};
+use crate::profile::rules::Profile;
 
 /// A data frame, classified.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,6 +20,13 @@ pub enum Reply {
     Chat { seq: u64, event: ChatEvent },
     /// Nothing to do (e.g. a second welcome).
     Ignore,
+    /// A keep-alive to answer with the profile's answer rule at this index.
+    Answer(usize),
+    /// Under a profile: about message `seq` (`None`: the oldest waiting).
+    Profile {
+        seq: Option<u64>,
+        event: ProfileEvent,
+    },
     /// Counted as an error of `kind`; `note` goes to the report.
     Fault { kind: ErrorKind, note: String },
 }
@@ -46,6 +55,46 @@ pub enum ChatEvent {
     Error { code: Option<String> },
 }
 
+/// What a frame says about a message, under a profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProfileEvent {
+    /// The whole reply.
+    Whole,
+    /// A part of a streamed answer, with its index (from 0) if it has one.
+    Part { index: Option<u64> },
+    /// The end of a streamed answer.
+    End,
+}
+
+/// Classify one frame under a protocol profile.
+pub fn classify_profile(p: &Profile, data: &[u8]) -> Reply {
+    match classify_frame(p, data) {
+        Frame::Answer(i) => Reply::Answer(i),
+        Frame::Ignore => Reply::Ignore,
+        Frame::Reply { id } => Reply::Profile {
+            seq: id,
+            event: ProfileEvent::Whole,
+        },
+        Frame::Part { id, index } => Reply::Profile {
+            seq: id,
+            event: ProfileEvent::Part { index },
+        },
+        Frame::End { id } => Reply::Profile {
+            seq: id,
+            event: ProfileEvent::End,
+        },
+        Frame::Unexpected => fault(
+            ErrorKind::Protocol,
+            "a frame the profile does not describe (not a reply, part, end, keep-alive or ignored frame)",
+        ),
+        Frame::BadId(why) => fault(ErrorKind::BadReply, why),
+        Frame::BadIndex => fault(
+            ErrorKind::Protocol,
+            "a part without a usable index at the profile's stream.index",
+        ),
+    }
+}
+
 /// Classify one complete data frame of slot `slot` in run `run`.
 pub fn classify(mode: Mode, data: &[u8], filler: &str, run: &str, slot: u64) -> Reply {
     match mode {
@@ -68,6 +117,8 @@ pub fn classify(mode: Mode, data: &[u8], filler: &str, run: &str, slot: u64) -> 
             Some(m) => chat(&m, run, slot),
             None => not_protocol(),
         },
+        // The slot classifies with its profile (`classify_profile`).
+        Mode::Profile => fault(ErrorKind::Protocol, "no profile to read the frame with"),
     }
 }
 

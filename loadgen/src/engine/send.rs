@@ -10,6 +10,7 @@ use crate::engine::session::{CHECK_EVERY, CLOSE_WAIT, End, Session, sleep_checki
 use crate::engine::stats::{ErrorKind, record};
 use crate::net::wire;
 use crate::opts::Mode;
+use crate::placeholders::Values;
 use fastwebsockets::{Frame, Payload};
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,9 @@ use std::time::{Duration, Instant};
 pub async fn send_loop(s: &Session<'_>, seq: &mut u64, first: Instant) -> End {
     let ctx = s.ctx;
     let mut buf: Vec<u8> = Vec::new();
+    let mut text = String::new();
+    let session = ctx.session_id(s.global);
+    let mut binary = false;
     let Some(interval) = ctx.interval else {
         let stopped = sleep_checking(ctx, s.local, ctx.send_end).await;
         return drain(s, stopped).await;
@@ -55,6 +59,23 @@ pub async fn send_loop(s: &Session<'_>, seq: &mut u64, first: Instant) -> End {
                     ctx.cfg.chat_interval_ms,
                 );
             }
+            Mode::Profile => {
+                let Some(p) = &ctx.profile else {
+                    return drain(s, true).await;
+                };
+                let vars = Values {
+                    conn: s.global + 1,
+                    session: &session,
+                    run: &ctx.run_id,
+                    seq: n,
+                    ts_us: intended_us,
+                    payload: &ctx.filler,
+                };
+                p.message.render_into(&mut text, &vars);
+                buf.clear();
+                buf.extend_from_slice(text.as_bytes());
+                binary = p.binary;
+            }
         }
         let full = {
             let mut st = lock(&s.state);
@@ -70,11 +91,12 @@ pub async fn send_loop(s: &Session<'_>, seq: &mut u64, first: Instant) -> End {
             record(&mut r.send_lag, sent_us.saturating_sub(intended_us));
         });
         *seq = n + 1;
-        let res =
-            s.tx.lock()
-                .await
-                .write_frame(Frame::text(Payload::BorrowedMut(&mut buf)))
-                .await;
+        let frame = if binary {
+            Frame::binary(Payload::BorrowedMut(&mut buf))
+        } else {
+            Frame::text(Payload::BorrowedMut(&mut buf))
+        };
+        let res = s.tx.lock().await.write_frame(frame).await;
         if let Err(e) = res {
             ctx.fail(ErrorKind::Write, &format!("write failed: {e}"));
             return End::Dropped;

@@ -41,6 +41,17 @@ pub struct Settings {
     pub source_ips: Vec<Ipv4Addr>,
     /// Handshake headers, subprotocol, Origin and TLS trust.
     pub dial: DialSettings,
+    /// `--profile`: the profile's text (checked), compiled by each process.
+    /// Default: none.
+    pub profile: Option<ProfileSource>,
+}
+
+/// A protocol profile as read from its file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProfileSource {
+    /// Its path, for messages and its default name.
+    pub label: String,
+    pub text: String,
 }
 
 /// `{n}` and `{run}` placeholders of `--session-pattern`.

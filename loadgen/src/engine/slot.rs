@@ -8,6 +8,7 @@
 //! per-connection memory small.
 
 use crate::engine::ctx::RunCtx;
+use crate::engine::opening;
 use crate::engine::pending::{ConnState, Pending, lock};
 use crate::engine::recv::recv_loop;
 use crate::engine::reply;
@@ -193,8 +194,26 @@ async fn run_session(
     carry: &mut VecDeque<Pending>,
 ) -> End {
     let connect::Conn { mut rx, mut tx, .. } = conn;
-    if ctx.cfg.mode != Mode::Raw && !welcome(ctx, local, &mut rx).await {
-        return End::Dropped;
+    match (ctx.cfg.mode, &ctx.profile) {
+        (Mode::Raw, _) => {}
+        (Mode::Profile, Some(p)) => {
+            let session = ctx.session_id(global);
+            let vars = Values {
+                conn: global + 1,
+                session: &session,
+                run: &ctx.run_id,
+                ..Values::default()
+            };
+            if let Err(e) = opening::open(p, &mut rx, &mut tx, &vars, ctx.wait_limit()).await {
+                ctx.fail(ErrorKind::Welcome, &e);
+                return End::Dropped;
+            }
+        }
+        _ => {
+            if !welcome(ctx, local, &mut rx).await {
+                return End::Dropped;
+            }
+        }
     }
     // Answers a drop cut off: ask for the rest of each (chat, --reconnect).
     let carried = std::mem::take(carry);

@@ -84,7 +84,8 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
         warnings.push(format!("{} connection attempts failed", c.conn_failed));
     }
 
-    let chat = (inp.mode == Mode::Chat).then(|| Chat {
+    // Streamed answers: chat mode, or a profile with a [stream] (its ends are timed).
+    let chat = (inp.mode == Mode::Chat || !rec.done_time.is_empty()).then(|| Chat {
         first_chunk_us: corrected,
         chunk_gap_us: Summary::of(&rec.chunk_gap),
         done_us: Summary::of(&rec.done_time),
