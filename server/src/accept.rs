@@ -117,6 +117,9 @@ async fn cleanup_loop<B: Broker>(node: &Node<B>) {
     tick.tick().await;
     loop {
         tick.tick().await;
+        if crate::fault::skips_cleanup(node.cfg.test_fault) {
+            continue;
+        }
         let report = node.broker.cleanup().await;
         node.metrics
             .sessions_cleaned

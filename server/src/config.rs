@@ -5,6 +5,7 @@
 //! the rest of the node uses. Nonsense combinations fail here, before a socket
 //! is bound, with a message that names the fix.
 
+use crate::fault::TestFault;
 use clap::Parser;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -139,6 +140,10 @@ pub struct Opts {
     /// On SIGTERM/Ctrl-C, wait this long for clients to take their 1001 close.
     #[arg(long, env = "WSNODE_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// Tests only: break the node on purpose (see `fault.rs`). Hidden from `--help`.
+    #[arg(long, value_enum, hide = true)]
+    pub test_fault: Option<TestFault>,
 }
 
 /// The checked configuration; see [`Opts`] for what each field means.
@@ -173,6 +178,8 @@ pub struct Config {
     pub node_ttl: Duration,
     pub lease_ttl: Duration,
     pub redis_timeout: Duration,
+    /// `None` except in tests that break the node on purpose.
+    pub test_fault: Option<TestFault>,
 }
 
 /// How simulated answers look, and what a chat request may override.
@@ -356,6 +363,7 @@ impl Opts {
             node_ttl: self.node_ttl,
             lease_ttl: self.lease_ttl,
             redis_timeout: self.redis_timeout,
+            test_fault: self.test_fault,
         })
     }
 }

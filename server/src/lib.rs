@@ -9,13 +9,15 @@
 //!
 //! Modules depend on each other one way only, top to bottom:
 //! `launch` → `accept` → `routes` → `ws` → `stream` → `state` → `config`,
-//! with `broker`, `metrics`, `frames`, `respond` and `sessions` as leaves
+//! with `broker`, `metrics`, `frames`, `respond`, `sessions` and `fault`
+//! (test-only deliberate faults) as leaves
 //! the others share. This file only declares modules and re-exports.
 
 mod accept;
 pub mod broker;
 mod config;
 pub mod embed;
+pub mod fault;
 mod frames;
 mod launch;
 mod metrics;

@@ -7,6 +7,7 @@
 
 use crate::broker::{Broker, StreamLease};
 use crate::config::RENEW_EVERY;
+use crate::fault::drops_chunk;
 use crate::frames;
 use crate::metrics::inc;
 use crate::state::{Node, shutdown_requested};
@@ -78,6 +79,9 @@ pub async fn generate<B: Broker>(
                     break 'chunks;
                 }
             }
+        }
+        if drops_chunk(node.cfg.test_fault, index) {
+            continue;
         }
         let text = chunk_text(&lease.message_id, index, plan.chunk_size);
         let frame = frames::chunk(&lease.message_id, index, &text);
