@@ -21,6 +21,7 @@ pub mod placeholders;
 pub mod profile;
 pub mod report;
 pub mod run;
+pub mod scenario;
 pub mod workers;
 
 pub use error::Error;
@@ -32,6 +33,7 @@ pub use run::Outcome;
 pub fn run(opts: Opts) -> Result<Outcome, Error> {
     match opts.command {
         Some(Command::Merge(m)) => report::hdrlog::run_merge(&m).map(Outcome::code),
+        Some(Command::Scenario(s)) => scenario::suite::run(&s).map(Outcome::code),
         Some(Command::Node { args }) => embedded::serve(args).map(Outcome::code),
         Some(Command::Worker) => workers::child::serve().map(Outcome::code),
         None => run::load(&opts.load),

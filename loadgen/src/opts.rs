@@ -41,6 +41,11 @@ pub enum Command {
     /// machines) losslessly and print the combined percentiles.
     /// Example: loadgen merge a.hlog b.hlog --out all.hlog
     Merge(MergeOpts),
+    /// Run the seed's ten multi-node test scenarios (connectivity, sticky,
+    /// broadcast, recovery, failover, redis-failure, load, ordering, cleanup,
+    /// isolation) against a local cluster it starts, or a deployment.
+    /// Example: loadgen scenario all --json scenarios.json
+    Scenario(Box<crate::scenario::args::ScenarioOpts>),
     /// Internal: run the embedded wsnode in this process (used by the default
     /// mode, which starts it as a child process so its CPU and memory are
     /// measured separately).

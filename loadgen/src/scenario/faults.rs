@@ -1,0 +1,151 @@
+//! Stopping and starting a node or Redis: the local cluster's own process
+//! control, or the user's shell commands against a deployment.
+//!
+//! A fault the set-up cannot inject is a [`Stop::Skip`] with the option
+//! that is missing, so the scenario is SKIPPED, never passed untested.
+
+use crate::scenario::evidence::Stop;
+use cluster::LocalCluster;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Longest a fault command may run before it is killed (and the scenario fails).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The user's fault commands (`{n}` is the 1-based node number).
+#[derive(Debug, Clone, Default)]
+pub struct Commands {
+    pub stop_node: Option<String>,
+    pub start_node: Option<String>,
+    pub stop_redis: Option<String>,
+    pub start_redis: Option<String>,
+}
+
+pub enum Control {
+    Local(Box<LocalCluster>),
+    External(Commands),
+}
+
+impl Control {
+    /// Whether node `i` (0-based) can be stopped and started again.
+    pub fn can_restart_node(&self) -> Result<(), Stop> {
+        match self {
+            Control::Local(_) => Ok(()),
+            Control::External(c) => {
+                need(&c.stop_node, "--stop-node-cmd")?;
+                need(&c.start_node, "--start-node-cmd").map(|_| ())
+            }
+        }
+    }
+
+    /// Whether Redis can be stopped and started again.
+    pub fn can_restart_redis(&self) -> Result<(), Stop> {
+        match self {
+            Control::Local(c) if c.redis().is_none() => Err(no_redis()),
+            Control::Local(_) => Ok(()),
+            Control::External(c) => {
+                need(&c.stop_redis, "--stop-redis-cmd")?;
+                need(&c.start_redis, "--start-redis-cmd").map(|_| ())
+            }
+        }
+    }
+
+    /// Stop node `i` (0-based) the way `docker stop` does: SIGTERM, then
+    /// SIGKILL if it does not exit.
+    pub fn stop_node(&mut self, i: usize) -> Result<String, Stop> {
+        match self {
+            Control::Local(c) => {
+                let pid = c.node(i).pid();
+                c.node_mut(i).terminate();
+                Ok(format!("SIGTERM to node{} (pid {pid:?})", i + 1))
+            }
+            Control::External(c) => shell(need(&c.stop_node, "--stop-node-cmd")?, Some(i)),
+        }
+    }
+
+    pub fn start_node(&mut self, i: usize) -> Result<String, Stop> {
+        match self {
+            Control::Local(c) => {
+                c.node_mut(i)
+                    .restart()
+                    .map_err(|e| Stop::Abort(format!("restarting node{}: {e}", i + 1)))?;
+                Ok(format!(
+                    "node{} started again (pid {:?})",
+                    i + 1,
+                    c.node(i).pid()
+                ))
+            }
+            Control::External(c) => shell(need(&c.start_node, "--start-node-cmd")?, Some(i)),
+        }
+    }
+
+    pub fn stop_redis(&mut self) -> Result<String, Stop> {
+        match self {
+            Control::Local(c) => {
+                let r = local_redis(c)?;
+                r.stop();
+                Ok(format!("redis-server on port {} killed", r.port()))
+            }
+            Control::External(c) => shell(need(&c.stop_redis, "--stop-redis-cmd")?, None),
+        }
+    }
+
+    pub fn start_redis(&mut self) -> Result<String, Stop> {
+        match self {
+            Control::Local(c) => {
+                let r = local_redis(c)?;
+                r.restart()
+                    .map_err(|e| Stop::Abort(format!("restarting redis-server: {e}")))?;
+                Ok(format!(
+                    "redis-server started again on port {} (empty)",
+                    r.port()
+                ))
+            }
+            Control::External(c) => shell(need(&c.start_redis, "--start-redis-cmd")?, None),
+        }
+    }
+}
+
+fn no_redis() -> Stop {
+    Stop::Skip("the local cluster runs without Redis".into())
+}
+
+fn local_redis(c: &mut LocalCluster) -> Result<&mut cluster::RedisServer, Stop> {
+    c.redis_mut().ok_or_else(no_redis)
+}
+
+fn need<'a>(cmd: &'a Option<String>, option: &str) -> Result<&'a str, Stop> {
+    cmd.as_deref()
+        .ok_or_else(|| Stop::Skip(format!("{option} not given: this fault cannot be injected")))
+}
+
+/// Run `sh -c CMD` with `{n}` replaced, bounded by [`COMMAND_TIMEOUT`].
+fn shell(cmd: &str, node: Option<usize>) -> Result<String, Stop> {
+    let cmd = match node {
+        Some(i) => cmd.replace("{n}", &(i + 1).to_string()),
+        None => cmd.to_string(),
+    };
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(&cmd)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| Stop::Abort(format!("running `{cmd}`: {e}")))?;
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(format!("ran `{cmd}`")),
+            Ok(Some(status)) => return Err(Stop::Abort(format!("`{cmd}` failed: {status}"))),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Stop::Abort(format!(
+                    "`{cmd}` still running after {COMMAND_TIMEOUT:?}: killed"
+                )));
+            }
+            Err(e) => return Err(Stop::Abort(format!("waiting for `{cmd}`: {e}"))),
+        }
+    }
+}
