@@ -59,6 +59,7 @@ fn render(c: &mut Criterion) {
                 seq,
                 ts_us: seq * 100_000,
                 payload: &filler,
+                group: 0,
             };
             p.message.render_into(&mut out, black_box(&v));
             out.len()

@@ -191,6 +191,13 @@ pub struct LoadOpts {
     #[arg(long, value_name = "FILE", conflicts_with = "mode")]
     pub profile: Option<PathBuf>,
 
+    /// Fan-out: connections in groups of N; the first of each group
+    /// publishes at --rate, the others only receive, and every receipt is a
+    /// delivery timed from the publisher's intended send time (needs a
+    /// --profile with a [fanout] table). Example: --group-size 10
+    #[arg(long, value_name = "N")]
+    pub group_size: Option<u64>,
+
     /// Extra handshake header (repeatable). The value may use {conn},
     /// {session}, {run} and {rand}, e.g. a per-connection token.
     /// Example: --header 'Authorization: Bearer {session}'

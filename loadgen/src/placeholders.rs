@@ -27,10 +27,12 @@ pub enum Var {
     Payload,
     /// A random 64-bit number, new at each rendering.
     Rand,
+    /// The connection's fan-out group (`--group-size`), from 1.
+    Group,
 }
 
 impl Var {
-    pub const ALL: [Var; 7] = [
+    pub const ALL: [Var; 8] = [
         Var::Conn,
         Var::Session,
         Var::Run,
@@ -38,6 +40,7 @@ impl Var {
         Var::TsUs,
         Var::Payload,
         Var::Rand,
+        Var::Group,
     ];
 
     pub fn name(self) -> &'static str {
@@ -49,12 +52,13 @@ impl Var {
             Var::TsUs => "ts_us",
             Var::Payload => "payload",
             Var::Rand => "rand",
+            Var::Group => "group",
         }
     }
 }
 
 /// The placeholders a connection's handshake can use.
-pub const CONNECTION_VARS: &[Var] = &[Var::Conn, Var::Session, Var::Run, Var::Rand];
+pub const CONNECTION_VARS: &[Var] = &[Var::Conn, Var::Session, Var::Run, Var::Rand, Var::Group];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 enum Piece {
@@ -78,6 +82,7 @@ pub struct Values<'a> {
     pub seq: u64,
     pub ts_us: u64,
     pub payload: &'a str,
+    pub group: u64,
 }
 
 impl Template {
@@ -153,6 +158,9 @@ impl Template {
                     let _ = write!(out, "{}", v.ts_us);
                 }
                 Piece::Var(Var::Payload) => out.push_str(v.payload),
+                Piece::Var(Var::Group) => {
+                    let _ = write!(out, "{}", v.group);
+                }
                 Piece::Var(Var::Rand) => {
                     let _ = write!(out, "{}", random_u64());
                 }

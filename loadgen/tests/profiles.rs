@@ -320,3 +320,97 @@ fn bad_profiles_exit_2_naming_file_line_and_key() {
         .is_err()
     );
 }
+
+/// The broadcast server's own counts: messages published, deliveries it
+/// attempted, and deliveries it dropped on purpose.
+fn server_stats(port: u16) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.write_all(b"GET /stats HTTP/1.0\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    let json = body.split("\r\n\r\n").nth(1).expect("a body");
+    serde_json::from_str(json).expect("JSON stats")
+}
+
+fn fanout_run(port: u16) -> Report {
+    let url = format!("ws://127.0.0.1:{port}/");
+    run(&[
+        "--url",
+        &url,
+        "--profile",
+        &profile("broadcast.toml"),
+        "--group-size",
+        "10",
+        "--conns",
+        "50",
+        "--rate",
+        "20",
+        "--duration",
+        "3s",
+        "--timeout",
+        "1s",
+    ])
+    .expect("fan-out run")
+}
+
+#[test]
+fn fanout_counts_every_delivery_of_every_published_message() {
+    let srv = start("broadcast-server.mjs", &[]);
+    let r = fanout_run(srv.port);
+    let st = server_stats(srv.port);
+    let (published, attempts) = (
+        st["published"].as_u64().unwrap(),
+        st["attempts"].as_u64().unwrap(),
+    );
+    assert_balanced(&r);
+    let m = &r.messages;
+    assert_eq!(m.errors_total, 0, "{:?}", r.error_samples);
+    assert!(published >= 5 * 50, "{st}");
+    // Groups of 1 publisher and 9 subscribers: nine deliveries a message,
+    // less only for a message published while a subscriber was still
+    // joining (the first one or two of a group: the server, too, had fewer
+    // members then). loadgen owes a subscriber what was published after it
+    // was ready, so it may expect slightly less than the server attempted.
+    let early = 9 * 5 * 2;
+    assert!(
+        attempts <= 9 * published && attempts + early >= 9 * published,
+        "{st}"
+    );
+    assert!(
+        m.sent <= attempts && m.sent + early >= attempts,
+        "{m:?} {st}"
+    );
+    assert_eq!(m.received, m.sent, "every delivery owed arrived: {m:?}");
+    assert!(
+        r.latency_us.corrected.count == m.received,
+        "{:?}",
+        r.latency_us
+    );
+}
+
+#[test]
+fn a_server_that_drops_every_100th_delivery_shows_1_percent_loss() {
+    let srv = start("broadcast-server.mjs", &[("DROP_EVERY", "100")]);
+    let r = fanout_run(srv.port);
+    let st = server_stats(srv.port);
+    let dropped = st["dropped"].as_u64().unwrap();
+    assert_balanced(&r);
+    let m = &r.messages;
+    assert!(dropped >= 20, "{st}");
+    // The deliveries the server dropped are the ones reported missing.
+    assert_eq!(m.timeouts, dropped, "{m:?} {st}");
+    let loss = m.timeouts as f64 / m.sent as f64 * 100.0;
+    assert!(
+        (0.9..=1.1).contains(&loss),
+        "loss {loss:.2} %, not 1 %: {m:?}"
+    );
+}
+
+#[test]
+fn group_size_needs_a_fanout_profile() {
+    let e = run(&["--url", "ws://127.0.0.1:1/", "--group-size", "3"]).expect_err("refused");
+    assert_eq!(e.exit_code(), 2, "{e}");
+    assert!(e.to_string().contains("[fanout]"), "{e}");
+}

@@ -186,6 +186,26 @@ impl Config {
             }
             Targets::Urls(v)
         };
+        let group_size = match o.group_size {
+            None => None,
+            Some(n) if !(2..=100_000).contains(&n) => {
+                return bad(
+                    "--group-size is 2 to 100000 connections (one publisher, the rest receive)",
+                );
+            }
+            Some(_) if profile.as_ref().is_none_or(|(_, p)| p.fanout.is_none()) => {
+                return bad(
+                    "--group-size needs a --profile with a [fanout] table (where a delivery carries its seq and ts; docs/PROFILES.md)",
+                );
+            }
+            Some(_) if o.workers > 1 => {
+                return bad("--group-size keeps each group in one process: drop --workers");
+            }
+            Some(_) if o.reconnect => {
+                return bad("--group-size does not combine with --reconnect yet");
+            }
+            Some(n) => Some(n),
+        };
         let mut dial = dial_settings(o, &targets)?;
         if let Some((_, p)) = &profile
             && let Some(sp) = &p.subprotocol
@@ -254,6 +274,7 @@ impl Config {
                 source_ips,
                 dial,
                 profile: profile.map(|(src, _)| src),
+                group_size,
             },
             targets,
             node_pids: o.node_pids.clone(),

@@ -35,8 +35,15 @@ pub async fn measure(ctx: Arc<RunCtx>, sinks: &mut [&mut dyn SecondSink]) -> Mea
         collect(&ctx, sinks, &done),
     );
     ctrl_c.abort();
+    let mut total = ctx.stats.total();
+    if ctx.cfg.group_size.is_some() {
+        // Fan-out: every delivery owed and not received in time timed out.
+        let c = &mut total.counts;
+        let settled = c.received + c.timeouts + c.lost + c.in_flight;
+        c.timeouts += c.sent.saturating_sub(settled);
+    }
     Measured {
-        total: ctx.stats.total(),
+        total,
         peak_open: ctx.stats.peak_open.load(Ordering::Relaxed),
         notes: ctx.notes(),
         abandoned,

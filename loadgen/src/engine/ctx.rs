@@ -7,6 +7,7 @@
 //! make a run hang.
 
 use crate::config::target::Target;
+use crate::engine::fanout::Group;
 use crate::engine::plan;
 use crate::engine::settings::{Settings, Share};
 use crate::engine::stats::{ErrorKind, Stats};
@@ -47,6 +48,8 @@ pub struct RunCtx {
     pub dialer: Dialer,
     /// `--profile`, compiled (checked already when the options were).
     pub profile: Option<Arc<Profile>>,
+    /// Fan-out: each group's shared books (empty without fan-out).
+    groups: Box<[Group]>,
     /// Slots this process should have open now (its own numbering).
     target_local: AtomicU64,
     aborted: AtomicBool,
@@ -94,6 +97,12 @@ impl RunCtx {
             connecting: tokio::sync::Semaphore::new(backlog),
             share,
             dialer,
+            groups: match cfg.group_size {
+                Some(n) if n > 0 => (0..cfg.plan.max_conns().div_ceil(n))
+                    .map(|_| Group::default())
+                    .collect(),
+                _ => Box::new([]),
+            },
             profile: cfg
                 .profile
                 .as_ref()
@@ -111,6 +120,27 @@ impl RunCtx {
 
     pub fn global_slot(&self, local: u64) -> u64 {
         self.share.global(local)
+    }
+
+    /// Fan-out: the group of slot `global`, from 1 (0 without fan-out).
+    pub fn group_number(&self, global: u64) -> u64 {
+        self.cfg.group_size.map_or(0, |n| global / n + 1)
+    }
+
+    /// Fan-out: slot `global` only receives (it is not its group's first).
+    pub fn is_subscriber(&self, global: u64) -> bool {
+        self.cfg.group_size.is_some_and(|n| global % n != 0)
+    }
+
+    /// Fan-out: the connection number (`{conn}`) of `global`'s publisher.
+    pub fn publisher_conn(&self, global: u64) -> u64 {
+        self.cfg.group_size.map_or(global, |n| global / n * n) + 1
+    }
+
+    /// Fan-out: the shared books of `global`'s group.
+    pub fn group(&self, global: u64) -> Option<&Group> {
+        let n = self.cfg.group_size?;
+        self.groups.get((global / n) as usize)
     }
 
     pub fn session_id(&self, global: u64) -> String {

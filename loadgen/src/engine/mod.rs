@@ -12,6 +12,7 @@ pub mod backend;
 pub mod collect;
 pub mod ctx;
 pub mod drive;
+pub mod fanout;
 pub mod measured;
 pub mod opening;
 pub mod pending;

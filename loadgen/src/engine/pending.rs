@@ -6,6 +6,7 @@
 //! exactly one bucket: received, timed out, lost or in flight.
 
 use crate::engine::ctx::RunCtx;
+use crate::engine::fanout::Received;
 use crate::engine::stats::record;
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
@@ -59,6 +60,8 @@ pub struct ConnState {
     pub cap: usize,
     /// One past the highest sequence number sent.
     pub sent_upto: u64,
+    /// Fan-out subscriber: what it has received of its publisher's messages.
+    pub received: Option<Received>,
 }
 
 impl ConnState {

@@ -6,6 +6,7 @@
 //! bucket each message ends in.
 
 use crate::engine::ctx::RunCtx;
+use crate::engine::fanout::Delivery;
 use crate::engine::pending::{ConnState, Pending, lock};
 use crate::engine::reply::{self, ChatEvent, ProfileEvent, Reply};
 use crate::engine::session::{CLOSE_WAIT, End, Session};
@@ -67,7 +68,7 @@ pub async fn recv_loop(s: &Session<'_>, mut rx: WsRead) -> End {
                 }
                 let done = {
                     let mut st = lock(&s.state);
-                    let done = settle(ctx, &mut st, r, now_us);
+                    let done = settle(ctx, &mut st, s.global, r, now_us);
                     st.shrink_if_idle();
                     done
                 };
@@ -95,6 +96,7 @@ async fn answer(s: &Session<'_>, i: usize) -> bool {
         conn: s.global + 1,
         session: &session,
         run: &ctx.run_id,
+        group: ctx.group_number(s.global),
         ..Values::default()
     };
     let mut text = reply.render(&vars).into_bytes();
@@ -107,12 +109,13 @@ async fn answer(s: &Session<'_>, i: usize) -> bool {
 }
 
 /// Act on one classified frame; true when it completed a message.
-fn settle(ctx: &RunCtx, st: &mut ConnState, r: Reply, now_us: u64) -> bool {
+fn settle(ctx: &RunCtx, st: &mut ConnState, global: u64, r: Reply, now_us: u64) -> bool {
     match r {
         Reply::Marker(m) => complete_marker(ctx, st, m, now_us),
         Reply::Chat { seq, event } => chat_event(ctx, st, seq, event, now_us),
         Reply::Ignore | Reply::Answer(_) => false,
         Reply::Profile { seq, event } => profile_event(ctx, st, seq, event, now_us),
+        Reply::Delivery { from, seq, ts } => delivery(ctx, st, global, from, seq, ts, now_us),
         Reply::Fault { kind, note } => {
             ctx.fail(kind, &note);
             false
@@ -390,4 +393,57 @@ fn profile_event(
         }
     });
     true
+}
+
+/// Fan-out: publisher `from`'s message `seq`, intended at `ts`, reached
+/// this subscriber.
+fn delivery(
+    ctx: &RunCtx,
+    st: &mut ConnState,
+    global: u64,
+    from: Option<u64>,
+    seq: u64,
+    ts: u64,
+    now_us: u64,
+) -> bool {
+    let (Some(rec), Some(group)) = (st.received.as_mut(), ctx.group(global)) else {
+        // A publisher's own message coming back to it is not a delivery.
+        return false;
+    };
+    if from.is_some_and(|f| f != ctx.publisher_conn(global)) {
+        ctx.fail(
+            ErrorKind::BadReply,
+            "a delivery from another group's publisher (cross-talk)",
+        );
+        return false;
+    }
+    if seq >= group.published() {
+        ctx.fail(
+            ErrorKind::BadReply,
+            "a delivery of a message that was never published",
+        );
+        return false;
+    }
+    match rec.take(seq) {
+        Delivery::New => {
+            let waited = now_us.saturating_sub(ts);
+            let on_time = waited < ctx.timeout_us();
+            ctx.stats.with(|r| {
+                if on_time {
+                    r.counts.received += 1;
+                    r.counts.ok += 1;
+                } else {
+                    r.counts.late += 1;
+                }
+                // Only the intended send time travels: both views are it.
+                r.latency(waited, waited);
+            });
+        }
+        Delivery::Duplicate => ctx.fail(
+            ErrorKind::Duplicate,
+            "a message delivered twice to one subscriber",
+        ),
+        Delivery::NotOwed | Delivery::TooOld => {}
+    }
+    false
 }

@@ -22,6 +22,12 @@ pub enum Reply {
     Ignore,
     /// A keep-alive to answer with the profile's answer rule at this index.
     Answer(usize),
+    /// Fan-out: a publisher's message delivered to this subscriber.
+    Delivery {
+        from: Option<u64>,
+        seq: u64,
+        ts: u64,
+    },
     /// Under a profile: about message `seq` (`None`: the oldest waiting).
     Profile {
         seq: Option<u64>,
@@ -88,6 +94,7 @@ pub fn classify_profile(p: &Profile, data: &[u8]) -> Reply {
             "a frame the profile does not describe (not a reply, part, end, keep-alive or ignored frame)",
         ),
         Frame::BadId(why) => fault(ErrorKind::BadReply, why),
+        Frame::Delivery { from, seq, ts } => Reply::Delivery { from, seq, ts },
         Frame::BadIndex => fault(
             ErrorKind::Protocol,
             "a part without a usable index at the profile's stream.index",

@@ -22,6 +22,23 @@ pub async fn send_loop(s: &Session<'_>, seq: &mut u64, first: Instant) -> End {
     let mut text = String::new();
     let session = ctx.session_id(s.global);
     let mut binary = false;
+    if ctx.is_subscriber(s.global) {
+        // Fan-out: a subscriber only receives, until every delivery of the
+        // run had its --timeout to arrive (past the end of sending, when the
+        // controller stops every slot), or a ramp-down or Ctrl-C stops it.
+        loop {
+            let now = Instant::now();
+            if ctx.is_aborted() || now >= ctx.hard_end {
+                break;
+            }
+            if now < ctx.send_end && ctx.slot_stopped(s.local) {
+                break;
+            }
+            tokio::time::sleep_until((now + CHECK_EVERY).min(ctx.hard_end).into()).await;
+        }
+        return drain(s, false).await;
+    }
+    let fanout = ctx.cfg.group_size.is_some();
     let Some(interval) = ctx.interval else {
         let stopped = sleep_checking(ctx, s.local, ctx.send_end).await;
         return drain(s, stopped).await;
@@ -70,6 +87,7 @@ pub async fn send_loop(s: &Session<'_>, seq: &mut u64, first: Instant) -> End {
                     seq: n,
                     ts_us: intended_us,
                     payload: &ctx.filler,
+                    group: ctx.group_number(s.global),
                 };
                 p.message.render_into(&mut text, &vars);
                 buf.clear();
@@ -77,13 +95,19 @@ pub async fn send_loop(s: &Session<'_>, seq: &mut u64, first: Instant) -> End {
                 binary = p.binary;
             }
         }
-        let full = {
+        // Fan-out: a published message is one delivery per subscriber ready
+        // now; deliveries are settled by the subscribers, not here.
+        let deliveries = match ctx.group(s.global) {
+            Some(g) if fanout => g.publish(n),
+            _ => 1,
+        };
+        let full = !fanout && {
             let mut st = lock(&s.state);
             expire(ctx, &mut st, sent_us);
             st.push(Pending::sent(n, intended_us, sent_us))
         };
         ctx.stats.with(|r| {
-            r.counts.sent += 1;
+            r.counts.sent += deliveries;
             if full {
                 // Bounded bookkeeping: the oldest was given up as timed out.
                 r.counts.timeouts += 1;

@@ -44,6 +44,9 @@ pub struct Settings {
     /// `--profile`: the profile's text (checked), compiled by each process.
     /// Default: none.
     pub profile: Option<ProfileSource>,
+    /// Fan-out (`--group-size N`): connections in groups of N, the first
+    /// of each publishes, the others count deliveries. Default: none.
+    pub group_size: Option<u64>,
 }
 
 /// A protocol profile as read from its file.

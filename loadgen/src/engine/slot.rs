@@ -8,6 +8,7 @@
 //! per-connection memory small.
 
 use crate::engine::ctx::RunCtx;
+use crate::engine::fanout::Received;
 use crate::engine::opening;
 use crate::engine::pending::{ConnState, Pending, lock};
 use crate::engine::recv::recv_loop;
@@ -61,6 +62,7 @@ pub async fn run_slot(ctx: Arc<RunCtx>, local: u64) {
                 conn: global + 1,
                 session: &session,
                 run: &ctx.run_id,
+                group: ctx.group_number(global),
                 ..Values::default()
             };
             let t = Instant::now();
@@ -202,6 +204,7 @@ async fn run_session(
                 conn: global + 1,
                 session: &session,
                 run: &ctx.run_id,
+                group: ctx.group_number(global),
                 ..Values::default()
             };
             if let Err(e) = opening::open(p, &mut rx, &mut tx, &vars, ctx.wait_limit()).await {
@@ -230,6 +233,9 @@ async fn run_session(
             return End::Dropped;
         }
     }
+    // Fan-out: a subscriber is owed every message published from now on.
+    let group = ctx.group(global).filter(|_| ctx.is_subscriber(global));
+    let received = group.map(|g| Received::new(g.join()));
     let session = Session {
         ctx,
         local,
@@ -239,6 +245,7 @@ async fn run_session(
             pending: carried,
             cap: ctx.pending_cap,
             sent_upto: *seq,
+            received,
         }),
         replied: Notify::new(),
     };
@@ -249,6 +256,9 @@ async fn run_session(
         e = recv_loop(&session, rx) => e,
         e = send_loop(&session, seq, first) => e,
     };
+    if let Some(g) = group {
+        g.leave();
+    }
     settle_leftovers(ctx, &session.state, end, carry);
     end
 }

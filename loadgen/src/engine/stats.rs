@@ -36,6 +36,8 @@ pub enum ErrorKind {
     Tls,
     /// The upgrade was refused with HTTP 401 or 403 (credentials).
     Refused,
+    /// Fan-out: a message delivered twice to one subscriber.
+    Duplicate,
     /// Connecting or the handshake took longer than --timeout.
     ConnectTimeout,
     /// The HTTP upgrade failed (not 101, missing headers, garbage).
@@ -61,10 +63,11 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 14] = [
+    pub const ALL: [ErrorKind; 15] = [
         ErrorKind::Connect,
         ErrorKind::Tls,
         ErrorKind::Refused,
+        ErrorKind::Duplicate,
         ErrorKind::ConnectTimeout,
         ErrorKind::Handshake,
         ErrorKind::Welcome,
@@ -83,6 +86,7 @@ impl ErrorKind {
             ErrorKind::Connect => "connect",
             ErrorKind::Tls => "tls",
             ErrorKind::Refused => "upgrade_refused",
+            ErrorKind::Duplicate => "duplicate",
             ErrorKind::ConnectTimeout => "connect_timeout",
             ErrorKind::Handshake => "handshake",
             ErrorKind::Welcome => "welcome",

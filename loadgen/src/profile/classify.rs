@@ -31,6 +31,13 @@ pub enum Frame {
     BadId(&'static str),
     /// A part whose index is missing or not a number.
     BadIndex,
+    /// Fan-out: a publisher's message `seq`, intended at `ts` (µs since
+    /// the run's start), from connection `from` when the profile says.
+    Delivery {
+        from: Option<u64>,
+        seq: u64,
+        ts: u64,
+    },
 }
 
 /// Classify one frame under profile `p`. A free function rather than a
@@ -48,6 +55,15 @@ pub fn classify(p: &Profile, data: &[u8]) -> Frame {
     }
     if p.ignores.iter().any(|m| m.matches(text, json)) {
         return Frame::Ignore;
+    }
+    if let Some(f) = &p.fanout
+        && let (Ok(Some(seq)), Ok(Some(ts))) = (f.seq.extract(text, json), f.ts.extract(text, json))
+    {
+        let from = f
+            .from
+            .as_ref()
+            .and_then(|r| r.extract(text, json).ok().flatten());
+        return Frame::Delivery { from, seq, ts };
     }
     let id = || p.id.extract(text, json);
     if let Some(s) = &p.stream {

@@ -27,6 +27,8 @@ pub struct Profile {
     pub reply_when: Option<Matcher>,
     pub id: IdRule,
     pub stream: Option<StreamRule>,
+    /// Fan-out: where deliveries carry the publisher's seq, ts and conn.
+    pub fanout: Option<FanoutRule>,
     pub answers: Vec<(Matcher, Template)>,
     pub ignores: Vec<Matcher>,
     /// Some matcher or pointer reads the frame as JSON.
@@ -58,6 +60,13 @@ pub enum IdRule {
     Order,
     Json(String),
     Regex(Regex),
+}
+
+#[derive(Debug, Clone)]
+pub struct FanoutRule {
+    pub seq: IdRule,
+    pub ts: IdRule,
+    pub from: Option<IdRule>,
 }
 
 #[derive(Debug, Clone)]
@@ -229,6 +238,17 @@ impl Profile {
             }),
             None => None,
         };
+        let fanout = match spec.fanout {
+            Some(f) => Some(FanoutRule {
+                seq: located_rule(&at, &f.seq, "fanout.seq")?,
+                ts: located_rule(&at, &f.ts, "fanout.ts")?,
+                from: match &f.from {
+                    Some(v) => Some(located_rule(&at, v, "fanout.from")?),
+                    None => None,
+                },
+            }),
+            None => None,
+        };
         let mut answers = Vec::new();
         for (i, a) in spec.answer.into_iter().enumerate() {
             let key = format!("answer[{}]", i + 1);
@@ -243,6 +263,12 @@ impl Profile {
             ignores.push(matcher(&at, g.when, &format!("ignore[{}].when", i + 1))?);
         }
         let needs_json = matches!(id, IdRule::Json(_))
+            || fanout.as_ref().is_some_and(|f| {
+                [Some(&f.seq), Some(&f.ts), f.from.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .any(|r| matches!(r, IdRule::Json(_)))
+            })
             || reply_when.as_ref().is_some_and(Matcher::reads_json)
             || stream
                 .as_ref()
@@ -267,6 +293,7 @@ impl Profile {
             reply_when,
             id,
             stream,
+            fanout,
             answers,
             ignores,
             needs_json,
@@ -276,41 +303,45 @@ impl Profile {
 
 /// `reply.id`: "order", { json = "/ptr" } or { regex = '...' }.
 fn id_rule(at: &Locate<'_>, v: &Spanned<toml::Value>) -> Result<IdRule, String> {
-    let key = "reply.id";
+    match v.get_ref() {
+        toml::Value::String(s) if s == "order" => Ok(IdRule::Order),
+        _ => located_rule(at, v, "reply.id"),
+    }
+}
+
+/// `{ json = "/ptr" }` or `{ regex = '...' }` (with a capture group): where
+/// a frame carries a number.
+fn located_rule(at: &Locate<'_>, v: &Spanned<toml::Value>, key: &str) -> Result<IdRule, String> {
     let bad = || {
         at.at(
             v.span(),
             key,
-            "is \"order\", { json = \"/ptr\" } or { regex = '^43(\\d+)' }",
+            "is { json = \"/ptr\" } or { regex = '^43(\\d+)' } (reply.id may also be \"order\")",
         )
     };
-    match v.get_ref() {
-        toml::Value::String(s) if s == "order" => Ok(IdRule::Order),
-        toml::Value::Table(t) if t.len() == 1 => {
-            let (k, val) = t
-                .iter()
-                .next()
-                .map(|(k, v)| (k.as_str(), v))
-                .unwrap_or(("", v.get_ref()));
-            let Some(text) = val.as_str() else {
-                return bad();
-            };
-            let spanned = Spanned::new(v.span(), text.to_string());
-            match k {
-                "json" => Ok(IdRule::Json(pointer(at, &spanned, "reply.id.json")?)),
-                "regex" => {
-                    let re = regex(at, &spanned, "reply.id.regex")?;
-                    if re.captures_len() < 2 {
-                        return at.at(
-                            v.span(),
-                            "reply.id.regex",
-                            "needs a capture group around the id, e.g. '^43(\\d+)'",
-                        );
-                    }
-                    Ok(IdRule::Regex(re))
-                }
-                _ => bad(),
+    let toml::Value::Table(t) = v.get_ref() else {
+        return bad();
+    };
+    let mut entries = t.iter();
+    let (Some((k, val)), None) = (entries.next(), entries.next()) else {
+        return bad();
+    };
+    let Some(text) = val.as_str() else {
+        return bad();
+    };
+    let spanned = Spanned::new(v.span(), text.to_string());
+    match k.as_str() {
+        "json" => Ok(IdRule::Json(pointer(at, &spanned, &format!("{key}.json"))?)),
+        "regex" => {
+            let re = regex(at, &spanned, &format!("{key}.regex"))?;
+            if re.captures_len() < 2 {
+                return at.at(
+                    v.span(),
+                    &format!("{key}.regex"),
+                    "needs a capture group around the number, e.g. '^43(\\d+)'",
+                );
             }
+            Ok(IdRule::Regex(re))
         }
         _ => bad(),
     }

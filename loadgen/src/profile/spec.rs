@@ -27,6 +27,9 @@ pub struct ProfileSpec {
     pub reply: ReplySpec,
     /// Streamed answers: several parts, then an end.
     pub stream: Option<StreamSpec>,
+    /// Fan-out (`--group-size`): where a delivered message carries its
+    /// publisher's `{seq}`, `{ts_us}` and (optionally) `{conn}`.
+    pub fanout: Option<FanoutSpec>,
     /// Frames to answer (keep-alives).
     #[serde(default)]
     pub answer: Vec<AnswerSpec>,
@@ -66,6 +69,16 @@ pub struct ReplySpec {
     /// message still waiting; the default), `{ json = "/id" }`, or
     /// `{ regex = '^43(\d+)' }` (capture group 1).
     pub id: Option<Spanned<toml::Value>>,
+}
+
+/// Where a delivery names its message: each value is `{ json = "/ptr" }`
+/// or `{ regex = '...(\d+)...' }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FanoutSpec {
+    pub seq: Spanned<toml::Value>,
+    pub ts: Spanned<toml::Value>,
+    pub from: Option<Spanned<toml::Value>>,
 }
 
 /// Streamed answers.

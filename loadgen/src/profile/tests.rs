@@ -141,3 +141,28 @@ fn the_echo_profile_reads_wsnode_replies() {
         Frame::Unexpected
     );
 }
+
+#[test]
+fn the_broadcast_profile_reads_deliveries() {
+    let p = parse(include_str!("../../../profiles/broadcast.toml")).unwrap();
+    assert!(p.fanout.is_some());
+    assert_eq!(
+        classify(
+            &p,
+            br#"{"pub":"g1","seq":4,"ts":1200,"from":1,"payload":"x"}"#
+        ),
+        Frame::Delivery {
+            from: Some(1),
+            seq: 4,
+            ts: 1200
+        }
+    );
+    // A frame without the fields is not a delivery.
+    assert_eq!(
+        classify(&p, br#"{"joined":"g1"}"#),
+        Frame::Reply { id: None }
+    );
+    let e = parse("[message]\ntext = \"m\"\n[fanout]\nseq = { json = \"/s\" }\nts = \"order\"\n")
+        .unwrap_err();
+    assert!(e.contains("p.toml:5: fanout.ts"), "{e}");
+}
