@@ -160,7 +160,7 @@ fn nodes_that_never_clean_up_fail_cleanup_only() {
 }
 
 #[test]
-fn a_deployment_without_fault_commands_skips_the_fault_scenarios() {
+fn a_deployment_without_fault_commands_skips_the_fault_scenarios_and_runs_the_rest() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut copts = ClusterOptions::new(common::wsnode());
     copts.balance = Balance::IpHash;
@@ -173,6 +173,11 @@ fn a_deployment_without_fault_commands_skips_the_fault_scenarios() {
         "connectivity".into(),
         "failover".into(),
         "redis-failure".into(),
+        "load".into(),
+        "--load-conns".into(),
+        "20".into(),
+        "--load-duration".into(),
+        "2s".into(),
         "--quiet".into(),
         "--url".into(),
         url,
@@ -187,8 +192,10 @@ fn a_deployment_without_fault_commands_skips_the_fault_scenarios() {
         _ => unreachable!(),
     };
     let r = loadgen::scenario::run_suite(&opts).expect("the suite runs");
-    let connectivity = verdict(&r, "connectivity");
-    assert_eq!(connectivity.status, Status::Pass, "{connectivity:#?}");
+    for name in ["connectivity", "load"] {
+        let v = verdict(&r, name);
+        assert_eq!(v.status, Status::Pass, "{v:#?}");
+    }
     for (name, option) in [
         ("failover", "--stop-node-cmd"),
         ("redis-failure", "--stop-redis-cmd"),

@@ -149,3 +149,43 @@ fn shell(cmd: &str, node: Option<usize>) -> Result<String, Stop> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn external(stop_node: &str) -> Control {
+        Control::External(Commands {
+            stop_node: Some(stop_node.into()),
+            ..Commands::default()
+        })
+    }
+
+    #[test]
+    fn commands_get_the_node_number_and_their_failures_abort() {
+        // `{n}` is 1-based: node index 1 is node 2.
+        assert!(external("test {n} = 2").stop_node(1).is_ok());
+        assert!(matches!(
+            external("test {n} = 2").stop_node(0),
+            Err(Stop::Abort(_))
+        ));
+        assert!(
+            matches!(external("exit 3").stop_node(0), Err(Stop::Abort(e)) if e.contains("failed"))
+        );
+    }
+
+    #[test]
+    fn a_missing_command_skips_and_names_the_option() {
+        let c = external("true");
+        assert!(
+            c.can_restart_node()
+                .is_err_and(|e| matches!(e, Stop::Skip(r) if r.contains("--start-node-cmd")))
+        );
+        assert!(
+            c.can_restart_redis()
+                .is_err_and(|e| matches!(e, Stop::Skip(r) if r.contains("--stop-redis-cmd")))
+        );
+        let mut c = external("true");
+        assert!(matches!(c.start_redis(), Err(Stop::Skip(_))));
+    }
+}

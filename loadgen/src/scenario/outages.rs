@@ -4,7 +4,7 @@
 use crate::scenario::basics::answer_whole;
 use crate::scenario::client::{Client, End, session_url};
 use crate::scenario::evidence::{Sheet, Stop};
-use crate::scenario::nodes::wait_for;
+use crate::scenario::nodes::{NodeTarget, wait_for};
 use crate::scenario::setup::Env;
 use crate::scenario::streams::timing;
 use protocol::StreamStatus;
@@ -132,6 +132,7 @@ pub async fn failover(env: &mut Env, s: &mut Sheet) -> Result<(), Stop> {
     s.note(did);
     let node = env.nodes[0].clone();
     let healthy = wait_for(st.step * 3, || node.healthy()).await;
+    let up = wait_for(st.step, || distributed_up(&node)).await;
     let rejoined = match reconnect(
         &session_url(&node.ws, &env.session("failover-new"), None),
         st.step,
@@ -146,10 +147,18 @@ pub async fn failover(env: &mut Env, s: &mut Sheet) -> Result<(), Stop> {
     };
     s.check(
         "Node 1 rejoins without issues",
-        healthy && !rejoined.starts_with("FAILED"),
-        format!("node1 /health 200: {healthy}; {rejoined}"),
+        healthy && up && !rejoined.starts_with("FAILED"),
+        format!(
+            "node1 /health 200: {healthy}; /health/distributed status UP (broker connected): {up}; {rejoined}"
+        ),
     );
     Ok(())
+}
+
+/// `GET /health/distributed` says `"status":"UP"` (its broker is connected).
+fn distributed_up(node: &NodeTarget) -> bool {
+    node.get("/health/distributed")
+        .is_ok_and(|(code, body)| code == 200 && body.contains("\"status\":\"UP\""))
 }
 
 /// Lines of every node's log with all of `needles` (0 for a node whose log is unknown).
@@ -256,16 +265,19 @@ pub async fn redis_failure(env: &mut Env, s: &mut Sheet) -> Result<(), Stop> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    let nodes = env.nodes.clone();
+    let all_up = wait_for(st.step, || nodes.iter().all(distributed_up)).await;
+    let answer = match &recovered {
+        Some((_, t)) => format!(
+            "a new connection's answer was whole {:.1} s after the restart ({outcome})",
+            t.as_secs_f64()
+        ),
+        None => format!("nothing worked within 15 s: {outcome}"),
+    };
     s.check(
         "System recovers after Redis restart",
-        recovered.is_some(),
-        match &recovered {
-            Some((_, t)) => format!(
-                "a new connection's answer was whole {:.1} s after the restart ({outcome})",
-                t.as_secs_f64()
-            ),
-            None => format!("nothing worked within 15 s: {outcome}"),
-        },
+        recovered.is_some() && all_up,
+        format!("{answer}; every node's /health/distributed says UP: {all_up}"),
     );
     if let Some((m2, _)) = recovered {
         let (q, other, line) = env.store()?.cached_sequence(&m2, st.chunks)?;

@@ -41,10 +41,20 @@ pub async fn load(env: &mut Env, s: &mut Sheet) -> Result<(), Stop> {
         "--session-pattern".into(),
         format!("{}-{{N}}", env.session("load")),
     ];
-    if let Control::Local(c) = &env.control {
-        for pid in c.nodes().iter().filter_map(|n| n.pid()) {
-            args.extend(["--node-pid".into(), pid.to_string()]);
+    match (&env.control, &env.store) {
+        (Control::Local(c), _) => {
+            for pid in c.nodes().iter().filter_map(|n| n.pid()) {
+                args.extend(["--node-pid".into(), pid.to_string()]);
+            }
         }
+        // A deployment's nodes are found through the Redis they register in.
+        (Control::External(_), Some(store)) => {
+            let rest = store.url().trim_start_matches("redis://");
+            let host_port = rest.rsplit('@').next().unwrap_or(rest);
+            let host_port = host_port.split('/').next().unwrap_or(host_port);
+            args.extend(["--redis".into(), host_port.into()]);
+        }
+        (Control::External(_), None) => {}
     }
     let opts = crate::opts::Opts::try_parse_from(&args)
         .map_err(|e| Stop::Abort(format!("load options: {e}")))?;
