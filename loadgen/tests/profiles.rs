@@ -121,6 +121,11 @@ fn graphql_ws_subscriptions_stream_their_results_in_order() {
         "time to the last part p50 {last} ms, not 80 ms ± 10 %"
     );
     assert!(chat.chunk_gap_us.count > 0, "{chat:?}");
+    assert_eq!(
+        (chat.parts.p50, chat.parts.max),
+        (5, 5),
+        "five parts an answer: {chat:?}"
+    );
 }
 
 #[test]
@@ -164,6 +169,11 @@ fn a_result_the_server_skips_is_reported_as_a_gap() {
         r.error_samples
     );
     assert_eq!(r.messages.ok, 0, "an answer with a gap is not ok");
+    let parts = r.chat.as_ref().expect("streamed").parts;
+    assert_eq!(
+        parts.max, 5,
+        "the index after the gap counts the skipped part: {parts:?}"
+    );
 }
 
 #[test]

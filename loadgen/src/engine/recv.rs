@@ -311,6 +311,11 @@ fn finish_answer(ctx: &RunCtx, mut p: Pending, ev: ChatEvent, now_us: u64) {
             );
         }
         record(&mut r.done_time, now_us.saturating_sub(p.intended_us));
+        if p.next_index > 0 {
+            if p.next_index > 0 {
+                record(&mut r.parts, u64::from(p.next_index));
+            }
+        }
     });
 }
 
@@ -390,6 +395,9 @@ fn profile_event(
         }
         if ev == ProfileEvent::End {
             record(&mut r.done_time, now_us.saturating_sub(p.intended_us));
+            if p.next_index > 0 {
+                record(&mut r.parts, u64::from(p.next_index));
+            }
         }
     });
     true

@@ -212,6 +212,8 @@ pub struct Recorder {
     pub chunk_gap: Histogram<u64>,
     /// Chat: from the intended send time to `done`.
     pub done_time: Histogram<u64>,
+    /// Streamed answers: parts per completed answer (a count, not µs).
+    pub parts: Histogram<u64>,
     /// From a dropped connection to the next successful handshake of the
     /// same slot (--reconnect): what a client of a crashed node waits.
     pub failover: Histogram<u64>,
@@ -238,6 +240,7 @@ impl Default for Recorder {
             send_lag: new_hist(),
             chunk_gap: new_hist(),
             done_time: new_hist(),
+            parts: new_hist(),
             failover: new_hist(),
             recovery: new_hist(),
             sec_corrected: new_hist(),
@@ -260,6 +263,7 @@ impl Recorder {
             (&mut self.send_lag, &o.send_lag),
             (&mut self.chunk_gap, &o.chunk_gap),
             (&mut self.done_time, &o.done_time),
+            (&mut self.parts, &o.parts),
             (&mut self.failover, &o.failover),
             (&mut self.recovery, &o.recovery),
             (&mut self.sec_corrected, &o.sec_corrected),

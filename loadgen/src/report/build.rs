@@ -89,6 +89,7 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
         first_chunk_us: corrected,
         chunk_gap_us: Summary::of(&rec.chunk_gap),
         done_us: Summary::of(&rec.done_time),
+        parts: Summary::of(&rec.parts),
         recovery_us: recovery,
         recoveries_unfinished: c.recoveries_unfinished,
         recoveries_ended: c.recoveries_ended,

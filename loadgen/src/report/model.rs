@@ -218,6 +218,9 @@ pub struct Chat {
     pub first_chunk_us: Summary,
     pub chunk_gap_us: Summary,
     pub done_us: Summary,
+    /// Parts per completed answer (chunks, or a profile's stream parts): a
+    /// count, not microseconds; answers with no part are not in it.
+    pub parts: Summary,
     /// With --reconnect: from the drop that cut an answer until it moves
     /// again on the next connection (first chunk past the `recovered` replay,
     /// or `done`); an answer that never does counts its wait until it was

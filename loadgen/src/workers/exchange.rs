@@ -115,6 +115,8 @@ pub struct WorkerResult {
     pub send_lag: Vec<(u64, u64)>,
     pub chunk_gap: Vec<(u64, u64)>,
     pub done_time: Vec<(u64, u64)>,
+    #[serde(default)]
+    pub parts: Vec<(u64, u64)>,
     pub failover: Vec<(u64, u64)>,
     pub recovery: Vec<(u64, u64)>,
     pub peak_open: i64,
@@ -137,6 +139,7 @@ impl From<&Measured> for WorkerResult {
             send_lag: hist_to_pairs(&t.send_lag),
             chunk_gap: hist_to_pairs(&t.chunk_gap),
             done_time: hist_to_pairs(&t.done_time),
+            parts: hist_to_pairs(&t.parts),
             failover: hist_to_pairs(&t.failover),
             recovery: hist_to_pairs(&t.recovery),
             peak_open: m.peak_open,
@@ -160,6 +163,7 @@ impl WorkerResult {
             send_lag: hist_from_pairs(&self.send_lag),
             chunk_gap: hist_from_pairs(&self.chunk_gap),
             done_time: hist_from_pairs(&self.done_time),
+            parts: hist_from_pairs(&self.parts),
             failover: hist_from_pairs(&self.failover),
             recovery: hist_from_pairs(&self.recovery),
             ..Recorder::default()
