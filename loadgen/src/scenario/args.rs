@@ -139,7 +139,9 @@ pub struct ScenarioOpts {
     pub start_redis_cmd: Option<String>,
 
     /// Local: the program the nodes run, a wsnode or a loadgen (run as
-    /// `loadgen __node`) [default: this loadgen]. Example: --node-program target/release/wsnode
+    /// `loadgen __node`, which writes no logs) [default: $WSBENCH_WSNODE,
+    /// else the wsnode beside this loadgen, else this loadgen].
+    /// Example: --node-program target/release/wsnode
     #[arg(long, value_name = "PATH")]
     pub node_program: Option<PathBuf>,
 

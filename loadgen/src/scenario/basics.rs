@@ -5,6 +5,7 @@ use crate::scenario::client::{Answer, Client, End, session_url};
 use crate::scenario::evidence::{Sheet, Stop};
 use crate::scenario::nodes::{NodeTarget, wait_for};
 use crate::scenario::setup::Env;
+use crate::scenario::store::shown;
 use std::time::Duration;
 
 /// Whether an answer arrived whole: done with `chunks`, every index once,
@@ -75,7 +76,7 @@ pub async fn connectivity(env: &mut Env, s: &mut Sheet) -> Result<(), Stop> {
         entry
             .as_deref()
             .is_some_and(|e| e.contains(&format!("\"{node}\""))),
-        format!("HGET sessions:active {sid} = {entry:?}"),
+        format!("HGET sessions:active {sid} = {}", shown(&entry)),
     );
 
     let mid = format!("{sid}-m1");

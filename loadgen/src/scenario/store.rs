@@ -21,6 +21,11 @@ pub fn channel(session_id: &str) -> String {
     format!("chat:stream:{session_id}")
 }
 
+/// A reply as `redis-cli` shows it: the value, or `(nil)`.
+pub fn shown(v: &Option<String>) -> String {
+    v.clone().unwrap_or_else(|| "(nil)".into())
+}
+
 const TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct Store {

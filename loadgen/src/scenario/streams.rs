@@ -7,6 +7,7 @@ use crate::scenario::checks::{Sequence, short_list};
 use crate::scenario::client::{Client, End, session_url};
 use crate::scenario::evidence::{Sheet, Stop, Timing};
 use crate::scenario::setup::Env;
+use crate::scenario::store::shown;
 use tokio::time::Instant;
 
 /// Grade `ms` on the seed's Target Metrics row named `metric`.
@@ -99,7 +100,10 @@ pub async fn recovery(env: &mut Env, s: &mut Sheet) -> Result<(), Stop> {
     s.check(
         "Session persists in Redis",
         entry.is_some(),
-        format!("after the cut: HGET sessions:active {sid} = {entry:?}"),
+        format!(
+            "after the cut: HGET sessions:active {sid} = {}",
+            shown(&entry)
+        ),
     );
 
     let started = Instant::now();

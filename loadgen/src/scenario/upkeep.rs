@@ -8,6 +8,7 @@ use crate::scenario::evidence::{Sheet, Stop};
 use crate::scenario::faults::Control;
 use crate::scenario::nodes::wait_for;
 use crate::scenario::setup::Env;
+use crate::scenario::store::shown;
 use clap::Parser;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -172,7 +173,8 @@ pub async fn cleanup(env: &mut Env, s: &mut Sheet) -> Result<(), Stop> {
     let (_, line) = answer_whole(&c.collect(&mid, st.answer_wait()).await, st.chunks);
     let entry = store.session(&sid)?;
     s.note(format!(
-        "before: answer {line}; HGET sessions:active {sid} = {entry:?}"
+        "before: answer {line}; HGET sessions:active {sid} = {}",
+        shown(&entry)
     ));
     if entry.is_none() {
         return Err(Stop::Abort(
@@ -225,7 +227,7 @@ pub async fn cleanup(env: &mut Env, s: &mut Sheet) -> Result<(), Stop> {
     s.check(
         "Redis entry removed",
         removed && entry.is_none(),
-        format!("HGET sessions:active {sid} = {entry:?}"),
+        format!("HGET sessions:active {sid} = {}", shown(&entry)),
     );
     if let Some(hits) = nodes_logging(&env.nodes, &["Cleaning up stale session", sid.as_str()]) {
         s.note(format!(
