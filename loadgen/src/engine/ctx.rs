@@ -13,6 +13,7 @@ use crate::engine::settings::{Settings, Share};
 use crate::engine::stats::{ErrorKind, Stats};
 use crate::net::dial::Dialer;
 use crate::opts::Mode;
+use crate::placeholders::Values;
 use crate::profile::rules::Profile;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -120,6 +121,18 @@ impl RunCtx {
 
     pub fn global_slot(&self, local: u64) -> u64 {
         self.share.global(local)
+    }
+
+    /// The placeholder values of slot `global`'s connection (`{conn}`,
+    /// `{session}`, `{run}`, `{group}`); per-message ones are left at zero.
+    pub fn conn_values<'a>(&'a self, global: u64, session: &'a str) -> Values<'a> {
+        Values {
+            conn: global + 1,
+            session,
+            run: &self.run_id,
+            group: self.group_number(global),
+            ..Values::default()
+        }
     }
 
     /// Fan-out: the group of slot `global`, from 1 (0 without fan-out).

@@ -14,7 +14,6 @@ use crate::engine::stats::{ErrorKind, record};
 use crate::net::connect::WsRead;
 use crate::net::frames::{OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_TEXT};
 use crate::net::wire::Marker;
-use crate::placeholders::Values;
 use fastwebsockets::{Frame, Payload};
 use std::time::Instant;
 
@@ -92,13 +91,7 @@ async fn answer(s: &Session<'_>, i: usize) -> bool {
         return true;
     };
     let session = ctx.session_id(s.global);
-    let vars = Values {
-        conn: s.global + 1,
-        session: &session,
-        run: &ctx.run_id,
-        group: ctx.group_number(s.global),
-        ..Values::default()
-    };
+    let vars = ctx.conn_values(s.global, &session);
     let mut text = reply.render(&vars).into_bytes();
     let frame = Frame::text(Payload::BorrowedMut(&mut text));
     if let Err(e) = s.tx.lock().await.write_frame(frame).await {
@@ -216,22 +209,13 @@ fn chat_event(ctx: &RunCtx, st: &mut ConnState, seq: u64, ev: ChatEvent, now_us:
                     &format!("chunk {index} of message {seq} has the wrong text"),
                 );
             }
-            let (first, last) = (p.last_chunk_us == 0, p.last_chunk_us);
-            let (intended, sent) = (p.intended_us, p.sent_us);
             p.next_index = index.saturating_add(1);
-            p.last_chunk_us = now_us.max(1);
+            part_arrived(ctx, p, now_us);
             if p.dropped_us > 0 && p.resume_from != u32::MAX && index >= p.resume_from {
                 let waited = now_us.saturating_sub(p.dropped_us);
                 p.dropped_us = 0;
                 ctx.stats.with(|r| record(&mut r.recovery, waited));
             }
-            ctx.stats.with(|r| {
-                if first {
-                    r.latency(now_us.saturating_sub(intended), now_us.saturating_sub(sent));
-                } else {
-                    record(&mut r.chunk_gap, now_us.saturating_sub(last));
-                }
-            });
             false
         }
         ChatEvent::Error { code }
@@ -297,26 +281,7 @@ fn finish_answer(ctx: &RunCtx, mut p: Pending, ev: ChatEvent, now_us: u64) {
         }
         _ => {}
     }
-    let on_time = now_us.saturating_sub(p.sent_us) < ctx.timeout_us();
-    ctx.stats.with(|r| {
-        r.counts.received += 1;
-        if !p.bad && on_time {
-            r.counts.ok += 1;
-        }
-        if p.last_chunk_us == 0 {
-            // No chunk came: the end frame is the first answer.
-            r.latency(
-                now_us.saturating_sub(p.intended_us),
-                now_us.saturating_sub(p.sent_us),
-            );
-        }
-        record(&mut r.done_time, now_us.saturating_sub(p.intended_us));
-        if p.next_index > 0 {
-            if p.next_index > 0 {
-                record(&mut r.parts, u64::from(p.next_index));
-            }
-        }
-    });
+    complete(ctx, &p, now_us, true);
 }
 
 /// Under a profile: a whole reply, a part or the end of a streamed answer
@@ -365,41 +330,13 @@ fn profile_event(
             }
             _ => p.next_index = due.saturating_add(1),
         }
-        let last = p.last_chunk_us;
-        p.last_chunk_us = now_us.max(1);
-        let (intended, sent) = (p.intended_us, p.sent_us);
-        ctx.stats.with(|r| {
-            if last == 0 {
-                r.latency(now_us.saturating_sub(intended), now_us.saturating_sub(sent));
-            } else {
-                record(&mut r.chunk_gap, now_us.saturating_sub(last));
-            }
-        });
+        part_arrived(ctx, p, now_us);
         return false;
     }
     let Some(p) = st.pending.remove(i) else {
         return false;
     };
-    let on_time = now_us.saturating_sub(p.sent_us) < ctx.timeout_us();
-    ctx.stats.with(|r| {
-        r.counts.received += 1;
-        if !p.bad && on_time {
-            r.counts.ok += 1;
-        }
-        if p.last_chunk_us == 0 {
-            // A whole reply, or an end with no part before it.
-            r.latency(
-                now_us.saturating_sub(p.intended_us),
-                now_us.saturating_sub(p.sent_us),
-            );
-        }
-        if ev == ProfileEvent::End {
-            record(&mut r.done_time, now_us.saturating_sub(p.intended_us));
-            if p.next_index > 0 {
-                record(&mut r.parts, u64::from(p.next_index));
-            }
-        }
-    });
+    complete(ctx, &p, now_us, ev == ProfileEvent::End);
     true
 }
 
@@ -454,4 +391,44 @@ fn delivery(
         Delivery::NotOwed | Delivery::TooOld => {}
     }
     false
+}
+
+/// A part of an answer arrived: the first is the answer's latency, the
+/// others the gap since the previous part.
+fn part_arrived(ctx: &RunCtx, p: &mut Pending, now_us: u64) {
+    let last = p.last_chunk_us;
+    p.last_chunk_us = now_us.max(1);
+    let (intended, sent) = (p.intended_us, p.sent_us);
+    ctx.stats.with(|r| {
+        if last == 0 {
+            r.latency(now_us.saturating_sub(intended), now_us.saturating_sub(sent));
+        } else {
+            record(&mut r.chunk_gap, now_us.saturating_sub(last));
+        }
+    });
+}
+
+/// A message's answer is complete: count it and time it; a streamed
+/// answer's end also times the whole answer and counts its parts.
+fn complete(ctx: &RunCtx, p: &Pending, now_us: u64, streamed: bool) {
+    let on_time = now_us.saturating_sub(p.sent_us) < ctx.timeout_us();
+    ctx.stats.with(|r| {
+        r.counts.received += 1;
+        if !p.bad && on_time {
+            r.counts.ok += 1;
+        }
+        if p.last_chunk_us == 0 {
+            // No part came: this frame is the answer's first (and only) sign.
+            r.latency(
+                now_us.saturating_sub(p.intended_us),
+                now_us.saturating_sub(p.sent_us),
+            );
+        }
+        if streamed {
+            record(&mut r.done_time, now_us.saturating_sub(p.intended_us));
+            if p.next_index > 0 {
+                record(&mut r.parts, u64::from(p.next_index));
+            }
+        }
+    });
 }

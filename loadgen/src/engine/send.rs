@@ -81,13 +81,10 @@ pub async fn send_loop(s: &Session<'_>, seq: &mut u64, first: Instant) -> End {
                     return drain(s, true).await;
                 };
                 let vars = Values {
-                    conn: s.global + 1,
-                    session: &session,
-                    run: &ctx.run_id,
                     seq: n,
                     ts_us: intended_us,
                     payload: &ctx.filler,
-                    group: ctx.group_number(s.global),
+                    ..ctx.conn_values(s.global, &session)
                 };
                 p.message.render_into(&mut text, &vars);
                 buf.clear();

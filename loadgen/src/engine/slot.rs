@@ -20,7 +20,6 @@ use crate::net::connect::{self, ConnectError};
 use crate::net::frames::OP_TEXT;
 use crate::net::wire;
 use crate::opts::Mode;
-use crate::placeholders::Values;
 use fastwebsockets::{Frame, Payload};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -58,13 +57,7 @@ pub async fn run_slot(ctx: Arc<RunCtx>, local: u64) {
             if ctx.slot_stopped(local) || Instant::now() >= ctx.send_end {
                 break;
             }
-            let vars = Values {
-                conn: global + 1,
-                session: &session,
-                run: &ctx.run_id,
-                group: ctx.group_number(global),
-                ..Values::default()
-            };
+            let vars = ctx.conn_values(global, &session);
             let t = Instant::now();
             let dial = connect::connect(&ctx.dialer, target, &path, source, &vars);
             let r = tokio::time::timeout_at(ctx.wait_limit(), dial).await;
@@ -200,13 +193,7 @@ async fn run_session(
         (Mode::Raw, _) => {}
         (Mode::Profile, Some(p)) => {
             let session = ctx.session_id(global);
-            let vars = Values {
-                conn: global + 1,
-                session: &session,
-                run: &ctx.run_id,
-                group: ctx.group_number(global),
-                ..Values::default()
-            };
+            let vars = ctx.conn_values(global, &session);
             if let Err(e) = opening::open(p, &mut rx, &mut tx, &vars, ctx.wait_limit()).await {
                 ctx.fail(ErrorKind::Welcome, &e);
                 return End::Dropped;

@@ -8,6 +8,7 @@ use crate::report::fmt::fmt_us;
 use crate::report::grades::{self, Grade};
 use crate::report::inputs::Inputs;
 use crate::report::model::*;
+use crate::report::percentiles::{Percentiles, points};
 use crate::report::phase_report;
 use crate::report::phases::Phase;
 use crate::report::rows::{Figures, measure_row};
@@ -186,6 +187,11 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
         latency_us: Latency {
             corrected,
             uncorrected,
+        },
+        percentiles: Percentiles {
+            latency_us: points(&rec.corrected),
+            uncorrected_us: points(&rec.uncorrected),
+            connection_us: points(&rec.conn_time),
         },
         send_lag_us: SendLag {
             summary: lag,

@@ -9,6 +9,7 @@ pub mod grades;
 pub mod hdrlog;
 pub mod inputs;
 pub mod model;
+pub mod percentiles;
 pub mod phase_report;
 pub mod phases;
 pub mod progress;

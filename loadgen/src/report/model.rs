@@ -5,6 +5,7 @@ use crate::engine::stats::{Counts, ErrorKind, Summary};
 use crate::monitor::procs::{HostReport, ProcReport};
 use crate::opts::{GradePhase, Mode};
 use crate::report::grades::{Grade, MetricKey};
+use crate::report::percentiles::Percentiles;
 use crate::report::series::SecondSample;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -43,6 +44,9 @@ pub struct Report {
     pub messages: Messages,
     /// Reply latency in microseconds, corrected and uncorrected.
     pub latency_us: Latency,
+    /// Percentile points of the latency and connection-time distributions
+    /// (for an HdrHistogram-style plot).
+    pub percentiles: Percentiles,
     /// How late loadgen sent against its own schedule.
     pub send_lag_us: SendLag,
     /// The same figures for the plan's ramp-up, steady and ramp-down phases
@@ -164,6 +168,17 @@ pub struct PhasesReport {
     /// One line for each target a ramp alone missed (the graded phase met
     /// it, or did not measure it).
     pub ramp_missed: Vec<String>,
+}
+
+impl PhasesReport {
+    /// The three phases in order, with their names ("ramp-up", ...).
+    pub fn named(&self) -> [(&'static str, &PhaseFigures); 3] {
+        [
+            ("ramp-up", &self.ramp_up),
+            ("steady", &self.steady),
+            ("ramp-down", &self.ramp_down),
+        ]
+    }
 }
 
 /// What one phase measured; every figure is counted in the second it was

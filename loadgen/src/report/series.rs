@@ -21,6 +21,10 @@ pub struct SecondSample {
     pub received: u64,
     pub timeouts: u64,
     pub errors: u64,
+    /// Connections the server or the network ended in this second.
+    pub drops: u64,
+    /// Handshakes after a slot's first, in this second (`--reconnect`).
+    pub reconnects: u64,
     /// Percentiles of this second's corrected latencies.
     pub p50_us: u64,
     pub p95_us: u64,
@@ -47,6 +51,8 @@ impl SecondSample {
             received: s.delta.received,
             timeouts: s.delta.timeouts,
             errors: s.delta.total_errors(),
+            drops: s.delta.drops,
+            reconnects: s.delta.reconnects,
             p50_us: lat.p50,
             p95_us: lat.p95,
             p99_us: lat.p99,

@@ -303,18 +303,14 @@ pub fn grade_table(r: &Report) -> String {
 
 /// "ramp-up 0.0-2.0 s, steady 2.0-39.0 s, ramp-down 39.0-40.2 s".
 fn phase_spans(p: &PhasesReport) -> String {
-    [
-        ("ramp-up", &p.ramp_up),
-        ("steady", &p.steady),
-        ("ramp-down", &p.ramp_down),
-    ]
-    .iter()
-    .map(|(name, f)| match (f.start_s, f.end_s) {
-        (Some(a), Some(b)) => format!("{name} {a:.1}-{b:.1} s"),
-        _ => format!("no {name}"),
-    })
-    .collect::<Vec<_>>()
-    .join(", ")
+    p.named()
+        .iter()
+        .map(|(name, f)| match (f.start_s, f.end_s) {
+            (Some(a), Some(b)) => format!("{name} {a:.1}-{b:.1} s"),
+            _ => format!("no {name}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// One ramp's figures in a line, or `None` when the run had no such phase.
@@ -462,12 +458,7 @@ pub fn markdown(r: &Report) -> String {
     s.push_str(&grade_table(r));
     s.push_str("\n## Phases\n\n");
     s.push_str("| phase | seconds | connections opened (p99) | latency p50 / p99 corrected | send lag p99 | errors | timeouts |\n|---|---|---|---|---|---|---|\n");
-    let ph = &r.phases;
-    for (name, f) in [
-        ("ramp-up", &ph.ramp_up),
-        ("steady", &ph.steady),
-        ("ramp-down", &ph.ramp_down),
-    ] {
+    for (name, f) in r.phases.named() {
         let l = &f.latency_us.corrected;
         let _ = writeln!(
             s,
@@ -482,7 +473,7 @@ pub fn markdown(r: &Report) -> String {
             f.messages.timeouts
         );
     }
-    let graded = match ph.graded {
+    let graded = match r.phases.graded {
         GradePhase::Steady => "the steady phase",
         GradePhase::All => "the whole run",
     };
