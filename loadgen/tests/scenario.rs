@@ -217,6 +217,14 @@ fn a_deployment_without_fault_commands_skips_the_fault_scenarios_and_runs_the_re
 }
 
 #[test]
+fn a_crashed_node_fails_over_as_a_stopped_one_does() {
+    let r = suite(&["failover", "--crash"]);
+    let v = verdict(&r, "failover");
+    assert_eq!(v.status, Status::Pass, "{v:#?}");
+    assert!(v.evidence.iter().any(|e| e.contains("SIGKILL")), "{v:#?}");
+}
+
+#[test]
 fn contradictory_set_ups_are_refused_before_anything_starts() {
     for args in [
         &[
@@ -229,6 +237,13 @@ fn contradictory_set_ups_are_refused_before_anything_starts() {
         ][..],
         &["scenario", "all", "--cluster", "external"][..],
         &["scenario", "all", "--stop-node-cmd", "true"][..],
+        &[
+            "scenario",
+            "all",
+            "--url",
+            "ws://127.0.0.1:1/ws/chat",
+            "--crash",
+        ][..],
     ] {
         let opts =
             loadgen::Opts::try_parse_from(std::iter::once("loadgen").chain(args.iter().copied()))

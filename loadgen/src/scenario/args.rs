@@ -150,6 +150,12 @@ pub struct ScenarioOpts {
     #[arg(long = "node-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub node_args: Vec<String>,
 
+    /// Local: `failover` kills node 1 with SIGKILL, a crash, instead of
+    /// SIGTERM (what `docker stop` sends). Against a deployment the
+    /// --stop-node-cmd decides (e.g. `docker kill`).
+    #[arg(long)]
+    pub crash: bool,
+
     /// Chunks per answer the scenarios ask for (50 or more exposes a node
     /// that loses one chunk in fifty). Example: --chunks 100
     #[arg(long, default_value_t = 60)]

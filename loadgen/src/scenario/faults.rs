@@ -51,13 +51,20 @@ impl Control {
     }
 
     /// Stop node `i` (0-based) the way `docker stop` does: SIGTERM, then
-    /// SIGKILL if it does not exit.
-    pub fn stop_node(&mut self, i: usize) -> Result<String, Stop> {
+    /// SIGKILL if it does not exit; with `crash`, SIGKILL at once (local
+    /// only: a deployment's command decides).
+    pub fn stop_node(&mut self, i: usize, crash: bool) -> Result<String, Stop> {
         match self {
             Control::Local(c) => {
                 let pid = c.node(i).pid();
-                c.node_mut(i).terminate();
-                Ok(format!("SIGTERM to node{} (pid {pid:?})", i + 1))
+                let signal = if crash {
+                    c.node_mut(i).kill();
+                    "SIGKILL (a crash)"
+                } else {
+                    c.node_mut(i).terminate();
+                    "SIGTERM"
+                };
+                Ok(format!("{signal} to node{} (pid {pid:?})", i + 1))
             }
             Control::External(c) => shell(need(&c.stop_node, "--stop-node-cmd")?, Some(i)),
         }
@@ -164,13 +171,13 @@ mod tests {
     #[test]
     fn commands_get_the_node_number_and_their_failures_abort() {
         // `{n}` is 1-based: node index 1 is node 2.
-        assert!(external("test {n} = 2").stop_node(1).is_ok());
+        assert!(external("test {n} = 2").stop_node(1, false).is_ok());
         assert!(matches!(
-            external("test {n} = 2").stop_node(0),
+            external("test {n} = 2").stop_node(0, false),
             Err(Stop::Abort(_))
         ));
         assert!(
-            matches!(external("exit 3").stop_node(0), Err(Stop::Abort(e)) if e.contains("failed"))
+            matches!(external("exit 3").stop_node(0, false), Err(Stop::Abort(e)) if e.contains("failed"))
         );
     }
 

@@ -67,7 +67,7 @@ pub async fn failover(env: &mut Env, s: &mut Sheet) -> Result<(), Stop> {
     }
 
     let stopped_at = Instant::now();
-    let did = blocking(|| env.control.stop_node(0))?;
+    let did = blocking(|| env.control.stop_node(0, st.crash))?;
     s.note(did);
     let code = clients[0].1.wait_closed(st.step).await;
     s.check(

@@ -35,6 +35,8 @@ const LOCAL_NODE_ARGS: [&str; 12] = [
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub local: bool,
+    /// `failover` kills instead of stopping (local only).
+    pub crash: bool,
     pub chunks: u32,
     pub interval_ms: u64,
     /// Longest wait for one expected frame or state.
@@ -111,6 +113,7 @@ pub fn prepare(opts: &ScenarioOpts) -> Result<Env, Error> {
     let local = kind == ClusterKind::Local;
     let settings = Settings {
         local,
+        crash: opts.crash,
         chunks: opts.chunks,
         interval_ms: opts.chunk_interval_ms,
         step: opts.step_timeout,
@@ -149,6 +152,18 @@ fn external_env(opts: &ScenarioOpts, settings: Settings, run_id: String) -> Resu
     };
     if !url.starts_with("ws://") {
         return Err(ConfigError(format!("--url {url}: expected ws://HOST:PORT/ws/chat")).into());
+    }
+    for (flag, given) in [
+        ("--crash", opts.crash),
+        ("--node-program", opts.node_program.is_some()),
+        ("--node-arg", !opts.node_args.is_empty()),
+    ] {
+        if given {
+            return Err(ConfigError(format!(
+                "{flag} is for the local cluster; a deployment runs its own nodes (its --stop-node-cmd decides how one stops)"
+            ))
+            .into());
+        }
     }
     if opts.node_logs.len() > opts.node_urls.len() {
         return Err(

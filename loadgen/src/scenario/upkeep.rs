@@ -13,6 +13,9 @@ use clap::Parser;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// RSS a node may keep after its first load whatever the load's size.
+const ONE_TIME_RSS: u64 = 4 << 20;
+
 /// Open connections and RSS per node, from `/health/stats` (`None` when unreadable).
 fn node_figures(env: &Env) -> Vec<Option<(u64, u64)>> {
     env.nodes
@@ -130,9 +133,11 @@ pub async fn load(env: &mut Env, s: &mut Sheet) -> Result<(), Stop> {
     for (i, (b, a)) in before.iter().zip(&after).enumerate() {
         if let (Some((bc, br)), Some((ac, ar))) = (b, a) {
             // Kept after every load connection closed: less than the seed's
-            // acceptable memory per connection (50 KB) for each of them.
+            // acceptable memory per connection (50 KB) for each of them, plus
+            // a fixed allowance for what a fresh node allocates once (runtime
+            // and allocator pools) and never returns, which is not a leak.
             let kept = ar.saturating_sub(*br);
-            stable &= kept < 50 * 1024 * u64::from(st.load_conns.max(1)) && ac <= bc;
+            stable &= kept < 50 * 1024 * u64::from(st.load_conns) + ONE_TIME_RSS && ac <= bc;
             lines.push(format!(
                 "node{}: {bc} -> {ac} connections, RSS {:.1} -> {:.1} MiB",
                 i + 1,
@@ -148,7 +153,7 @@ pub async fn load(env: &mut Env, s: &mut Sheet) -> Result<(), Stop> {
             "Memory usage stable",
             stable,
             format!(
-                "2 s after the load, before -> after (pass: connections back, RSS kept < 50 KB per load connection): {}",
+                "2 s after the load, before -> after (pass: connections back, RSS kept < 50 KB per load connection + 4 MiB once): {}",
                 lines.join("; ")
             ),
         );
