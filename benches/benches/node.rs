@@ -1,0 +1,140 @@
+//! The node's side of a message: the in-memory broker fanning one chunk
+//! out to 1, 100 and 1000 connections of a session, and a whole echo round
+//! trip through a real wsnode on loopback (embedded in this process, one
+//! client connection, one message in flight). Throughput is per delivery
+//! and per round trip.
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use server::broker::memory::{MemoryBroker, MemoryLimits};
+use server::broker::{AttachRequest, Broker, ConnSink, OutQueue};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn broker_fan_out(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let mut g = c.benchmark_group("memory_broker_fan_out");
+    for conns in [1u64, 100, 1000] {
+        let broker = MemoryBroker::new(MemoryLimits {
+            max_sessions: 10,
+            max_cached_streams: 10,
+            max_cached_bytes: 1 << 30,
+            session_ttl: Duration::from_secs(600),
+            stream_ttl: Duration::from_secs(600),
+            streams_in_welcome: 4,
+        });
+        let mut queues: Vec<OutQueue> = Vec::new();
+        let mut token = None;
+        let owner = rt.block_on(async {
+            let mut owner = None;
+            for id in 0..conns {
+                let (sink, queue, _overflow) = ConnSink::new(id, 1 << 20);
+                let req = AttachRequest {
+                    session_id: Arc::from("bench-session"),
+                    token: token.clone(),
+                };
+                let a = broker.attach(req, sink).await.expect("attach");
+                token = Some(a.session.token.clone());
+                owner = Some(a.session);
+                queues.push(queue);
+            }
+            owner.expect("a session")
+        });
+        let lease = rt
+            .block_on(broker.open_stream(&owner, Arc::from("m-1")))
+            .expect("a stream");
+        // The session's welcome frames are not what is measured.
+        for q in &mut queues {
+            while q.try_recv().is_some() {}
+        }
+        let chunk = Bytes::from_static(
+            br#"{"type":"chunk","message_id":"m-1","index":0,"text":"0123456789abcdef"}"#,
+        );
+        let mut index = 0u32;
+        g.throughput(Throughput::Elements(conns));
+        g.bench_with_input(BenchmarkId::from_parameter(conns), &conns, |b, _| {
+            b.iter(|| {
+                rt.block_on(broker.append_chunk(&lease, index, chunk.clone()))
+                    .expect("append");
+                index += 1;
+                for q in &mut queues {
+                    while q.try_recv().is_some() {}
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
+fn echo_round_trip(c: &mut Criterion) {
+    use fastwebsockets::{Frame, OpCode, Payload};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let config = server::embed::config_from_args(["--listen", "127.0.0.1:0"]).expect("config");
+    let node = rt
+        .block_on(server::embed::EmbeddedNode::start(config))
+        .expect("a node");
+    let addr = node.addr();
+    let mut ws = rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        tcp.set_nodelay(true).expect("nodelay");
+        let req = hyper::Request::builder()
+            .uri(format!("http://{addr}/ws/chat?session_id=bench"))
+            .header("Host", addr.to_string())
+            .header("Upgrade", "websocket")
+            .header("Connection", "upgrade")
+            .header(
+                "Sec-WebSocket-Key",
+                fastwebsockets::handshake::generate_key(),
+            )
+            .header("Sec-WebSocket-Version", "13")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .expect("request");
+        let (mut ws, _) = fastwebsockets::handshake::client(&Spawn, req, tcp)
+            .await
+            .expect("upgrade");
+        ws.set_auto_pong(true);
+        let welcome = ws.read_frame().await.expect("welcome");
+        assert_eq!(welcome.opcode, OpCode::Text);
+        ws
+    });
+    let mut g = c.benchmark_group("wsnode_echo_round_trip");
+    g.throughput(Throughput::Elements(1));
+    let mut id = 0u64;
+    g.bench_function("loopback", |b| {
+        b.iter(|| {
+            id += 1;
+            let msg = format!(r#"{{"type":"echo","id":{id},"ts":1,"payload":"0123456789abcdef"}}"#);
+            rt.block_on(async {
+                ws.write_frame(Frame::text(Payload::Owned(msg.into_bytes())))
+                    .await
+                    .expect("send");
+                let reply = ws.read_frame().await.expect("reply");
+                assert_eq!(reply.opcode, OpCode::Text);
+            })
+        })
+    });
+    g.finish();
+    rt.block_on(node.stop());
+}
+
+/// Hands hyper's connection driver to the runtime.
+struct Spawn;
+
+impl<F> hyper::rt::Executor<F> for Spawn
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::spawn(fut);
+    }
+}
+
+criterion_group!(benches, broker_fan_out, echo_round_trip);
+criterion_main!(benches);
