@@ -17,6 +17,7 @@ Examples:
   loadgen --mode chat --conns 50 --rate 1 --wait-reply
   loadgen --mode raw --url ws://127.0.0.1:9001/ --conns 100 --rate 100
   loadgen merge run1.hlog run2.hlog
+  loadgen compare base.json new.json --max-regression p99=10%,per_sec=5%
 
 Exit codes: 0 every graded metric reaches --fail-on; 1 one does not;
             2 bad options; 3 the target cannot be reached at all.";
@@ -46,6 +47,10 @@ pub enum Command {
     /// isolation) against a local cluster it starts, or a deployment.
     /// Example: loadgen scenario all --json scenarios.json
     Scenario(Box<crate::scenario::args::ScenarioOpts>),
+    /// Compare two --json reports: every headline figure and its change;
+    /// with --max-regression, exit 1 when a limit is exceeded (a CI gate).
+    /// Example: loadgen compare base.json new.json --max-regression p99=10%,per_sec=5%
+    Compare(crate::compare::args::CompareOpts),
     /// Internal: run the embedded wsnode in this process (used by the default
     /// mode, which starts it as a child process so its CPU and memory are
     /// measured separately).
@@ -272,6 +277,14 @@ pub struct LoadOpts {
     /// Example: --out-md results.md
     #[arg(long, value_name = "FILE")]
     pub out_md: Option<PathBuf>,
+
+    /// Write the report as one self-contained HTML page: charts drawn as
+    /// inline SVG (connections, throughput, latency over time with the
+    /// phases and events, latency and connection-time distributions, CPU
+    /// and RSS), the grade table and the filled template; nothing fetched.
+    /// Example: --html report.html
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 
     /// Write per-second latency histograms as an HdrHistogram interval log
     /// (merge several with `loadgen merge`). Example: --hdr-log run1.hlog

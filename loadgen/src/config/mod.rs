@@ -65,6 +65,8 @@ pub struct Config {
     pub json: Option<PathBuf>,
     /// Write the filled results template as Markdown here (`--out-md`). Default: none.
     pub out_md: Option<PathBuf>,
+    /// Write the report as a self-contained HTML page here (`--html`). Default: none.
+    pub html: Option<PathBuf>,
     /// Write per-second HdrHistogram interval logs here (`--hdr-log`). Default: none.
     pub hdr_log: Option<PathBuf>,
     /// The lowest grade that still exits 0 (`--fail-on`). Default: acceptable.
@@ -246,6 +248,7 @@ impl Config {
         for (flag, path) in [
             ("--json", &o.json),
             ("--out-md", &o.out_md),
+            ("--html", &o.html),
             ("--hdr-log", &o.hdr_log),
         ] {
             if let Some(p) = path
@@ -285,6 +288,7 @@ impl Config {
             quiet: o.quiet,
             json: o.json.clone(),
             out_md: o.out_md.clone(),
+            html: o.html.clone(),
             hdr_log: o.hdr_log.clone(),
             fail_on: o.fail_on,
             grade_phase: o.grade_phase,

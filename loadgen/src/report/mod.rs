@@ -4,9 +4,11 @@
 //! disagree.
 
 pub mod build;
+pub mod charts;
 pub mod fmt;
 pub mod grades;
 pub mod hdrlog;
+pub mod html;
 pub mod inputs;
 pub mod model;
 pub mod percentiles;
@@ -15,4 +17,5 @@ pub mod phases;
 pub mod progress;
 pub mod rows;
 pub mod series;
+pub mod svg;
 pub mod template;

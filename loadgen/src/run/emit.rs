@@ -3,6 +3,7 @@
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::report::html;
 use crate::report::model::Report;
 use crate::report::template;
 
@@ -25,6 +26,10 @@ pub fn emit(cfg: &Config, r: &Report) -> Result<(), Error> {
     if let Some(p) = &cfg.out_md {
         std::fs::write(p, template::markdown(r))
             .map_err(|e| Error::io(format!("--out-md {}", p.display()), e))?;
+    }
+    if let Some(p) = &cfg.html {
+        std::fs::write(p, html::page(r))
+            .map_err(|e| Error::io(format!("--html {}", p.display()), e))?;
     }
     Ok(())
 }
