@@ -394,8 +394,19 @@ pub fn recommendations(r: &Report) -> Vec<String> {
             MetricKey::MessageLatency => {
                 "message latency is high: profile the node under this load (CPU bound?) and compare the corrected and uncorrected p99 to tell stalls from steady slowness"
             }
+            // A capacity row graded low because the run offered little says
+            // so; only a run that lost connections or replies is told to
+            // look for a fault.
+            MetricKey::ConcurrentConnections
+                if r.connections.peak_open >= r.connections.target as i64 =>
+            {
+                "every wanted connection was open: raise --conns to grade a higher capacity (--workers past the fd limit)"
+            }
             MetricKey::ConcurrentConnections => {
                 "fewer connections stayed open than wanted: check fd limits (ulimit -n) on both sides and the connection errors above"
+            }
+            MetricKey::MessagesPerSec if g.value.contains("kept up with") => {
+                "the node kept up with all the load offered: raise --conns or --rate to find where it saturates"
             }
             MetricKey::MessagesPerSec => {
                 "throughput is below the table: raise --conns/--rate until the node saturates, or add nodes"
