@@ -1,8 +1,11 @@
-//! The node's side of a message: the in-memory broker fanning one chunk
-//! out to 1, 100 and 1000 connections of a session, and a whole echo round
-//! trip through a real wsnode on loopback (embedded in this process, one
-//! client connection, one message in flight). Throughput is per delivery
-//! and per round trip.
+//! The node's side of a message: unmasking a client frame, the in-memory
+//! broker fanning one chunk out to 1, 100 and 1000 connections of a
+//! session, the Redis broker's append+publish script against a
+//! redis-server this bench starts (skipped, with a line saying so, when
+//! redis-server is not installed), and a whole echo round trip through a
+//! real wsnode on loopback (embedded in this process, one client
+//! connection, one message in flight). Throughput is per byte, delivery,
+//! append or round trip.
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -66,6 +69,91 @@ fn broker_fan_out(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+fn unmask(c: &mut Criterion) {
+    let mut g = c.benchmark_group("unmask");
+    for len in [64usize, 1024, 16 * 1024] {
+        let mut buf = vec![0x5au8; len];
+        g.throughput(Throughput::Bytes(len as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(len), &len, |b, _| {
+            b.iter(|| fastwebsockets::unmask(std::hint::black_box(&mut buf), [1, 2, 3, 4]))
+        });
+    }
+    g.finish();
+}
+
+fn redis_append(c: &mut Criterion) {
+    use server::broker::redis::{RedisBroker, RedisSettings};
+    let mut redis = match cluster::RedisServer::start() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("redis_append: skipped, no redis-server here ({e})");
+            return;
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let broker = rt
+        .block_on(async {
+            RedisBroker::start(RedisSettings {
+                url: redis.url(),
+                node_id: "bench-node".into(),
+                session_ttl: Duration::from_secs(600),
+                stream_ttl: Duration::from_secs(600),
+                node_ttl: Duration::from_secs(30),
+                lease_ttl: Duration::from_secs(60),
+                timeout: Duration::from_secs(2),
+                max_sessions: 100,
+                streams_in_welcome: 4,
+            })
+        })
+        .expect("a Redis broker");
+    let (sink, mut queue, _overflow) = ConnSink::new(1, 1 << 20);
+    let req = AttachRequest {
+        session_id: Arc::from("bench-session"),
+        token: None,
+    };
+    let (owner, lease) = rt.block_on(async {
+        // The broker connects in the background: retry the attach briefly.
+        let mut attached = None;
+        for _ in 0..50 {
+            match broker.attach(req.clone(), sink.clone()).await {
+                Ok(a) => {
+                    attached = Some(a);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        let owner = attached.expect("attached through Redis").session;
+        let lease = broker
+            .open_stream(&owner, Arc::from("m-redis-1"))
+            .await
+            .expect("a stream");
+        (owner, lease)
+    });
+    let _ = owner;
+    let chunk = Bytes::from_static(
+        br#"{"type":"chunk","message_id":"m-redis-1","index":0,"text":"0123456789abcdef"}"#,
+    );
+    let mut index = 0u32;
+    let mut g = c.benchmark_group("redis_broker_append");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("append_and_publish", |b| {
+        b.iter(|| {
+            rt.block_on(broker.append_chunk(&lease, index, chunk.clone()))
+                .expect("append");
+            index += 1;
+            while queue.try_recv().is_some() {}
+        })
+    });
+    g.finish();
+    rt.block_on(broker.close());
+    redis.stop();
 }
 
 fn echo_round_trip(c: &mut Criterion) {
@@ -136,5 +224,11 @@ where
     }
 }
 
-criterion_group!(benches, broker_fan_out, echo_round_trip);
+criterion_group!(
+    benches,
+    unmask,
+    broker_fan_out,
+    redis_append,
+    echo_round_trip
+);
 criterion_main!(benches);
