@@ -4,11 +4,13 @@
 //! per message (or per frame), so criterion reports rates.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use loadgen::engine::reply::{classify, classify_profile};
+use loadgen::engine::reply::classify;
 use loadgen::engine::stats::{new_hist, record};
 use loadgen::net::frames::FrameReader;
 use loadgen::opts::Mode;
 use loadgen::placeholders::Values;
+use loadgen::profile::builtin::{self, ChatAsk};
+use loadgen::profile::classify::Keys;
 use loadgen::profile::rules::Profile;
 use std::hint::black_box;
 
@@ -19,25 +21,35 @@ const ECHO_REPLY: &[u8] = br#"{"type":"echo","id":123456,"ts":98765432,"payload"
 fn replies(c: &mut Criterion) {
     let mut g = c.benchmark_group("classify_reply");
     g.throughput(Throughput::Elements(1));
+    let filler = "xxxxxxxxxxxxxxxx";
+    let keys = Keys {
+        id_prefix: "",
+        filler,
+    };
+    let builtin_echo = builtin::profile(Mode::Echo, ChatAsk::default()).expect("built in");
     g.bench_function("builtin_echo", |b| {
-        b.iter(|| {
-            classify(
-                Mode::Echo,
-                black_box(ECHO_REPLY),
-                "xxxxxxxxxxxxxxxx",
-                "r1",
-                3,
-            )
-        })
+        b.iter(|| classify(&builtin_echo, black_box(ECHO_REPLY), &keys))
+    });
+    let chat = builtin::profile(Mode::Chat, ChatAsk::default()).expect("built in");
+    let text = protocol::chunk::chunk_text("ab12-7-3", 5, 24);
+    let chunk = format!(
+        r#"{{"type":"chunk","message_id":"ab12-7-3","index":5,"text":"{text}","node_id":"node1-8081"}}"#
+    );
+    let chat_keys = Keys {
+        id_prefix: "ab12-7-",
+        filler,
+    };
+    g.bench_function("builtin_chat_chunk", |b| {
+        b.iter(|| classify(&chat, black_box(chunk.as_bytes()), &chat_keys))
     });
     let echo = Profile::parse("echo.toml", ECHO_PROFILE).expect("shipped profile");
     g.bench_function("profile_echo", |b| {
-        b.iter(|| classify_profile(&echo, black_box(ECHO_REPLY)))
+        b.iter(|| classify(&echo, black_box(ECHO_REPLY), &keys))
     });
     let gql = Profile::parse("graphql-ws.toml", GRAPHQL_PROFILE).expect("shipped profile");
     let next = br#"{"id":"42","type":"next","payload":{"data":{"ticks":3}}}"#;
     g.bench_function("profile_graphql_next", |b| {
-        b.iter(|| classify_profile(&gql, black_box(next)))
+        b.iter(|| classify(&gql, black_box(next), &keys))
     });
     g.finish();
 }
@@ -60,6 +72,8 @@ fn render(c: &mut Criterion) {
                 ts_us: seq * 100_000,
                 payload: &filler,
                 group: 0,
+                sent_us: seq * 100_000,
+                last_index: 0,
             };
             p.message.render_into(&mut out, black_box(&v));
             out.len()

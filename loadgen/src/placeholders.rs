@@ -29,10 +29,15 @@ pub enum Var {
     Rand,
     /// The connection's fan-out group (`--group-size`), from 1.
     Group,
+    /// The message's actual send time, microseconds since the run's start
+    /// (later than `ts_us` when the sender fell behind).
+    SentUs,
+    /// Resuming an answer: the index of the last part received, -1 when none.
+    LastIndex,
 }
 
 impl Var {
-    pub const ALL: [Var; 8] = [
+    pub const ALL: [Var; 10] = [
         Var::Conn,
         Var::Session,
         Var::Run,
@@ -41,6 +46,8 @@ impl Var {
         Var::Payload,
         Var::Rand,
         Var::Group,
+        Var::SentUs,
+        Var::LastIndex,
     ];
 
     pub fn name(self) -> &'static str {
@@ -53,12 +60,29 @@ impl Var {
             Var::Payload => "payload",
             Var::Rand => "rand",
             Var::Group => "group",
+            Var::SentUs => "sent_us",
+            Var::LastIndex => "last_index",
         }
     }
 }
 
 /// The placeholders a connection's handshake can use.
 pub const CONNECTION_VARS: &[Var] = &[Var::Conn, Var::Session, Var::Run, Var::Rand, Var::Group];
+
+/// The placeholders of the paced message: all but `{last_index}` (the
+/// last of [`Var::ALL`]).
+pub const MESSAGE_VARS: &[Var] = Var::ALL.split_at(Var::ALL.len() - 1).0;
+
+/// The placeholders of a request to resume an answer (`[resume] send`).
+pub const RESUME_VARS: &[Var] = &[
+    Var::Conn,
+    Var::Session,
+    Var::Run,
+    Var::Rand,
+    Var::Group,
+    Var::Seq,
+    Var::LastIndex,
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 enum Piece {
@@ -83,6 +107,8 @@ pub struct Values<'a> {
     pub ts_us: u64,
     pub payload: &'a str,
     pub group: u64,
+    pub sent_us: u64,
+    pub last_index: i64,
 }
 
 impl Template {
@@ -164,6 +190,12 @@ impl Template {
                 Piece::Var(Var::Rand) => {
                     let _ = write!(out, "{}", random_u64());
                 }
+                Piece::Var(Var::SentUs) => {
+                    let _ = write!(out, "{}", v.sent_us);
+                }
+                Piece::Var(Var::LastIndex) => {
+                    let _ = write!(out, "{}", v.last_index);
+                }
             }
         }
     }
@@ -226,6 +258,20 @@ mod tests {
         assert_eq!(all.render(&v), "3:99:xx:r");
         let r = Template::parse("{rand}", &Var::ALL).unwrap();
         assert_ne!(r.render(&v), r.render(&v));
+    }
+
+    #[test]
+    fn each_use_offers_its_placeholders() {
+        assert!(MESSAGE_VARS.contains(&Var::SentUs) && !MESSAGE_VARS.contains(&Var::LastIndex));
+        assert!(RESUME_VARS.contains(&Var::LastIndex) && !RESUME_VARS.contains(&Var::TsUs));
+        let t = Template::parse("{seq}:{last_index}", RESUME_VARS).unwrap();
+        let v = Values {
+            seq: 3,
+            last_index: -1,
+            ..Values::default()
+        };
+        assert_eq!(t.render(&v), "3:-1");
+        assert!(Template::parse("{last_index}", MESSAGE_VARS).is_err());
     }
 
     #[test]

@@ -292,6 +292,71 @@ fn the_echo_profile_measures_wsnode_like_the_built_in_echo() {
     assert!(m.received >= 80 && m.ok == m.received, "{m:?}");
 }
 
+/// `--mode chat` is profiles/builtin/chat.toml: the file given as
+/// `--profile` runs the same traffic through the same path, and the
+/// built-in profile catches a node that drops chunks.
+#[test]
+fn the_builtin_chat_profile_file_runs_as_mode_chat_and_reports_cut_answers() {
+    let node = support::start_wsnode(&[]);
+    let plan = ["--conns", "4", "--rate", "4", "--duration", "2s"];
+    let by_mode = run(&[&["--url", &node.url(), "--mode", "chat"][..], &plan[..]].concat())
+        .expect("--mode chat");
+    let by_file = run(&[
+        &[
+            "--url",
+            &node.url(),
+            "--profile",
+            &profile("builtin/chat.toml"),
+        ][..],
+        &plan[..],
+    ]
+    .concat())
+    .expect("--profile builtin/chat.toml");
+    for r in [&by_mode, &by_file] {
+        assert_balanced(r);
+        let m = &r.messages;
+        assert_eq!(m.errors_total, 0, "{:?}", r.error_samples);
+        assert!(m.received >= 16 && m.ok == m.received, "{m:?}");
+        let chat = r.chat.as_ref().expect("streamed answers reported");
+        assert!(chat.parts.count > 0 && chat.parts.p50 > 1, "{chat:?}");
+    }
+    assert_eq!(
+        by_mode.chat.as_ref().unwrap().parts.p50,
+        by_file.chat.as_ref().unwrap().parts.p50,
+        "the same answers"
+    );
+
+    // A node that drops chunk 49 of each answer (every 50th): its memory
+    // broker refuses the next chunk out of order and ends the answer
+    // `interrupted`, which the profile's [[fail]] rule reports.
+    let broken = support::start_wsnode(&["--test-fault", "drop-every-50th-chunk"]);
+    let r = run(&[
+        &[
+            "--url",
+            &broken.url(),
+            "--mode",
+            "chat",
+            "--chat-chunks",
+            "60",
+            "--chat-interval-ms",
+            "1",
+        ][..],
+        &plan[..],
+    ]
+    .concat())
+    .expect("run against a broken node");
+    let failed = r.messages.errors.get("server_error").copied().unwrap_or(0);
+    assert!(failed > 0, "{:?} {:?}", r.messages, r.error_samples);
+    assert!(r.messages.ok < r.messages.received, "{:?}", r.messages);
+    assert!(
+        r.error_samples
+            .iter()
+            .any(|e| e.message.contains("ended with interrupted")),
+        "{:?}",
+        r.error_samples
+    );
+}
+
 #[test]
 fn bad_profiles_exit_2_naming_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();

@@ -12,7 +12,6 @@ use crate::engine::plan;
 use crate::engine::settings::{Settings, Share};
 use crate::engine::stats::{ErrorKind, Stats};
 use crate::net::dial::Dialer;
-use crate::opts::Mode;
 use crate::placeholders::Values;
 use crate::profile::rules::Profile;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -47,8 +46,9 @@ pub struct RunCtx {
     pub share: Share,
     /// Handshake options and TLS, built once.
     pub dialer: Dialer,
-    /// `--profile`, compiled (checked already when the options were).
-    pub profile: Option<Arc<Profile>>,
+    /// The run's profile: `--profile`, or the built-in mode's, compiled
+    /// (checked already when the options were).
+    pub profile: Arc<Profile>,
     /// Fan-out: each group's shared books (empty without fan-out).
     groups: Box<[Group]>,
     /// Slots this process should have open now (its own numbering).
@@ -70,7 +70,8 @@ impl RunCtx {
         run_id: String,
         share: Share,
         dialer: Dialer,
-    ) -> RunCtx {
+    ) -> Result<RunCtx, String> {
+        let profile = cfg.compile_profile()?;
         let now = Instant::now();
         let total = cfg.plan.total();
         let max_local = share.of_count(cfg.plan.max_conns()) as usize;
@@ -85,7 +86,7 @@ impl RunCtx {
             .and_then(|s| s.trim().parse::<usize>().ok())
             .unwrap_or(128)
             .clamp(16, 128);
-        RunCtx {
+        Ok(RunCtx {
             filler: "x".repeat(cfg.payload_size),
             targets,
             stats: Stats::default(),
@@ -104,11 +105,7 @@ impl RunCtx {
                     .collect(),
                 _ => Box::new([]),
             },
-            profile: cfg
-                .profile
-                .as_ref()
-                .and_then(|p| Profile::parse(&p.label, &p.text).ok())
-                .map(Arc::new),
+            profile: Arc::new(profile),
             target_local: AtomicU64::new(0),
             aborted: AtomicBool::new(false),
             alive: (0..max_local).map(|_| AtomicBool::new(false)).collect(),
@@ -116,7 +113,7 @@ impl RunCtx {
             notes: Mutex::new(Vec::new()),
             notes_full: AtomicBool::new(false),
             cfg,
-        }
+        })
     }
 
     pub fn global_slot(&self, local: u64) -> u64 {
@@ -162,23 +159,13 @@ impl RunCtx {
 
     /// Request path with the session (and its token, once known).
     pub fn path_for(&self, target: &Target, session: &str, local: u64) -> String {
-        match (self.cfg.mode, &self.profile) {
-            (Mode::Raw, _) => return target.path.clone(),
-            (Mode::Profile, Some(p)) => return p.request_path(target, session),
-            (Mode::Profile, None) => return target.path.clone(),
-            _ => {}
-        }
-        let mut p = target.with_session(session);
-        if let Some(t) = self.tokens.get(local as usize).and_then(|m| {
+        let token = self.tokens.get(local as usize).and_then(|m| {
             m.lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .as_deref()
                 .map(str::to_owned)
-        }) {
-            p.push_str("&token=");
-            p.push_str(&t);
-        }
-        p
+        });
+        self.profile.request_path(target, session, token.as_deref())
     }
 
     pub fn set_token(&self, local: u64, token: &str) {

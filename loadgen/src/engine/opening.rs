@@ -1,6 +1,8 @@
 //! A profile's opening steps on a fresh connection: send what it says,
 //! wait for the frames it expects (answering keep-alives and skipping
 //! ignored frames meanwhile). The connection is ready after the last step.
+//! With a profile's `token`, the token the last awaited frame carries is
+//! returned, to present when the connection is made again.
 
 use crate::net::connect::{WsRead, WsWrite};
 use crate::net::frames::{OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT};
@@ -16,7 +18,9 @@ pub async fn open(
     tx: &mut WsWrite,
     vars: &Values<'_>,
     deadline: tokio::time::Instant,
-) -> Result<(), String> {
+) -> Result<Option<String>, String> {
+    let token_ptr = p.token.as_ref().map(|(ptr, _)| ptr.as_str());
+    let mut token = None;
     for (i, step) in p.open.iter().enumerate() {
         let n = i + 1;
         match step {
@@ -60,6 +64,10 @@ pub async fn open(
                     None
                 };
                 if m.matches(text, json.as_ref()) {
+                    token = token_ptr
+                        .and_then(|ptr| json.as_ref().and_then(|j| j.pointer(ptr)))
+                        .and_then(|v| v.as_str())
+                        .map(str::to_owned);
                     break;
                 }
                 if let Some((_, reply)) = p
@@ -86,5 +94,5 @@ pub async fn open(
             },
         }
     }
-    Ok(())
+    Ok(token)
 }

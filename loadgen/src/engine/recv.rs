@@ -1,25 +1,32 @@
 //! A session's receiver: reads frames, answers pings and closes, and
 //! settles each reply against the connection's outstanding messages.
 //!
-//! What a frame means is decided by `engine::reply` (pure); this module
-//! only does the bookkeeping: latency, chunk order, recovery, and which
-//! bucket each message ends in.
+//! What a frame means is decided by `engine::reply` under the run's
+//! profile (pure); this module only does the bookkeeping, the same for
+//! every mode and profile: latency, part order and text, resumption after
+//! a drop, and which bucket each message ends in.
 
 use crate::engine::ctx::RunCtx;
 use crate::engine::fanout::Delivery;
 use crate::engine::pending::{ConnState, Pending, lock};
-use crate::engine::reply::{self, ChatEvent, ProfileEvent, Reply};
+use crate::engine::reply::{self, Event, Reply};
 use crate::engine::session::{CLOSE_WAIT, End, Session};
 use crate::engine::stats::{ErrorKind, record};
 use crate::net::connect::WsRead;
 use crate::net::frames::{OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_TEXT};
-use crate::net::wire::Marker;
+use crate::profile::classify::Keys;
 use fastwebsockets::{Frame, Payload};
 use std::time::Instant;
 
 /// Read until the connection ends.
 pub async fn recv_loop(s: &Session<'_>, mut rx: WsRead) -> End {
     let ctx = s.ctx;
+    let session = ctx.session_id(s.global);
+    let id_prefix = ctx.profile.id_prefix(&ctx.conn_values(s.global, &session));
+    let keys = Keys {
+        id_prefix: &id_prefix,
+        filler: &ctx.filler,
+    };
     loop {
         let frame = match rx.next().await {
             Ok(f) => f,
@@ -49,16 +56,7 @@ pub async fn recv_loop(s: &Session<'_>, mut rx: WsRead) -> End {
             }
             OP_TEXT | OP_BINARY if frame.fin => {
                 let now_us = ctx.us(Instant::now());
-                let r = match &ctx.profile {
-                    Some(p) => reply::classify_profile(p, rx.payload(&frame)),
-                    None => reply::classify(
-                        ctx.cfg.mode,
-                        rx.payload(&frame),
-                        &ctx.filler,
-                        &ctx.run_id,
-                        s.global,
-                    ),
-                };
+                let r = reply::classify(&ctx.profile, rx.payload(&frame), &keys);
                 if let Reply::Answer(i) = r {
                     if !answer(s, i).await {
                         return End::Dropped;
@@ -87,7 +85,7 @@ pub async fn recv_loop(s: &Session<'_>, mut rx: WsRead) -> End {
 /// Answer a keep-alive with the profile's rule `i`; false if the write failed.
 async fn answer(s: &Session<'_>, i: usize) -> bool {
     let ctx = s.ctx;
-    let Some((_, reply)) = ctx.profile.as_ref().and_then(|p| p.answers.get(i)) else {
+    let Some((_, reply)) = ctx.profile.answers.get(i) else {
         return true;
     };
     let session = ctx.session_id(s.global);
@@ -104,10 +102,8 @@ async fn answer(s: &Session<'_>, i: usize) -> bool {
 /// Act on one classified frame; true when it completed a message.
 fn settle(ctx: &RunCtx, st: &mut ConnState, global: u64, r: Reply, now_us: u64) -> bool {
     match r {
-        Reply::Marker(m) => complete_marker(ctx, st, m, now_us),
-        Reply::Chat { seq, event } => chat_event(ctx, st, seq, event, now_us),
         Reply::Ignore | Reply::Answer(_) => false,
-        Reply::Profile { seq, event } => profile_event(ctx, st, seq, event, now_us),
+        Reply::Message { seq, event } => message_event(ctx, st, seq, event, now_us),
         Reply::Delivery { from, seq, ts } => delivery(ctx, st, global, from, seq, ts, now_us),
         Reply::Fault { kind, note } => {
             ctx.fail(kind, &note);
@@ -116,122 +112,86 @@ fn settle(ctx: &RunCtx, st: &mut ConnState, global: u64, r: Reply, now_us: u64) 
     }
 }
 
-/// Echo or raw reply carrying its own marker.
-fn complete_marker(ctx: &RunCtx, st: &mut ConnState, m: Marker, now_us: u64) -> bool {
-    if m.seq >= st.sent_upto {
-        ctx.fail(
-            ErrorKind::BadReply,
-            "a reply to a message that was never sent",
-        );
-        return false;
-    }
-    let Some(p) = st.position(m.seq).and_then(|i| st.pending.remove(i)) else {
-        // Already counted as timed out; still a real latency worth recording.
-        ctx.stats.with(|r| {
-            r.counts.late += 1;
-            r.latency(
-                now_us.saturating_sub(m.intended_us),
-                now_us.saturating_sub(m.sent_us),
-            );
-        });
-        return false;
+/// A frame about message `seq` (`None`: the oldest still waiting).
+fn message_event(
+    ctx: &RunCtx,
+    st: &mut ConnState,
+    seq: Option<u64>,
+    ev: Event,
+    now_us: u64,
+) -> bool {
+    let i = match seq {
+        None => (!st.pending.is_empty()).then_some(0),
+        Some(q) => st.position(q),
     };
-    let intact = m.intact && m.intended_us == p.intended_us && m.sent_us == p.sent_us;
-    let on_time = now_us.saturating_sub(p.sent_us) < ctx.timeout_us();
-    if !intact {
-        ctx.note_error("a reply whose payload differs from what was sent");
-    }
-    ctx.stats.with(|r| {
-        r.counts.received += 1;
-        if intact && on_time {
-            r.counts.ok += 1;
-        }
-        if !intact {
-            r.counts.error(ErrorKind::BadReply);
-        }
-        r.latency(
-            now_us.saturating_sub(p.intended_us),
-            now_us.saturating_sub(p.sent_us),
-        );
-    });
-    true
-}
-
-/// Chat: ack, chunks, done, interrupted or error for message `seq`.
-fn chat_event(ctx: &RunCtx, st: &mut ConnState, seq: u64, ev: ChatEvent, now_us: u64) -> bool {
-    let Some(i) = st.position(seq) else {
-        if seq >= st.sent_upto {
-            ctx.stats.count(|c| c.error(ErrorKind::BadReply));
-        } else if matches!(ev, ChatEvent::Done { .. } | ChatEvent::Interrupted { .. }) {
-            ctx.stats.count(|c| c.late += 1);
-        }
+    let Some(i) = i else {
+        not_waiting(ctx, st, seq, &ev, now_us);
         return false;
     };
     let p = &mut st.pending[i];
     match ev {
-        ChatEvent::Ack => {
+        Event::Ack => {
             p.acked = true;
             false
         }
-        ChatEvent::Recovered { from_index, chunks } => {
-            if from_index != Some(p.next_index) {
+        Event::Resumed { from, held } => {
+            let checks_from = ctx
+                .profile
+                .resume
+                .as_ref()
+                .is_some_and(|r| r.from.is_some());
+            if checks_from && from != Some(u64::from(p.next_index)) {
                 p.bad = true;
                 ctx.fail(
                     ErrorKind::ChunkOrder,
                     &format!(
-                        "recovery of message {seq} starts at {from_index:?}, not at chunk {}",
-                        p.next_index
+                        "resuming message {} starts at {from:?}, not at part {}",
+                        p.seq, p.next_index
                     ),
                 );
             }
-            // Replayed chunks follow; the answer is moving again at the
-            // first chunk past them (or at `done`).
-            p.resume_from = chunks.unwrap_or(p.next_index);
+            // Replayed parts follow; the answer is moving again at the
+            // first part past them (or at its end).
+            p.resume_from = held.map_or(p.next_index, |h| u32::try_from(h).unwrap_or(u32::MAX));
             false
         }
-        ChatEvent::ChunkMalformed => {
-            p.bad = true;
-            ctx.stats.count(|c| c.error(ErrorKind::Protocol));
+        Event::Part { index, text_ok } => {
+            part(ctx, p, index, text_ok, now_us);
             false
         }
-        ChatEvent::Chunk { index, text_ok } => {
-            if index != p.next_index {
-                p.bad = true;
-                ctx.fail(
-                    ErrorKind::ChunkOrder,
-                    &format!("chunk {index} arrived when {} was due", p.next_index),
-                );
-            }
-            if !text_ok {
-                p.bad = true;
-                ctx.fail(
-                    ErrorKind::ChunkText,
-                    &format!("chunk {index} of message {seq} has the wrong text"),
-                );
-            }
-            p.next_index = index.saturating_add(1);
-            part_arrived(ctx, p, now_us);
-            if p.dropped_us > 0 && p.resume_from != u32::MAX && index >= p.resume_from {
-                let waited = now_us.saturating_sub(p.dropped_us);
-                p.dropped_us = 0;
-                ctx.stats.with(|r| record(&mut r.recovery, waited));
-            }
-            false
-        }
-        ChatEvent::Error { code }
-            if p.dropped_us > 0 && !p.acked && code.as_deref() == Some("not_found") =>
-        {
+        Event::Fail {
+            not_found: true, ..
+        } if p.dropped_us > 0 && !p.acked => {
             // Sent just before the drop and never acknowledged: the request
-            // itself was lost on the way, so there is no answer to recover.
+            // itself was lost on the way, so there is no answer to resume.
             st.pending.remove(i);
-            ctx.note_error("a chat sent just before its connection dropped never reached the node (recover: not_found)");
+            ctx.note_error(
+                "a message sent just before its connection dropped never reached the server (resume: not found)",
+            );
             ctx.stats.count(|c| {
                 c.lost += 1;
                 c.recoveries_ended += 1;
             });
             true
         }
-        ChatEvent::Done { .. } | ChatEvent::Interrupted { .. } | ChatEvent::Error { .. } => {
+        Event::Whole { marker } => {
+            let Some(mut p) = st.pending.remove(i) else {
+                return false;
+            };
+            if let Some(m) = marker {
+                let intact = m.intact && m.intended_us == p.intended_us && m.sent_us == p.sent_us;
+                if !intact {
+                    p.bad = true;
+                    ctx.fail(
+                        ErrorKind::BadReply,
+                        "a reply whose payload differs from what was sent",
+                    );
+                }
+            }
+            complete(ctx, &p, now_us, false);
+            true
+        }
+        Event::End { .. } | Event::Fail { .. } => {
             let Some(p) = st.pending.remove(i) else {
                 return false;
             };
@@ -241,15 +201,76 @@ fn chat_event(ctx: &RunCtx, st: &mut ConnState, seq: u64, ev: ChatEvent, now_us:
     }
 }
 
-/// The end of an answer (`done`, `interrupted` or `error`).
-fn finish_answer(ctx: &RunCtx, mut p: Pending, ev: ChatEvent, now_us: u64) {
-    let done = matches!(ev, ChatEvent::Done { .. });
+/// A frame about a message that no longer waits (timed out, already
+/// answered) or never existed.
+fn not_waiting(ctx: &RunCtx, st: &ConnState, seq: Option<u64>, ev: &Event, now_us: u64) {
+    if seq.is_some_and(|q| q >= st.sent_upto) {
+        ctx.fail(
+            ErrorKind::BadReply,
+            "a reply to a message that was never sent",
+        );
+        return;
+    }
+    match ev {
+        // Its message already timed out: still a real latency worth recording.
+        Event::Whole { marker: Some(m) } => ctx.stats.with(|r| {
+            r.counts.late += 1;
+            r.latency(
+                now_us.saturating_sub(m.intended_us),
+                now_us.saturating_sub(m.sent_us),
+            );
+        }),
+        Event::Whole { .. } | Event::End { .. } | Event::Fail { .. } => {
+            ctx.stats.count(|c| c.late += 1)
+        }
+        Event::Ack | Event::Resumed { .. } | Event::Part { .. } => {}
+    }
+}
+
+/// A part of a streamed answer: checked for order and text, timed.
+fn part(ctx: &RunCtx, p: &mut Pending, index: Option<u64>, text_ok: bool, now_us: u64) {
+    let due = p.next_index;
+    let index = index.map_or(due, |x| u32::try_from(x).unwrap_or(u32::MAX));
+    if index > due {
+        p.bad = true;
+        ctx.fail(
+            ErrorKind::ChunkOrder,
+            &format!("gap: part {index} arrived when part {due} was due"),
+        );
+        p.next_index = index.saturating_add(1);
+    } else if index < due {
+        p.bad = true;
+        ctx.fail(
+            ErrorKind::ChunkOrder,
+            &format!("part {index} arrived again or out of order (part {due} was due)"),
+        );
+    } else {
+        p.next_index = due.saturating_add(1);
+    }
+    if !text_ok {
+        p.bad = true;
+        ctx.fail(
+            ErrorKind::ChunkText,
+            &format!("part {index} of message {} has the wrong text", p.seq),
+        );
+    }
+    part_arrived(ctx, p, now_us);
+    if p.dropped_us > 0 && p.resume_from != u32::MAX && index >= p.resume_from {
+        let waited = now_us.saturating_sub(p.dropped_us);
+        p.dropped_us = 0;
+        ctx.stats.with(|r| record(&mut r.recovery, waited));
+    }
+}
+
+/// The end of an answer: its end frame, or a frame saying it failed.
+fn finish_answer(ctx: &RunCtx, mut p: Pending, ev: Event, now_us: u64) {
+    let ended = matches!(ev, Event::End { .. });
     if p.dropped_us > 0 {
-        // `done` completes the answer (it moved again); `interrupted`
-        // or an error is the system saying it cannot continue.
+        // The end completes the answer (it moved again); a failure is the
+        // system saying it cannot continue.
         let waited = now_us.saturating_sub(p.dropped_us);
         ctx.stats.with(|r| {
-            if done {
+            if ended {
                 record(&mut r.recovery, waited);
             } else {
                 r.counts.recoveries_ended += 1;
@@ -257,87 +278,26 @@ fn finish_answer(ctx: &RunCtx, mut p: Pending, ev: ChatEvent, now_us: u64) {
         });
     }
     match &ev {
-        ChatEvent::Done { chunks } if *chunks != Some(p.next_index) => {
+        Event::End { count: Some(c) } if *c != Some(u64::from(p.next_index)) => {
             p.bad = true;
             ctx.fail(
                 ErrorKind::ChunkOrder,
-                &format!("done says {chunks:?} chunks but {} arrived", p.next_index),
+                &format!("the end says {c:?} parts but {} arrived", p.next_index),
             );
         }
-        ChatEvent::Interrupted { code } | ChatEvent::Error { code } => {
+        Event::Fail { name, code, .. } => {
             p.bad = true;
-            let ty = if matches!(ev, ChatEvent::Interrupted { .. }) {
-                "interrupted"
-            } else {
-                "error"
-            };
             ctx.fail(
                 ErrorKind::ServerError,
-                &format!(
-                    "chat message ended with {ty} {}",
-                    code.as_deref().unwrap_or("")
-                ),
+                &match code {
+                    Some(c) => format!("an answer ended with {name} ({c})"),
+                    None => format!("an answer ended with {name}"),
+                },
             );
         }
         _ => {}
     }
-    complete(ctx, &p, now_us, true);
-}
-
-/// Under a profile: a whole reply, a part or the end of a streamed answer
-/// to message `seq` (`None`: the oldest still waiting).
-fn profile_event(
-    ctx: &RunCtx,
-    st: &mut ConnState,
-    seq: Option<u64>,
-    ev: ProfileEvent,
-    now_us: u64,
-) -> bool {
-    let i = match seq {
-        None => (!st.pending.is_empty()).then_some(0),
-        Some(q) => st.position(q),
-    };
-    let Some(i) = i else {
-        match seq {
-            Some(q) if q >= st.sent_upto => ctx.fail(
-                ErrorKind::BadReply,
-                "a reply to a message that was never sent",
-            ),
-            // Its message already timed out (or, matched by order, nothing waits).
-            _ if ev != (ProfileEvent::Part { index: None }) => ctx.stats.count(|c| c.late += 1),
-            _ => {}
-        }
-        return false;
-    };
-    if let ProfileEvent::Part { index } = ev {
-        let p = &mut st.pending[i];
-        let due = p.next_index;
-        match index.map(|x| u32::try_from(x).unwrap_or(u32::MAX)) {
-            Some(x) if x > due => {
-                p.bad = true;
-                ctx.fail(
-                    ErrorKind::ChunkOrder,
-                    &format!("gap: part {x} arrived when part {due} was due"),
-                );
-                p.next_index = x.saturating_add(1);
-            }
-            Some(x) if x < due => {
-                p.bad = true;
-                ctx.fail(
-                    ErrorKind::ChunkOrder,
-                    &format!("part {x} arrived again or out of order (part {due} was due)"),
-                );
-            }
-            _ => p.next_index = due.saturating_add(1),
-        }
-        part_arrived(ctx, p, now_us);
-        return false;
-    }
-    let Some(p) = st.pending.remove(i) else {
-        return false;
-    };
-    complete(ctx, &p, now_us, ev == ProfileEvent::End);
-    true
+    complete(ctx, &p, now_us, ctx.profile.stream.is_some() || ended);
 }
 
 /// Fan-out: publisher `from`'s message `seq`, intended at `ts`, reached

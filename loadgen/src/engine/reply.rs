@@ -1,23 +1,19 @@
 //! What one data frame from the server means for the slot that read it:
-//! pure classification, no state, no clock, no I/O.
+//! pure classification under the run's profile (a built-in mode's or the
+//! user's), no state, no clock, no I/O.
 //!
 //! Kept apart from the bookkeeping that acts on it (`engine::recv`) so
 //! every reply kind and every malformed case can be unit-tested exactly,
-//! and so a new protocol adds a classifier without touching the slot.
+//! and so a new protocol is a profile, never a change to the slot.
 
 use crate::engine::stats::ErrorKind;
-use crate::net::wire::{self, Incoming, Marker};
-use crate::opts::Mode;
-use crate::profile::classify::{Frame, classify as classify_frame};
+use crate::profile::checks::Marker;
+use crate::profile::classify::{Frame, Keys, classify as classify_frame};
 use crate::profile::rules::Profile;
 
 /// A data frame, classified.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
-    /// An echo or raw reply carrying loadgen's own marker.
-    Marker(Marker),
-    /// A chat frame about message `seq` of this slot.
-    Chat { seq: u64, event: ChatEvent },
     /// Nothing to do (e.g. a second welcome).
     Ignore,
     /// A keep-alive to answer with the profile's answer rule at this index.
@@ -28,169 +24,92 @@ pub enum Reply {
         seq: u64,
         ts: u64,
     },
-    /// Under a profile: about message `seq` (`None`: the oldest waiting).
-    Profile {
-        seq: Option<u64>,
-        event: ProfileEvent,
-    },
+    /// About message `seq` (`None`: the oldest waiting).
+    Message { seq: Option<u64>, event: Event },
     /// Counted as an error of `kind`; `note` goes to the report.
     Fault { kind: ErrorKind, note: String },
 }
 
-/// What a chat frame says about one of our messages.
+/// What a frame says about one of our messages.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ChatEvent {
-    /// The node accepted the message (`ack`).
+pub enum Event {
+    /// The whole reply, with what it carries back (`reply.check`).
+    Whole { marker: Option<Marker> },
+    /// The server accepted the message.
     Ack,
-    /// The node answered our `recover`: replay starts at `from_index`, and
-    /// it held `chunks` chunks at that moment.
-    Recovered {
-        from_index: Option<u32>,
-        chunks: Option<u32>,
+    /// The server answered our resume request: replay starts at `from`;
+    /// it held `held` parts at that moment.
+    Resumed {
+        from: Option<u64>,
+        held: Option<u64>,
     },
-    /// Chunk `index`; `text_ok` says whether its text is the deterministic
-    /// text for that index.
-    Chunk { index: u32, text_ok: bool },
-    /// A chunk without its index or text.
-    ChunkMalformed,
-    /// The answer ended normally; the node says it had `chunks` chunks.
-    Done { chunks: Option<u32> },
-    /// The answer ended without its last chunk (its node or Redis failed).
-    Interrupted { code: Option<String> },
-    /// An `error` frame naming the message.
-    Error { code: Option<String> },
+    /// A part of a streamed answer, with its index (from 0) if it has one;
+    /// `text_ok` false when the part check failed.
+    Part { index: Option<u64>, text_ok: bool },
+    /// The end of a streamed answer, with the part count it states when
+    /// the profile reads one (`Some(None)`: it should but does not).
+    End { count: Option<Option<u64>> },
+    /// The answer failed (`interrupted`, an error naming the message).
+    /// `not_found`: the server never received the request.
+    Fail {
+        name: String,
+        code: Option<String>,
+        not_found: bool,
+    },
 }
 
-/// What a frame says about a message, under a profile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProfileEvent {
-    /// The whole reply.
-    Whole,
-    /// A part of a streamed answer, with its index (from 0) if it has one.
-    Part { index: Option<u64> },
-    /// The end of a streamed answer.
-    End,
-}
-
-/// Classify one frame under a protocol profile.
-pub fn classify_profile(p: &Profile, data: &[u8]) -> Reply {
-    match classify_frame(p, data) {
+/// Classify one frame of a connection under the run's profile.
+pub fn classify(p: &Profile, data: &[u8], keys: &Keys<'_>) -> Reply {
+    let msg = |seq, event| Reply::Message { seq, event };
+    match classify_frame(p, data, keys) {
         Frame::Answer(i) => Reply::Answer(i),
         Frame::Ignore => Reply::Ignore,
-        Frame::Reply { id } => Reply::Profile {
-            seq: id,
-            event: ProfileEvent::Whole,
-        },
-        Frame::Part { id, index } => Reply::Profile {
-            seq: id,
-            event: ProfileEvent::Part { index },
-        },
-        Frame::End { id } => Reply::Profile {
-            seq: id,
-            event: ProfileEvent::End,
-        },
+        Frame::Reply { id, marker } => msg(id, Event::Whole { marker }),
+        Frame::Part { id, index, text_ok } => msg(id, Event::Part { index, text_ok }),
+        Frame::End { id, count } => msg(id, Event::End { count }),
+        Frame::Ack { id } => msg(id, Event::Ack),
+        Frame::Resumed { id, from, held } => msg(id, Event::Resumed { from, held }),
+        Frame::Fail {
+            about: false,
+            name,
+            code,
+            ..
+        } => fault(
+            ErrorKind::ServerError,
+            &format!(
+                "{name} frame from the server: {}",
+                code.as_deref().unwrap_or("?")
+            ),
+        ),
+        Frame::Fail {
+            id,
+            name,
+            code,
+            not_found,
+            ..
+        } => msg(
+            id,
+            Event::Fail {
+                name,
+                code,
+                not_found,
+            },
+        ),
         Frame::Unexpected => fault(
             ErrorKind::Protocol,
             "a frame the profile does not describe (not a reply, part, end, keep-alive or ignored frame)",
         ),
         Frame::BadId(why) => fault(ErrorKind::BadReply, why),
+        Frame::BadMarker => fault(
+            ErrorKind::BadReply,
+            "a reply that does not carry back what was sent (reply.check)",
+        ),
         Frame::Delivery { from, seq, ts } => Reply::Delivery { from, seq, ts },
         Frame::BadIndex => fault(
             ErrorKind::Protocol,
             "a part without a usable index at the profile's stream.index",
         ),
     }
-}
-
-/// Classify one complete data frame of slot `slot` in run `run`.
-pub fn classify(mode: Mode, data: &[u8], filler: &str, run: &str, slot: u64) -> Reply {
-    match mode {
-        Mode::Raw => match wire::raw_marker(data, filler) {
-            Some(m) => Reply::Marker(m),
-            None => fault(ErrorKind::Protocol, "a reply without loadgen's marker"),
-        },
-        Mode::Echo => match wire::parse(data) {
-            Some(m) if m.ty == "echo" => match wire::echo_marker(&m, filler) {
-                Some(mk) => Reply::Marker(mk),
-                None => fault(
-                    ErrorKind::BadReply,
-                    "an echo reply whose fields do not match what was sent",
-                ),
-            },
-            Some(m) => other(&m),
-            None => not_protocol(),
-        },
-        Mode::Chat => match wire::parse(data) {
-            Some(m) => chat(&m, run, slot),
-            None => not_protocol(),
-        },
-        // The slot classifies with its profile (`classify_profile`).
-        Mode::Profile => fault(ErrorKind::Protocol, "no profile to read the frame with"),
-    }
-}
-
-/// The session token of a `welcome` frame: `None` when the frame is not a
-/// welcome, `Some(None)` for a welcome without a token.
-pub fn welcome(data: &[u8]) -> Option<Option<String>> {
-    let m = wire::parse(data)?;
-    (m.ty == "welcome").then(|| m.token.map(|t| t.into_owned()))
-}
-
-fn chat(m: &Incoming<'_>, run: &str, slot: u64) -> Reply {
-    let Some(mid) = m.message_id.as_deref() else {
-        return other(m);
-    };
-    let Some(seq) = wire::parse_chat_id(mid, run, slot) else {
-        return fault(
-            ErrorKind::BadReply,
-            "a chat reply for a message id loadgen did not send",
-        );
-    };
-    let code = || m.code.as_deref().map(str::to_owned);
-    let event = match &*m.ty {
-        "ack" => ChatEvent::Ack,
-        "recovered" => ChatEvent::Recovered {
-            from_index: m.from_index,
-            chunks: m.chunks,
-        },
-        "chunk" => match (m.index, m.text.as_deref()) {
-            (Some(index), Some(text)) => ChatEvent::Chunk {
-                index,
-                text_ok: protocol::chunk::verify_chunk(mid, index, text),
-            },
-            _ => ChatEvent::ChunkMalformed,
-        },
-        "done" => ChatEvent::Done { chunks: m.chunks },
-        "interrupted" => ChatEvent::Interrupted { code: code() },
-        "error" => ChatEvent::Error { code: code() },
-        _ => return other(m),
-    };
-    Reply::Chat { seq, event }
-}
-
-/// Frames that are not replies to a message: errors count, unknown types too.
-fn other(m: &Incoming<'_>) -> Reply {
-    match &*m.ty {
-        "error" => fault(
-            ErrorKind::ServerError,
-            &format!(
-                "error frame from the node: {}",
-                m.code.as_deref().unwrap_or("?")
-            ),
-        ),
-        "welcome" => Reply::Ignore,
-        ty => fault(
-            ErrorKind::Protocol,
-            &format!("unexpected message type {:?}", truncate(ty)),
-        ),
-    }
-}
-
-fn not_protocol() -> Reply {
-    fault(
-        ErrorKind::Protocol,
-        "a frame that is not a valid protocol message",
-    )
 }
 
 fn fault(kind: ErrorKind, note: &str) -> Reply {
@@ -200,24 +119,23 @@ fn fault(kind: ErrorKind, note: &str) -> Reply {
     }
 }
 
-/// At most 40 bytes of a server-chosen string, cut on a char boundary.
-fn truncate(s: &str) -> &str {
-    let mut end = s.len().min(40);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::opts::Mode;
+    use crate::profile::builtin::{self, ChatAsk};
 
-    const RUN: &str = "r1";
     const FILLER: &str = "xxxx";
+    /// Connection 4 of run r1: its chat ids start with "r1-4-".
+    const PREFIX: &str = "r1-4-";
 
-    fn chat_reply(json: &str) -> Reply {
-        classify(Mode::Chat, json.as_bytes(), FILLER, RUN, 3)
+    fn under(mode: Mode, frame: &[u8]) -> Reply {
+        let p = builtin::profile(mode, ChatAsk::default()).unwrap();
+        let keys = Keys {
+            id_prefix: if mode == Mode::Chat { PREFIX } else { "" },
+            filler: FILLER,
+        };
+        classify(&p, frame, &keys)
     }
 
     fn kind(r: &Reply) -> Option<ErrorKind> {
@@ -227,26 +145,26 @@ mod tests {
         }
     }
 
+    fn whole(seq: u64, intended_us: u64, sent_us: u64, intact: bool) -> Reply {
+        Reply::Message {
+            seq: Some(seq),
+            event: Event::Whole {
+                marker: Some(Marker {
+                    intended_us,
+                    sent_us,
+                    intact,
+                }),
+            },
+        }
+    }
+
     #[test]
     fn echo_replies_carry_their_marker() {
-        let mut buf = Vec::new();
-        wire::echo(&mut buf, 7, 100, 150, FILLER);
-        // The node echoes the same fields back with type "echo".
-        let r = classify(Mode::Echo, &buf, FILLER, RUN, 0);
-        assert_eq!(
-            r,
-            Reply::Marker(Marker {
-                seq: 7,
-                intended_us: 100,
-                sent_us: 150,
-                intact: true
-            })
-        );
+        // What --mode echo sends; the node echoes the same fields back.
+        let sent = br#"{"type":"echo","id":7,"ts":100,"payload":"150.xxxx"}"#;
+        assert_eq!(under(Mode::Echo, sent), whole(7, 100, 150, true));
         let changed = br#"{"type":"echo","id":7,"ts":100,"payload":"150.xxyx"}"#;
-        match classify(Mode::Echo, changed, FILLER, RUN, 0) {
-            Reply::Marker(m) => assert!(!m.intact),
-            r => panic!("{r:?}"),
-        }
+        assert_eq!(under(Mode::Echo, changed), whole(7, 100, 150, false));
     }
 
     #[test]
@@ -264,157 +182,154 @@ mod tests {
                 ErrorKind::BadReply,
             ),
             (
+                br#"{"type":"echo","ts":2,"payload":"1.xxxx"}"#,
+                ErrorKind::BadReply,
+            ),
+            (
                 br#"{"type":"error","code":"rate_limited"}"#,
                 ErrorKind::ServerError,
             ),
             (br#"{"type":"surprise"}"#, ErrorKind::Protocol),
         ] {
-            let r = classify(Mode::Echo, frame, FILLER, RUN, 0);
+            let r = under(Mode::Echo, frame);
             assert_eq!(kind(&r), Some(want), "{}", String::from_utf8_lossy(frame));
         }
-        let r = classify(
-            Mode::Echo,
-            br#"{"type":"error","code":"x"}"#,
-            FILLER,
-            RUN,
-            0,
-        );
+        let r = under(Mode::Echo, br#"{"type":"error","code":"x"}"#);
         assert!(matches!(r, Reply::Fault { note, .. } if note.contains(": x")));
-        assert_eq!(
-            classify(Mode::Echo, br#"{"type":"welcome"}"#, FILLER, RUN, 0),
-            Reply::Ignore
-        );
+        assert_eq!(under(Mode::Echo, br#"{"type":"welcome"}"#), Reply::Ignore);
     }
 
     #[test]
     fn raw_replies_need_the_marker() {
-        let mut buf = Vec::new();
-        wire::raw(&mut buf, 2, 10, 11, FILLER);
-        assert!(matches!(
-            classify(Mode::Raw, &buf, FILLER, RUN, 0),
-            Reply::Marker(Marker {
-                seq: 2,
-                intact: true,
-                ..
-            })
-        ));
-        for frame in [&b"hello"[..], b"lg:1:2", b"lg:a:2:3:xxxx", b"\xff\xfe"] {
-            assert_eq!(
-                kind(&classify(Mode::Raw, frame, FILLER, RUN, 0)),
-                Some(ErrorKind::Protocol)
-            );
+        assert_eq!(under(Mode::Raw, b"lg:2:10:11:xxxx"), whole(2, 10, 11, true));
+        assert_eq!(
+            under(Mode::Raw, b"lg:2:10:11:xxyx"),
+            whole(2, 10, 11, false)
+        );
+        for (frame, want) in [
+            (&b"hello"[..], ErrorKind::Protocol),
+            (b"\xff\xfe", ErrorKind::Protocol),
+            (b"lg:1:2", ErrorKind::BadReply),
+            (b"lg:a:2:3:xxxx", ErrorKind::BadReply),
+        ] {
+            let r = under(Mode::Raw, frame);
+            assert_eq!(kind(&r), Some(want), "{}", String::from_utf8_lossy(frame));
         }
     }
 
     #[test]
     fn every_chat_event_is_recognised() {
-        let id = wire::chat_id(RUN, 3, 9);
-        let text = protocol::chunk::chunk_text(&id, 4, 12);
+        let id = "r1-4-9";
+        let text = protocol::chunk::chunk_text(id, 4, 12);
         let cases = [
             (
                 format!(r#"{{"type":"ack","message_id":"{id}"}}"#),
-                ChatEvent::Ack,
+                Event::Ack,
             ),
             (
                 format!(r#"{{"type":"recovered","message_id":"{id}","from_index":2,"chunks":5}}"#),
-                ChatEvent::Recovered {
-                    from_index: Some(2),
-                    chunks: Some(5),
+                Event::Resumed {
+                    from: Some(2),
+                    held: Some(5),
                 },
             ),
             (
                 format!(r#"{{"type":"chunk","message_id":"{id}","index":4,"text":"{text}"}}"#),
-                ChatEvent::Chunk {
-                    index: 4,
+                Event::Part {
+                    index: Some(4),
                     text_ok: true,
                 },
             ),
             (
                 format!(r#"{{"type":"chunk","message_id":"{id}","index":5,"text":"{text}"}}"#),
-                ChatEvent::Chunk {
-                    index: 5,
+                Event::Part {
+                    index: Some(5),
                     text_ok: false,
                 },
             ),
             (
                 format!(r#"{{"type":"chunk","message_id":"{id}","index":4}}"#),
-                ChatEvent::ChunkMalformed,
-            ),
-            (
-                format!(r#"{{"type":"chunk","message_id":"{id}","text":"a"}}"#),
-                ChatEvent::ChunkMalformed,
+                Event::Part {
+                    index: Some(4),
+                    text_ok: false,
+                },
             ),
             (
                 format!(r#"{{"type":"done","message_id":"{id}","chunks":5}}"#),
-                ChatEvent::Done { chunks: Some(5) },
+                Event::End {
+                    count: Some(Some(5)),
+                },
+            ),
+            (
+                format!(r#"{{"type":"done","message_id":"{id}"}}"#),
+                Event::End { count: Some(None) },
             ),
             (
                 format!(r#"{{"type":"interrupted","message_id":"{id}","code":"node_lost"}}"#),
-                ChatEvent::Interrupted {
+                Event::Fail {
+                    name: "interrupted".into(),
                     code: Some("node_lost".into()),
+                    not_found: false,
                 },
             ),
             (
                 format!(r#"{{"type":"error","message_id":"{id}","code":"not_found"}}"#),
-                ChatEvent::Error {
+                Event::Fail {
+                    name: "error".into(),
                     code: Some("not_found".into()),
+                    not_found: true,
                 },
             ),
         ];
         for (json, event) in cases {
-            assert_eq!(chat_reply(&json), Reply::Chat { seq: 9, event }, "{json}");
+            let want = Reply::Message {
+                seq: Some(9),
+                event,
+            };
+            assert_eq!(under(Mode::Chat, json.as_bytes()), want, "{json}");
         }
     }
 
     #[test]
     fn malformed_chat_frames_are_faults() {
-        let other_slot = wire::chat_id(RUN, 4, 1);
-        let other_run = wire::chat_id("r2", 3, 1);
         for (json, want) in [
-            ("{".to_string(), ErrorKind::Protocol),
-            (r#"{"type":"chunk"}"#.to_string(), ErrorKind::Protocol),
+            ("{", ErrorKind::Protocol),
             (
-                r#"{"type":"error","code":"overloaded"}"#.to_string(),
+                r#"{"type":"chunk","message_id":"r1-4-1"}"#,
+                ErrorKind::Protocol,
+            ),
+            (
+                r#"{"type":"error","code":"overloaded"}"#,
                 ErrorKind::ServerError,
             ),
+            // Another connection's, or another run's: cross-talk.
             (
-                format!(r#"{{"type":"done","message_id":"{other_slot}"}}"#),
+                r#"{"type":"done","message_id":"r1-5-1"}"#,
                 ErrorKind::BadReply,
             ),
             (
-                format!(r#"{{"type":"done","message_id":"{other_run}"}}"#),
+                r#"{"type":"done","message_id":"r2-4-1"}"#,
                 ErrorKind::BadReply,
             ),
             (
-                r#"{"type":"done","message_id":"r1-3-notanumber"}"#.to_string(),
+                r#"{"type":"done","message_id":"r1-4-x"}"#,
                 ErrorKind::BadReply,
             ),
+            (r#"{"type":"done","message_id":7}"#, ErrorKind::BadReply),
             (
-                format!(
-                    r#"{{"type":"mystery","message_id":"{}"}}"#,
-                    wire::chat_id(RUN, 3, 0)
-                ),
+                r#"{"type":"mystery","message_id":"r1-4-0"}"#,
                 ErrorKind::Protocol,
             ),
         ] {
-            assert_eq!(kind(&chat_reply(&json)), Some(want), "{json}");
+            assert_eq!(
+                kind(&under(Mode::Chat, json.as_bytes())),
+                Some(want),
+                "{json}"
+            );
         }
-        // A long unknown type is cut in the note, on a char boundary.
-        let long = format!(r#"{{"type":"{}"}}"#, "é".repeat(40));
-        match chat_reply(&long) {
-            Reply::Fault { note, .. } => assert!(note.len() < 80, "{note}"),
-            r => panic!("{r:?}"),
-        }
-    }
-
-    #[test]
-    fn welcome_frames_give_their_token() {
         assert_eq!(
-            welcome(br#"{"type":"welcome","token":"t1"}"#),
-            Some(Some("t1".into()))
+            under(Mode::Chat, br#"{"type":"welcome","token":"t"}"#),
+            Reply::Ignore
         );
-        assert_eq!(welcome(br#"{"type":"welcome"}"#), Some(None));
-        assert_eq!(welcome(br#"{"type":"echo"}"#), None);
-        assert_eq!(welcome(b"garbage"), None);
     }
 }

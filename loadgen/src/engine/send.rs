@@ -8,8 +8,6 @@
 use crate::engine::pending::{Pending, expire, lock, oldest_pending};
 use crate::engine::session::{CHECK_EVERY, CLOSE_WAIT, End, Session, sleep_checking};
 use crate::engine::stats::{ErrorKind, record};
-use crate::net::wire;
-use crate::opts::Mode;
 use crate::placeholders::Values;
 use fastwebsockets::{Frame, Payload};
 use std::time::{Duration, Instant};
@@ -21,7 +19,8 @@ pub async fn send_loop(s: &Session<'_>, seq: &mut u64, first: Instant) -> End {
     let mut buf: Vec<u8> = Vec::new();
     let mut text = String::new();
     let session = ctx.session_id(s.global);
-    let mut binary = false;
+    let base = ctx.conn_values(s.global, &session);
+    let binary = ctx.profile.binary;
     if ctx.is_subscriber(s.global) {
         // Fan-out: a subscriber only receives, until every delivery of the
         // run had its --timeout to arrive (past the end of sending, when the
@@ -63,35 +62,16 @@ pub async fn send_loop(s: &Session<'_>, seq: &mut u64, first: Instant) -> End {
         }
         let (intended_us, sent_us) = (ctx.us(intended), ctx.us(now));
         let n = *seq;
-        match ctx.cfg.mode {
-            Mode::Echo => wire::echo(&mut buf, n, intended_us, sent_us, &ctx.filler),
-            Mode::Raw => wire::raw(&mut buf, n, intended_us, sent_us, &ctx.filler),
-            Mode::Chat => {
-                let chat_id = wire::chat_id(&ctx.run_id, s.global, n);
-                wire::chat(
-                    &mut buf,
-                    &chat_id,
-                    &ctx.filler,
-                    ctx.cfg.chat_chunks,
-                    ctx.cfg.chat_interval_ms,
-                );
-            }
-            Mode::Profile => {
-                let Some(p) = &ctx.profile else {
-                    return drain(s, true).await;
-                };
-                let vars = Values {
-                    seq: n,
-                    ts_us: intended_us,
-                    payload: &ctx.filler,
-                    ..ctx.conn_values(s.global, &session)
-                };
-                p.message.render_into(&mut text, &vars);
-                buf.clear();
-                buf.extend_from_slice(text.as_bytes());
-                binary = p.binary;
-            }
-        }
+        let vars = Values {
+            seq: n,
+            ts_us: intended_us,
+            sent_us,
+            payload: &ctx.filler,
+            ..base
+        };
+        ctx.profile.message.render_into(&mut text, &vars);
+        buf.clear();
+        buf.extend_from_slice(text.as_bytes());
         // Fan-out: a published message is one delivery per subscriber ready
         // now; deliveries are settled by the subscribers, not here.
         let deliveries = match ctx.group(s.global) {

@@ -8,6 +8,8 @@
 use crate::engine::plan::Plan;
 use crate::net::dial::DialSettings;
 use crate::opts::Mode;
+use crate::profile::builtin::{self, ChatAsk};
+use crate::profile::rules::Profile;
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -47,6 +49,24 @@ pub struct Settings {
     /// Fan-out (`--group-size N`): connections in groups of N, the first
     /// of each publishes, the others count deliveries. Default: none.
     pub group_size: Option<u64>,
+}
+
+impl Settings {
+    /// The run's profile: `--profile`'s text, or the built-in mode's
+    /// (profiles/builtin/), compiled. Each process compiles its own.
+    pub fn compile_profile(&self) -> Result<Profile, String> {
+        match &self.profile {
+            Some(src) => Profile::parse(&src.label, &src.text),
+            None => builtin::profile(
+                self.mode,
+                ChatAsk {
+                    chunks: self.chat_chunks,
+                    interval_ms: self.chat_interval_ms,
+                },
+            )
+            .ok_or_else(|| format!("no built-in profile for mode {:?}", self.mode)),
+        }
+    }
 }
 
 /// A protocol profile as read from its file.

@@ -12,14 +12,11 @@ use crate::engine::fanout::Received;
 use crate::engine::opening;
 use crate::engine::pending::{ConnState, Pending, lock};
 use crate::engine::recv::recv_loop;
-use crate::engine::reply;
 use crate::engine::send::send_loop;
 use crate::engine::session::{End, Session, sleep_checking};
 use crate::engine::stats::{ErrorKind, record};
 use crate::net::connect::{self, ConnectError};
-use crate::net::frames::OP_TEXT;
-use crate::net::wire;
-use crate::opts::Mode;
+use crate::placeholders::Values;
 use fastwebsockets::{Frame, Payload};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -158,27 +155,7 @@ async fn pause(ctx: &RunCtx, local: u64, backoff: &mut Duration) -> bool {
     Instant::now() < ctx.send_end && !ctx.slot_stopped(local)
 }
 
-/// Wait for the node's welcome and keep its session token; false (the
-/// error counted) when it does not come.
-async fn welcome(ctx: &RunCtx, local: u64, rx: &mut connect::WsRead) -> bool {
-    let note = match tokio::time::timeout_at(ctx.wait_limit(), rx.next()).await {
-        Ok(Ok(f)) if f.opcode == OP_TEXT => match reply::welcome(rx.payload(&f)) {
-            Some(token) => {
-                if let Some(t) = token {
-                    ctx.set_token(local, &t);
-                }
-                return true;
-            }
-            None => "the first frame was not a welcome message",
-        },
-        Ok(Ok(_)) | Ok(Err(_)) => "the connection failed before its welcome message",
-        Err(_) => "no welcome message within --timeout",
-    };
-    ctx.fail(ErrorKind::Welcome, note);
-    false
-}
-
-/// One connected session, from the welcome frame to the end.
+/// One connected session, from the profile's opening steps to the end.
 async fn run_session(
     ctx: &RunCtx,
     local: u64,
@@ -189,35 +166,41 @@ async fn run_session(
     carry: &mut VecDeque<Pending>,
 ) -> End {
     let connect::Conn { mut rx, mut tx, .. } = conn;
-    match (ctx.cfg.mode, &ctx.profile) {
-        (Mode::Raw, _) => {}
-        (Mode::Profile, Some(p)) => {
-            let session = ctx.session_id(global);
-            let vars = ctx.conn_values(global, &session);
-            if let Err(e) = opening::open(p, &mut rx, &mut tx, &vars, ctx.wait_limit()).await {
-                ctx.fail(ErrorKind::Welcome, &e);
-                return End::Dropped;
+    let session = ctx.session_id(global);
+    let vars = ctx.conn_values(global, &session);
+    match opening::open(&ctx.profile, &mut rx, &mut tx, &vars, ctx.wait_limit()).await {
+        Ok(token) => {
+            if let Some(t) = token {
+                ctx.set_token(local, &t);
             }
         }
-        _ => {
-            if !welcome(ctx, local, &mut rx).await {
-                return End::Dropped;
-            }
+        Err(e) => {
+            ctx.fail(ErrorKind::Welcome, &e);
+            return End::Dropped;
         }
     }
-    // Answers a drop cut off: ask for the rest of each (chat, --reconnect).
+    // Answers a drop cut off: ask for the rest of each (--reconnect, a
+    // profile with [resume]).
     let carried = std::mem::take(carry);
-    let mut buf = Vec::new();
-    for p in &carried {
-        let id = wire::chat_id(&ctx.run_id, global, p.seq);
-        wire::recover(&mut buf, &id, p.next_index);
-        if let Err(e) = tx
-            .write_frame(Frame::text(Payload::BorrowedMut(&mut buf)))
-            .await
-        {
-            ctx.fail(ErrorKind::Write, &format!("write failed: {e}"));
-            *carry = carried;
-            return End::Dropped;
+    if let Some(r) = &ctx.profile.resume {
+        let mut text = String::new();
+        for p in &carried {
+            let v = Values {
+                seq: p.seq,
+                last_index: i64::from(p.next_index) - 1,
+                ..vars
+            };
+            r.send.render_into(&mut text, &v);
+            let mut buf = std::mem::take(&mut text).into_bytes();
+            let res = tx
+                .write_frame(Frame::text(Payload::BorrowedMut(&mut buf)))
+                .await;
+            text = String::from_utf8(buf).unwrap_or_default();
+            if let Err(e) = res {
+                ctx.fail(ErrorKind::Write, &format!("write failed: {e}"));
+                *carry = carried;
+                return End::Dropped;
+            }
         }
     }
     // Fan-out: a subscriber is owed every message published from now on.
@@ -260,7 +243,7 @@ fn settle_leftovers(
 ) {
     let now_us = ctx.us(Instant::now());
     let mut st = lock(state);
-    if end == End::Dropped && ctx.cfg.reconnect && ctx.cfg.mode == Mode::Chat {
+    if end == End::Dropped && ctx.cfg.reconnect && ctx.profile.resume.is_some() {
         // Not lost yet: the next connection recovers them.
         for mut p in st.pending.drain(..) {
             if p.dropped_us == 0 {

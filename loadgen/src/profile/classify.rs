@@ -1,7 +1,10 @@
 //! What one frame from the server is, under a profile: pure, no state.
 //! The order of the checks is the order a reader expects: keep-alives to
-//! answer, frames to ignore, parts and ends of streamed answers, replies.
+//! answer, frames to ignore, deliveries, failures, acknowledgements and
+//! resumptions, parts and ends of streamed answers, replies.
 
+use crate::profile::checks::{self, Marker};
+use crate::profile::matchers::IdError;
 use crate::profile::rules::Profile;
 use serde_json::Value;
 
@@ -11,19 +14,47 @@ pub enum Frame {
     /// Answer it with the profile's answer rule at this index.
     Answer(usize),
     Ignore,
-    /// A whole reply to message `id` (`None`: the oldest still waiting).
+    /// A whole reply to message `id` (`None`: the oldest still waiting),
+    /// with what it carries back under the profile's `reply.check`.
     Reply {
         id: Option<u64>,
+        marker: Option<Marker>,
     },
     /// A part of the streamed answer to `id`, with its index when the
-    /// profile names one (already counted from 0).
+    /// profile names one (already counted from 0); `text_ok` is false when
+    /// the profile's part check failed.
     Part {
         id: Option<u64>,
         index: Option<u64>,
+        text_ok: bool,
     },
-    /// The end of the streamed answer to `id`.
+    /// The end of the streamed answer to `id`, with the part count it
+    /// states when the profile names one (`Some(None)`: it should but
+    /// does not).
     End {
         id: Option<u64>,
+        count: Option<Option<u64>>,
+    },
+    /// The server accepted message `id`.
+    Ack {
+        id: Option<u64>,
+    },
+    /// The server answers a resume request for `id`: replay starts at
+    /// `from`; it held `held` parts then.
+    Resumed {
+        id: Option<u64>,
+        from: Option<u64>,
+        held: Option<u64>,
+    },
+    /// The answer to `id` failed (`about` false: the frame names no
+    /// message; a server error). `not_found`: the resume rule's frame for
+    /// a request the server never received.
+    Fail {
+        id: Option<u64>,
+        about: bool,
+        name: String,
+        code: Option<String>,
+        not_found: bool,
     },
     /// A frame the profile does not describe.
     Unexpected,
@@ -31,6 +62,8 @@ pub enum Frame {
     BadId(&'static str),
     /// A part whose index is missing or not a number.
     BadIndex,
+    /// A reply the profile's `reply.check` cannot read.
+    BadMarker,
     /// Fan-out: a publisher's message `seq`, intended at `ts` (µs since
     /// the run's start), from connection `from` when the profile says.
     Delivery {
@@ -40,9 +73,18 @@ pub enum Frame {
     },
 }
 
+/// What the classifier needs to know of the connection and run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Keys<'a> {
+    /// The connection's rendered `reply.id.prefix`.
+    pub id_prefix: &'a str,
+    /// The run's `{payload}` filler, for the marker checks.
+    pub filler: &'a str,
+}
+
 /// Classify one frame under profile `p`. A free function rather than a
 /// method of `Profile`, so the profile's rules never depend on this module.
-pub fn classify(p: &Profile, data: &[u8]) -> Frame {
+pub fn classify(p: &Profile, data: &[u8], keys: &Keys<'_>) -> Frame {
     let text = std::str::from_utf8(data).unwrap_or("");
     let json: Option<Value> = if p.needs_json {
         serde_json::from_slice(data).ok()
@@ -50,6 +92,10 @@ pub fn classify(p: &Profile, data: &[u8]) -> Frame {
         None
     };
     let json = json.as_ref();
+    let ptr_u64 = |ptr: &Option<String>| {
+        ptr.as_ref()
+            .and_then(|ptr| json.and_then(|j| j.pointer(ptr)).and_then(Value::as_u64))
+    };
     if let Some(i) = p.answers.iter().position(|(m, _)| m.matches(text, json)) {
         return Frame::Answer(i);
     }
@@ -57,15 +103,59 @@ pub fn classify(p: &Profile, data: &[u8]) -> Frame {
         return Frame::Ignore;
     }
     if let Some(f) = &p.fanout
-        && let (Ok(Some(seq)), Ok(Some(ts))) = (f.seq.extract(text, json), f.ts.extract(text, json))
+        && let (Ok(Some(seq)), Ok(Some(ts))) =
+            (f.seq.extract(text, json, ""), f.ts.extract(text, json, ""))
     {
         let from = f
             .from
             .as_ref()
-            .and_then(|r| r.extract(text, json).ok().flatten());
+            .and_then(|r| r.extract(text, json, "").ok().flatten());
         return Frame::Delivery { from, seq, ts };
     }
-    let id = || p.id.extract(text, json);
+    let id = || p.id.extract(text, json, keys.id_prefix);
+    if let Some(f) = p.fails.iter().find(|f| f.when.matches(text, json)) {
+        let (id, about) = match id() {
+            Ok(id) => (id, true),
+            Err(IdError::Missing) => (None, false),
+            Err(IdError::Invalid(w)) => return Frame::BadId(w),
+        };
+        let code = f.code.as_ref().and_then(|ptr| {
+            json.and_then(|j| j.pointer(ptr)).map(|v| match v {
+                Value::String(s) => s.chars().take(40).collect(),
+                v => v.to_string().chars().take(40).collect(),
+            })
+        });
+        let not_found = p
+            .resume
+            .as_ref()
+            .and_then(|r| r.not_found.as_ref())
+            .is_some_and(|m| m.matches(text, json));
+        return Frame::Fail {
+            id,
+            about,
+            name: f.name.clone(),
+            code,
+            not_found,
+        };
+    }
+    if p.ack.as_ref().is_some_and(|m| m.matches(text, json)) {
+        return match id() {
+            Ok(id) => Frame::Ack { id },
+            Err(e) => Frame::BadId(e.why()),
+        };
+    }
+    if let Some(r) = &p.resume
+        && r.ack.matches(text, json)
+    {
+        return match id() {
+            Ok(id) => Frame::Resumed {
+                id,
+                from: ptr_u64(&r.from),
+                held: ptr_u64(&r.held),
+            },
+            Err(e) => Frame::BadId(e.why()),
+        };
+    }
     if let Some(s) = &p.stream {
         if s.part.matches(text, json) {
             let index = match &s.index {
@@ -76,14 +166,21 @@ pub fn classify(p: &Profile, data: &[u8]) -> Frame {
                 },
             };
             return match id() {
-                Ok(id) => Frame::Part { id, index },
-                Err(e) => Frame::BadId(e),
+                Ok(id) => Frame::Part {
+                    id,
+                    index,
+                    text_ok: !s.check_text || checks::chunk_text_ok(json),
+                },
+                Err(e) => Frame::BadId(e.why()),
             };
         }
         if s.end.matches(text, json) {
             return match id() {
-                Ok(id) => Frame::End { id },
-                Err(e) => Frame::BadId(e),
+                Ok(id) => Frame::End {
+                    id,
+                    count: s.count.as_ref().map(|_| ptr_u64(&s.count)),
+                },
+                Err(e) => Frame::BadId(e.why()),
             };
         }
         if p.reply_when.is_none() {
@@ -96,8 +193,16 @@ pub fn classify(p: &Profile, data: &[u8]) -> Frame {
     {
         return Frame::Unexpected;
     }
-    match id() {
-        Ok(id) => Frame::Reply { id },
-        Err(e) => Frame::BadId(e),
-    }
+    let id = match id() {
+        Ok(id) => id,
+        Err(e) => return Frame::BadId(e.why()),
+    };
+    let marker = match p.check {
+        None => None,
+        Some(c) => match checks::marker(c, text, json, keys.filler) {
+            Some(m) => Some(m),
+            None => return Frame::BadMarker,
+        },
+    };
+    Frame::Reply { id, marker }
 }

@@ -2,12 +2,20 @@
 //! to a WebSocket service loadgen does not know: what to send when a
 //! connection opens and which reply makes it ready, the paced message, how
 //! a reply names its message, which frames are parts of a streamed answer,
-//! and which keep-alives to answer or ignore.
+//! which end an answer as failed, how to resume an answer after a drop,
+//! and which keep-alives to answer or ignore. The built-in modes are
+//! profiles too (`builtin`), measured by the same code path.
 //!
-//! `spec` is the file as written, `rules` the checked and compiled profile,
-//! `classify` what a frame is under it. docs/PROFILES.md documents every key.
+//! `spec` is the file as written; `matchers` and `locate` the pieces and
+//! their located errors; `rules` the checked and compiled profile;
+//! `checks` the built-in content checks; `classify` what a frame is under
+//! a profile. docs/PROFILES.md documents every key.
 
+pub mod builtin;
+pub mod checks;
 pub mod classify;
+pub mod locate;
+pub mod matchers;
 pub mod rules;
 pub mod spec;
 

@@ -1,17 +1,16 @@
 //! A checked, compiled protocol profile: templates parsed, regexes
 //! compiled, JSON pointers checked, and every error located at its file,
-//! line and key.
+//! line and key (`profile::locate`).
 
 use crate::config::target::Target;
-use crate::placeholders::{CONNECTION_VARS, Template, Var};
-use crate::profile::spec::{MatchSpec, ProfileSpec, StepSpec};
-use regex::Regex;
-use serde_json::Value;
+use crate::placeholders::{CONNECTION_VARS, MESSAGE_VARS, RESUME_VARS, Template, Values};
+use crate::profile::checks::Check;
+use crate::profile::locate::{
+    Locate, describe, id_rule, located_rule, matcher, opt_matcher, opt_pointer, template,
+};
+use crate::profile::matchers::{IdRule, Matcher};
+use crate::profile::spec::{FailSpec, ProfileSpec, ResumeSpec, StepSpec};
 use toml::Spanned;
-
-/// Frames longer than this are never matched by a regex (bounds the work
-/// a hostile server can cause per frame).
-pub const MAX_MATCH_LEN: usize = 64 * 1024;
 
 /// A compiled profile.
 #[derive(Debug, Clone)]
@@ -20,17 +19,28 @@ pub struct Profile {
     pub subprotocol: Option<String>,
     /// The URL query parameter that carries the session id, if any.
     pub session_param: Option<String>,
+    /// Where the opening frame carries a session token, and the URL query
+    /// parameter that presents it again on reconnect.
+    pub token: Option<(String, String)>,
     pub open: Vec<Step>,
     pub message: Template,
     /// The paced message goes as a binary frame.
     pub binary: bool,
     pub reply_when: Option<Matcher>,
     pub id: IdRule,
+    /// The per-connection text a prefixed JSON id starts with.
+    pub id_prefix: Option<Template>,
+    /// A built-in check of each reply's contents.
+    pub check: Option<Check>,
+    /// A frame saying the server accepted a message.
+    pub ack: Option<Matcher>,
     pub stream: Option<StreamRule>,
     /// Fan-out: where deliveries carry the publisher's seq, ts and conn.
     pub fanout: Option<FanoutRule>,
     pub answers: Vec<(Matcher, Template)>,
     pub ignores: Vec<Matcher>,
+    pub fails: Vec<FailRule>,
+    pub resume: Option<ResumeRule>,
     /// Some matcher or pointer reads the frame as JSON.
     pub needs_json: bool,
 }
@@ -41,25 +51,6 @@ pub enum Step {
     Send(Template),
     /// Wait for a frame that matches; the text describes it for errors.
     Expect(Matcher, String),
-}
-
-/// How a frame is recognised.
-#[derive(Debug, Clone)]
-pub enum Matcher {
-    Text(String),
-    Prefix(String),
-    Regex(Regex),
-    /// The pointer exists (and, with a value, equals it).
-    Json(String, Option<Value>),
-}
-
-/// Where a reply names its message.
-#[derive(Debug, Clone)]
-pub enum IdRule {
-    /// The oldest message still waiting.
-    Order,
-    Json(String),
-    Regex(Regex),
 }
 
 #[derive(Debug, Clone)]
@@ -75,89 +66,55 @@ pub struct StreamRule {
     pub end: Matcher,
     pub index: Option<String>,
     pub index_from: u64,
+    /// Pointer to the end frame's count of parts.
+    pub count: Option<String>,
+    /// Check each part's text against wsnode's generator.
+    pub check_text: bool,
 }
 
-impl Matcher {
-    /// Does the frame match? `json` is the frame parsed, when it is JSON.
-    pub fn matches(&self, text: &str, json: Option<&Value>) -> bool {
-        match self {
-            Matcher::Text(t) => text == t,
-            Matcher::Prefix(p) => text.starts_with(p.as_str()),
-            Matcher::Regex(r) => text.len() <= MAX_MATCH_LEN && r.is_match(text),
-            Matcher::Json(ptr, want) => match json.and_then(|j| j.pointer(ptr)) {
-                None => false,
-                Some(v) => want.as_ref().is_none_or(|w| w == v),
-            },
-        }
-    }
-
-    fn reads_json(&self) -> bool {
-        matches!(self, Matcher::Json(..))
-    }
+/// A frame that ends a message's answer as failed.
+#[derive(Debug, Clone)]
+pub struct FailRule {
+    pub when: Matcher,
+    pub code: Option<String>,
+    pub name: String,
 }
 
-impl IdRule {
-    /// The sequence number a frame names; `Ok(None)` for [`IdRule::Order`].
-    pub fn extract(&self, text: &str, json: Option<&Value>) -> Result<Option<u64>, &'static str> {
-        let raw = match self {
-            IdRule::Order => return Ok(None),
-            IdRule::Json(ptr) => match json.and_then(|j| j.pointer(ptr)) {
-                Some(Value::Number(n)) => {
-                    return n
-                        .as_u64()
-                        .map(Some)
-                        .ok_or("an id that is not a sequence number");
-                }
-                Some(Value::String(s)) => s.as_str(),
-                _ => return Err("a reply without its id"),
-            },
-            IdRule::Regex(r) => {
-                if text.len() > MAX_MATCH_LEN {
-                    return Err("a reply too long to search for its id");
-                }
-                match r.captures(text).and_then(|c| c.get(1)) {
-                    Some(m) => m.as_str(),
-                    None => return Err("a reply without its id"),
-                }
-            }
-        };
-        raw.parse()
-            .map(Some)
-            .map_err(|_| "an id that is not a sequence number")
-    }
-}
-
-/// Errors located in the file: "FILE:LINE: KEY: what".
-struct Locate<'a> {
-    label: &'a str,
-    text: &'a str,
-}
-
-impl Locate<'_> {
-    fn at<T>(
-        &self,
-        span: std::ops::Range<usize>,
-        key: &str,
-        msg: impl std::fmt::Display,
-    ) -> Result<T, String> {
-        let line = self.text[..span.start.min(self.text.len())]
-            .matches('\n')
-            .count()
-            + 1;
-        Err(format!("{}:{line}: {key}: {msg}", self.label))
-    }
+/// How to resume answers cut off by a drop.
+#[derive(Debug, Clone)]
+pub struct ResumeRule {
+    pub send: Template,
+    pub ack: Matcher,
+    pub from: Option<String>,
+    pub held: Option<String>,
+    pub not_found: Option<Matcher>,
 }
 
 impl Profile {
-    /// The request path for a connection of session `session`.
-    pub fn request_path(&self, target: &Target, session: &str) -> String {
-        match &self.session_param {
-            None => target.path.clone(),
-            Some(name) => {
-                let sep = if target.path.contains('?') { '&' } else { '?' };
-                format!("{}{sep}{name}={session}", target.path)
-            }
+    /// The request path for a connection of session `session`, with the
+    /// session token it was given before, if any.
+    pub fn request_path(&self, target: &Target, session: &str, token: Option<&str>) -> String {
+        let mut path = target.path.clone();
+        let mut add = |name: &str, value: &str| {
+            path.push(if path.contains('?') { '&' } else { '?' });
+            path.push_str(name);
+            path.push('=');
+            path.push_str(value);
+        };
+        if let Some(name) = &self.session_param {
+            add(name, session);
         }
+        if let (Some((_, param)), Some(t)) = (&self.token, token) {
+            add(param, t);
+        }
+        path
+    }
+
+    /// The id prefix of a connection (empty without one).
+    pub fn id_prefix(&self, vars: &Values<'_>) -> String {
+        self.id_prefix
+            .as_ref()
+            .map_or_else(String::new, |t| t.render(vars))
     }
 
     /// Parse and check the profile in `text`; `label` names it in errors
@@ -175,20 +132,7 @@ impl Profile {
         })?;
         let at = Locate { label, text };
         let session_param = match spec.session_param {
-            Some(p)
-                if p.get_ref().is_empty()
-                    || !p
-                        .get_ref()
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
-            {
-                return at.at(
-                    p.span(),
-                    "session_param",
-                    "is a query parameter name: letters, digits, '_' and '-'",
-                );
-            }
-            Some(p) => Some(p.into_inner()),
+            Some(p) => Some(param_name(&at, p, "session_param")?),
             None => None,
         };
         let mut open = Vec::new();
@@ -203,38 +147,44 @@ impl Profile {
                     Step::Expect(matcher(&at, m, &format!("{key}.expect"))?, describe)
                 }
                 _ => {
-                    return Err(format!(
-                        "{label}: {key}: a step has exactly one of `send` and `expect`"
-                    ));
+                    return at.whole(&key, "a step has exactly one of `send` and `expect`");
                 }
             });
         }
         let (message, binary) = match (spec.message.text, spec.message.binary) {
-            (Some(t), None) => (template(&at, &t, "message.text", &Var::ALL)?, false),
-            (None, Some(b)) => (template(&at, &b, "message.binary", &Var::ALL)?, true),
+            (Some(t), None) => (template(&at, &t, "message.text", MESSAGE_VARS)?, false),
+            (None, Some(b)) => (template(&at, &b, "message.binary", MESSAGE_VARS)?, true),
             _ => {
                 return Err(format!(
                     "{label}: [message] has exactly one of `text` and `binary`"
                 ));
             }
         };
-        let reply_when = match spec.reply.when {
-            Some(m) => Some(matcher(&at, m, "reply.when")?),
+        let reply_when = opt_matcher(&at, spec.reply.when, "reply.when")?;
+        let (id, id_prefix) = match &spec.reply.id {
+            None => (IdRule::Order, None),
+            Some(v) => id_rule(&at, v)?,
+        };
+        let check = match &spec.reply.check {
             None => None,
+            Some(c) => match Check::from_name(c.get_ref()) {
+                Some(c) => Some(c),
+                None => return at.at(c.span(), "reply.check", format!("is {}", Check::NAMES)),
+            },
         };
-        let id = match spec.reply.id {
-            None => IdRule::Order,
-            Some(v) => id_rule(&at, &v)?,
-        };
+        let ack = opt_matcher(&at, spec.reply.ack, "reply.ack")?;
         let stream = match spec.stream {
             Some(s) => Some(StreamRule {
                 part: matcher(&at, s.part, "stream.part")?,
                 end: matcher(&at, s.end, "stream.end")?,
-                index: match s.index {
-                    Some(p) => Some(pointer(&at, &p, "stream.index")?),
-                    None => None,
-                },
+                index: opt_pointer(&at, s.index.as_ref(), "stream.index")?,
                 index_from: s.index_from,
+                count: opt_pointer(&at, s.count.as_ref(), "stream.count")?,
+                check_text: match &s.check {
+                    None => false,
+                    Some(c) if c.get_ref() == "wsnode-chunk-text" => true,
+                    Some(c) => return at.at(c.span(), "stream.check", "is \"wsnode-chunk-text\""),
+                },
             }),
             None => None,
         };
@@ -262,19 +212,54 @@ impl Profile {
         for (i, g) in spec.ignore.into_iter().enumerate() {
             ignores.push(matcher(&at, g.when, &format!("ignore[{}].when", i + 1))?);
         }
-        let needs_json = matches!(id, IdRule::Json(_))
+        let mut fails = Vec::new();
+        for (i, f) in spec.fail.into_iter().enumerate() {
+            fails.push(fail_rule(&at, f, &format!("fail[{}]", i + 1))?);
+        }
+        let resume = match spec.resume {
+            Some(r) => Some(resume_rule(&at, r)?),
+            None => None,
+        };
+        let token = match spec.token {
+            None => None,
+            Some(_) if !open.iter().any(|s| matches!(s, Step::Expect(..))) => {
+                return at.whole(
+                    "token",
+                    "is read from the frame an [[open]] step waits for; add an `expect` step",
+                );
+            }
+            Some(ptr) => Some((
+                crate::profile::locate::pointer(&at, &ptr, "token")?,
+                match spec.token_param {
+                    Some(p) => param_name(&at, p, "token_param")?,
+                    None => "token".into(),
+                },
+            )),
+        };
+        let needs_json = id.reads_json()
             || fanout.as_ref().is_some_and(|f| {
                 [Some(&f.seq), Some(&f.ts), f.from.as_ref()]
                     .into_iter()
                     .flatten()
-                    .any(|r| matches!(r, IdRule::Json(_)))
+                    .any(IdRule::reads_json)
             })
             || reply_when.as_ref().is_some_and(Matcher::reads_json)
-            || stream
-                .as_ref()
-                .is_some_and(|s| s.part.reads_json() || s.end.reads_json() || s.index.is_some())
+            || ack.as_ref().is_some_and(Matcher::reads_json)
+            || check == Some(Check::EchoMarker)
+            || stream.as_ref().is_some_and(|s| {
+                s.part.reads_json()
+                    || s.end.reads_json()
+                    || s.index.is_some()
+                    || s.count.is_some()
+                    || s.check_text
+            })
             || answers.iter().any(|(m, _)| m.reads_json())
             || ignores.iter().any(Matcher::reads_json)
+            || fails
+                .iter()
+                .any(|f| f.when.reads_json() || f.code.is_some())
+            || resume.as_ref().is_some_and(resume_reads_json)
+            || token.is_some()
             || open
                 .iter()
                 .any(|s| matches!(s, Step::Expect(m, _) if m.reads_json()));
@@ -287,159 +272,62 @@ impl Profile {
             name,
             subprotocol: spec.subprotocol,
             session_param,
+            token,
             open,
             message,
             binary,
             reply_when,
             id,
+            id_prefix,
+            check,
+            ack,
             stream,
             fanout,
             answers,
             ignores,
+            fails,
+            resume,
             needs_json,
         })
     }
 }
 
-/// `reply.id`: "order", { json = "/ptr" } or { regex = '...' }.
-fn id_rule(at: &Locate<'_>, v: &Spanned<toml::Value>) -> Result<IdRule, String> {
-    match v.get_ref() {
-        toml::Value::String(s) if s == "order" => Ok(IdRule::Order),
-        _ => located_rule(at, v, "reply.id"),
-    }
+fn resume_reads_json(r: &ResumeRule) -> bool {
+    r.ack.reads_json()
+        || r.from.is_some()
+        || r.held.is_some()
+        || r.not_found.as_ref().is_some_and(Matcher::reads_json)
 }
 
-/// `{ json = "/ptr" }` or `{ regex = '...' }` (with a capture group): where
-/// a frame carries a number.
-fn located_rule(at: &Locate<'_>, v: &Spanned<toml::Value>, key: &str) -> Result<IdRule, String> {
-    let bad = || {
-        at.at(
-            v.span(),
-            key,
-            "is { json = \"/ptr\" } or { regex = '^43(\\d+)' } (reply.id may also be \"order\")",
-        )
-    };
-    let toml::Value::Table(t) = v.get_ref() else {
-        return bad();
-    };
-    let mut entries = t.iter();
-    let (Some((k, val)), None) = (entries.next(), entries.next()) else {
-        return bad();
-    };
-    let Some(text) = val.as_str() else {
-        return bad();
-    };
-    let spanned = Spanned::new(v.span(), text.to_string());
-    match k.as_str() {
-        "json" => Ok(IdRule::Json(pointer(at, &spanned, &format!("{key}.json"))?)),
-        "regex" => {
-            let re = regex(at, &spanned, &format!("{key}.regex"))?;
-            if re.captures_len() < 2 {
-                return at.at(
-                    v.span(),
-                    &format!("{key}.regex"),
-                    "needs a capture group around the number, e.g. '^43(\\d+)'",
-                );
-            }
-            Ok(IdRule::Regex(re))
-        }
-        _ => bad(),
-    }
-}
-
-fn template(
-    at: &Locate<'_>,
-    s: &Spanned<String>,
-    key: &str,
-    vars: &[Var],
-) -> Result<Template, String> {
-    Template::parse(s.get_ref(), vars).or_else(|e| at.at(s.span(), key, e))
-}
-
-fn regex(at: &Locate<'_>, s: &Spanned<String>, key: &str) -> Result<Regex, String> {
-    regex::RegexBuilder::new(s.get_ref())
-        .size_limit(1 << 20)
-        .build()
-        .or_else(|e| at.at(s.span(), key, format!("invalid regex: {e}")))
-}
-
-fn pointer(at: &Locate<'_>, s: &Spanned<String>, key: &str) -> Result<String, String> {
-    let p = s.get_ref();
-    let mut escapes_ok = true;
-    let mut chars = p.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '~' && !matches!(chars.next(), Some('0' | '1')) {
-            escapes_ok = false;
-        }
-    }
-    if !p.starts_with('/') || !escapes_ok {
+fn param_name(at: &Locate<'_>, p: Spanned<String>, key: &str) -> Result<String, String> {
+    let ok = !p.get_ref().is_empty()
+        && p.get_ref()
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !ok {
         return at.at(
-            s.span(),
+            p.span(),
             key,
-            format!("{p:?} is not a JSON pointer (it starts with '/', e.g. \"/payload/id\"; '~' only as ~0 or ~1)"),
+            "is a query parameter name: letters, digits, '_' and '-'",
         );
     }
-    Ok(p.clone())
+    Ok(p.into_inner())
 }
 
-fn matcher(at: &Locate<'_>, m: Spanned<MatchSpec>, key: &str) -> Result<Matcher, String> {
-    let span = m.span();
-    let m = m.into_inner();
-    let set = [
-        m.text.is_some(),
-        m.prefix.is_some(),
-        m.regex.is_some(),
-        m.json.is_some(),
-    ]
-    .iter()
-    .filter(|x| **x)
-    .count();
-    if set != 1 {
-        return at.at(
-            span,
-            key,
-            "needs exactly one of `text`, `prefix`, `regex` and `json`",
-        );
-    }
-    if m.equals.is_some() && m.json.is_none() {
-        return at.at(span, key, "`equals` goes with `json`");
-    }
-    Ok(if let Some(t) = m.text {
-        Matcher::Text(t.into_inner())
-    } else if let Some(p) = m.prefix {
-        Matcher::Prefix(p.into_inner())
-    } else if let Some(r) = &m.regex {
-        Matcher::Regex(regex(at, r, &format!("{key}.regex"))?)
-    } else if let Some(p) = &m.json {
-        let ptr = pointer(at, p, &format!("{key}.json"))?;
-        let want = match m.equals {
-            Some(v) => Some(serde_json::to_value(&v).or_else(|e| at.at(span, key, e))?),
-            None => None,
-        };
-        Matcher::Json(ptr, want)
-    } else {
-        return at.at(span, key, "is empty");
+fn fail_rule(at: &Locate<'_>, f: FailSpec, key: &str) -> Result<FailRule, String> {
+    Ok(FailRule {
+        when: matcher(at, f.when, &format!("{key}.when"))?,
+        code: opt_pointer(at, f.code.as_ref(), &format!("{key}.code"))?,
+        name: f.name.unwrap_or_else(|| "failed".into()),
     })
 }
 
-fn describe(m: &Spanned<MatchSpec>) -> String {
-    let m = m.get_ref();
-    if let Some(t) = &m.text {
-        format!("text {:?}", t.get_ref())
-    } else if let Some(p) = &m.prefix {
-        format!("a frame starting with {:?}", p.get_ref())
-    } else if let Some(r) = &m.regex {
-        format!("a frame matching /{}/", r.get_ref())
-    } else if let Some(j) = &m.json {
-        match &m.equals {
-            Some(v) => format!(
-                "JSON with {} = {}",
-                j.get_ref(),
-                serde_json::to_string(v).unwrap_or_default()
-            ),
-            None => format!("JSON with {}", j.get_ref()),
-        }
-    } else {
-        "a frame".into()
-    }
+fn resume_rule(at: &Locate<'_>, r: ResumeSpec) -> Result<ResumeRule, String> {
+    Ok(ResumeRule {
+        send: template(at, &r.send, "resume.send", RESUME_VARS)?,
+        ack: matcher(at, r.ack, "resume.ack")?,
+        from: opt_pointer(at, r.from.as_ref(), "resume.from")?,
+        held: opt_pointer(at, r.held.as_ref(), "resume.held")?,
+        not_found: opt_matcher(at, r.not_found, "resume.not_found")?,
+    })
 }

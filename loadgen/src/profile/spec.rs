@@ -17,6 +17,11 @@ pub struct ProfileSpec {
     /// A query parameter of the URL that carries each connection's session
     /// id (`--session-pattern`), e.g. "session_id". Default: none.
     pub session_param: Option<Spanned<String>>,
+    /// JSON pointer, in the frame the last `[[open]]` step waits for, to a
+    /// session token to present when the connection is made again.
+    pub token: Option<Spanned<String>>,
+    /// The URL query parameter that carries the token. Default: "token".
+    pub token_param: Option<Spanned<String>>,
     /// What to do when a connection opens, in order; it is ready after the last step.
     #[serde(default)]
     pub open: Vec<StepSpec>,
@@ -36,6 +41,13 @@ pub struct ProfileSpec {
     /// Frames to ignore.
     #[serde(default)]
     pub ignore: Vec<IgnoreSpec>,
+    /// Frames that end a message's answer as failed (or, without an id,
+    /// report a server error).
+    #[serde(default)]
+    pub fail: Vec<FailSpec>,
+    /// After a reconnect (`--reconnect`), how to ask for the rest of each
+    /// answer the drop cut off.
+    pub resume: Option<ResumeSpec>,
 }
 
 /// One opening step: send a message, or wait for a frame.
@@ -67,8 +79,13 @@ pub struct ReplySpec {
     pub when: Option<Spanned<MatchSpec>>,
     /// Where the reply carries its message's `{seq}`: "order" (the oldest
     /// message still waiting; the default), `{ json = "/id" }`, or
-    /// `{ regex = '^43(\d+)' }` (capture group 1).
+    /// `{ regex = '^43(\d+)' }` (capture group 1). A `json` id may add
+    /// `prefix = "{run}-{conn}-"`: the id is that text, then the number.
     pub id: Option<Spanned<toml::Value>>,
+    /// A built-in check of the reply's contents: "echo-marker" or "raw-marker".
+    pub check: Option<Spanned<String>>,
+    /// A frame saying the server accepted the message (not its reply).
+    pub ack: Option<Spanned<MatchSpec>>,
 }
 
 /// Where a delivery names its message: each value is `{ json = "/ptr" }`
@@ -95,6 +112,41 @@ pub struct StreamSpec {
     /// The first part's index. Default: 0.
     #[serde(default)]
     pub index_from: u64,
+    /// JSON pointer, in the end frame, to the number of parts the answer
+    /// had; checked against the parts received.
+    pub count: Option<Spanned<String>>,
+    /// A built-in check of each part: "wsnode-chunk-text".
+    pub check: Option<Spanned<String>>,
+}
+
+/// A frame that says a message's answer failed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailSpec {
+    pub when: Spanned<MatchSpec>,
+    /// JSON pointer to an error code, shown in the report.
+    pub code: Option<Spanned<String>>,
+    /// A word for the report ("interrupted"). Default: "failed".
+    pub name: Option<String>,
+}
+
+/// Resuming answers cut off by a drop, on the next connection.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeSpec {
+    /// Sent once per cut answer (placeholders: conn, session, run, rand,
+    /// group, seq, last_index).
+    pub send: Spanned<String>,
+    /// The server's answer to it; the replayed parts follow.
+    pub ack: Spanned<MatchSpec>,
+    /// JSON pointer, in `ack`, to the index replay starts from (checked).
+    pub from: Option<Spanned<String>>,
+    /// JSON pointer, in `ack`, to the parts the server held then; a part
+    /// at or past it is live, so the answer moves again.
+    pub held: Option<Spanned<String>>,
+    /// A `[[fail]]` frame matching this, for a message the server never
+    /// acknowledged, means the request was lost on the way.
+    pub not_found: Option<Spanned<MatchSpec>>,
 }
 
 /// A keep-alive rule: a frame that matches `when` is answered with `send`.

@@ -1,12 +1,17 @@
 //! The shipped profiles classify their protocols' real frames, and bad
 //! profiles are refused naming the file, line and key.
 
-use crate::profile::classify::{Frame, classify};
-use crate::profile::rules::{IdRule, Profile, Step};
+use crate::profile::classify::{Frame, Keys, classify as classify_with};
+use crate::profile::matchers::IdRule;
+use crate::profile::rules::{Profile, Step};
 
 const GRAPHQL_WS: &str = include_str!("../../../profiles/graphql-ws.toml");
 const SOCKETIO: &str = include_str!("../../../profiles/socketio.toml");
 const SEED_K6: &str = include_str!("../../../profiles/seed-k6.toml");
+
+fn classify(p: &Profile, data: &[u8]) -> Frame {
+    classify_with(p, data, &Keys::default())
+}
 
 fn parse(text: &str) -> Result<Profile, String> {
     Profile::parse("p.toml", text)
@@ -23,12 +28,16 @@ fn graphql_ws_frames() {
         classify(&p, next),
         Frame::Part {
             id: Some(7),
-            index: Some(2)
+            index: Some(2),
+            text_ok: true
         }
     );
     assert_eq!(
         classify(&p, br#"{"id":"7","type":"complete"}"#),
-        Frame::End { id: Some(7) }
+        Frame::End {
+            id: Some(7),
+            count: None
+        }
     );
     assert_eq!(classify(&p, br#"{"type":"ping"}"#), Frame::Answer(0));
     assert_eq!(classify(&p, br#"{"type":"pong"}"#), Frame::Ignore);
@@ -54,7 +63,10 @@ fn socketio_frames() {
     assert_eq!(classify(&p, b"2"), Frame::Answer(0));
     assert_eq!(
         classify(&p, br#"4312["payload"]"#),
-        Frame::Reply { id: Some(12) }
+        Frame::Reply {
+            id: Some(12),
+            marker: None
+        }
     );
     assert_eq!(
         classify(&p, br#"42["news",1]"#),
@@ -76,7 +88,13 @@ fn socketio_frames() {
 fn seed_k6_counts_any_frame_in_order() {
     let p = parse(SEED_K6).unwrap();
     assert!(matches!(p.id, IdRule::Order));
-    assert_eq!(classify(&p, b"anything"), Frame::Reply { id: None });
+    assert_eq!(
+        classify(&p, b"anything"),
+        Frame::Reply {
+            id: None,
+            marker: None
+        }
+    );
     assert_eq!(p.session_param.as_deref(), Some("session_id"));
 }
 
@@ -134,7 +152,10 @@ fn the_echo_profile_reads_wsnode_replies() {
     let p = parse(include_str!("../../../profiles/echo.toml")).unwrap();
     assert_eq!(
         classify(&p, br#"{"type":"echo","id":41,"ts":9,"payload":"xx"}"#),
-        Frame::Reply { id: Some(41) }
+        Frame::Reply {
+            id: Some(41),
+            marker: None
+        }
     );
     assert_eq!(
         classify(&p, br#"{"type":"error","code":"rate_limited"}"#),
@@ -160,7 +181,10 @@ fn the_broadcast_profile_reads_deliveries() {
     // A frame without the fields is not a delivery.
     assert_eq!(
         classify(&p, br#"{"joined":"g1"}"#),
-        Frame::Reply { id: None }
+        Frame::Reply {
+            id: None,
+            marker: None
+        }
     );
     let e = parse("[message]\ntext = \"m\"\n[fanout]\nseq = { json = \"/s\" }\nts = \"order\"\n")
         .unwrap_err();

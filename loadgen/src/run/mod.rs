@@ -127,7 +127,8 @@ impl Backend {
                 let tls = targets.iter().any(|t| t.tls);
                 let dialer = Dialer::new(&cfg.load.dial, tls).map_err(Error::Unreachable)?;
                 let settings = Arc::new(cfg.load.clone());
-                let ctx = RunCtx::new(settings, targets, run_id, Share::ALL, dialer);
+                let ctx = RunCtx::new(settings, targets, run_id, Share::ALL, dialer)
+                    .map_err(Error::Unreachable)?;
                 Ok(backend::measure(Arc::new(ctx), sinks).await)
             }
             Backend::Workers(w) => w.measure(sinks).await,

@@ -8,9 +8,7 @@ use crate::engine::settings::Settings;
 use crate::error::Error;
 use crate::net::connect::{self, ConnectError};
 use crate::net::dial::Dialer;
-use crate::opts::Mode;
 use crate::placeholders::Values;
-use crate::profile::rules::Profile;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -19,10 +17,7 @@ pub async fn probe(load: &Settings, targets: &[Target], run_id: &str) -> Result<
     let source: Option<Ipv4Addr> = load.source_ips.first().copied();
     let dialer =
         Dialer::new(&load.dial, targets.iter().any(|t| t.tls)).map_err(Error::Unreachable)?;
-    let profile = match &load.profile {
-        Some(src) => Some(Profile::parse(&src.label, &src.text).map_err(Error::Unreachable)?),
-        None => None,
-    };
+    let profile = load.compile_profile().map_err(Error::Unreachable)?;
     let mut seen = Vec::new();
     for t in targets {
         if seen.contains(&t.addr) {
@@ -30,11 +25,7 @@ pub async fn probe(load: &Settings, targets: &[Target], run_id: &str) -> Result<
         }
         seen.push(t.addr);
         let session = load.session_pattern.render(run_id, 0);
-        let path = match (&profile, load.mode) {
-            (Some(p), _) => p.request_path(t, &session),
-            (None, Mode::Raw) => t.path.clone(),
-            (None, _) => t.with_session(&session),
-        };
+        let path = profile.request_path(t, &session, None);
         let vars = Values {
             session: &session,
             run: run_id,
@@ -44,12 +35,10 @@ pub async fn probe(load: &Settings, targets: &[Target], run_id: &str) -> Result<
         let r = tokio::time::timeout(load.timeout, dial).await;
         match r {
             Ok(Ok(mut c)) => {
-                if let Some(p) = &profile {
-                    let deadline = tokio::time::Instant::now() + load.timeout;
-                    opening::open(p, &mut c.rx, &mut c.tx, &vars, deadline)
-                        .await
-                        .map_err(|e| Error::Unreachable(format!("{}: {e}", t.url)))?;
-                }
+                let deadline = tokio::time::Instant::now() + load.timeout;
+                opening::open(&profile, &mut c.rx, &mut c.tx, &vars, deadline)
+                    .await
+                    .map_err(|e| Error::Unreachable(format!("{}: {e}", t.url)))?;
                 let _ = tokio::time::timeout(
                     Duration::from_secs(1),
                     c.tx.write_frame(fastwebsockets::Frame::close(protocol::close::NORMAL, b"")),

@@ -83,7 +83,9 @@ async fn run(a: Assignment, mut from_parent: mpsc::Receiver<ToWorker>) -> Result
     let tls = a.targets.iter().any(|t| t.tls);
     let dialer = Dialer::new(&a.settings.dial, tls).map_err(Error::Worker)?;
     let settings = Arc::new(a.settings);
-    let ctx = Arc::new(RunCtx::new(settings, a.targets, a.run_id, a.share, dialer));
+    let ctx = Arc::new(
+        RunCtx::new(settings, a.targets, a.run_id, a.share, dialer).map_err(Error::Worker)?,
+    );
     let stop = tokio::spawn({
         let ctx = ctx.clone();
         async move {
