@@ -85,8 +85,10 @@ fn scenario_all_passes_against_healthy_nodes_and_writes_the_seed_tables() {
         .collect();
     assert!(failed.is_empty(), "{failed:#?}");
     assert_eq!(outcome.exit_code, 0);
-    assert_eq!(verdicts.len(), 10);
-    assert_eq!(doc["summary"].as_array().unwrap().len(), 10);
+    // The seed's ten, then the soak under its chaos schedule.
+    assert_eq!(verdicts.len(), 11);
+    assert_eq!(verdicts[10]["name"], "soak");
+    assert_eq!(doc["summary"].as_array().unwrap().len(), 11);
     assert_eq!(doc["summary"][5]["test"], "Redis Failure");
     let checklist = doc["checklist"].as_array().unwrap();
     assert!(
@@ -103,16 +105,23 @@ fn scenario_all_passes_against_healthy_nodes_and_writes_the_seed_tables() {
 }
 
 #[test]
-fn a_node_dropping_every_50th_chunk_fails_connectivity_recovery_broadcast_and_ordering() {
+fn a_node_dropping_every_50th_chunk_fails_connectivity_recovery_broadcast_ordering_and_soak() {
     let r = suite(&[
         "connectivity",
         "broadcast",
         "recovery",
         "ordering",
+        "soak",
+        "--soak-duration",
+        "6s",
+        "--soak-calm",
+        "4s",
+        "--chaos",
+        "kill-node at 2s, restart after 1s",
         "--node-arg=--test-fault",
         "--node-arg=drop-every-50th-chunk",
     ]);
-    for name in ["connectivity", "broadcast", "recovery", "ordering"] {
+    for name in ["connectivity", "broadcast", "recovery", "ordering", "soak"] {
         assert_eq!(
             verdict(&r, name).status,
             Status::Fail,
@@ -129,6 +138,15 @@ fn a_node_dropping_every_50th_chunk_fails_connectivity_recovery_broadcast_and_or
     let ordering = unmet(verdict(&r, "ordering"));
     assert!(ordering.contains(&"No missing chunks"), "{ordering:?}");
     assert!(!ordering.contains(&"No duplicate indices"), "{ordering:?}");
+    // Every answer still accounted for, with its reason: only the calm
+    // after the chaos shows that answers keep failing.
+    let soak = unmet(verdict(&r, "soak"));
+    assert_eq!(
+        soak,
+        ["After the chaos, answers complete and nothing fails"],
+        "{:#?}",
+        verdict(&r, "soak")
+    );
     assert_eq!(r.exit_code(), 1);
 }
 
@@ -244,6 +262,10 @@ fn contradictory_set_ups_are_refused_before_anything_starts() {
             "ws://127.0.0.1:1/ws/chat",
             "--crash",
         ][..],
+        &["scenario", "soak", "--chaos", "explode-node every 5s"][..],
+        &["scenario", "soak", "--chaos", "kill-node at 30s"][..],
+        &["scenario", "soak", "--reload-balancer-cmd", "true"][..],
+        &["scenario", "soak", "--soak-rate", "0"][..],
     ] {
         let opts =
             loadgen::Opts::try_parse_from(std::iter::once("loadgen").chain(args.iter().copied()))

@@ -91,6 +91,10 @@ pub struct HealthStats {
     pub rss_baseline_bytes: u64,
     /// (RSS - RSS at start) / open connections; `null` with no connection.
     pub bytes_per_connection: Option<u64>,
+    /// File descriptors the node's process holds now (`null` where the
+    /// system does not say; absent from older nodes).
+    #[serde(default)]
+    pub open_fds: Option<u64>,
 }
 
 #[cfg(test)]
@@ -114,13 +118,18 @@ mod tests {
             rss_bytes: 1024,
             rss_baseline_bytes: 512,
             bytes_per_connection: None,
+            open_fds: Some(9),
         };
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(
             json,
-            r#"{"node_id":"node1","pid":7,"uptime_secs":1.5,"connections":0,"connections_total":2,"messages_in":3,"messages_out":4,"msgs_in_per_sec":0.5,"msgs_out_per_sec":0.25,"streams_active":1,"cpu_pct":12.5,"rss_bytes":1024,"rss_baseline_bytes":512,"bytes_per_connection":null}"#
+            r#"{"node_id":"node1","pid":7,"uptime_secs":1.5,"connections":0,"connections_total":2,"messages_in":3,"messages_out":4,"msgs_in_per_sec":0.5,"msgs_out_per_sec":0.25,"streams_active":1,"cpu_pct":12.5,"rss_bytes":1024,"rss_baseline_bytes":512,"bytes_per_connection":null,"open_fds":9}"#
         );
         assert_eq!(serde_json::from_str::<HealthStats>(&json).unwrap(), s);
+        // An older node's document, without open_fds, still reads.
+        let old = json.replace(r#","open_fds":9"#, "");
+        let read: HealthStats = serde_json::from_str(&old).unwrap();
+        assert_eq!(read.open_fds, None);
     }
 
     #[test]

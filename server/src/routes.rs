@@ -172,6 +172,14 @@ fn distributed<B: Broker>(node: &Node<B>) -> Response<Body> {
     )
 }
 
+/// File descriptors this process holds (Linux: the entries of
+/// /proc/self/fd, at most the fd limit); `None` elsewhere.
+fn open_fds() -> Option<u64> {
+    let dir = std::fs::read_dir("/proc/self/fd").ok()?;
+    // The directory's own descriptor is one of the entries while it is read.
+    Some((dir.count() as u64).saturating_sub(1))
+}
+
 fn stats<B: Broker>(node: &Node<B>) -> Response<Body> {
     let m = &node.metrics;
     let s = m.sample();
@@ -195,6 +203,7 @@ fn stats<B: Broker>(node: &Node<B>) -> Response<Body> {
             rss_baseline_bytes: baseline,
             bytes_per_connection: (connections > 0)
                 .then(|| s.rss_bytes.saturating_sub(baseline) / connections),
+            open_fds: open_fds(),
         },
     )
 }

@@ -222,6 +222,14 @@ impl NginxServer {
         process::stop_child(&mut child, Duration::from_secs(10))
     }
 
+    /// Reload the configuration the way `nginx -s reload` does: SIGHUP to
+    /// the master, which starts new workers and lets the old ones finish
+    /// their connections. False when nginx is not running.
+    pub fn reload(&self) -> bool {
+        self.pid()
+            .is_some_and(|pid| process::signal(pid, libc::SIGHUP))
+    }
+
     /// SIGKILL the master and its workers.
     pub fn kill(&mut self) -> Option<ExitStatus> {
         let mut child = self.child.take()?;

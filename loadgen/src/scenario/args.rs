@@ -29,7 +29,12 @@ pub enum Name {
     Cleanup,
     /// Test 10: ten sessions stream at once without cross-talk.
     Isolation,
-    /// Every scenario above, in this order.
+    /// Chat load with --reconnect through the balancer while a chaos
+    /// schedule (--chaos) kills nodes, restarts Redis and reloads the
+    /// balancer: every answer accounted for, no chunk lost, duplicated or
+    /// reordered, RSS and file descriptors back where they were.
+    Soak,
+    /// The ten scenarios above, in this order, then a soak.
     All,
 }
 
@@ -61,6 +66,7 @@ impl Name {
             Name::Ordering => "ordering",
             Name::Cleanup => "cleanup",
             Name::Isolation => "isolation",
+            Name::Soak => "soak",
             Name::All => "all",
         }
     }
@@ -186,6 +192,38 @@ pub struct ScenarioOpts {
     /// Load: how long [default: 5s local, the seed's 5m external].
     #[arg(long, value_parser = humantime::parse_duration)]
     pub load_duration: Option<Duration>,
+
+    /// External: shell command that reloads the balancer's configuration
+    /// (soak's reload-balancer). Example: --reload-balancer-cmd 'docker exec demo-nginx nginx -s reload'
+    #[arg(long, value_name = "CMD")]
+    pub reload_balancer_cmd: Option<String>,
+
+    /// Soak: chat connections through the balancer, with --reconnect
+    /// [default: 60 local, 1000 external].
+    #[arg(long)]
+    pub soak_conns: Option<u32>,
+
+    /// Soak: chat messages per second per connection. Example: --soak-rate 0.5
+    #[arg(long, default_value_t = 1.0)]
+    pub soak_rate: f64,
+
+    /// Soak: how long [default: 20s local, 10m external].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub soak_duration: Option<Duration>,
+
+    /// Soak: calm after the chaos, load still running: in its second half
+    /// every answer must complete and nothing may fail [default: 8s local,
+    /// 60s external].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub soak_calm: Option<Duration>,
+
+    /// Soak: the faults, separated by ';': `kill-node|stop-node every DUR[,
+    /// restart after DUR]`, `restart-redis at TIME[, down DUR]`,
+    /// `reload-balancer at TIME` (TIME: 90s or 50%). Nodes are taken in
+    /// turn [default: 'kill-node every 30s, restart after 5s; restart-redis
+    /// at 50%; reload-balancer at 75%', with every 6s and 2s locally].
+    #[arg(long, value_name = "SCHEDULE")]
+    pub chaos: Option<String>,
 
     /// Write every scenario's status, criteria and evidence as JSON. Example: --json scenarios.json
     #[arg(long, value_name = "FILE")]

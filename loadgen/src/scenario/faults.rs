@@ -19,6 +19,7 @@ pub struct Commands {
     pub start_node: Option<String>,
     pub stop_redis: Option<String>,
     pub start_redis: Option<String>,
+    pub reload_balancer: Option<String>,
 }
 
 pub enum Control {
@@ -47,6 +48,31 @@ impl Control {
                 need(&c.stop_redis, "--stop-redis-cmd")?;
                 need(&c.start_redis, "--start-redis-cmd").map(|_| ())
             }
+        }
+    }
+
+    /// Whether the balancer's configuration can be reloaded.
+    pub fn can_reload_balancer(&self) -> Result<(), Stop> {
+        match self {
+            Control::Local(_) => Ok(()),
+            Control::External(c) => need(&c.reload_balancer, "--reload-balancer-cmd").map(|_| ()),
+        }
+    }
+
+    /// Reload the balancer: SIGHUP to the local nginx, or the user's command.
+    pub fn reload_balancer(&mut self) -> Result<String, Stop> {
+        match self {
+            Control::Local(c) => {
+                if c.nginx().reload() {
+                    Ok(format!(
+                        "SIGHUP to nginx (pid {:?}): reload",
+                        c.nginx().pid()
+                    ))
+                } else {
+                    Err(Stop::Abort("nginx is not running: cannot reload it".into()))
+                }
+            }
+            Control::External(c) => shell(need(&c.reload_balancer, "--reload-balancer-cmd")?, None),
         }
     }
 

@@ -9,10 +9,13 @@
 //!   `nodes`: health endpoints and logs; `checks`: pure sequence checks.
 //! - `basics` (tests 1, 2, 10), `streams` (3, 4, 8), `outages` (5, 6),
 //!   `upkeep` (7, 9): the scenarios, each filling an `evidence::Sheet`.
+//! - `soak` with its `chaos` schedule: chat load through node kills, a
+//!   Redis restart and a balancer reload.
 //! - `suite` runs them; `output` fills the seed's tables and the JSON.
 
 pub mod args;
 pub mod basics;
+pub mod chaos;
 pub mod checks;
 pub mod client;
 pub mod evidence;
@@ -21,6 +24,7 @@ pub mod nodes;
 pub mod outages;
 pub mod output;
 pub mod setup;
+pub mod soak;
 pub mod store;
 pub mod streams;
 pub mod suite;

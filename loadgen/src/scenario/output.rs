@@ -57,6 +57,11 @@ fn seed_row(name: &str) -> (&'static str, &'static str, &'static str) {
         "load" => ("Load Test", "Medium", "Test 7: Load Test (1000 concurrent)"),
         "ordering" => ("Lock Ordering", "High", "Test 8: Lock Ordering"),
         "cleanup" => ("Session Cleanup", "Medium", "Test 9: Session Cleanup"),
+        "soak" => (
+            "Soak under chaos (wsbench)",
+            "Yes",
+            "Soak: chat load through node kills, a Redis restart and a balancer reload",
+        ),
         _ => ("Multi-User", "High", "Test 10: Multi-User Streams"),
     }
 }
@@ -136,10 +141,13 @@ impl SuiteReport {
         let mut out = format!("wsbench scenarios: {}\n", self.set_up);
         if !quiet {
             for v in &self.verdicts {
+                let test = match v.seed_test {
+                    0 => "wsbench".to_string(),
+                    n => format!("Test {n}"),
+                };
                 out.push_str(&format!(
-                    "\n[{}] Test {}: {} ({:.1} s)\n",
+                    "\n[{}] {test}: {} ({:.1} s)\n",
                     v.status.label(),
-                    v.seed_test,
                     v.name,
                     v.duration_s
                 ));
@@ -281,6 +289,13 @@ fn checklist(
                     crit(Name::Failover, "Session state preserved"),
                 ),
                 "recovery: Session persists in Redis; failover: Session state preserved".into(),
+            ),
+        ),
+        (
+            "Survives chaos (soak)",
+            (
+                by(Name::Soak).and_then(|v| passed(v.status)),
+                "soak: node kills, a Redis restart and a balancer reload under chat load".into(),
             ),
         ),
         (

@@ -5,6 +5,7 @@
 use crate::config::error::ConfigError;
 use crate::error::Error;
 use crate::scenario::args::{ClusterKind, ScenarioOpts};
+use crate::scenario::chaos::{Event, schedule};
 use crate::scenario::evidence::Stop;
 use crate::scenario::faults::{Commands, Control};
 use crate::scenario::nodes::NodeTarget;
@@ -45,6 +46,14 @@ pub struct Settings {
     pub load_conns: u32,
     pub load_rate: f64,
     pub load_duration: Duration,
+    pub soak_conns: u32,
+    pub soak_rate: f64,
+    pub soak_duration: Duration,
+    /// Load after the chaos, to show the system serving normally again.
+    pub soak_calm: Duration,
+    /// The chaos schedule as given, and its timeline.
+    pub chaos_spec: String,
+    pub chaos: Vec<Event>,
 }
 
 impl Settings {
@@ -111,6 +120,46 @@ pub fn prepare(opts: &ScenarioOpts) -> Result<Env, Error> {
         return Err(ConfigError("--chunks must be 1..=1000".into()).into());
     }
     let local = kind == ClusterKind::Local;
+    let soak_duration = opts.soak_duration.unwrap_or(if local {
+        Duration::from_secs(20)
+    } else {
+        Duration::from_secs(600)
+    });
+    if soak_duration < Duration::from_secs(2) || soak_duration > Duration::from_secs(7 * 24 * 3600)
+    {
+        return Err(ConfigError("--soak-duration must be 2s to 7 days".into()).into());
+    }
+    if !(opts.soak_rate > 0.0 && opts.soak_rate <= 100.0) {
+        return Err(
+            ConfigError("--soak-rate must be above 0 and at most 100 per second".into()).into(),
+        );
+    }
+    let soak_calm = opts.soak_calm.unwrap_or(if local {
+        Duration::from_secs(8)
+    } else {
+        Duration::from_secs(60)
+    });
+    if soak_calm < Duration::from_secs(2) || soak_calm > Duration::from_secs(3600) {
+        return Err(ConfigError("--soak-calm must be 2s to 1h".into()).into());
+    }
+    let soak_conns = opts.soak_conns.unwrap_or(if local { 60 } else { 1000 });
+    if soak_conns == 0 || soak_conns > 100_000 {
+        return Err(ConfigError("--soak-conns must be 1 to 100000".into()).into());
+    }
+    let chaos_spec = opts.chaos.clone().unwrap_or_else(|| {
+        if local {
+            "kill-node every 6s, restart after 2s; restart-redis at 50%; reload-balancer at 75%"
+        } else {
+            "kill-node every 30s, restart after 5s; restart-redis at 50%; reload-balancer at 75%"
+        }
+        .to_string()
+    });
+    let node_count = if local {
+        3
+    } else {
+        opts.node_urls.len().max(3)
+    };
+    let chaos = schedule(&chaos_spec, soak_duration, node_count).map_err(ConfigError)?;
     let settings = Settings {
         local,
         crash: opts.crash,
@@ -129,6 +178,12 @@ pub fn prepare(opts: &ScenarioOpts) -> Result<Env, Error> {
         } else {
             Duration::from_secs(300)
         }),
+        soak_conns,
+        soak_rate: opts.soak_rate,
+        soak_duration,
+        soak_calm,
+        chaos_spec,
+        chaos,
     };
     let run_id = format!(
         "{:x}",
@@ -197,6 +252,7 @@ fn external_env(opts: &ScenarioOpts, settings: Settings, run_id: String) -> Resu
             start_node: opts.start_node_cmd.clone(),
             stop_redis: opts.stop_redis_cmd.clone(),
             start_redis: opts.start_redis_cmd.clone(),
+            reload_balancer: opts.reload_balancer_cmd.clone(),
         }),
         settings,
         run_id,
@@ -213,6 +269,7 @@ fn local_env(opts: &ScenarioOpts, settings: Settings, run_id: String) -> Result<
         ("--start-node-cmd", opts.start_node_cmd.is_some()),
         ("--stop-redis-cmd", opts.stop_redis_cmd.is_some()),
         ("--start-redis-cmd", opts.start_redis_cmd.is_some()),
+        ("--reload-balancer-cmd", opts.reload_balancer_cmd.is_some()),
     ] {
         if given {
             return Err(ConfigError(format!(
@@ -230,6 +287,10 @@ fn local_env(opts: &ScenarioOpts, settings: Settings, run_id: String) -> Result<
         .chain(opts.node_args.iter().map(|s| s.into()))
         .collect();
     copts.ready_timeout = Duration::from_secs(30);
+    // Sticky by the whole client address: from one machine, the seed's
+    // ip_hash (first three octets) sends every client to one node, and the
+    // soak spreads its clients over loopback source addresses.
+    copts.balance = cluster::Balance::ConsistentHash;
     copts.worker_connections = 4096;
     let c = LocalCluster::start(copts)
         .map_err(|e| Error::Unreachable(format!("starting the local cluster: {e}")))?;
@@ -245,7 +306,7 @@ fn local_env(opts: &ScenarioOpts, settings: Settings, run_id: String) -> Result<
     let redis_url = c.redis().map(|r| r.url()).unwrap_or_default();
     let store = Store::open(&redis_url).map_err(|e| Error::Unreachable(e.to_string()))?;
     let description = format!(
-        "local cluster: nginx {} (ip_hash) -> {} nodes ({program_line}{}) -> redis-server {redis_url}; node options {}",
+        "local cluster: nginx {} (hash $remote_addr consistent) -> {} nodes ({program_line}{}) -> redis-server {redis_url}; node options {}",
         c.url(),
         c.nodes().len(),
         if logs {

@@ -6,7 +6,7 @@ use crate::scenario::args::{Name, ScenarioOpts};
 use crate::scenario::evidence::{Sheet, Stop, Verdict};
 use crate::scenario::output::SuiteReport;
 use crate::scenario::setup::{Env, prepare};
-use crate::scenario::{basics, outages, streams, upkeep};
+use crate::scenario::{basics, outages, soak, streams, upkeep};
 use std::time::{Duration, Instant};
 
 /// Run the suite, print it, write `--json`; the exit code.
@@ -22,7 +22,9 @@ pub fn run(opts: &ScenarioOpts) -> Result<u8, Error> {
 /// The scenarios asked for, each once, in the seed's order.
 pub fn selected(names: &[Name]) -> Vec<Name> {
     if names.contains(&Name::All) {
-        return Name::EVERY.to_vec();
+        let mut all = Name::EVERY.to_vec();
+        all.push(Name::Soak);
+        return all;
     }
     let mut v = names.to_vec();
     v.sort();
@@ -59,10 +61,12 @@ pub fn run_suite(opts: &ScenarioOpts) -> Result<SuiteReport, Error> {
 /// the sum (the load's duration on top).
 fn limit(env: &Env, name: Name) -> Duration {
     let base = Duration::from_secs(120) + env.settings.step * 6 + env.settings.cleanup_within;
-    if name == Name::Load {
-        base + env.settings.load_duration
-    } else {
-        base
+    match name {
+        Name::Load => base + env.settings.load_duration,
+        Name::Soak => {
+            base + env.settings.soak_duration + env.settings.soak_calm + env.settings.step * 3
+        }
+        _ => base,
     }
 }
 
@@ -109,6 +113,7 @@ async fn dispatch(name: Name, env: &mut Env, s: &mut Sheet) -> Result<(), Stop> 
         Name::Ordering => streams::ordering(env, s).await,
         Name::Cleanup => upkeep::cleanup(env, s).await,
         Name::Isolation => basics::isolation(env, s).await,
+        Name::Soak => soak::soak(env, s).await,
         Name::All => Err(Stop::Skip("`all` is expanded before running".into())),
     }
 }
