@@ -25,7 +25,7 @@ use crate::error::Error;
 use crate::limits;
 use crate::live::expo::RunLabels;
 use crate::live::http::MetricsServer;
-use crate::live::sink::{Exposition, LiveSink};
+use crate::live::sink::LiveSink;
 use crate::monitor::procs::{Monitor, ProcRole};
 use crate::monitor::servers::watch_servers;
 use crate::net::dial::Dialer;
@@ -181,6 +181,15 @@ async fn load_async(cfg: Arc<Config>) -> Result<Outcome, Error> {
         Some(addr) => Some(bind_metrics(addr).await?),
         None => None,
     };
+    // Zeros from the start, so a scrape before the first second sees every family.
+    let mut live = metrics.as_ref().map(|m| {
+        let labels = RunLabels {
+            run: run_id.clone(),
+            mode: mode_label(cfg.load.mode),
+            workers: cfg.workers,
+        };
+        LiveSink::new(&cfg.load.plan, labels, m.exposition())
+    });
     let (node, targets) = match &cfg.targets {
         Targets::Embedded { node_args } => {
             let n = embedded::spawn(cfg.exe.as_deref(), node_args).await?;
@@ -195,7 +204,7 @@ async fn load_async(cfg: Arc<Config>) -> Result<Outcome, Error> {
         node.as_ref().map(|n| n.pid),
         run_id,
         started_at,
-        metrics.as_ref().map(MetricsServer::exposition),
+        live.as_mut(),
     )
     .await;
     let stop_note = match node {
@@ -253,7 +262,7 @@ async fn measure(
     embedded_pid: Option<u32>,
     run_id: String,
     started_at: String,
-    live: Option<Arc<Exposition>>,
+    mut live: Option<&mut LiveSink>,
 ) -> Result<Report, Error> {
     // The servers' baselines come before this run's first connection to
     // them, the probe's included; loadgen's own once its workers exist.
@@ -270,14 +279,6 @@ async fn measure(
     let mut series = Series::new(mon, max_len);
     let mut phases = Phases::new(plan, max_len);
     let mut progress = Progress::new();
-    let mut live = live.map(|out| {
-        let labels = RunLabels {
-            run: run_id.clone(),
-            mode: mode_label(cfg.load.mode),
-            workers: cfg.workers,
-        };
-        LiveSink::new(plan, labels, out)
-    });
     let mut hdr = match &cfg.hdr_log {
         Some(p) => Some(HdrLog::create(p, SystemTime::now())?),
         None => None,
@@ -290,13 +291,13 @@ async fn measure(
         if let Some(h) = hdr.as_mut() {
             sinks.push(h);
         }
-        if let Some(l) = live.as_mut() {
+        if let Some(l) = live.as_deref_mut() {
             sinks.push(l);
         }
         backend.measure(&mut sinks).await
     };
     progress.finish();
-    if let Some(l) = live.as_mut() {
+    if let Some(l) = live {
         l.finish();
     }
     drop(pollers);
