@@ -85,7 +85,8 @@ fn live_metrics_follow_the_run_and_end_at_the_reports_figures() {
     );
 
     let (status, stderr) = run.wait(Duration::from_secs(60));
-    assert!(status.success(), "{stderr}");
+    // 1 is a grade below --fail-on on a busy machine: still a measured run.
+    assert!(matches!(status.code(), Some(0 | 1)), "{status}: {stderr}");
     assert!(stderr.contains("--metrics-linger"), "{stderr}");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("valid");
