@@ -17,21 +17,24 @@ fn live_metrics_follow_the_run_and_end_at_the_reports_figures() {
     let dir = tempfile::tempdir().expect("tempdir");
     let json = dir.path().join("run.json");
     let url = srv.url();
-    let mut run = MetricsRun::start(&[
-        "--quiet",
-        "--url",
-        &url,
-        "--conns",
-        "10",
-        "--rate",
-        "20",
-        "--duration",
-        "4s",
-        "--metrics-linger",
-        "4s",
-        "--json",
-        json.to_str().expect("utf-8"),
-    ]);
+    let mut run = MetricsRun::start(
+        "127.0.0.1:0",
+        &[
+            "--quiet",
+            "--url",
+            &url,
+            "--conns",
+            "10",
+            "--rate",
+            "20",
+            "--duration",
+            "4s",
+            "--metrics-linger",
+            "4s",
+            "--json",
+            json.to_str().expect("utf-8"),
+        ],
+    );
     let addr = run.addr;
 
     // Everything but GET /metrics is refused; a huge head does not get in.

@@ -68,7 +68,7 @@ pub fn value(text: &str, name: &str, suffix: &str) -> Option<f64> {
         .map(|s| s.2)
 }
 
-/// A loadgen process with `--metrics-listen 127.0.0.1:0`; killed on drop.
+/// A loadgen process with `--metrics-listen`; killed on drop.
 pub struct MetricsRun {
     child: Option<Child>,
     /// Where its metrics are served.
@@ -77,12 +77,12 @@ pub struct MetricsRun {
 }
 
 impl MetricsRun {
-    /// Start loadgen with `args` and wait (up to 60 s) for the line that
-    /// says where its metrics are.
-    pub fn start(args: &[&str]) -> MetricsRun {
+    /// Start loadgen with `args` and `--metrics-listen listen` and wait (up
+    /// to 60 s) for the line that says where its metrics are.
+    pub fn start(listen: &str, args: &[&str]) -> MetricsRun {
         let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
             .args(args)
-            .args(["--metrics-listen", "127.0.0.1:0"])
+            .args(["--metrics-listen", listen])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
