@@ -235,7 +235,12 @@ async fn load_async(cfg: Arc<Config>) -> Result<Outcome, Error> {
             m.addr(),
             humantime::format_duration(cfg.metrics_linger)
         );
-        tokio::time::sleep(cfg.metrics_linger).await;
+        // The run took over SIGINT (tokio keeps it for the process), so
+        // Ctrl-C has to end the linger here.
+        tokio::select! {
+            _ = tokio::time::sleep(cfg.metrics_linger) => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
     }
     Ok(Outcome {
         exit_code: report.exit_code,
