@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 log() { printf '\n== %s\n' "$*"; }
 
 # --- system packages -------------------------------------------------------
-# redis-server and nginx are started by the cluster tests as plain processes on
+# redis-server, nginx and prometheus are started by the tests as plain processes on
 # free loopback ports; they are never used as system services.
 need_pkgs=()
 command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
@@ -22,6 +22,8 @@ command -v cc >/dev/null 2>&1 || need_pkgs+=(build-essential)
 command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
 command -v node >/dev/null 2>&1 || need_pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_pkgs+=(npm)
+# loadgen/tests/dashboards.rs: a real Prometheus scrapes a run and the nodes.
+command -v prometheus >/dev/null 2>&1 || need_pkgs+=(prometheus)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing system packages: ${need_pkgs[*]}"
   SUDO=""
@@ -30,7 +32,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
   # Debian starts the services on install; the tests start their own.
-  for svc in redis-server nginx; do
+  for svc in redis-server nginx prometheus; do
     $SUDO service "$svc" stop >/dev/null 2>&1 || true
   done
 fi
@@ -45,6 +47,9 @@ if [ ! -f "$PLAYWRIGHT_DIR/node_modules/playwright-core/package.json" ]; then
 fi
 export PLAYWRIGHT_CORE="$PWD/$PLAYWRIGHT_DIR/node_modules/playwright-core"
 export CHROMIUM="$(command -v chromium)"
+# The dashboards test starts its own Prometheus on a free port; set, the
+# variable makes a missing binary a failure rather than a skip.
+export PROMETHEUS="$(command -v prometheus || echo /usr/bin/prometheus)"
 
 # --- third-party WebSocket servers, for the protocol-profile tests ---------
 # graphql-ws (with ws and graphql) and socket.io from npm, run by node.

@@ -15,6 +15,7 @@ pub mod embedded;
 pub mod engine;
 pub mod error;
 pub mod limits;
+pub mod live;
 pub mod monitor;
 pub mod net;
 pub mod opts;

@@ -291,6 +291,19 @@ pub struct LoadOpts {
     #[arg(long, value_name = "FILE")]
     pub hdr_log: Option<PathBuf>,
 
+    /// Serve the run's live figures in Prometheus text format on
+    /// http://ADDR/metrics while it goes (port 0: any free port; the bound
+    /// address is printed on stderr). Metrics are listed in docs/LOADGEN.md.
+    /// Example: --metrics-listen 127.0.0.1:9100
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_listen: Option<String>,
+
+    /// Keep --metrics-listen serving the final figures this long after the
+    /// run, so Prometheus scrapes them (at least one scrape interval).
+    /// Example: --metrics-linger 15s
+    #[arg(long, default_value = "0s", value_name = "DURATION")]
+    pub metrics_linger: String,
+
     /// Lowest grade that still passes (exit code 0). Example: --fail-on good
     #[arg(long, value_enum, default_value_t = FailOn::Acceptable)]
     pub fail_on: FailOn,

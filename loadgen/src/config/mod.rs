@@ -69,6 +69,11 @@ pub struct Config {
     pub html: Option<PathBuf>,
     /// Write per-second HdrHistogram interval logs here (`--hdr-log`). Default: none.
     pub hdr_log: Option<PathBuf>,
+    /// Serve live Prometheus metrics here (`--metrics-listen`). Default: none.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Keep serving them this long after the run (`--metrics-linger`), at
+    /// most 10 minutes. Default: 0.
+    pub metrics_linger: Duration,
     /// The lowest grade that still exits 0 (`--fail-on`). Default: acceptable.
     pub fail_on: FailOn,
     /// What the grades and the template read (`--grade-phase`). Default: steady.
@@ -245,6 +250,7 @@ impl Config {
             }
             None => Thresholds::seed(),
         };
+        let (metrics_listen, metrics_linger) = metrics_options(o)?;
         for (flag, path) in [
             ("--json", &o.json),
             ("--out-md", &o.out_md),
@@ -290,6 +296,8 @@ impl Config {
             out_md: o.out_md.clone(),
             html: o.html.clone(),
             hdr_log: o.hdr_log.clone(),
+            metrics_listen,
+            metrics_linger,
             fail_on: o.fail_on,
             grade_phase: o.grade_phase,
             min_success_rate: o.min_success_rate.map(|p| p / 100.0),
@@ -343,6 +351,32 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `--metrics-listen` resolved to one address, and `--metrics-linger`.
+fn metrics_options(o: &LoadOpts) -> Result<(Option<SocketAddr>, Duration), ConfigError> {
+    let linger = parse_duration("--metrics-linger", &o.metrics_linger)?;
+    if linger > Duration::from_secs(600) {
+        return bad("--metrics-linger is at most 10m, e.g. --metrics-linger 15s");
+    }
+    let Some(a) = &o.metrics_listen else {
+        if !linger.is_zero() {
+            return bad(
+                "--metrics-linger needs --metrics-listen, e.g. --metrics-listen 127.0.0.1:9100",
+            );
+        }
+        return Ok((None, linger));
+    };
+    let addr = a
+        .to_socket_addrs()
+        .map_err(|e| {
+            ConfigError(format!(
+                "--metrics-listen {a:?}: {e}; write it like 127.0.0.1:9100 (port 0: any free port)"
+            ))
+        })?
+        .next()
+        .ok_or_else(|| ConfigError(format!("--metrics-listen {a:?} resolves to nothing")))?;
+    Ok((Some(addr), linger))
 }
 
 /// `--header`, `--subprotocol`, `--origin`, `--ca-cert`, `--insecure`,
@@ -475,6 +509,11 @@ mod tests {
             &["--chat-chunks", "3"],
             &["--node-arg=--chunks=abc"],
             &["--node-arg=--no-such-option"],
+            &["--metrics-listen", "127.0.0.1"],
+            &["--metrics-listen", "127.0.0.1:99999"],
+            &["--metrics-listen", "127.0.0.1:port"],
+            &["--metrics-linger", "5s"],
+            &["--metrics-listen", "127.0.0.1:0", "--metrics-linger", "1h"],
         ] {
             let e = cfg(args).expect_err(&format!("{args:?} should be refused"));
             assert!(!e.0.is_empty());

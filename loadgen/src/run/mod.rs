@@ -23,6 +23,9 @@ use crate::engine::measured::Measured;
 use crate::engine::settings::Share;
 use crate::error::Error;
 use crate::limits;
+use crate::live::expo::RunLabels;
+use crate::live::http::MetricsServer;
+use crate::live::sink::LiveSink;
 use crate::monitor::procs::{Monitor, ProcRole};
 use crate::monitor::servers::watch_servers;
 use crate::net::dial::Dialer;
@@ -152,6 +155,14 @@ pub fn load(o: &LoadOpts) -> Result<Outcome, Error> {
     out
 }
 
+/// The mode as the options spell it (`echo`, `chat`, `raw`, `profile`).
+fn mode_label(mode: crate::opts::Mode) -> String {
+    serde_json::to_value(mode)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 /// A run id that is unique enough to keep runs' sessions apart.
 fn new_run_id() -> String {
     let nanos = SystemTime::now()
@@ -167,6 +178,19 @@ fn new_run_id() -> String {
 async fn load_async(cfg: Arc<Config>) -> Result<Outcome, Error> {
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let run_id = new_run_id();
+    let metrics = match cfg.metrics_listen {
+        Some(addr) => Some(bind_metrics(addr).await?),
+        None => None,
+    };
+    // Zeros from the start, so a scrape before the first second sees every family.
+    let mut live = metrics.as_ref().map(|m| {
+        let labels = RunLabels {
+            run: run_id.clone(),
+            mode: mode_label(cfg.load.mode),
+            workers: cfg.workers,
+        };
+        LiveSink::new(&cfg.load.plan, labels, m.exposition())
+    });
     let (node, targets) = match &cfg.targets {
         Targets::Embedded { node_args } => {
             let n = embedded::spawn(cfg.exe.as_deref(), node_args).await?;
@@ -181,6 +205,7 @@ async fn load_async(cfg: Arc<Config>) -> Result<Outcome, Error> {
         node.as_ref().map(|n| n.pid),
         run_id,
         started_at,
+        live.as_mut(),
     )
     .await;
     let stop_note = match node {
@@ -203,10 +228,37 @@ async fn load_async(cfg: Arc<Config>) -> Result<Outcome, Error> {
         report.warnings.push(note);
     }
     emit::emit(&cfg, &report)?;
+    if let Some(m) = &metrics
+        && !cfg.metrics_linger.is_zero()
+    {
+        eprintln!(
+            "loadgen: http://{}/metrics serves the final figures for {} more (--metrics-linger)",
+            m.addr(),
+            humantime::format_duration(cfg.metrics_linger)
+        );
+        // The run took over SIGINT (tokio keeps it for the process), so
+        // Ctrl-C has to end the linger here.
+        tokio::select! {
+            _ = tokio::time::sleep(cfg.metrics_linger) => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
     Ok(Outcome {
         exit_code: report.exit_code,
         report: Some(report),
     })
+}
+
+/// Bind `--metrics-listen` before any work, and say where it is (the port
+/// may have been 0). A port in use is the user's to fix: exit 2.
+async fn bind_metrics(addr: std::net::SocketAddr) -> Result<MetricsServer, Error> {
+    let server = MetricsServer::bind(addr).await.map_err(|e| {
+        crate::config::error::ConfigError(format!(
+            "--metrics-listen {addr}: {e}; choose another address, or port 0 for any free one"
+        ))
+    })?;
+    eprintln!("loadgen: metrics on http://{}/metrics", server.addr());
+    Ok(server)
 }
 
 /// Probe, monitor, measure with the role's backend, check, build the report.
@@ -216,6 +268,7 @@ async fn measure(
     embedded_pid: Option<u32>,
     run_id: String,
     started_at: String,
+    mut live: Option<&mut LiveSink>,
 ) -> Result<Report, Error> {
     // The servers' baselines come before this run's first connection to
     // them, the probe's included; loadgen's own once its workers exist.
@@ -244,9 +297,15 @@ async fn measure(
         if let Some(h) = hdr.as_mut() {
             sinks.push(h);
         }
+        if let Some(l) = live.as_deref_mut() {
+            sinks.push(l);
+        }
         backend.measure(&mut sinks).await
     };
     progress.finish();
+    if let Some(l) = live {
+        l.finish();
+    }
     drop(pollers);
     let mut m = measured?;
     if let Some(e) = hdr.and_then(|h| h.failed) {
