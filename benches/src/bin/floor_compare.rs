@@ -1,0 +1,275 @@
+//! tcp_floor and loadgen + its embedded wsnode, side by side, at the same
+//! connections x rate steps, in one go: the ratios that say how far the
+//! product is from what this machine's loopback TCP allows (issue 12).
+//!
+//! For each step it runs `tcp_floor` (the bare epoll floor, a sibling
+//! binary) and then `loadgen` against its embedded node, reads both
+//! results (tcp_floor's lines, loadgen's `--json`), and prints one
+//! markdown table: p99 latency and CPU per round trip of each, and their
+//! ratios. Only 127.0.0.1 is contacted; steps, connections and durations
+//! are bounded.
+//!
+//! ```sh
+//! cargo build --release -p loadgen -p wsbench-benches --bins
+//! target/release/floor_compare --steps 1000,3000,6000 --rate 10 --duration 15
+//! ```
+
+use clap::Parser;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Parser, Debug)]
+#[command(about = "tcp_floor and loadgen + wsnode at the same steps, with their ratios")]
+struct Opts {
+    /// Connections at each step, comma-separated (at most 10 steps, each
+    /// at most 19000). Example: --steps 1000,3000,6000
+    #[arg(long, default_value = "1000,3000,6000")]
+    steps: String,
+    /// Messages per second per connection. Example: --rate 10
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    rate: u32,
+    /// Seconds measured per run (tcp_floor adds a 3 s warm-up; loadgen's
+    /// graded figures are its steady phase). Example: --duration 15
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=600))]
+    duration: u64,
+    /// The loadgen binary [default: the one beside this program].
+    #[arg(long)]
+    loadgen: Option<PathBuf>,
+}
+
+/// One side's figures at one step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Side {
+    p99_ms: f64,
+    /// CPU per round trip: the client's (or loadgen's) and the server's (or node's).
+    client_us: f64,
+    server_us: f64,
+    per_sec: f64,
+}
+
+fn main() {
+    let o = Opts::parse();
+    if let Err(e) = run(&o) {
+        eprintln!("floor_compare: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn steps(s: &str) -> Result<Vec<u32>, String> {
+    let v: Vec<u32> = s
+        .split(',')
+        .map(|x| {
+            x.trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=19_000).contains(n))
+                .ok_or_else(|| format!("--steps: {x:?} is not 1 to 19000 connections"))
+        })
+        .collect::<Result<_, _>>()?;
+    if v.is_empty() || v.len() > 10 {
+        return Err("--steps: 1 to 10 steps".into());
+    }
+    Ok(v)
+}
+
+fn beside(name: &str) -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let p = exe.with_file_name(name);
+    if p.exists() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "{} not found (cargo build --release -p loadgen -p wsbench-benches --bins)",
+            p.display()
+        ))
+    }
+}
+
+fn run(o: &Opts) -> Result<(), String> {
+    let steps = steps(&o.steps)?;
+    let floor_bin = beside("tcp_floor")?;
+    let loadgen = match &o.loadgen {
+        Some(p) => p.clone(),
+        None => beside("loadgen")?,
+    };
+    let dir = std::env::temp_dir().join(format!("floor_compare-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut rows = Vec::new();
+    for &conns in &steps {
+        eprintln!("floor_compare: {conns} x {}/s: tcp_floor", o.rate);
+        let floor = tcp_floor(&floor_bin, conns, o)?;
+        eprintln!(
+            "floor_compare: {conns} x {}/s: loadgen + embedded wsnode",
+            o.rate
+        );
+        let json = dir.join(format!("loadgen-{conns}.json"));
+        let ours = loadgen_run(&loadgen, conns, o, &json)?;
+        rows.push((conns, floor, ours));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    print!("{}", table(o.rate, &rows));
+    Ok(())
+}
+
+fn tcp_floor(bin: &Path, conns: u32, o: &Opts) -> Result<Side, String> {
+    let out = Command::new(bin)
+        .args(["--conns", &conns.to_string()])
+        .args(["--rate", &o.rate.to_string()])
+        .args(["--duration", &o.duration.to_string()])
+        .output()
+        .map_err(|e| format!("{}: {e}", bin.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "tcp_floor failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    parse_floor(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The figures in tcp_floor's output.
+fn parse_floor(text: &str) -> Result<Side, String> {
+    let after = |line: &str, key: &str| -> Option<f64> {
+        let rest = &line[line.find(key)? + key.len()..];
+        let num: String = rest
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        num.parse().ok()
+    };
+    let find = |prefix: &str| text.lines().find(|l| l.contains(prefix));
+    let lat = find("latency from the intended").ok_or("tcp_floor: no latency line")?;
+    let cpu = find("CPU: client").ok_or("tcp_floor: no CPU line")?;
+    let rate = find("round trips/s over").ok_or("tcp_floor: no rate line")?;
+    let per_trip: Vec<f64> = cpu
+        .split('(')
+        .skip(1)
+        .filter_map(|p| after(p, ""))
+        .collect();
+    let per_sec = rate
+        .split(';')
+        .nth(1)
+        .and_then(|p| after(p, ""))
+        .ok_or("tcp_floor: no rate")?;
+    match (after(lat, "p99"), &per_trip[..]) {
+        (Some(p99_ms), [client_us, server_us]) => Ok(Side {
+            p99_ms,
+            client_us: *client_us,
+            server_us: *server_us,
+            per_sec,
+        }),
+        _ => Err(format!("tcp_floor: unexpected output:\n{text}")),
+    }
+}
+
+fn loadgen_run(bin: &Path, conns: u32, o: &Opts, json: &Path) -> Result<Side, String> {
+    // About one second of ramp: the steady phase is the measured duration.
+    let out = Command::new(bin)
+        .args(["--conns", &conns.to_string()])
+        .args(["--rate", &o.rate.to_string()])
+        .args(["--duration", &format!("{}s", o.duration + 1)])
+        .arg("--quiet")
+        .arg("--json")
+        .arg(json)
+        .output()
+        .map_err(|e| format!("{}: {e}", bin.display()))?;
+    // Exit 1 is a graded miss, still a measurement.
+    if !matches!(out.status.code(), Some(0 | 1)) {
+        return Err(format!(
+            "loadgen failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let text = std::fs::read_to_string(json).map_err(|e| format!("{}: {e}", json.display()))?;
+    let doc: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", json.display()))?;
+    parse_loadgen(&doc)
+}
+
+/// The steady phase's p99 and each process's CPU per message.
+fn parse_loadgen(doc: &serde_json::Value) -> Result<Side, String> {
+    let lat = doc["phases"]["steady"]["latency_us"]["corrected"]["p99"]
+        .as_f64()
+        .or_else(|| doc["latency_us"]["corrected"]["p99"].as_f64())
+        .ok_or("loadgen: no p99 in the report")?;
+    let cpu = |role: &str| {
+        doc["resources"]
+            .as_array()?
+            .iter()
+            .find(|r| r["role"] == role)?["cpu_us_per_msg"]
+            .as_f64()
+    };
+    Ok(Side {
+        p99_ms: lat / 1000.0,
+        client_us: cpu("loadgen").ok_or("loadgen: its own CPU per message missing")?,
+        server_us: cpu("node").ok_or("loadgen: the node's CPU per message missing")?,
+        per_sec: doc["messages"]["per_sec"].as_f64().unwrap_or(0.0),
+    })
+}
+
+fn table(rate: u32, rows: &[(u32, Side, Side)]) -> String {
+    let mut s = String::from(
+        "| conns x rate | answered/s floor / ours | p99 floor | p99 loadgen + node | p99 ratio | CPU/trip floor (client + server) | CPU/msg loadgen + node | CPU ratio |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for (conns, f, w) in rows {
+        let (fc, wc) = (f.client_us + f.server_us, w.client_us + w.server_us);
+        s.push_str(&format!(
+            "| {conns} x {rate}/s | {:.0} / {:.0} | {:.2} ms | {:.2} ms | {:.1}x | {:.1} + {:.1} = {fc:.1} us | {:.1} + {:.1} = {wc:.1} us | {:.2}x |\n",
+            f.per_sec,
+            w.per_sec,
+            f.p99_ms,
+            w.p99_ms,
+            w.p99_ms / f.p99_ms.max(0.001),
+            f.client_us,
+            f.server_us,
+            w.client_us,
+            w.server_us,
+            wc / fc.max(0.001)
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_floor_output_is_read() {
+        let text =
+            "tcp_floor: 1000 conns x 10 msg/s = 10000 offered/s; measured 5 s after a 3 s warm-up
+  answered 80000 of 80000 sent; 9998 round trips/s over the measured window
+  latency from the intended send time: p50 0.21 ms, p99 1.40 ms, max 3.00 ms (50000 measured)
+  CPU: client 17% (16.8 us per round trip), server 11% (11.3 us per round trip)
+  both sides: 28.1 us of CPU per round trip; 2 cores allow at most 71174 round trips/s at this cost
+";
+        assert_eq!(
+            parse_floor(text).unwrap(),
+            Side {
+                p99_ms: 1.40,
+                client_us: 16.8,
+                server_us: 11.3,
+                per_sec: 9998.0
+            }
+        );
+        assert!(parse_floor("nothing").is_err());
+    }
+
+    #[test]
+    fn loadgen_reports_are_read_and_steps_checked() {
+        let doc = serde_json::json!({
+            "phases": {"steady": {"latency_us": {"corrected": {"p99": 5100}}}},
+            "latency_us": {"corrected": {"p99": 9000}},
+            "resources": [{"role": "node", "cpu_us_per_msg": 15.0}, {"role": "loadgen", "cpu_us_per_msg": 19.3}],
+            "messages": {"per_sec": 35000.0}
+        });
+        let s = parse_loadgen(&doc).unwrap();
+        assert_eq!((s.p99_ms, s.client_us, s.server_us), (5.1, 19.3, 15.0));
+        assert!(parse_loadgen(&serde_json::json!({})).is_err());
+        assert_eq!(steps("1000, 3000").unwrap(), [1000, 3000]);
+        assert!(steps("0").is_err() && steps("20000").is_err() && steps("").is_err());
+        let t = table(10, &[(1000, s, s)]);
+        assert!(t.contains("| 1000 x 10/s |") && t.contains("1.0x"), "{t}");
+    }
+}
