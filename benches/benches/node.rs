@@ -10,9 +10,19 @@
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use server::broker::memory::{MemoryBroker, MemoryLimits};
-use server::broker::{AttachRequest, Broker, ConnSink, OutQueue};
+use server::broker::{AnswerPlan, AttachRequest, Broker, ConnSink, OutQueue};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The plan the benched streams are opened with (not generated here).
+fn plan() -> AnswerPlan {
+    AnswerPlan {
+        chunks: 1000,
+        interval: Duration::ZERO,
+        chunk_size: 32,
+        prompt: "bench".into(),
+    }
+}
 
 fn broker_fan_out(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -46,7 +56,7 @@ fn broker_fan_out(c: &mut Criterion) {
             owner.expect("a session")
         });
         let lease = rt
-            .block_on(broker.open_stream(&owner, Arc::from("m-1")))
+            .block_on(broker.open_stream(&owner, Arc::from("m-1"), &plan()))
             .expect("a stream");
         // The session's welcome frames are not what is measured.
         for q in &mut queues {
@@ -109,6 +119,7 @@ fn redis_append(c: &mut Criterion) {
                 timeout: Duration::from_secs(2),
                 max_sessions: 100,
                 streams_in_welcome: 4,
+                skip_fencing: false,
             })
         })
         .expect("a Redis broker");
@@ -131,7 +142,7 @@ fn redis_append(c: &mut Criterion) {
         }
         let owner = attached.expect("attached through Redis").session;
         let lease = broker
-            .open_stream(&owner, Arc::from("m-redis-1"))
+            .open_stream(&owner, Arc::from("m-redis-1"), &plan())
             .await
             .expect("a stream");
         (owner, lease)

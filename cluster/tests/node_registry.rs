@@ -24,6 +24,7 @@ fn settings(r: &RedisServer, node: &str) -> RedisSettings {
         timeout: Duration::from_secs(2),
         max_sessions: 1000,
         streams_in_welcome: 16,
+        skip_fencing: false,
     }
 }
 

@@ -96,11 +96,16 @@ fn scenario_all_passes_against_healthy_nodes_and_writes_the_seed_tables() {
             .iter()
             .any(|c| c["item"] == "Graceful failover" && c["met"] == true)
     );
-    // Recovery Time and Failover Time were measured and graded.
-    for (name, metric) in [("recovery", "Recovery Time"), ("failover", "Failover Time")] {
+    // Recovery Time and Failover Time were measured and graded; failover
+    // also times the recovery of the answer its stop cut.
+    for (name, i, metric) in [
+        ("recovery", 0, "Recovery Time"),
+        ("failover", 0, "Failover Time"),
+        ("failover", 1, "Recovery Time"),
+    ] {
         let v = verdicts.iter().find(|v| v["name"] == name).unwrap();
-        assert_eq!(v["timings"][0]["metric"], metric);
-        assert_ne!(v["timings"][0]["grade"], "Fail");
+        assert_eq!(v["timings"][i]["metric"], metric, "{v}");
+        assert_ne!(v["timings"][i]["grade"], "Fail", "{v}");
     }
 }
 
@@ -234,12 +239,57 @@ fn a_deployment_without_fault_commands_skips_the_fault_scenarios_and_runs_the_re
     assert!(text.contains("⏭ SKIPPED"), "{text}");
 }
 
+/// The failover criteria about the answer its stop cuts.
+const TAKE_OVER: [&str; 2] = [
+    "Answer cut by the stop completes on another node",
+    "Taken over once, with a higher fencing token",
+];
+
 #[test]
 fn a_crashed_node_fails_over_as_a_stopped_one_does() {
     let r = suite(&["failover", "--crash"]);
     let v = verdict(&r, "failover");
     assert_eq!(v.status, Status::Pass, "{v:#?}");
     assert!(v.evidence.iter().any(|e| e.contains("SIGKILL")), "{v:#?}");
+    for c in TAKE_OVER {
+        assert!(
+            v.criteria.iter().any(|x| x.text == c && x.met),
+            "{c}: {v:#?}"
+        );
+    }
+}
+
+#[test]
+fn nodes_that_skip_fencing_fail_failover_on_the_fencing_token_alone() {
+    let r = suite(&[
+        "failover",
+        "--crash",
+        "--node-arg=--test-fault",
+        "--node-arg=skip-fencing",
+    ]);
+    let v = verdict(&r, "failover");
+    assert_eq!(v.status, Status::Fail, "{v:#?}");
+    // The answer itself completes: only the token shows the broken fencing.
+    assert_eq!(unmet(v), [TAKE_OVER[1]], "{v:#?}");
+    assert_eq!(r.exit_code(), 1);
+}
+
+#[test]
+fn nodes_that_crash_on_takeover_fail_failover() {
+    let r = suite(&[
+        "failover",
+        "--node-arg=--test-fault",
+        "--node-arg=crash-on-takeover",
+    ]);
+    let v = verdict(&r, "failover");
+    assert_eq!(v.status, Status::Fail, "{v:#?}");
+    // Each survivor that claims the cut answer dies: the client either finds
+    // no node to come back to, or loses the one it recovers on.
+    let missed = unmet(v);
+    assert!(
+        missed.contains(&"Client reconnects successfully") || missed.contains(&TAKE_OVER[0]),
+        "{v:#?}"
+    );
 }
 
 #[test]

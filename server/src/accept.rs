@@ -1,5 +1,5 @@
-//! The node's top-level loops: accept, cleanup, sample, and the shutdown
-//! sequence.
+//! The node's top-level loops: accept, cleanup, take-over, sample, and the
+//! shutdown sequence.
 //!
 //! Shutdown is a broadcast, then a wait: the `watch` flag tells every
 //! connection to close with 1001; each connection task holds a clone of an
@@ -18,6 +18,12 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
+
+/// How often a node looks for answers whose generating node died (at most
+/// `--cleanup-interval`). A client that recovers such an answer has it taken
+/// over at once; this pass finishes the answers nobody asks about yet, such
+/// as those followed by tabs on other nodes.
+const TAKEOVER_EVERY: Duration = Duration::from_secs(1);
 
 /// HTTP connections (not yet upgraded) accepted beyond the WebSocket limit,
 /// for health checks and for answering refused upgrades with 503.
@@ -52,7 +58,11 @@ pub async fn serve<B: Broker>(
     let background = {
         let node = node.clone();
         async move {
-            tokio::join!(node.metrics.sampler(), cleanup_loop(&node));
+            tokio::join!(
+                node.metrics.sampler(),
+                cleanup_loop(&node),
+                takeover_loop(&node)
+            );
         }
     };
     let accept = accept_loop(listener, node.clone(), http_slots);
@@ -132,5 +142,14 @@ async fn cleanup_loop<B: Broker>(node: &Node<B>) {
                 "Cleaning up: removed stale sessions and expired streams"
             );
         }
+    }
+}
+
+async fn takeover_loop<B: Broker>(node: &Arc<Node<B>>) {
+    let mut tick = tokio::time::interval(TAKEOVER_EVERY.min(node.cfg.cleanup_interval));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        crate::stream::adopt_orphans(node).await;
     }
 }

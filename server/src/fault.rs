@@ -16,6 +16,12 @@ pub enum TestFault {
     /// `sessions:active` (run it on every node, since any node's cleanup
     /// removes any node's stale sessions).
     NoSessionCleanup,
+    /// Redis mode: streams are taken over without a new fencing token (the
+    /// dead owner's is kept), so the owner taken for dead could still write.
+    SkipFencing,
+    /// The node aborts as soon as it takes a stream over: answers of a dead
+    /// node never complete (each survivor that claims one dies in turn).
+    CrashOnTakeover,
 }
 
 /// Whether the generator must leave out chunk `index`.
@@ -26,6 +32,16 @@ pub fn drops_chunk(fault: Option<TestFault>, index: u32) -> bool {
 /// Whether the cleanup pass must be skipped.
 pub fn skips_cleanup(fault: Option<TestFault>) -> bool {
     fault == Some(TestFault::NoSessionCleanup)
+}
+
+/// Whether a take-over must keep the old fencing token.
+pub fn skips_fencing(fault: Option<TestFault>) -> bool {
+    fault == Some(TestFault::SkipFencing)
+}
+
+/// Whether the node must abort on taking a stream over.
+pub fn crashes_on_takeover(fault: Option<TestFault>) -> bool {
+    fault == Some(TestFault::CrashOnTakeover)
 }
 
 #[cfg(test)]
@@ -41,6 +57,9 @@ mod tests {
         assert!(drops_chunk(f, 49) && drops_chunk(f, 99));
         assert!(skips_cleanup(Some(TestFault::NoSessionCleanup)));
         assert!(!skips_cleanup(None) && !skips_cleanup(f));
+        assert!(skips_fencing(Some(TestFault::SkipFencing)) && !skips_fencing(f));
+        assert!(crashes_on_takeover(Some(TestFault::CrashOnTakeover)));
+        assert!(!crashes_on_takeover(None) && !crashes_on_takeover(f));
     }
 
     #[test]
@@ -50,6 +69,10 @@ mod tests {
         assert_eq!(opts.test_fault, Some(TestFault::DropEvery50thChunk));
         let opts = crate::Opts::parse_from(["wsnode", "--test-fault", "no-session-cleanup"]);
         assert_eq!(opts.test_fault, Some(TestFault::NoSessionCleanup));
+        let opts = crate::Opts::parse_from(["wsnode", "--test-fault", "skip-fencing"]);
+        assert_eq!(opts.test_fault, Some(TestFault::SkipFencing));
+        let opts = crate::Opts::parse_from(["wsnode", "--test-fault", "crash-on-takeover"]);
+        assert_eq!(opts.test_fault, Some(TestFault::CrashOnTakeover));
         assert!(crate::Opts::parse_from(["wsnode"]).test_fault.is_none());
         let help = crate::Opts::command().render_long_help().to_string();
         assert!(!help.contains("test-fault"), "{help}");

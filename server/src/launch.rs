@@ -115,6 +115,7 @@ impl Server {
                 timeout: c.redis_timeout,
                 max_sessions: c.max_sessions,
                 streams_in_welcome: STREAMS_IN_WELCOME,
+                skip_fencing: crate::fault::skips_fencing(c.test_fault),
             };
             let broker = RedisBroker::start_advertised(settings, advert)
                 .map_err(|e| ServerError::Broker(e.to_string()))?;

@@ -9,8 +9,9 @@
 //!
 //! Modules depend on each other one way only, top to bottom:
 //! `launch` → `accept` → `routes` → `ws` → `stream` → `state` → `config`,
-//! with `broker`, `metrics`, `frames`, `respond`, `sessions` and `fault`
-//! (test-only deliberate faults) as leaves
+//! with `broker`, `generator` (where an answer's text comes from), `metrics`,
+//! `frames`, `respond`, `sessions` and `fault` (test-only deliberate
+//! faults) as leaves
 //! the others share. This file only declares modules and re-exports.
 
 mod accept;
@@ -19,6 +20,7 @@ mod config;
 pub mod embed;
 pub mod fault;
 mod frames;
+pub mod generator;
 mod launch;
 mod metrics;
 pub mod probe;

@@ -22,6 +22,7 @@ pub struct Metrics {
     pub idle_closes: AtomicU64,
     pub streams_started: AtomicU64,
     pub streams_active: AtomicU64,
+    pub streams_taken_over: AtomicU64,
     pub chunks_published: AtomicU64,
     pub recoveries: AtomicU64,
     pub sessions_cleaned: AtomicU64,
@@ -171,6 +172,12 @@ impl Metrics {
             "gauge",
             "Simulated answers being generated.",
             get(&self.streams_active) as f64,
+        );
+        put(
+            "wsnode_streams_taken_over_total",
+            "counter",
+            "Answers whose generating node died, continued by this node.",
+            get(&self.streams_taken_over) as f64,
         );
         put(
             "wsnode_chunks_published_total",

@@ -134,7 +134,7 @@ pub struct Counts {
     #[serde(default)]
     pub recoveries_unfinished: u64,
     /// Answers cut by a drop that the system ended without continuing:
-    /// `interrupted` (their generating node was gone), an error, or a request
+    /// `interrupted` (no node could continue them), an error, or a request
     /// that never reached a node.
     #[serde(default)]
     pub recoveries_ended: u64,

@@ -245,7 +245,7 @@ pub struct Chat {
     /// run's end (their wait is in `recovery_us`).
     pub recoveries_unfinished: u64,
     /// Answers cut by a drop that the system ended without continuing
-    /// (`interrupted`: their generating node was gone; an error; a request
+    /// (`interrupted`: no node could continue them; an error; a request
     /// that never reached a node). Not in `recovery_us`.
     pub recoveries_ended: u64,
 }

@@ -209,7 +209,7 @@ fn failover_row(inp: &Inputs<'_>, f: Summary, c: &Counts) -> (Option<f64>, Strin
 fn recovery_row(inp: &Inputs<'_>, r: Summary, c: &Counts) -> (Option<f64>, String) {
     let ended = if c.recoveries_ended > 0 {
         format!(
-            "; {} more ended without continuing (interrupted: their generating node was gone, or the request never reached one)",
+            "; {} more ended without continuing (interrupted: no node could continue them, or the request never reached one)",
             c.recoveries_ended
         )
     } else {
@@ -227,7 +227,7 @@ fn recovery_row(inp: &Inputs<'_>, r: Summary, c: &Counts) -> (Option<f64>, Strin
         (Some(r.p99 as f64), text)
     } else if c.recoveries_ended > 0 {
         let why = format!(
-            "{} answers cut by a drop, none could continue: interrupted (their generating node was gone) or never received",
+            "{} answers cut by a drop, none could continue: interrupted (no node could continue them) or never received",
             c.recoveries_ended
         );
         (

@@ -418,7 +418,7 @@ pub fn recommendations(r: &Report) -> Vec<String> {
                 "node CPU is high at this load: profile it (perf, flamegraph) before adding nodes"
             }
             MetricKey::RecoveryTime => {
-                "answers cut by a drop were slow to move again, or never did: an answer whose generating node crashed cannot continue, and is only marked interrupted when its lease expires (wsnode --lease-ttl); check the node logs for `Recovery requested`"
+                "answers cut by a drop were slow to move again, or never did: wsnode on Redis takes over the answers of a crashed node when their clients recover them or within a second (`Stream lease taken over` in the node logs), so look for nodes without a shared broker, a broker that lost the chunks, or no free --max-streams slot on the survivors; check the node logs for `Recovery requested`"
             }
             MetricKey::FailoverTime => {
                 "clients were slow to get back on a node: check that the balancer retries the next node on a refused connection (nginx proxy_next_upstream) and loadgen's backoff"

@@ -1,7 +1,8 @@
-//! Seed tests 5 and 6: a node stopped and started again, Redis stopped and
-//! started again, with clients connected throughout.
+//! Seed tests 5 and 6: a node stopped (mid-answer) and started again, Redis
+//! stopped and started again, with clients connected throughout.
 
-use crate::scenario::basics::answer_whole;
+use crate::scenario::basics::{answer_whole, nodes_logging};
+use crate::scenario::checks::Sequence;
 use crate::scenario::client::{Client, End, session_url};
 use crate::scenario::evidence::{Sheet, Stop};
 use crate::scenario::nodes::{NodeTarget, wait_for};
@@ -34,10 +35,12 @@ async fn reconnect(url: &str, wait: Duration) -> Result<Client, String> {
     Err(format!("no working connection within {wait:?}: {last}"))
 }
 
-/// Test 5: one client per node; node 1 is stopped; its client sees the
-/// disconnect, reconnects through the balancer to a healthy node and finds
-/// its session; the others carry on; node 1 starts again and takes
-/// connections.
+/// Test 5: one client per node; node 1 is stopped while it streams an
+/// answer to its client; the client sees the disconnect, reconnects through
+/// the balancer to a healthy node, finds its session, and recovers the cut
+/// answer whole: another node took it over and finished it (no gap, no
+/// duplicate, none interrupted; Recovery Time graded). The others carry on;
+/// node 1 starts again and takes connections.
 pub async fn failover(env: &mut Env, s: &mut Sheet) -> Result<(), Stop> {
     env.control.can_restart_node()?;
     env.need_nodes(2)?;
@@ -65,15 +68,41 @@ pub async fn failover(env: &mut Env, s: &mut Sheet) -> Result<(), Stop> {
             "the answer before the stop was not whole: {line}"
         )));
     }
+    // A second answer, paced so that the stop cuts it mid-stream.
+    let cut_mid = format!("{sid1}-m2");
+    let cut_interval = st.interval_ms.max(CUT_INTERVAL_MS);
+    c1.chat(&cut_mid, st.chunks, cut_interval);
+    let before = c1
+        .collect_until(&cut_mid, st.answer_wait(), (st.chunks / 6).max(1))
+        .await;
+    let holder_before = env
+        .store
+        .as_ref()
+        .and_then(|store| store.stream_holder(&cut_mid).ok().flatten());
 
     let stopped_at = Instant::now();
     let did = blocking(|| env.control.stop_node(0, st.crash))?;
     s.note(did);
-    let code = clients[0].1.wait_closed(st.step).await;
+    // Whatever node 1 still sent, until its connection ended.
+    let tail = clients[0].1.collect(&cut_mid, st.step).await;
+    let cut = tail.end == End::Closed;
+    let ended = if cut {
+        Some("ended".to_string())
+    } else {
+        let code = clients[0].1.wait_closed(st.step).await;
+        code.map(|c| format!("ended (close code {c:?})"))
+    };
+    let closed_at = Instant::now();
+    let mut got = before.indices.clone();
+    got.extend(&tail.indices);
     s.check(
         "Client 1 detects disconnect",
-        code.is_some(),
-        format!("client 1's connection ended: close code {code:?}"),
+        ended.is_some(),
+        format!(
+            "client 1's connection {} {} chunks into answer {cut_mid}",
+            ended.as_deref().unwrap_or("did not end"),
+            got.len()
+        ),
     );
 
     let url = session_url(&env.balancer, &sid1, Some(&token1));
@@ -96,6 +125,42 @@ pub async fn failover(env: &mut Env, s: &mut Sheet) -> Result<(), Stop> {
         ),
     );
     s.timings.push(timing("Failover Time", failover_ms));
+
+    let last = got.iter().max().copied();
+    r.recover(&cut_mid, last.map(i64::from));
+    let rest = r.collect(&cut_mid, st.answer_wait()).await;
+    let moved = rest.first_chunk.unwrap_or_else(Instant::now);
+    let recovery_ms = moved.saturating_duration_since(closed_at).as_secs_f64() * 1000.0;
+    got.extend(&rest.indices);
+    let seq = Sequence::of(&got, st.chunks);
+    let bad_text = before.bad_text + tail.bad_text + rest.bad_text;
+    let whole = rest.end == End::Done(st.chunks) && seq.whole() && bad_text == 0;
+    s.check(
+        "Answer cut by the stop completes on another node",
+        cut && whole,
+        if cut {
+            format!(
+                "recovered on {} after index {last:?}: {} more chunks, end {:?}; together {}, {bad_text} with wrong text",
+                r.welcome.node_id,
+                rest.indices.len(),
+                rest.end,
+                seq.describe(got.len())
+            )
+        } else {
+            format!(
+                "the answer was not cut: it ended {:?} before the connection did (raise --chunk-interval-ms)",
+                tail.end
+            )
+        },
+    );
+    if cut {
+        s.timings.push(timing("Recovery Time", recovery_ms));
+        s.note(format!(
+            "Recovery Time {recovery_ms:.0} ms (from the cut until the answer moved again on the new connection)"
+        ));
+    }
+    take_over_evidence(env, s, &cut_mid, holder_before);
+
     let listed = r
         .welcome
         .streams
@@ -153,6 +218,46 @@ pub async fn failover(env: &mut Env, s: &mut Sheet) -> Result<(), Stop> {
         ),
     );
     Ok(())
+}
+
+/// Milliseconds at least between the chunks of the answer the stop cuts,
+/// so a stop command has time to act before it ends.
+const CUT_INTERVAL_MS: u64 = 20;
+
+/// Who finished the cut answer, from wsnode's `stream:meta:{id}` (another
+/// node, with a higher fencing token than node 1 held) and the nodes' logs
+/// (one `Stream lease taken over` for it). A deployment that keeps neither
+/// gets a note: its take-over is judged by the answer alone.
+fn take_over_evidence(env: &Env, s: &mut Sheet, mid: &str, before: Option<(String, u64)>) {
+    let Some(store) = env.store.as_ref() else {
+        s.note("no --redis: the take-over's fencing token is not checked");
+        return;
+    };
+    let after = match store.stream_holder(mid) {
+        Ok(after) => after,
+        Err(e) => {
+            s.note(format!("the take-over's fencing token is not checked: {e}"));
+            return;
+        }
+    };
+    let (Some((n0, f0)), Some((n1, f1))) = (before, after) else {
+        s.note(format!(
+            "no stream:meta:{mid} in Redis (a node other than wsnode): the take-over's fencing token is not checked"
+        ));
+        return;
+    };
+    let logged = nodes_logging(&env.nodes, &["Stream lease taken over", mid]);
+    let once = logged
+        .as_ref()
+        .is_none_or(|hits| hits.iter().map(|h| h.1).sum::<usize>() == 1);
+    s.check(
+        "Taken over once, with a higher fencing token",
+        n1 != n0 && f1 > f0 && once,
+        format!(
+            "HMGET stream:meta:{mid} node fence: {n0} {f0} before the stop, {n1} {f1} after; \"Stream lease taken over\" logged by nodes (number, lines) {}",
+            logged.map_or("unknown (no node logs)".into(), |h| format!("{h:?}"))
+        ),
+    );
 }
 
 /// `GET /health/distributed` says `"status":"UP"` (its broker is connected).

@@ -102,6 +102,19 @@ impl Store {
         }
     }
 
+    /// wsnode's own record of who generates `message_id` (not a seed key):
+    /// `HMGET stream:meta:MID node fence`; `None` when the node under test
+    /// keeps no such hash.
+    pub fn stream_holder(&self, message_id: &str) -> Result<Option<(String, u64)>, String> {
+        let (node, fence): (Option<String>, Option<u64>) = self.query(
+            redis::cmd("HMGET")
+                .arg(format!("stream:meta:{message_id}"))
+                .arg("node")
+                .arg("fence"),
+        )?;
+        Ok(node.zip(fence))
+    }
+
     /// `PUBSUB CHANNELS chat:stream:*`.
     pub fn stream_channels(&self) -> Result<Vec<String>, String> {
         self.query(redis::cmd("PUBSUB").arg("CHANNELS").arg("chat:stream:*"))

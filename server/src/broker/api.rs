@@ -18,6 +18,7 @@ use bytes::Bytes;
 use protocol::{StreamInfo, StreamStatus};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Who a connection claims to be when it attaches.
 #[derive(Debug, Clone)]
@@ -52,6 +53,32 @@ pub struct StreamLease {
     pub message_id: Arc<str>,
     /// Fencing token: a broker rejects writes carrying a stale one.
     pub fence: u64,
+}
+
+/// What a generator needs to produce an answer. The broker stores it with
+/// the stream, so that another node can continue the answer when the node
+/// generating it dies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerPlan {
+    /// Chunks the answer has in all.
+    pub chunks: u32,
+    /// Pause before each chunk.
+    pub interval: Duration,
+    /// Characters per chunk of the simulated text.
+    pub chunk_size: usize,
+    /// The question (the chat's `text`): a model that resumes an answer
+    /// asks it again, with the answer so far as the start of its reply.
+    pub prompt: Arc<str>,
+}
+
+/// A stream whose generator died, now leased to this node with a fresh
+/// fencing token: the node continues it from chunk `next`.
+#[derive(Debug, Clone)]
+pub struct Takeover {
+    pub lease: StreamLease,
+    /// The first chunk index not written yet.
+    pub next: u32,
+    pub plan: AnswerPlan,
 }
 
 /// What a broker reports about itself for health and readiness.
@@ -113,11 +140,12 @@ pub trait Broker: Send + Sync + 'static {
     /// Remove a connection; the session stays for its TTL so the client can come back.
     fn detach(&self, session_id: &str, conn_id: u64) -> impl Future<Output = ()> + Send;
 
-    /// Create a stream owned by `owner` and take its lease.
+    /// Create a stream owned by `owner`, store its `plan`, and take its lease.
     fn open_stream(
         &self,
         owner: &Owner,
         message_id: Arc<str>,
+        plan: &AnswerPlan,
     ) -> impl Future<Output = Result<StreamLease, BrokerError>> + Send;
 
     /// Cache chunk `index` (must be exactly the next one) and deliver it to
@@ -151,6 +179,39 @@ pub trait Broker: Send + Sync + 'static {
     fn renew(&self, lease: &StreamLease) -> impl Future<Output = Result<(), BrokerError>> + Send {
         let _ = lease;
         async { Ok(()) }
+    }
+
+    /// Take stream `message_id` over if its generator died (its lease
+    /// expired, or its node is gone): `Some` when this node now holds a new
+    /// lease with a higher fencing token and must continue the answer.
+    /// Atomic: of several nodes asking at once, one gets `Some`. A stream
+    /// that cannot be continued (the broker lost its chunks) is ended
+    /// `interrupted` instead, and `None` returned.
+    ///
+    /// The default (the in-memory broker) never takes over: with one node, a
+    /// generator dies only with its node, and the cache dies with it.
+    fn take_over(
+        &self,
+        message_id: &str,
+    ) -> impl Future<Output = Result<Option<Takeover>, BrokerError>> + Send {
+        let _ = message_id;
+        async { Ok(None) }
+    }
+
+    /// Look for streams whose generator died and take over at most `max` of
+    /// them (see [`take_over`](Self::take_over)); run periodically, so that
+    /// answers nobody asks about are finished too.
+    fn take_over_orphans(&self, max: usize) -> impl Future<Output = Vec<Takeover>> + Send {
+        let _ = max;
+        async { Vec::new() }
+    }
+
+    /// Give up a lease without finishing its stream, so another node can
+    /// take it over at once (this node is shutting down). False when no other
+    /// node can continue it: the caller ends the stream `interrupted`.
+    fn hand_over(&self, lease: &StreamLease) -> impl Future<Output = bool> + Send {
+        let _ = lease;
+        async { false }
     }
 
     /// Remove sessions with no connection past their TTL and expired streams.

@@ -4,9 +4,15 @@
 //! with their connection sinks, and the chunk cache. Delivery happens after
 //! the stream lock is released; per-stream order holds because each stream
 //! has exactly one generator appending to it in sequence.
+//!
+//! No take-over: with one node, a generator dies only with its node, and the
+//! cache dies with it, so the trait's default `take_over` (never) and
+//! `hand_over` (no other node: the stream ends `interrupted`) are right here.
+//! The plan a stream is opened with is not kept for the same reason.
 
 use super::api::{
-    AttachRequest, Attached, Broker, BrokerError, BrokerStatus, CleanupReport, Owner, StreamLease,
+    AnswerPlan, AttachRequest, Attached, Broker, BrokerError, BrokerStatus, CleanupReport, Owner,
+    StreamLease,
 };
 use super::sink::{ConnSink, Out, Replay, StreamFrame};
 use crate::sessions::{new_token, token_eq};
@@ -202,6 +208,7 @@ impl Broker for MemoryBroker {
         &self,
         owner: &Owner,
         message_id: Arc<str>,
+        _plan: &AnswerPlan,
     ) -> Result<StreamLease, BrokerError> {
         {
             let mut streams = lock(&self.streams);
@@ -395,6 +402,15 @@ impl Broker for MemoryBroker {
 mod tests {
     use super::*;
 
+    fn plan() -> AnswerPlan {
+        AnswerPlan {
+            chunks: 3,
+            interval: Duration::ZERO,
+            chunk_size: 8,
+            prompt: "q".into(),
+        }
+    }
+
     fn broker(ttl: Duration) -> MemoryBroker {
         MemoryBroker::new(MemoryLimits {
             max_sessions: 2,
@@ -444,9 +460,14 @@ mod tests {
         let b = broker(Duration::from_secs(60));
         let (sink, mut rx, _) = ConnSink::new(1, 8);
         let a = b.attach(req("s", None), sink).await.unwrap();
-        let lease = b.open_stream(&a.session, "m".into()).await.unwrap();
+        let lease = b
+            .open_stream(&a.session, "m".into(), &plan())
+            .await
+            .unwrap();
         assert_eq!(
-            b.open_stream(&a.session, "m".into()).await.unwrap_err(),
+            b.open_stream(&a.session, "m".into(), &plan())
+                .await
+                .unwrap_err(),
             BrokerError::Conflict
         );
         b.append_chunk(&lease, 0, Bytes::from_static(b"c0"))
@@ -479,16 +500,25 @@ mod tests {
         let b = broker(Duration::from_secs(60));
         let (sink, _rx, _) = ConnSink::new(1, 64);
         let a = b.attach(req("s", None), sink).await.unwrap();
-        let l1 = b.open_stream(&a.session, "m1".into()).await.unwrap();
-        b.open_stream(&a.session, "m2".into()).await.unwrap();
+        let l1 = b
+            .open_stream(&a.session, "m1".into(), &plan())
+            .await
+            .unwrap();
+        b.open_stream(&a.session, "m2".into(), &plan())
+            .await
+            .unwrap();
         assert!(matches!(
-            b.open_stream(&a.session, "m3".into()).await.unwrap_err(),
+            b.open_stream(&a.session, "m3".into(), &plan())
+                .await
+                .unwrap_err(),
             BrokerError::Overloaded(_)
         ));
         b.finish_stream(&l1, StreamStatus::Done, Bytes::from_static(b"done"))
             .await
             .unwrap();
-        b.open_stream(&a.session, "m3".into()).await.unwrap();
+        b.open_stream(&a.session, "m3".into(), &plan())
+            .await
+            .unwrap();
         assert_eq!(
             b.read_stream(&a.session, "m1", 0).await.unwrap_err(),
             BrokerError::NotFound
@@ -508,7 +538,10 @@ mod tests {
         let (sink, _rx, _) = ConnSink::new(1, 64);
         let a = b.attach(req("s", None), sink).await.unwrap();
         let chunk = Bytes::from(vec![b'x'; 400]);
-        let l1 = b.open_stream(&a.session, "m1".into()).await.unwrap();
+        let l1 = b
+            .open_stream(&a.session, "m1".into(), &plan())
+            .await
+            .unwrap();
         for i in 0..3 {
             b.append_chunk(&l1, i, chunk.clone()).await.unwrap();
         }
@@ -516,7 +549,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(b.status().cached_bytes, ENTRY_BYTES + 2 + 3 * 400 + 10);
-        let l2 = b.open_stream(&a.session, "m2".into()).await.unwrap();
+        let l2 = b
+            .open_stream(&a.session, "m2".into(), &plan())
+            .await
+            .unwrap();
         b.append_chunk(&l2, 0, chunk.clone()).await.unwrap();
         // The next chunk does not fit beside m1: the finished m1 is evicted.
         b.append_chunk(&l2, 1, chunk.clone()).await.unwrap();
@@ -533,9 +569,14 @@ mod tests {
             BrokerError::Overloaded("stream cache full")
         );
         // ...one more empty stream still fits, a second does not.
-        let l3 = b.open_stream(&a.session, "m3".into()).await.unwrap();
+        let l3 = b
+            .open_stream(&a.session, "m3".into(), &plan())
+            .await
+            .unwrap();
         assert_eq!(
-            b.open_stream(&a.session, "m4".into()).await.unwrap_err(),
+            b.open_stream(&a.session, "m4".into(), &plan())
+                .await
+                .unwrap_err(),
             BrokerError::Overloaded("stream cache full")
         );
         assert!(b.status().cached_bytes <= 2000);

@@ -12,6 +12,7 @@ pub mod redis;
 mod sink;
 
 pub use api::{
-    AttachRequest, Attached, Broker, BrokerError, BrokerStatus, CleanupReport, Owner, StreamLease,
+    AnswerPlan, AttachRequest, Attached, Broker, BrokerError, BrokerStatus, CleanupReport, Owner,
+    StreamLease, Takeover,
 };
 pub use sink::{ConnSink, Out, OutQueue, Overflow, Replay, StreamFrame};

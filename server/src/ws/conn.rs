@@ -13,13 +13,14 @@ use super::delivery::{Action, Delivery, Wire};
 use super::fragments::{Assembler, FragmentError, Message};
 use super::rate::RateLimit;
 use crate::broker::{
-    Attached, Broker, BrokerError, ConnSink, Out, OutQueue, Overflow, Owner, Replay, StreamFrame,
+    AnswerPlan, Attached, Broker, BrokerError, ConnSink, Out, OutQueue, Overflow, Owner, Replay,
+    StreamFrame,
 };
 use crate::frames;
 use crate::metrics::inc;
 use crate::sessions::new_message_id;
 use crate::state::{Node, shutdown_requested};
-use crate::stream::{self, Plan};
+use crate::stream;
 use bytes::Bytes;
 use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocketError, WebSocketRead, WebSocketWrite};
 use hyper::upgrade::OnUpgrade;
@@ -282,7 +283,7 @@ impl<B: Broker> Conn<B> {
                 interval_ms,
             }) => {
                 tracing::info!(session_id = %sid, node_id = %node.node_id, kind = "chat", len = text.len(), "Received message");
-                Box::pin(self.start_chat(message_id, chunks, interval_ms)).await;
+                Box::pin(self.start_chat(message_id, text, chunks, interval_ms)).await;
             }
             Ok(ClientMsg::Recover {
                 message_id,
@@ -300,6 +301,7 @@ impl<B: Broker> Conn<B> {
     async fn start_chat(
         &self,
         message_id: Option<String>,
+        prompt: String,
         chunks: Option<u32>,
         interval_ms: Option<u64>,
     ) {
@@ -336,9 +338,15 @@ impl<B: Broker> Conn<B> {
             Some(id) => id.into(),
             None => new_message_id(&node.node_id, node.next_message_seq.fetch_add(1, Relaxed)),
         };
+        let plan = AnswerPlan {
+            chunks,
+            interval,
+            chunk_size: limits.chunk_size,
+            prompt: prompt.into(),
+        };
         let lease = match node
             .broker
-            .open_stream(&self.session, message_id.clone())
+            .open_stream(&self.session, message_id.clone(), &plan)
             .await
         {
             Ok(lease) => lease,
@@ -356,13 +364,8 @@ impl<B: Broker> Conn<B> {
             }
         };
         self.sink.deliver(Out::Frame(frames::ack(&message_id)));
-        let plan = Plan {
-            chunks,
-            interval,
-            chunk_size: limits.chunk_size,
-        };
         let active = stream::ActiveGuard::new(self.active_streams.clone());
-        tokio::spawn(stream::generate(node.clone(), lease, plan, permit, active));
+        stream::start(node, lease, plan, permit, active);
     }
 
     async fn recover(&self, message_id: Arc<str>, from: u32) {
@@ -370,6 +373,9 @@ impl<B: Broker> Conn<B> {
         self.sink.deliver(Out::RecoverStart {
             message_id: message_id.clone(),
         });
+        // An answer whose node died is continued here first (its chunks
+        // then arrive live, after the replay of what was written).
+        stream::adopt(&self.node, &message_id).await;
         let result = self
             .node
             .broker

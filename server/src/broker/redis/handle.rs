@@ -13,7 +13,8 @@ use super::shared::{
 };
 use super::subscriber;
 use crate::broker::api::{
-    AttachRequest, Attached, Broker, BrokerError, BrokerStatus, CleanupReport, Owner, StreamLease,
+    AnswerPlan, AttachRequest, Attached, Broker, BrokerError, BrokerStatus, CleanupReport, Owner,
+    StreamLease, Takeover,
 };
 use crate::broker::sink::{ConnSink, Out, Replay, StreamFrame};
 use crate::sessions::new_token;
@@ -49,7 +50,11 @@ impl RedisBroker {
             .map_err(|e| BrokerError::Unavailable(format!("bad Redis URL: {e}")))?;
         // Bounded: one pending request per session at most in practice.
         let (sub_tx, sub_rx) = mpsc::channel(4096);
+        // A nonce per start: leases of a crashed process are not taken for
+        // those of the node restarted under the same id.
+        let holder = format!("{}@{}", cfg.node_id, &new_token()[..8]).into();
         let inner = Arc::new(Inner {
+            holder,
             link: Link::new(client, cfg.timeout),
             cfg,
             advert,
@@ -168,6 +173,7 @@ impl Broker for RedisBroker {
         &self,
         owner: &Owner,
         message_id: Arc<str>,
+        plan: &AnswerPlan,
     ) -> Result<StreamLease, BrokerError> {
         let inner = &self.inner;
         let keys = vec![
@@ -180,11 +186,16 @@ impl Broker for RedisBroker {
         let args = args![
             owner.session_id.as_ref(),
             owner.token.as_ref(),
-            inner.cfg.node_id.as_ref(),
+            inner.holder.as_ref(),
             ms(inner.cfg.lease_ttl),
             ms(inner.cfg.stream_ttl),
             message_id.as_ref(),
-            now_ms()
+            now_ms(),
+            inner.cfg.node_id.as_ref(),
+            plan.chunks,
+            plan.interval.as_millis() as u64,
+            plan.chunk_size,
+            plan.prompt.as_ref()
         ];
         let fence: i64 = inner.link.script(&OPEN, keys, args).await?;
         if fence < 0 {
@@ -213,7 +224,7 @@ impl Broker for RedisBroker {
             &frame[..],
             ms(inner.cfg.stream_ttl),
             ms(inner.cfg.lease_ttl),
-            lease_value(lease, &inner.cfg.node_id),
+            lease_value(lease, &inner.holder),
             channel(&lease.owner.session_id),
             envelope(false, index, mid, &frame)
         ];
@@ -235,10 +246,7 @@ impl Broker for RedisBroker {
     async fn renew(&self, lease: &StreamLease) -> Result<(), BrokerError> {
         let inner = &self.inner;
         let keys = vec![lease_key(&lease.message_id)];
-        let args = args![
-            lease_value(lease, &inner.cfg.node_id),
-            ms(inner.cfg.lease_ttl)
-        ];
+        let args = args![lease_value(lease, &inner.holder), ms(inner.cfg.lease_ttl)];
         let n: i64 = inner.link.script(&RENEW, keys, args).await?;
         if n == 1 {
             tracing::info!(message_id = %lease.message_id, fence = lease.fence, "Stream lease renewed");
@@ -301,70 +309,69 @@ impl Broker for RedisBroker {
         from: u32,
     ) -> Result<Replay, BrokerError> {
         let inner = &self.inner;
-        for attempt in 0..2 {
-            let (meta, chunks) = (meta_key(message_id), chunks_key(message_id));
-            let (fields, frames): (HashMap<String, String>, Vec<Vec<u8>>) = inner
-                .link
-                .call(|mut c| async move {
-                    redis::pipe()
-                        .hgetall(meta)
-                        .cmd("LRANGE")
-                        .arg(chunks)
-                        .arg(from as i64)
-                        .arg(-1)
-                        .query_async(&mut c)
-                        .await
-                })
-                .await?;
-            let owned = fields.get("owner").map(String::as_str) == Some(&owner.session_id)
-                && fields.get("token").map(String::as_str) == Some(&owner.token);
-            if !owned {
-                return Err(BrokerError::NotFound);
-            }
-            let status = fields
-                .get("status")
-                .and_then(|s| parse_status(s))
-                .ok_or(BrokerError::NotFound)?;
-            // A generator that died leaves a stream `streaming` with no lease:
-            // settle it first so the client is told, not left waiting.
-            if status == StreamStatus::Streaming
-                && attempt == 0
-                && inner.interrupt_if_orphaned(message_id).await?
-            {
-                continue;
-            }
-            let total = fields
-                .get("chunks")
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(0u32);
-            return Ok(Replay {
-                message_id: message_id.into(),
-                status,
-                from,
-                chunks: frames.into_iter().map(Bytes::from).collect(),
-                total,
-                end: fields.get("end").map(|e| Bytes::from(e.clone())),
-            });
+        let (meta, chunks) = (meta_key(message_id), chunks_key(message_id));
+        let (fields, frames): (HashMap<String, String>, Vec<Vec<u8>>) = inner
+            .link
+            .call(|mut c| async move {
+                redis::pipe()
+                    .hgetall(meta)
+                    .cmd("LRANGE")
+                    .arg(chunks)
+                    .arg(from as i64)
+                    .arg(-1)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        let owned = fields.get("owner").map(String::as_str) == Some(&owner.session_id)
+            && fields.get("token").map(String::as_str) == Some(&owner.token);
+        if !owned {
+            return Err(BrokerError::NotFound);
         }
-        Err(BrokerError::NotFound)
+        let status = fields
+            .get("status")
+            .and_then(|s| parse_status(s))
+            .ok_or(BrokerError::NotFound)?;
+        let total = fields
+            .get("chunks")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0u32);
+        Ok(Replay {
+            message_id: message_id.into(),
+            status,
+            from,
+            chunks: frames.into_iter().map(Bytes::from).collect(),
+            total,
+            end: fields.get("end").map(|e| Bytes::from(e.clone())),
+        })
     }
 
-    async fn cleanup(&self) -> CleanupReport {
+    async fn take_over(&self, message_id: &str) -> Result<Option<Takeover>, BrokerError> {
+        self.inner.take_over(message_id).await
+    }
+
+    async fn take_over_orphans(&self, max: usize) -> Vec<Takeover> {
         let inner = &self.inner;
-        let mut report = CleanupReport::default();
-        // Streams whose generator died: lease gone, still `streaming`. Walked
-        // with ZSCAN a page at a time, so a large set neither blocks Redis nor
-        // leaves streams past the first page unchecked.
+        let mut taken = Vec::new();
+        // Streams whose generator died: lease gone or holder not present.
+        // Walked with ZSCAN a page at a time, so a large set neither blocks
+        // Redis nor leaves streams past the first page unchecked.
         let mut cursor = 0;
         for _ in 0..MAX_SCAN_PAGES {
+            if taken.len() >= max {
+                break;
+            }
             let Some((next, page)) = inner.scan_page("ZSCAN", STREAMS_ACTIVE, cursor).await else {
                 break;
             };
             // Members and scores alternate.
-            for mid in page.iter().step_by(2) {
-                if let Ok(true) = inner.interrupt_if_orphaned(mid).await {
-                    tracing::info!(message_id = %mid, "Cleaning up: stream owner died, marked interrupted");
-                    report.streams += 1;
+            let mids = page.into_iter().step_by(2).collect();
+            for mid in inner.orphans_among(mids).await {
+                if taken.len() >= max {
+                    break;
+                }
+                if let Ok(Some(t)) = inner.take_over(&mid).await {
+                    taken.push(t);
                 }
             }
             cursor = next;
@@ -372,6 +379,25 @@ impl Broker for RedisBroker {
                 break;
             }
         }
+        taken
+    }
+
+    async fn hand_over(&self, lease: &StreamLease) -> bool {
+        let inner = &self.inner;
+        let keys = vec![lease_key(&lease.message_id)];
+        let args = args![lease_value(lease, &inner.holder)];
+        // Even when Redis cannot be told, the lease lapses: another node
+        // continues the stream after the lease TTL (or at once, once this
+        // process is gone from its presence channel). So always true.
+        let _: Result<i64, _> = inner.link.script(&HAND_OVER, keys, args).await;
+        true
+    }
+
+    async fn cleanup(&self) -> CleanupReport {
+        let inner = &self.inner;
+        let mut report = CleanupReport::default();
+        // Streams whose generator died are taken over, not cleaned up
+        // (`take_over_orphans`); finished ones expire with their TTL.
         // Sessions: entries of dead nodes, or idle past the session TTL,
         // walked with HSCAN for the same reasons.
         let mut alive: HashMap<String, bool> = HashMap::new();

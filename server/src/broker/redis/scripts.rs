@@ -7,8 +7,12 @@
 //!   its last connection left
 //! - `session:{id}:streams`: the session's recent message ids (newest first)
 //! - `stream:chunks:{mid}` list of chunk frames (what `LRANGE` shows)
-//! - `stream:meta:{mid}` hash: owner, token, status, chunks, fence, node, end
-//! - `stream:lease:{mid}`: `node:fence` of the generator, with a PX TTL
+//! - `stream:meta:{mid}` hash: owner, token, status, chunks, fence, node, end,
+//!   and the plan another node needs to continue the answer: total,
+//!   interval_ms, chunk_size, prompt
+//! - `stream:lease:{mid}`: `holder:fence` of the generator, with a PX TTL;
+//!   the holder is `node@incarnation` (a nonce per process start), so a
+//!   node restarted under the same id does not pass for its dead self
 //! - `stream:fence` counter, `streams:active` set of streams being generated
 //! - `node:{id}:alive`: refreshed by each live node
 //! - `nodes:active` hash: node id -> JSON {node_id, url, pid, host,
@@ -47,9 +51,10 @@ return {1, tok}
     )
 });
 
-/// Open a stream and take its lease with a fresh fencing token.
+/// Open a stream, store its plan, and take its lease with a fresh fencing token.
 /// KEYS: meta, lease, fence counter, streams:active, session streams list.
-/// ARGV: owner session, owner token, node id, lease ms, ttl ms, message id, now ms.
+/// ARGV: owner session, owner token, holder, lease ms, ttl ms, message id, now ms,
+/// node id, total chunks, interval ms, chunk size, prompt.
 /// Returns the fence, or -1 when the message id is taken.
 pub static OPEN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -58,7 +63,8 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
 local fence = redis.call('INCR', KEYS[3])
 redis.call('SET', KEYS[2], ARGV[3] .. ':' .. fence, 'PX', ARGV[4])
 redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'token', ARGV[2], 'status', 'streaming',
-  'chunks', 0, 'fence', fence, 'node', ARGV[3])
+  'chunks', 0, 'fence', fence, 'node', ARGV[8], 'total', ARGV[9], 'interval_ms', ARGV[10],
+  'chunk_size', ARGV[11], 'prompt', ARGV[12])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('ZADD', KEYS[4], ARGV[7], ARGV[6])
 redis.call('LPUSH', KEYS[5], ARGV[6])
@@ -129,42 +135,71 @@ return 1
     )
 });
 
-/// Mark a stream whose generator died as interrupted, fencing out the old
-/// owner, and tell the session. The generator is dead when its lease expired,
-/// or when the lease's node has no connection on its presence channel (see
-/// [`presence_channel`]): a crashed process loses that connection at once,
-/// so its answers end within a cleanup pass or a client's `recover` instead
-/// of a whole lease TTL. A live node wrongly taken for dead (its Pub/Sub
-/// connection reconnecting) is fenced on its next append: the answer ends
-/// `interrupted`, never duplicated.
-/// KEYS: meta, lease, fence counter, streams:active. ARGV: message id.
-/// Returns 1 when it interrupted the stream, 0 otherwise.
-pub static INTERRUPT: LazyLock<Script> = LazyLock::new(|| {
+/// Take over a stream whose generator died, or end it `interrupted` when
+/// nobody can continue it. The generator is dead when its lease expired (or
+/// was handed over), or when the lease's holder has no connection on its
+/// presence channel (see [`presence_channel`]): a crashed process loses that
+/// connection at once, so its answers are taken over within a pass or a
+/// client's `recover` instead of a whole lease TTL. The taker gets a new
+/// lease and (unless ARGV[4] is '0', the `skip-fencing` test fault) a fencing
+/// token from the counter, higher than any before, so a live node wrongly
+/// taken for dead is refused on its next append: one writer, always.
+/// A stream whose chunk list no longer matches its count (Redis lost the
+/// chunks) or that has no plan cannot be continued: it ends `interrupted`.
+/// KEYS: meta, lease, fence counter, streams:active, chunks list.
+/// ARGV: message id, holder, lease ms, fenced ('1' or '0'), node id.
+/// Returns {'1', fence, next index, owner, token, total, interval ms, chunk
+/// size, prompt, previous fence} when taken over, {'0'} when there is
+/// nothing to take, {'-1'} when it ended the stream `interrupted`.
+pub static TAKEOVER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local holder = redis.call('GET', KEYS[2])
 if holder then
   local node = string.match(holder, '^(.*):%d+$')
-  if not node then return 0 end
+  if not node then return {'0'} end
   local subs = redis.call('PUBSUB', 'NUMSUB', 'node:' .. node .. ':presence')
-  if tonumber(subs[2]) > 0 then return 0 end
-  redis.call('DEL', KEYS[2])
+  if tonumber(subs[2]) > 0 then return {'0'} end
 end
-local status = redis.call('HGET', KEYS[1], 'status')
-if status ~= 'streaming' then
+local m = redis.call('HMGET', KEYS[1], 'status', 'chunks', 'fence', 'owner', 'token',
+  'total', 'interval_ms', 'chunk_size', 'prompt')
+if m[1] ~= 'streaming' then
   redis.call('ZREM', KEYS[4], ARGV[1])
-  return 0
+  return {'0'}
 end
-local fence = redis.call('INCR', KEYS[3])
-local chunks = tonumber(redis.call('HGET', KEYS[1], 'chunks') or '0')
-local frame = '{"type":"interrupted","message_id":"' .. ARGV[1] .. '","chunks":' .. chunks .. '}'
-redis.call('HSET', KEYS[1], 'status', 'interrupted', 'fence', fence, 'end', frame)
-redis.call('ZREM', KEYS[4], ARGV[1])
-local sid = redis.call('HGET', KEYS[1], 'owner')
-if sid then
-  redis.call('PUBLISH', 'chat:stream:' .. sid, 'E' .. chunks .. '\n' .. ARGV[1] .. '\n' .. frame)
+local chunks = tonumber(m[2]) or 0
+if not m[6] or redis.call('LLEN', KEYS[5]) ~= chunks then
+  local fence = redis.call('INCR', KEYS[3])
+  local frame = '{"type":"interrupted","message_id":"' .. ARGV[1] .. '","chunks":' .. chunks .. '}'
+  redis.call('HSET', KEYS[1], 'status', 'interrupted', 'fence', fence, 'end', frame)
+  redis.call('DEL', KEYS[2])
+  redis.call('ZREM', KEYS[4], ARGV[1])
+  if m[4] then
+    redis.call('PUBLISH', 'chat:stream:' .. m[4], 'E' .. chunks .. '\n' .. ARGV[1] .. '\n' .. frame)
+  end
+  return {'-1'}
 end
-return 1
+local fence = m[3]
+if ARGV[4] == '1' then fence = redis.call('INCR', KEYS[3]) end
+redis.call('SET', KEYS[2], ARGV[2] .. ':' .. fence, 'PX', ARGV[3])
+redis.call('HSET', KEYS[1], 'fence', fence, 'node', ARGV[5])
+return {'1', tostring(fence), tostring(chunks), m[4], m[5], m[6], m[7] or '0', m[8] or '0',
+  m[9] or '', m[3]}
+"#,
+    )
+});
+
+/// Give a lease up without finishing the stream (the holder shuts down), so
+/// the next take-over need not wait for it to expire.
+/// KEYS: lease. ARGV: lease value. Returns 1 when it was still ours.
+pub static HAND_OVER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
 "#,
     )
 });

@@ -10,7 +10,7 @@
 
 use super::link::{Link, args};
 use super::scripts::*;
-use crate::broker::api::{BrokerError, StreamLease};
+use crate::broker::api::{AnswerPlan, BrokerError, Owner, StreamLease, Takeover};
 use crate::broker::sink::{ConnSink, Out};
 use protocol::{StreamInfo, StreamStatus};
 use redis::aio::MultiplexedConnection;
@@ -39,6 +39,9 @@ pub struct RedisSettings {
     pub timeout: Duration,
     pub max_sessions: usize,
     pub streams_in_welcome: usize,
+    /// Take streams over without a new fencing token: the `skip-fencing`
+    /// test fault (false in any real use).
+    pub skip_fencing: bool,
 }
 
 /// What a node registers about itself in `nodes:active`, besides its id
@@ -61,6 +64,9 @@ pub struct SubscriptionCheck {
 /// The broker's state, held by its handle and by each background task.
 pub struct Inner {
     pub cfg: RedisSettings,
+    /// This process's name in leases and on its presence channel:
+    /// `node_id@nonce`, new at every start.
+    pub holder: Arc<str>,
     pub advert: Advert,
     pub link: Link,
     pub local: Mutex<HashMap<Arc<str>, LocalSession>>,
@@ -368,17 +374,106 @@ impl Inner {
             .collect())
     }
 
-    /// Interrupt a stream whose generator died (lease expired, or its node
-    /// gone from its presence channel). True when it did.
-    pub async fn interrupt_if_orphaned(&self, mid: &str) -> Result<bool, BrokerError> {
+    /// Take `mid` over if its generator died (see `scripts::TAKEOVER`).
+    pub async fn take_over(&self, mid: &str) -> Result<Option<Takeover>, BrokerError> {
         let keys = vec![
             meta_key(mid),
             lease_key(mid),
             FENCE.into(),
             STREAMS_ACTIVE.into(),
+            chunks_key(mid),
         ];
-        let n: i64 = self.link.script(&INTERRUPT, keys, args![mid]).await?;
-        Ok(n == 1)
+        let fenced = if self.cfg.skip_fencing { "0" } else { "1" };
+        let args = args![
+            mid,
+            self.holder.as_ref(),
+            ms(self.cfg.lease_ttl),
+            fenced,
+            self.cfg.node_id.as_ref()
+        ];
+        let r: Vec<String> = self.link.script(&TAKEOVER, keys, args).await?;
+        match r.first().map(String::as_str) {
+            Some("1") if r.len() == 10 => {}
+            Some("-1") => {
+                tracing::warn!(message_id = %mid, "Stream interrupted: its generator died and its chunks are gone");
+                return Ok(None);
+            }
+            _ => return Ok(None),
+        }
+        let num = |i: usize| r[i].parse::<u64>().unwrap_or(0);
+        let t = Takeover {
+            lease: StreamLease {
+                owner: Owner {
+                    session_id: r[3].as_str().into(),
+                    token: r[4].as_str().into(),
+                },
+                message_id: mid.into(),
+                fence: num(1),
+            },
+            next: num(2) as u32,
+            plan: AnswerPlan {
+                chunks: num(5) as u32,
+                interval: Duration::from_millis(num(6)),
+                chunk_size: num(7) as usize,
+                prompt: r[8].as_str().into(),
+            },
+        };
+        tracing::info!(message_id = %mid, node_id = %self.cfg.node_id, fence = t.lease.fence,
+            previous_fence = num(9), next = t.next, "Stream lease taken over");
+        Ok(Some(t))
+    }
+
+    /// Of the streams on one `streams:active` page, those whose lease is
+    /// gone or whose holder left its presence channel: two round trips for
+    /// the page, instead of a script per stream.
+    pub async fn orphans_among(&self, mids: Vec<String>) -> Vec<String> {
+        if mids.is_empty() {
+            return mids;
+        }
+        let mut pipe = redis::pipe();
+        for mid in &mids {
+            pipe.get(lease_key(mid));
+        }
+        let Ok(holders) = self
+            .link
+            .call(|mut c| async move { pipe.query_async::<Vec<Option<String>>>(&mut c).await })
+            .await
+        else {
+            return Vec::new();
+        };
+        let nodes: Vec<String> = holders
+            .iter()
+            .flatten()
+            .filter_map(|h| h.rsplit_once(':').map(|(node, _)| node.to_string()))
+            .collect::<std::collections::HashSet<_>>()
+            .into_iter()
+            .collect();
+        let mut present = HashMap::new();
+        if !nodes.is_empty() {
+            let channels: Vec<String> = nodes.iter().map(|n| presence_channel(n)).collect();
+            let counts: Vec<(String, i64)> = self
+                .link
+                .call(|mut c| async move {
+                    redis::cmd("PUBSUB")
+                        .arg("NUMSUB")
+                        .arg(channels)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await
+                .unwrap_or_default();
+            present.extend(counts);
+        }
+        mids.into_iter()
+            .zip(holders)
+            .filter(|(_, holder)| match holder {
+                None => true,
+                Some(h) => h.rsplit_once(':').is_none_or(|(node, _)| {
+                    present.get(&presence_channel(node)).copied().unwrap_or(1) == 0
+                }),
+            })
+            .map(|(mid, _)| mid)
+            .collect()
     }
 }
 
@@ -392,7 +487,7 @@ pub fn parse_status(s: &str) -> Option<StreamStatus> {
     }
 }
 
-/// The value of `stream:lease:{mid}`: `node:fence`.
-pub fn lease_value(lease: &StreamLease, node: &str) -> String {
-    format!("{node}:{}", lease.fence)
+/// The value of `stream:lease:{mid}`: `holder:fence`.
+pub fn lease_value(lease: &StreamLease, holder: &str) -> String {
+    format!("{holder}:{}", lease.fence)
 }

@@ -8,8 +8,8 @@
 //! subscribes to everything the node serves before answering again.
 //!
 //! The same connection holds the node's presence channel: other nodes take a
-//! node with no subscriber there for dead and interrupt its answers at once
-//! (scripts::INTERRUPT), instead of waiting for their leases to expire.
+//! node with no subscriber there for dead and take its answers over at once
+//! (scripts::TAKEOVER), instead of waiting for their leases to expire.
 
 use super::scripts::{channel, parse_envelope, presence_channel};
 use super::shared::{Inner, SubscriptionCheck};
@@ -46,7 +46,7 @@ pub async fn run(inner: Arc<Inner>, mut requests: mpsc::Receiver<SubscriptionChe
         let mut subscribed: HashSet<Arc<str>> = HashSet::new();
         // First the presence channel: other nodes read this node as alive
         // from it (a crash drops the connection, and the subscription, at once).
-        let presence = presence_channel(&inner.cfg.node_id);
+        let presence = presence_channel(&inner.holder);
         let mut ok = matches!(
             tokio::time::timeout(inner.cfg.timeout, sink.subscribe(presence)).await,
             Ok(Ok(()))
