@@ -21,6 +21,10 @@ use tokio::time::Instant;
 
 /// RSS may exceed its level before the chaos by this share.
 const RSS_SLACK: f64 = 0.10;
+/// What a node started again during the soak allocates once (runtime and
+/// allocator pools sized by the reconnect storm it takes) and keeps; the
+/// load scenario allows the same for a fresh node.
+const RESTART_RSS: u64 = 4 << 20;
 /// File descriptors a node may hold above its idle baseline at the end (a
 /// Redis connection being re-established).
 const FD_SLACK: u64 = 2;
@@ -179,7 +183,15 @@ pub async fn soak(env: &mut Env, s: &mut Sheet) -> Result<(), Stop> {
         st.soak_duration + st.soak_calm / 2,
         st.soak_duration + st.soak_calm,
     );
-    settle(env, s, &idle, &warm).await;
+    let restarted: Vec<usize> = st
+        .chaos
+        .iter()
+        .filter_map(|e| match e.fault {
+            Fault::StartNode(i) => Some(i),
+            _ => None,
+        })
+        .collect();
+    settle(env, s, &idle, &warm, &restarted).await;
     Ok(())
 }
 
@@ -269,7 +281,13 @@ fn calm(r: &Report, s: &mut Sheet, from: Duration, to: Duration) {
 }
 
 /// After the load: every node back to its level before the chaos.
-async fn settle(env: &Env, s: &mut Sheet, idle: &[Option<Figures>], warm: &[Option<Figures>]) {
+async fn settle(
+    env: &Env,
+    s: &mut Sheet,
+    idle: &[Option<Figures>],
+    warm: &[Option<Figures>],
+    restarted: &[usize],
+) {
     // Connections close, sessions expire, restarted nodes finish starting.
     let step = env.settings.step;
     wait_for(step, || {
@@ -293,7 +311,12 @@ async fn settle(env: &Env, s: &mut Sheet, idle: &[Option<Figures>], warm: &[Opti
             continue;
         };
         seen += 1;
-        let cap = (w.rss.max(busiest) as f64 * (1.0 + RSS_SLACK)) as u64;
+        let fresh = if restarted.contains(&i) {
+            RESTART_RSS
+        } else {
+            0
+        };
+        let cap = (w.rss.max(busiest) as f64 * (1.0 + RSS_SLACK)) as u64 + fresh;
         rss_ok &= a.rss <= cap;
         let fd_line = match (a.fds, idle.get(i).copied().flatten().and_then(|f| f.fds)) {
             (Some(now), Some(base)) => {
@@ -303,12 +326,17 @@ async fn settle(env: &Env, s: &mut Sheet, idle: &[Option<Figures>], warm: &[Opti
             _ => "fds not reported".into(),
         };
         lines.push(format!(
-            "node{}: RSS {} (under load before the chaos: {}, busiest node {}, cap {}), {} connections, {fd_line}",
+            "node{}: RSS {} (under load before the chaos: {}, busiest node {}, cap {}{}), {} connections, {fd_line}",
             i + 1,
             mib(a.rss),
             mib(w.rss),
             mib(busiest),
             mib(cap),
+            if fresh > 0 {
+                " with 4 MiB for a restarted node"
+            } else {
+                ""
+            },
             a.connections
         ));
     }
