@@ -11,6 +11,7 @@ use loadgen::opts::Mode;
 use loadgen::placeholders::Values;
 use loadgen::profile::builtin::{self, ChatAsk};
 use loadgen::profile::classify::Keys;
+use loadgen::profile::json::Json;
 use loadgen::profile::rules::Profile;
 use std::hint::black_box;
 
@@ -45,6 +46,15 @@ fn replies(c: &mut Criterion) {
     let echo = Profile::parse("echo.toml", ECHO_PROFILE).expect("shipped profile");
     g.bench_function("profile_echo", |b| {
         b.iter(|| classify(&echo, black_box(ECHO_REPLY), &keys))
+    });
+    // What reading a reply costs before any rule: serde_json's value tree
+    // (one allocation per key and string) against the borrowed tree
+    // profiles use (one per object).
+    g.bench_function("parse_value_tree", |b| {
+        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(ECHO_REPLY)).is_ok())
+    });
+    g.bench_function("parse_borrowed_tree", |b| {
+        b.iter(|| Json::parse(black_box(ECHO_REPLY)).is_some())
     });
     let gql = Profile::parse("graphql-ws.toml", GRAPHQL_PROFILE).expect("shipped profile");
     let next = br#"{"id":"42","type":"next","payload":{"data":{"ticks":3}}}"#;

@@ -7,9 +7,9 @@
 use crate::net::connect::{WsRead, WsWrite};
 use crate::net::frames::{OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT};
 use crate::placeholders::Values;
+use crate::profile::json::Json;
 use crate::profile::rules::{Profile, Step};
 use fastwebsockets::{Frame, Payload};
-use serde_json::Value;
 
 /// Run the steps; the error names the step that failed and why.
 pub async fn open(
@@ -58,8 +58,8 @@ pub async fn open(
                 }
                 let data = rx.payload(&frame);
                 let text = std::str::from_utf8(data).unwrap_or("");
-                let json: Option<Value> = if p.needs_json {
-                    serde_json::from_slice(data).ok()
+                let json: Option<Json<'_>> = if p.needs_json {
+                    Json::parse(data)
                 } else {
                     None
                 };

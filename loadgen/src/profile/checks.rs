@@ -4,7 +4,7 @@
 //! text for its index. The built-in modes use them (profiles/builtin/);
 //! any profile may, when the service speaks these formats.
 
-use serde_json::Value;
+use crate::profile::json::Json;
 
 /// `[reply] check`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,12 +38,12 @@ pub struct Marker {
 
 /// Read the marker of a reply under `check`; `None` when the reply does
 /// not carry one at all.
-pub fn marker(check: Check, text: &str, json: Option<&Value>, filler: &str) -> Option<Marker> {
+pub fn marker(check: Check, text: &str, json: Option<&Json<'_>>, filler: &str) -> Option<Marker> {
     match check {
         Check::EchoMarker => {
             let j = json?;
-            let intended_us = j.get("ts")?.as_u64()?;
-            let (sent, rest) = j.get("payload")?.as_str()?.split_once('.')?;
+            let intended_us = j.pointer("/ts")?.as_u64()?;
+            let (sent, rest) = j.pointer("/payload")?.as_str()?.split_once('.')?;
             Some(Marker {
                 intended_us,
                 sent_us: sent.parse().ok()?,
@@ -66,14 +66,14 @@ pub fn marker(check: Check, text: &str, json: Option<&Value>, filler: &str) -> O
 
 /// `[stream] check = "wsnode-chunk-text"`: the part's `/text` is the text
 /// wsnode's simulated generator gives `/message_id` at `/index`.
-pub fn chunk_text_ok(json: Option<&Value>) -> bool {
+pub fn chunk_text_ok(json: Option<&Json<'_>>) -> bool {
     let Some(j) = json else {
         return false;
     };
     match (
-        j.get("message_id").and_then(Value::as_str),
-        j.get("index").and_then(Value::as_u64),
-        j.get("text").and_then(Value::as_str),
+        j.pointer("/message_id").and_then(Json::as_str),
+        j.pointer("/index").and_then(Json::as_u64),
+        j.pointer("/text").and_then(Json::as_str),
     ) {
         (Some(id), Some(index), Some(text)) => {
             u32::try_from(index).is_ok_and(|i| protocol::chunk::verify_chunk(id, i, text))
@@ -88,9 +88,7 @@ mod tests {
 
     #[test]
     fn markers_read_back_what_was_sent() {
-        let j: Value =
-            serde_json::from_str(r#"{"type":"echo","id":7,"ts":100,"payload":"150.xxxx"}"#)
-                .unwrap();
+        let j = Json::parse(br#"{"type":"echo","id":7,"ts":100,"payload":"150.xxxx"}"#).unwrap();
         let want = Marker {
             intended_us: 100,
             sent_us: 150,
@@ -115,9 +113,14 @@ mod tests {
     #[test]
     fn chunk_text_is_checked_against_the_generator() {
         let text = protocol::chunk::chunk_text("m-1", 4, 12);
-        let ok: Value = serde_json::json!({"message_id":"m-1","index":4,"text":text});
-        let wrong: Value = serde_json::json!({"message_id":"m-1","index":5,"text":text});
-        let missing: Value = serde_json::json!({"message_id":"m-1","index":4});
+        let ok = format!(r#"{{"message_id":"m-1","index":4,"text":"{text}"}}"#);
+        let wrong = format!(r#"{{"message_id":"m-1","index":5,"text":"{text}"}}"#);
+        let missing = r#"{"message_id":"m-1","index":4}"#;
+        let (ok, wrong, missing) = (
+            Json::parse(ok.as_bytes()).unwrap(),
+            Json::parse(wrong.as_bytes()).unwrap(),
+            Json::parse(missing.as_bytes()).unwrap(),
+        );
         assert!(chunk_text_ok(Some(&ok)));
         assert!(!chunk_text_ok(Some(&wrong)));
         assert!(!chunk_text_ok(Some(&missing)));

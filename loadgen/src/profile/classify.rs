@@ -4,9 +4,9 @@
 //! resumptions, parts and ends of streamed answers, replies.
 
 use crate::profile::checks::{self, Marker};
+use crate::profile::json::Json;
 use crate::profile::matchers::IdError;
 use crate::profile::rules::Profile;
-use serde_json::Value;
 
 /// A frame, classified by a profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,15 +86,15 @@ pub struct Keys<'a> {
 /// method of `Profile`, so the profile's rules never depend on this module.
 pub fn classify(p: &Profile, data: &[u8], keys: &Keys<'_>) -> Frame {
     let text = std::str::from_utf8(data).unwrap_or("");
-    let json: Option<Value> = if p.needs_json {
-        serde_json::from_slice(data).ok()
+    let json: Option<Json<'_>> = if p.needs_json {
+        Json::parse(data)
     } else {
         None
     };
     let json = json.as_ref();
     let ptr_u64 = |ptr: &Option<String>| {
         ptr.as_ref()
-            .and_then(|ptr| json.and_then(|j| j.pointer(ptr)).and_then(Value::as_u64))
+            .and_then(|ptr| json.and_then(|j| j.pointer(ptr)).and_then(Json::as_u64))
     };
     if let Some(i) = p.answers.iter().position(|(m, _)| m.matches(text, json)) {
         return Frame::Answer(i);
@@ -120,10 +120,8 @@ pub fn classify(p: &Profile, data: &[u8], keys: &Keys<'_>) -> Frame {
             Err(IdError::Invalid(w)) => return Frame::BadId(w),
         };
         let code = f.code.as_ref().and_then(|ptr| {
-            json.and_then(|j| j.pointer(ptr)).map(|v| match v {
-                Value::String(s) => s.chars().take(40).collect(),
-                v => v.to_string().chars().take(40).collect(),
-            })
+            json.and_then(|j| j.pointer(ptr))
+                .map(|v| v.to_text().chars().take(40).collect())
         });
         let not_found = p
             .resume
@@ -160,7 +158,7 @@ pub fn classify(p: &Profile, data: &[u8], keys: &Keys<'_>) -> Frame {
         if s.part.matches(text, json) {
             let index = match &s.index {
                 None => None,
-                Some(ptr) => match json.and_then(|j| j.pointer(ptr)).and_then(Value::as_u64) {
+                Some(ptr) => match json.and_then(|j| j.pointer(ptr)).and_then(Json::as_u64) {
                     Some(i) if i >= s.index_from => Some(i - s.index_from),
                     _ => return Frame::BadIndex,
                 },

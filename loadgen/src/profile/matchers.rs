@@ -2,6 +2,7 @@
 //! the two small value types every rule is built from, kept apart from the
 //! parser so the classifier and the rules both use them without a cycle.
 
+use crate::profile::json::Json;
 use serde_json::Value;
 
 /// Frames longer than this are never matched by a regex (bounds the work
@@ -52,14 +53,14 @@ impl IdError {
 
 impl Matcher {
     /// Does the frame match? `json` is the frame parsed, when it is JSON.
-    pub fn matches(&self, text: &str, json: Option<&Value>) -> bool {
+    pub fn matches(&self, text: &str, json: Option<&Json<'_>>) -> bool {
         match self {
             Matcher::Text(t) => text == t,
             Matcher::Prefix(p) => text.starts_with(p.as_str()),
             Matcher::Regex(r) => text.len() <= MAX_MATCH_LEN && r.is_match(text),
             Matcher::Json(ptr, want) => match json.and_then(|j| j.pointer(ptr)) {
                 None => false,
-                Some(v) => want.as_ref().is_none_or(|w| w == v),
+                Some(v) => want.as_ref().is_none_or(|w| v.equals(w)),
             },
         }
     }
@@ -76,22 +77,22 @@ impl IdRule {
     pub fn extract(
         &self,
         text: &str,
-        json: Option<&Value>,
+        json: Option<&Json<'_>>,
         prefix: &str,
     ) -> Result<Option<u64>, IdError> {
         let raw = match self {
             IdRule::Order => return Ok(None),
             IdRule::Json { ptr, prefixed } => match json.and_then(|j| j.pointer(ptr)) {
-                Some(Value::Number(n)) if !prefixed => {
+                Some(Json::Num(n)) if !prefixed => {
                     return n
                         .as_u64()
                         .map(Some)
                         .ok_or(IdError::Invalid("an id that is not a sequence number"));
                 }
-                Some(Value::String(s)) if *prefixed => s.strip_prefix(prefix).ok_or(
+                Some(Json::Str(s)) if *prefixed => s.strip_prefix(prefix).ok_or(
                     IdError::Invalid("a reply for a message id loadgen did not send"),
                 )?,
-                Some(Value::String(s)) => s.as_str(),
+                Some(Json::Str(s)) => s.as_ref(),
                 Some(_) if *prefixed => {
                     return Err(IdError::Invalid(
                         "a reply for a message id loadgen did not send",
