@@ -62,6 +62,10 @@ pub async fn run_slot(ctx: Arc<RunCtx>, local: u64) {
         };
         let ws = match res {
             (Ok(Ok(ws)), took) => {
+                // A connection made resets the backoff: the next drop is a
+                // new outage, not the same one (a slot's tenth reconnect in
+                // a long soak must not wait BACKOFF_MAX).
+                backoff = BACKOFF_MIN;
                 let failover = dropped_at.take().map(|t| t.elapsed());
                 let times = ws.times;
                 ctx.stats.with(|r| {
@@ -149,7 +153,10 @@ pub async fn run_slot(ctx: Arc<RunCtx>, local: u64) {
 
 /// Wait before reconnecting; false when the run ends first.
 async fn pause(ctx: &RunCtx, local: u64, backoff: &mut Duration) -> bool {
-    let until = Instant::now() + *backoff;
+    // Half the backoff, plus a per-slot share of the other half, so the
+    // clients of a node that died do not all knock at the same instant.
+    let spread = (local.wrapping_mul(0x9e37_79b9) % 1000) as u32;
+    let until = Instant::now() + *backoff / 2 + *backoff / 2 * spread / 1000;
     *backoff = (*backoff * 2).min(BACKOFF_MAX);
     sleep_checking(ctx, local, until.min(ctx.send_end)).await;
     Instant::now() < ctx.send_end && !ctx.slot_stopped(local)
