@@ -27,7 +27,7 @@ pub struct CapacityOpts {
     pub max_errors: String,
 
     /// First offered rate, messages per second over all connections (each
-    /// connection sends its share). Example: --start-rate 1000
+    /// connection sends its share; default 100). Example: --start-rate 1000
     #[arg(long, value_name = "MSG_PER_S", conflicts_with = "start_conns")]
     pub start_rate: Option<f64>,
 
@@ -41,7 +41,8 @@ pub struct CapacityOpts {
     #[arg(long, value_name = "N")]
     pub start_conns: Option<u64>,
 
-    /// With --start-conns: the most connections to try. Example: --max-conns 20000
+    /// With --start-conns: the most connections to try (default: 10000, or
+    /// --start-conns if more). Example: --max-conns 20000
     #[arg(long, value_name = "N", requires = "start_conns")]
     pub max_conns: Option<u64>,
 
