@@ -305,3 +305,60 @@ fn conns_axis(
         max as f64,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::opts::{Command, Opts};
+    use clap::Parser;
+
+    fn search(args: &str) -> Search {
+        let argv = format!("loadgen capacity --url ws://127.0.0.1:9/ws/chat {args}");
+        match Opts::try_parse_from(argv.split_whitespace())
+            .unwrap()
+            .command
+        {
+            Some(Command::Capacity(o)) => Search::from_opts(&o).unwrap(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_rate_step_spreads_the_rate_over_the_connections_after_a_warm_up() {
+        let s = search("--conns 20 --start-rate 300 --warmup 2s --step-duration 5s");
+        assert_eq!(s.axis, Axis::Rate { conns: 20 });
+        assert_eq!((s.start, s.max), (300.0, 20_000.0));
+        assert_eq!(s.shape(500.0), (20, 25.0));
+        let p = s.plan(500.0);
+        assert_eq!(p.rate, 25.0);
+        assert_eq!(
+            p.stages,
+            [
+                Stage {
+                    duration: Duration::from_secs(2),
+                    target: 20
+                },
+                Stage {
+                    duration: Duration::from_secs(5),
+                    target: 20
+                }
+            ]
+        );
+        // No per-run output files in a step; the default --timeout bounds the drain.
+        let c = s.step_config(500.0);
+        assert!(c.json.is_none() && c.html.is_none());
+        assert_eq!(s.step_time(), Duration::from_secs(2 + 5 + 5 + 2));
+    }
+
+    #[test]
+    fn a_connection_step_keeps_the_rate_and_counts_whole_connections() {
+        let s = search("--start-conns 50 --max-conns 400 --rate 4 --step +50 --warmup 0s");
+        assert_eq!(s.axis, Axis::Conns { rate_per_conn: 4.0 });
+        assert_eq!(s.growth, Growth::Plus(50.0));
+        assert_eq!(s.offered(150.0), 600.0);
+        // No warm-up: all at once, the connection storm is the ramp-up.
+        assert_eq!(s.plan(150.0).stages[0].duration, Duration::ZERO);
+        assert_eq!(s.plan(150.0).max_conns(), 150);
+        assert_eq!(Growth::Times(1.5).after(3.0, true), 5.0);
+    }
+}
