@@ -48,7 +48,8 @@ pub enum Behavior {
     SilentAfter { after: Duration },
     /// Answer `n` messages per connection, then drop the TCP connection.
     DropAfter { n: u64 },
-    /// Like Echo, from a server that does one request at a time: every
+    /// Like RawEcho (no welcome, frames echoed byte for byte: little work
+    /// per request), from a server that does one request at a time: every
     /// request of every connection waits in one queue, and each takes
     /// `service` to serve, so it holds up to 1 / `service` requests per
     /// second and queues (latency grows without bound) above that.
@@ -86,8 +87,8 @@ impl Drop for TestServer {
 type Due = (Instant, Option<(OpCode, Vec<u8>)>);
 
 /// A request waiting for the one server of `Queue`: when it arrived, its
-/// reply, and where the reply goes.
-type Job = (Instant, Vec<u8>, mpsc::Sender<Due>);
+/// reply frame, and where the reply goes.
+type Job = (Instant, (OpCode, Vec<u8>), mpsc::Sender<Due>);
 
 struct Shared {
     behavior: Behavior,
@@ -173,8 +174,10 @@ async fn serve_queue(mut jobs: mpsc::Receiver<Job>, service: Duration) {
             continue;
         }
         free = free.max(arrived) + service;
-        tokio::time::sleep_until(free.into()).await;
-        let _ = out.try_send((Instant::now(), Some((OpCode::Text, reply))));
+        if free > Instant::now() {
+            tokio::time::sleep_until(free.into()).await;
+        }
+        let _ = out.try_send((Instant::now(), Some(reply)));
     }
 }
 
@@ -214,7 +217,7 @@ async fn serve_ws(
     session: String,
 ) {
     ws.set_auto_close(true);
-    if !matches!(shared.behavior, Behavior::RawEcho) {
+    if !matches!(shared.behavior, Behavior::RawEcho | Behavior::Queue { .. }) {
         let welcome = ServerMsg::Welcome {
             session_id: session,
             node_id: "test".into(),
@@ -271,10 +274,12 @@ async fn serve_ws(
         let first = *shared.first_msg.lock().unwrap().get_or_insert(now);
         let data = frame.payload.to_vec();
         if let Some(jobs) = &shared.jobs {
-            for r in replies(&data) {
-                if jobs.send((now, r, out.clone())).await.is_err() {
-                    break 'read;
-                }
+            if jobs
+                .send((now, (frame.opcode, data), out.clone()))
+                .await
+                .is_err()
+            {
+                break 'read;
             }
             continue;
         }
