@@ -9,6 +9,7 @@
 //! [`engine`] or the [`workers`], then grade and print the [`report`].
 //! docs/ARCHITECTURE.md draws the path.
 
+pub mod capacity;
 pub mod compare;
 pub mod config;
 pub mod embedded;
@@ -36,6 +37,7 @@ pub fn run(opts: Opts) -> Result<Outcome, Error> {
     match opts.command {
         Some(Command::Merge(m)) => report::hdrlog::run_merge(&m).map(Outcome::code),
         Some(Command::Compare(c)) => compare::command::run(&c).map(Outcome::code),
+        Some(Command::Capacity(c)) => capacity::command::run(&c).map(Outcome::code),
         Some(Command::Scenario(s)) => scenario::suite::run(&s).map(Outcome::code),
         Some(Command::Node { args }) => embedded::serve(args).map(Outcome::code),
         Some(Command::Worker) => workers::child::serve().map(Outcome::code),

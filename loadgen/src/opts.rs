@@ -18,6 +18,7 @@ Examples:
   loadgen --mode raw --url ws://127.0.0.1:9001/ --conns 100 --rate 100
   loadgen merge run1.hlog run2.hlog
   loadgen compare base.json new.json --max-regression p99=10%,per_sec=5%
+  loadgen capacity --slo 'p99<50ms' --start-rate 1000 --html capacity.html
 
 Exit codes: 0 every graded metric reaches --fail-on; 1 one does not;
             2 bad options; 3 the target cannot be reached at all.";
@@ -51,6 +52,12 @@ pub enum Command {
     /// with --max-regression, exit 1 when a limit is exceeded (a CI gate).
     /// Example: loadgen compare base.json new.json --max-regression p99=10%,per_sec=5%
     Compare(crate::compare::args::CompareOpts),
+    /// Find the highest rate the target holds under a latency objective:
+    /// step the offered rate (or connections) up until --slo or the error
+    /// budget breaks, then narrow; print the latency-vs-throughput curve
+    /// and grade the Messages/sec row from it.
+    /// Example: loadgen capacity --url ws://127.0.0.1:8080/ws/chat --slo 'p99<50ms' --html capacity.html
+    Capacity(Box<crate::capacity::args::CapacityOpts>),
     /// Internal: run the embedded wsnode in this process (used by the default
     /// mode, which starts it as a child process so its CPU and memory are
     /// measured separately).

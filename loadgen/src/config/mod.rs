@@ -25,7 +25,7 @@ const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 /// Largest payload accepted: bigger frames measure the network, not the node.
 const MAX_PAYLOAD: usize = 1 << 20;
 /// Highest per-connection rate: beyond it the 1 ms timer granularity dominates.
-const MAX_RATE: f64 = 1000.0;
+pub const MAX_RATE: f64 = 1000.0;
 /// File descriptors kept free for the runtime, files and the child node.
 const FD_RESERVE: u64 = 64;
 
@@ -435,7 +435,7 @@ fn ephemeral_port_range() -> Option<(u16, u16)> {
     Some((it.next()?, it.next()?))
 }
 
-fn parse_duration(flag: &str, s: &str) -> Result<Duration, ConfigError> {
+pub fn parse_duration(flag: &str, s: &str) -> Result<Duration, ConfigError> {
     humantime::parse_duration(s.trim())
         .map_err(|e| ConfigError(format!("{flag} {s:?}: {e}; write it like 30s, 5m or 1h30m")))
 }

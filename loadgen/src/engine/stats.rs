@@ -447,6 +447,9 @@ pub struct Summary {
     pub count: u64,
     pub mean: f64,
     pub p50: u64,
+    /// Added with `loadgen capacity` (`--slo p90<...`); absent from older reports.
+    #[serde(default)]
+    pub p90: u64,
     pub p95: u64,
     pub p99: u64,
     pub p999: u64,
@@ -462,6 +465,7 @@ impl Summary {
             count: h.len(),
             mean: h.mean(),
             p50: h.value_at_quantile(0.50),
+            p90: h.value_at_quantile(0.90),
             p95: h.value_at_quantile(0.95),
             p99: h.value_at_quantile(0.99),
             p999: h.value_at_quantile(0.999),

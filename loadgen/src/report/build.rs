@@ -3,7 +3,7 @@
 
 use crate::engine::stats::{Recorder, Summary};
 use crate::monitor::procs::{ProcReport, ProcRole};
-use crate::opts::{FailOn, Mode};
+use crate::opts::Mode;
 use crate::report::fmt::fmt_us;
 use crate::report::grades::{self, Grade};
 use crate::report::inputs::Inputs;
@@ -135,23 +135,12 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
         .iter()
         .map(|row| {
             let (measured, value) = measure_row(row, &inp, &nodes, &figures, c);
-            GradeRow {
-                metric: row.name.clone(),
-                key: row.key,
-                grade: grades::grade(row, measured),
-                value,
-                measured,
-                thresholds: row.cells.clone(),
-            }
+            GradeRow::new(row, measured, value)
         })
         .collect::<Vec<_>>();
     let phases =
         phase_report::phases_report(&inp, &nodes, &whole, c, (graded, phase_note), &grades);
-    let pass_level = match inp.fail_on {
-        FailOn::Target => Grade::Target,
-        FailOn::Good => Grade::Good,
-        FailOn::Acceptable => Grade::Acceptable,
-    };
+    let pass_level = grades::pass_level(inp.fail_on);
     // No reply at all fails the run even when no row could be graded.
     let failed = grades
         .iter()

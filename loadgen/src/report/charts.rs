@@ -13,12 +13,12 @@ use crate::report::percentiles::Point;
 use crate::report::series::SecondSample;
 use crate::report::svg::{Axis, Band, Chart, Line, Mark};
 
-const BLUE: &str = "#2563eb";
-const GREEN: &str = "#16a34a";
-const ORANGE: &str = "#ea580c";
-const RED: &str = "#dc2626";
-const PURPLE: &str = "#7c3aed";
-const GREY: &str = "#6b7280";
+pub const BLUE: &str = "#2563eb";
+pub const GREEN: &str = "#16a34a";
+pub const ORANGE: &str = "#ea580c";
+pub const RED: &str = "#dc2626";
+pub const PURPLE: &str = "#7c3aed";
+pub const GREY: &str = "#6b7280";
 
 /// Every chart of the page, in reading order.
 pub fn all(r: &Report) -> Vec<Chart> {
@@ -300,7 +300,7 @@ fn rss(r: &Report) -> Chart {
 }
 
 /// A tick label: at most three decimals, no trailing zeros.
-fn num(v: f64) -> String {
+pub fn num(v: f64) -> String {
     let s = format!("{v:.3}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     if s == "-0" { "0".into() } else { s.into() }

@@ -4,6 +4,7 @@
 //! grades cannot drift from the document users read; `--thresholds FILE`
 //! parses a user's table in the same Markdown form.
 
+use crate::opts::FailOn;
 use serde::Serialize;
 
 /// The seed's table, verbatim.
@@ -240,6 +241,15 @@ impl Grade {
             Grade::Fail => "Fail",
             Grade::NotMeasured => "not measured",
         }
+    }
+}
+
+/// The lowest grade that still passes under `--fail-on`.
+pub fn pass_level(f: FailOn) -> Grade {
+    match f {
+        FailOn::Target => Grade::Target,
+        FailOn::Good => Grade::Good,
+        FailOn::Acceptable => Grade::Acceptable,
     }
 }
 

@@ -47,18 +47,7 @@ pre{background:#fff;border:1px solid #e5e7eb;padding:10px;overflow-x:auto;font-s
 
 /// The whole page.
 pub fn page(r: &Report) -> String {
-    let mut s = String::with_capacity(64 * 1024);
-    s.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
-    // Inline style only; nothing may be fetched.
-    s.push_str(
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">",
-    );
-    s.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">");
-    let _ = write!(
-        s,
-        "<title>loadgen report {}</title><style>{STYLE}</style></head><body><main>",
-        esc(&r.started_at)
-    );
+    let mut s = head(&format!("loadgen report {}", r.started_at));
     header(&mut s, r);
     s.push_str("<h2>Target metrics</h2>");
     grade_table(&mut s, r);
@@ -73,6 +62,23 @@ pub fn page(r: &Report) -> String {
     s.push_str("<h2>Results template (filled)</h2><pre>");
     s.push_str(&esc(&template::template(r)));
     s.push_str("</pre></main></body></html>\n");
+    s
+}
+
+/// A page's start, up to the opened `<main>`: the title, the style, and a
+/// Content-Security-Policy that forbids every fetch (inline style only).
+pub fn head(title: &str) -> String {
+    let mut s = String::with_capacity(64 * 1024);
+    s.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
+    s.push_str(
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">",
+    );
+    s.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">");
+    let _ = write!(
+        s,
+        "<title>{}</title><style>{STYLE}</style></head><body><main>",
+        esc(title)
+    );
     s
 }
 

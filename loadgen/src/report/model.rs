@@ -4,7 +4,7 @@
 use crate::engine::stats::{Counts, ErrorKind, Summary};
 use crate::monitor::procs::{HostReport, ProcReport};
 use crate::opts::{GradePhase, Mode};
-use crate::report::grades::{Grade, MetricKey};
+use crate::report::grades::{self, Grade, MetricKey};
 use crate::report::percentiles::Percentiles;
 use crate::report::series::SecondSample;
 use serde::Serialize;
@@ -262,6 +262,20 @@ pub struct GradeRow {
     pub grade: Grade,
     /// The row's Target, Good and Acceptable cells.
     pub thresholds: [String; 3],
+}
+
+impl GradeRow {
+    /// `row` graded on `measured`, shown as `value`.
+    pub fn new(row: &grades::Row, measured: Option<f64>, value: String) -> GradeRow {
+        GradeRow {
+            metric: row.name.clone(),
+            key: row.key,
+            grade: grades::grade(row, measured),
+            value,
+            measured,
+            thresholds: row.cells.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -6,6 +6,7 @@ use crate::error::Error;
 use crate::report::html;
 use crate::report::model::Report;
 use crate::report::template;
+use std::path::Path;
 
 /// Print the filled template and grade table, and write the requested files.
 pub fn emit(cfg: &Config, r: &Report) -> Result<(), Error> {
@@ -16,12 +17,7 @@ pub fn emit(cfg: &Config, r: &Report) -> Result<(), Error> {
         eprintln!("WARNING: {w}");
     }
     if let Some(p) = &cfg.json {
-        let text = serde_json::to_string_pretty(r).map_err(|e| Error::Output {
-            what: format!("--json {}", p.display()),
-            why: e.to_string(),
-        })?;
-        std::fs::write(p, text + "\n")
-            .map_err(|e| Error::io(format!("--json {}", p.display()), e))?;
+        write_json(p, r)?;
     }
     if let Some(p) = &cfg.out_md {
         std::fs::write(p, template::markdown(r))
@@ -32,4 +28,14 @@ pub fn emit(cfg: &Config, r: &Report) -> Result<(), Error> {
             .map_err(|e| Error::io(format!("--html {}", p.display()), e))?;
     }
     Ok(())
+}
+
+/// Write `doc` as pretty JSON to `path` (`--json`).
+pub fn write_json(path: &Path, doc: &impl serde::Serialize) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(doc).map_err(|e| Error::Output {
+        what: format!("--json {}", path.display()),
+        why: e.to_string(),
+    })?;
+    std::fs::write(path, text + "\n")
+        .map_err(|e| Error::io(format!("--json {}", path.display()), e))
 }

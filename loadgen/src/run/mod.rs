@@ -144,11 +144,7 @@ pub fn load(o: &LoadOpts) -> Result<Outcome, Error> {
     let cfg = Config::from_opts(o)?;
     let (soft, hard) = limits::raise_nofile();
     cfg.check_capacity(soft, hard)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cfg.threads)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("starting the tokio runtime", e))?;
+    let rt = runtime(cfg.threads)?;
     let cfg = Arc::new(cfg);
     let out = rt.block_on(load_async(cfg));
     rt.shutdown_timeout(Duration::from_secs(1));
@@ -163,8 +159,17 @@ fn mode_label(mode: crate::opts::Mode) -> String {
         .unwrap_or_default()
 }
 
+/// The multi-threaded tokio runtime a run measures on.
+pub fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the tokio runtime", e))
+}
+
 /// A run id that is unique enough to keep runs' sessions apart.
-fn new_run_id() -> String {
+pub fn new_run_id() -> String {
     let nanos = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
@@ -173,6 +178,54 @@ fn new_run_id() -> String {
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
     x ^= x >> 33;
     format!("{:08x}", x as u32)
+}
+
+/// Where runs send their load: the embedded node started for them, or the
+/// `--url` targets. Several runs may share one (`loadgen capacity`).
+pub struct Site {
+    node: Option<embedded::NodeChild>,
+    pub targets: Vec<Target>,
+}
+
+impl Site {
+    /// Start the embedded node when there is no `--url`.
+    pub async fn open(cfg: &Config) -> Result<Site, Error> {
+        Ok(match &cfg.targets {
+            Targets::Embedded { node_args } => {
+                let n = embedded::spawn(cfg.exe.as_deref(), node_args).await?;
+                let t = parse_url(&format!("ws://{}/ws/chat", n.addr))?;
+                Site {
+                    node: Some(n),
+                    targets: vec![t],
+                }
+            }
+            Targets::Urls(v) => Site {
+                node: None,
+                targets: v.clone(),
+            },
+        })
+    }
+
+    /// The embedded node's pid, if this site started one.
+    pub fn embedded_pid(&self) -> Option<u32> {
+        self.node.as_ref().map(|n| n.pid)
+    }
+
+    /// Stop the embedded node. An unreachable target's error gets the
+    /// node's last stderr lines; a node that had to be killed, a note.
+    pub async fn close<T>(self, result: Result<T, Error>) -> Result<(T, Option<String>), Error> {
+        let Some(n) = self.node else {
+            return result.map(|v| (v, None));
+        };
+        let tail = n.stderr_tail();
+        let note = n.stop().await;
+        match result {
+            Err(Error::Unreachable(m)) if !tail.is_empty() => Err(Error::Unreachable(format!(
+                "{m}\nembedded node stderr:\n{tail}"
+            ))),
+            r => r.map(|v| (v, note)),
+        }
+    }
 }
 
 async fn load_async(cfg: Arc<Config>) -> Result<Outcome, Error> {
@@ -191,39 +244,9 @@ async fn load_async(cfg: Arc<Config>) -> Result<Outcome, Error> {
         };
         LiveSink::new(&cfg.load.plan, labels, m.exposition())
     });
-    let (node, targets) = match &cfg.targets {
-        Targets::Embedded { node_args } => {
-            let n = embedded::spawn(cfg.exe.as_deref(), node_args).await?;
-            let t = parse_url(&format!("ws://{}/ws/chat", n.addr))?;
-            (Some(n), vec![t])
-        }
-        Targets::Urls(v) => (None, v.clone()),
-    };
-    let result = measure(
-        &cfg,
-        &targets,
-        node.as_ref().map(|n| n.pid),
-        run_id,
-        started_at,
-        live.as_mut(),
-    )
-    .await;
-    let stop_note = match node {
-        Some(n) => {
-            let tail = n.stderr_tail();
-            let note = n.stop().await;
-            if let Err(Error::Unreachable(m)) = &result
-                && !tail.is_empty()
-            {
-                return Err(Error::Unreachable(format!(
-                    "{m}\nembedded node stderr:\n{tail}"
-                )));
-            }
-            note
-        }
-        None => None,
-    };
-    let mut report = result?;
+    let site = Site::open(&cfg).await?;
+    let result = measure(&cfg, &site, run_id, started_at, live.as_mut()).await;
+    let (mut report, stop_note) = site.close(result).await?;
     if let Some(note) = stop_note {
         report.warnings.push(note);
     }
@@ -261,15 +284,16 @@ async fn bind_metrics(addr: std::net::SocketAddr) -> Result<MetricsServer, Error
     Ok(server)
 }
 
-/// Probe, monitor, measure with the role's backend, check, build the report.
-async fn measure(
+/// One measured run against `site`: probe, monitor, measure with the
+/// role's backend, check, build the report (printed by the caller).
+pub async fn measure(
     cfg: &Arc<Config>,
-    targets: &[Target],
-    embedded_pid: Option<u32>,
+    site: &Site,
     run_id: String,
     started_at: String,
     mut live: Option<&mut LiveSink>,
 ) -> Result<Report, Error> {
+    let (targets, embedded_pid) = (&site.targets[..], site.embedded_pid());
     // The servers' baselines come before this run's first connection to
     // them, the probe's included; loadgen's own once its workers exist.
     let mut mon = Monitor::new();

@@ -50,6 +50,12 @@ pub enum Behavior {
     SilentAfter { after: Duration },
     /// Answer `n` messages per connection, then drop the TCP connection.
     DropAfter { n: u64 },
+    /// Like RawEcho (no welcome, frames echoed byte for byte: little work
+    /// per request), from a server that does one request at a time: every
+    /// request of every connection waits in one queue, and each takes
+    /// `service` to serve, so it holds up to 1 / `service` requests per
+    /// second and queues (latency grows without bound) above that.
+    Queue { service: Duration },
     /// No welcome; echo every frame byte for byte (a plain echo server).
     RawEcho,
     /// Plain HTTP 200 to everything: not a WebSocket server.
@@ -82,6 +88,10 @@ impl Drop for TestServer {
 /// A reply due at an instant; `None` drops the connection instead.
 type Due = (Instant, Option<(OpCode, Vec<u8>)>);
 
+/// A request waiting for the one server of `Queue`: when it arrived, its
+/// reply frame, and where the reply goes.
+type Job = (Instant, (OpCode, Vec<u8>), mpsc::Sender<Due>);
+
 struct Shared {
     behavior: Behavior,
     first_msg: Mutex<Option<Instant>>,
@@ -89,6 +99,8 @@ struct Shared {
     received: Arc<AtomicU64>,
     /// The one core of `Busy` (fair: taken in the order asked for).
     core: tokio::sync::Mutex<()>,
+    /// The queue in front of `Queue`'s one server.
+    jobs: Option<mpsc::Sender<Job>>,
 }
 
 pub fn start(behavior: Behavior) -> TestServer {
@@ -102,12 +114,21 @@ pub fn start(behavior: Behavior) -> TestServer {
     let received = Arc::new(AtomicU64::new(0));
     let peers = Arc::new(Mutex::new(Vec::new()));
     let seen = peers.clone();
+    let jobs = match behavior {
+        Behavior::Queue { service } => {
+            let (tx, rx) = mpsc::channel(100_000);
+            rt.spawn(serve_queue(rx, service));
+            Some(tx)
+        }
+        _ => None,
+    };
     let shared = Arc::new(Shared {
         behavior,
         first_msg: Mutex::new(None),
         stall_until: Mutex::new(None),
         received: received.clone(),
         core: tokio::sync::Mutex::new(()),
+        jobs,
     });
     rt.spawn(async move {
         loop {
@@ -141,6 +162,24 @@ pub fn start(behavior: Behavior) -> TestServer {
         received,
         peers,
         rt: Some(rt),
+    }
+}
+
+/// `Queue`'s one server: each request takes `service`, one after the
+/// other. Its schedule keeps time (a late wake-up is caught up on the next
+/// request), so it serves exactly 1 / `service` a second while busy; a
+/// request whose connection has gone is skipped without cost.
+async fn serve_queue(mut jobs: mpsc::Receiver<Job>, service: Duration) {
+    let mut free = Instant::now();
+    while let Some((arrived, reply, out)) = jobs.recv().await {
+        if out.is_closed() {
+            continue;
+        }
+        free = free.max(arrived) + service;
+        if free > Instant::now() {
+            tokio::time::sleep_until(free.into()).await;
+        }
+        let _ = out.try_send((Instant::now(), Some(reply)));
     }
 }
 
@@ -180,7 +219,7 @@ async fn serve_ws(
     session: String,
 ) {
     ws.set_auto_close(true);
-    if !matches!(shared.behavior, Behavior::RawEcho) {
+    if !matches!(shared.behavior, Behavior::RawEcho | Behavior::Queue { .. }) {
         let welcome = ServerMsg::Welcome {
             session_id: session,
             node_id: "test".into(),
@@ -236,6 +275,16 @@ async fn serve_ws(
         let now = Instant::now();
         let first = *shared.first_msg.lock().unwrap().get_or_insert(now);
         let data = frame.payload.to_vec();
+        if let Some(jobs) = &shared.jobs {
+            if jobs
+                .send((now, (frame.opcode, data), out.clone()))
+                .await
+                .is_err()
+            {
+                break 'read;
+            }
+            continue;
+        }
         let reply: Vec<Due> = match shared.behavior {
             Behavior::Echo { delay } | Behavior::Busy { delay, .. } => replies(&data)
                 .into_iter()
@@ -283,7 +332,7 @@ async fn serve_ws(
                 }
             }
             Behavior::RawEcho => vec![(now, Some((frame.opcode, data)))],
-            Behavior::NotWebSocket => vec![],
+            Behavior::NotWebSocket | Behavior::Queue { .. } => vec![],
         };
         for r in reply {
             let drop_now = r.1.is_none();
@@ -293,6 +342,10 @@ async fn serve_ws(
         }
     }
     drop(out);
+    if shared.jobs.is_some() {
+        // Its queued requests are skipped once nothing can take the replies.
+        writer.abort();
+    }
     let _ = writer.await;
 }
 
