@@ -64,6 +64,11 @@ pub enum Command {
     /// share of the run from stdin as data (`workers::exchange`), not as flags.
     #[command(name = "__worker", hide = true)]
     Worker,
+    /// Wait for work from a controller (`loadgen --coordinator URL --agents N
+    /// ...`) through Redis, run this agent's share of its runs, and stream
+    /// the figures back (docs/DISTRIBUTED.md).
+    /// Example: loadgen agent --coordinator redis://10.0.0.5:6379 --name lg-1
+    Agent(crate::agents::args::AgentOpts),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -252,6 +257,29 @@ pub struct LoadOpts {
     /// and core); their histograms are merged losslessly. Example: --workers 2
     #[arg(long, default_value_t = 1, value_name = "W")]
     pub workers: u32,
+
+    /// Measure with remote agents (`loadgen agent`) coordinated through this
+    /// Redis instead of in this process; needs --agents and --url.
+    /// Example: --coordinator redis://10.0.0.5:6379
+    #[arg(long, value_name = "URL", requires = "agents")]
+    pub coordinator: Option<String>,
+
+    /// With --coordinator: how many agents share the run (the first N idle
+    /// agents to answer; a later one is not used). Example: --agents 3
+    #[arg(long, value_name = "N", requires = "coordinator")]
+    pub agents: Option<u32>,
+
+    /// With --agents: the longest wait for enough agents (exit 3 past it).
+    /// Example: --agents-wait 2m
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    pub agents_wait: String,
+
+    /// With --agents: each agent's own source addresses, one range per
+    /// agent, comma-separated, in the order the agents are taken (default:
+    /// --source-ips split into N equal parts, or the kernel's choice).
+    /// Example: --agent-source-ips 127.0.1.1-127.0.1.50,127.0.2.1-127.0.2.50
+    #[arg(long, value_name = "RANGES", requires = "agents")]
+    pub agent_source_ips: Option<String>,
 
     /// Tokio worker threads per loadgen process (default: CPU count).
     /// Example: --threads 2
