@@ -33,7 +33,8 @@ struct Book {
     /// The sum of its seconds (a lost agent's figures).
     partial: Recorder,
     result: Option<Box<WorkerResult>>,
-    /// When (seconds into the run) and why it was given up.
+    /// Why it was given up, with when it was last heard and when it was
+    /// given up (seconds into the run).
     lost: Option<(f64, String)>,
 }
 
@@ -151,10 +152,10 @@ async fn run(a: &Agents, sinks: &mut [&mut dyn SecondSink]) -> Result<Measured, 
             for (i, why) in lost {
                 let b = &mut books[i];
                 let at = b.last_heard.saturating_duration_since(t0).as_secs_f64();
-                eprintln!(
-                    "loadgen: agent {} lost {at:.1} s into the run: {why}",
-                    a.agents[i].hello.name
-                );
+                let now = t0.elapsed().as_secs_f64();
+                let why =
+                    format!("{why}; last heard {at:.1} s into the run, given up at {now:.1} s");
+                eprintln!("loadgen: agent {} lost: {why}", a.agents[i].hello.name);
                 b.lost = Some((at, why));
                 merger.end(i);
                 let _ = a
@@ -231,7 +232,7 @@ fn merged(
                     .saturating_sub(c.received + c.timeouts + c.lost + c.in_flight);
                 let (at, why) = lost.unwrap_or((elapsed.as_secs_f64(), "no result".into()));
                 m.warnings.push(format!(
-                    "AGENT LOST: {} (agent {} of {}, host {}) was given up {at:.1} s into the run: {why}. \
+                    "AGENT LOST: {} (agent {} of {}, host {}): {why}. \
                      Its figures up to its last second are kept; its unanswered messages count as in flight",
                     t.hello.name,
                     i,

@@ -54,9 +54,10 @@ pub struct Part {
     pub conns: u64,
     /// What it measured (up to its last second, when it was lost).
     pub counts: Counts,
-    /// Seconds into the run when it was given up; `None` when it finished.
+    /// Lost: seconds into the run when it was last heard from (its figures
+    /// go up to then); `None` when it finished.
     pub lost_at_s: Option<f64>,
-    /// Why it was given up.
+    /// Why and when it was given up.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lost_why: Option<String>,
 }

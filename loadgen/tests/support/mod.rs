@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod local;
+
 use bytes::Bytes;
 use fastwebsockets::{Frame, OpCode, Payload};
 use http_body_util::Empty;
