@@ -16,11 +16,13 @@ Examples:
   loadgen --stages 1m:333,3m:1000,1m:0 --rate 10 --session-pattern 'load_test_{N}'
   loadgen --mode chat --conns 50 --rate 1 --wait-reply
   loadgen --mode raw --url ws://127.0.0.1:9001/ --conns 100 --rate 100
+  loadgen agent --coordinator redis://10.0.0.5:6379     # on each load machine, then:
+  loadgen --coordinator redis://10.0.0.5:6379 --agents 3 --url ws://10.0.0.9:8080/ws/chat --conns 60000 --rate 1
   loadgen merge run1.hlog run2.hlog
   loadgen compare base.json new.json --max-regression p99=10%,per_sec=5%
 
 Exit codes: 0 every graded metric reaches --fail-on; 1 one does not;
-            2 bad options; 3 the target cannot be reached at all.";
+            2 bad options; 3 the target (or enough agents) cannot be reached at all.";
 
 /// Open-model WebSocket load generator: exact per-connection message rates,
 /// HdrHistogram latencies corrected for coordinated omission, node CPU and

@@ -109,6 +109,52 @@ fn split_even(v: &[Ipv4Addr], n: usize) -> Vec<Vec<Ipv4Addr>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use crate::opts::Opts;
+    use clap::Parser;
+
+    fn cfg(extra: &str) -> Result<Config, String> {
+        let line = format!("loadgen --coordinator redis://127.0.0.1:6379 --agents 3 {extra}");
+        let o = Opts::try_parse_from(line.split_whitespace()).map_err(|e| e.to_string())?;
+        Config::from_opts(&o.load).map_err(|e| e.0)
+    }
+
+    #[test]
+    fn impossible_agent_runs_are_refused_with_a_fix() {
+        let url = "--url ws://127.0.0.1:9/ws/chat";
+        for (extra, says) in [
+            ("", "needs --url"),
+            (&format!("{url} --workers 2")[..], "drop --workers"),
+            (
+                &format!("{url} --source-ips 127.0.0.2-127.0.0.3"),
+                "at least 3",
+            ),
+            (
+                &format!("{url} --agent-source-ips 127.0.0.2,127.0.0.3"),
+                "one range per agent",
+            ),
+            (&format!("{url} --agents-wait soon"), "--agents-wait"),
+        ] {
+            let e = cfg(extra).expect_err(extra);
+            assert!(e.contains(says), "{extra}: {e}");
+        }
+        let o = Opts::try_parse_from(
+            "loadgen --coordinator http://x --agents 2 --url ws://127.0.0.1:9/ws/chat".split(' '),
+        )
+        .unwrap();
+        assert!(Config::from_opts(&o.load).is_err());
+        // --agents without --coordinator is a parse error.
+        assert!(Opts::try_parse_from(["loadgen", "--agents", "2"]).is_err());
+        let ok = cfg(&format!(
+            "{url} --agent-source-ips 127.0.1.1-127.0.1.9,127.0.2.1,127.0.3.1"
+        ))
+        .unwrap();
+        let a = ok.agents.unwrap();
+        assert_eq!(
+            a.source_ips.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![9, 1, 1]
+        );
+    }
 
     #[test]
     fn source_ips_split_into_disjoint_parts() {
