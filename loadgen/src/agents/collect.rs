@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 /// From `GoAt` to the start instant: every agent reads its inbox by then.
 const LEAD: Duration = Duration::from_secs(2);
 /// An agent that sends nothing this long is given up (it sends every second).
-const STALL: Duration = Duration::from_secs(10);
+const STALL: Duration = Duration::from_secs(20);
 
 /// What the controller knows of one agent during the run.
 struct Book {
@@ -59,7 +59,7 @@ impl Book {
 
 /// Start the agents together, feed the merged seconds to `sinks`, merge
 /// their results.
-pub async fn measure(a: Agents, sinks: &mut [&mut dyn SecondSink]) -> Result<Measured, Error> {
+pub async fn measure(mut a: Agents, sinks: &mut [&mut dyn SecondSink]) -> Result<Measured, Error> {
     let out = run(&a, sinks).await;
     a.clean_up().await;
     out

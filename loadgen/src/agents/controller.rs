@@ -7,7 +7,8 @@
 //! is not used. The controller's heartbeat runs from the first claim to
 //! the end of the run: agents stop when it stops.
 
-use crate::agents::keys::{self, ALIVE_TTL, BEAT, CLAIM_TTL, IDLE};
+use crate::agents::beat::Beat;
+use crate::agents::keys::{self, CLAIM_TTL, IDLE};
 use crate::agents::transport::{Bus, Clock};
 use crate::config::agents::AgentsConfig;
 use crate::config::target::Target;
@@ -43,13 +44,17 @@ pub struct Agents {
     pub settings: Settings,
     /// This process's clock against the coordinator's.
     pub clock: Clock,
-    /// The controller's heartbeat; aborted when the run ends.
-    pub beat: tokio::task::JoinHandle<()>,
+    /// The controller's heartbeat; stopped by `clean_up`.
+    pub beat: Option<Beat>,
 }
 
 impl Agents {
-    /// Remove what this run left in Redis (streams, claims, heartbeat).
-    pub async fn clean_up(&self) {
+    /// Stop the heartbeat and remove what this run left in Redis (streams,
+    /// claims, heartbeat).
+    pub async fn clean_up(&mut self) {
+        if let Some(b) = self.beat.take() {
+            let _ = tokio::task::spawn_blocking(move || b.stop()).await;
+        }
         let mut p = redis::pipe();
         p.cmd("DEL").arg(keys::run_alive(&self.run_id)).ignore();
         for a in &self.agents {
@@ -58,7 +63,6 @@ impl Agents {
                 .arg(keys::claim(&a.id))
                 .ignore();
         }
-        self.beat.abort();
         let _ = self.bus.run_pipe(&p).await;
     }
 }
@@ -74,14 +78,8 @@ pub async fn gather(
         .await
         .map_err(Error::NoAgents)?;
     let clock = bus.clock().await.map_err(Error::NoAgents)?;
-    let beat = tokio::spawn(heartbeat(bus.clone(), keys::run_alive(run_id)));
-    let ids = match claim(&bus, cfg, run_id).await {
-        Ok(ids) => ids,
-        Err(e) => {
-            beat.abort();
-            return Err(e);
-        }
-    };
+    let beat = Beat::start(&cfg.coordinator, keys::run_alive(run_id), None);
+    let ids = claim(&bus, cfg, run_id).await?;
     let mut agents = Vec::new();
     for (i, id) in ids.iter().enumerate() {
         let mut s = settings.clone();
@@ -119,7 +117,7 @@ pub async fn gather(
         agents,
         settings: settings.clone(),
         clock,
-        beat,
+        beat: Some(beat),
     };
     if let Err(e) = wait_ready(&mut ready).await {
         for a in &ready.agents {
@@ -129,21 +127,6 @@ pub async fn gather(
         return Err(e);
     }
     Ok(ready)
-}
-
-async fn heartbeat(bus: Bus, key: String) {
-    loop {
-        let _: Result<(), _> = bus
-            .run(
-                redis::cmd("SET")
-                    .arg(&key)
-                    .arg(1)
-                    .arg("PX")
-                    .arg(ALIVE_TTL.as_millis() as u64),
-            )
-            .await;
-        tokio::time::sleep(BEAT).await;
-    }
 }
 
 /// Claim live idle agents, earliest joined first, until there are enough.

@@ -2,13 +2,14 @@
 //! common start instant, run its share with the local engine, and stream
 //! every second and the result to the controller.
 //!
-//! Beside the engine one task beats the agent's heartbeat, reads its inbox
-//! for `Stop`, and watches the controller's heartbeat: when the controller
-//! is gone for three beats the agent stops, so no agent loads a target for
-//! a run nobody collects.
+//! From the assignment on, a `Beat` thread keeps the agent's heartbeat and
+//! watches the controller's; beside the engine one task reads the inbox for
+//! `Stop`. When the controller's heartbeat is gone (`keys::ALIVE_TTL`) the
+//! agent stops, so no agent loads a target for a run nobody collects.
 
+use crate::agents::beat::Beat;
 use crate::agents::identity::Me;
-use crate::agents::keys::{self, ALIVE_TTL, BEAT, IDLE};
+use crate::agents::keys::{self, BEAT, IDLE};
 use crate::agents::transport::{Bus, wall_us};
 use crate::engine::backend;
 use crate::engine::collect::{Second, SecondSink};
@@ -40,6 +41,11 @@ pub async fn run(
     inbox_last: &mut String,
     hdr_log: Option<&Path>,
 ) -> Result<String, String> {
+    let beat = Arc::new(Beat::start(
+        bus.url(),
+        keys::agent_alive(&me.id),
+        Some(keys::run_alive(&a.run_id)),
+    ));
     let _: () = bus.run(redis::cmd("ZREM").arg(IDLE).arg(&me.id)).await?;
     let out = keys::from_agent(&a.run_id, a.share.index);
     let clock = bus.clock().await?;
@@ -52,7 +58,7 @@ pub async fn run(
     bus.post(&out, &FromWorker::Hello(Box::new(hello))).await?;
     bus.post(&out, &FromWorker::Ready).await?;
     let mut inbox = [(keys::inbox(&me.id), inbox_last.clone())];
-    let go = wait_for_go(bus, me, &a.run_id, &mut inbox).await;
+    let go = wait_for_go(bus, &beat, &mut inbox).await;
     inbox_last.clone_from(&inbox[0].1);
     let Some(unix_us) = go? else {
         return Ok("was stopped before it started".into());
@@ -76,7 +82,7 @@ pub async fn run(
         Control {
             bus: bus.clone(),
             me: me.clone(),
-            run: a.run_id.clone(),
+            beat: beat.clone(),
             ctx: ctx.clone(),
             stopped_by: stopped_by.clone(),
             finished: finished.clone(),
@@ -130,14 +136,12 @@ pub async fn run(
 /// goes away or says nothing in time.
 async fn wait_for_go(
     bus: &Bus,
-    me: &Me,
-    run: &str,
+    beat: &Beat,
     inbox: &mut [(String, String); 1],
 ) -> Result<Option<u64>, String> {
     let until = Instant::now() + GO_TIMEOUT;
-    let mut watch = Watch::new();
     while Instant::now() < until {
-        if let Some(gone) = watch.tick(bus, me, run).await {
+        if let Some(gone) = beat.gone() {
             return Err(gone);
         }
         for (_, m) in bus.read::<ToWorker>(inbox).await? {
@@ -158,7 +162,8 @@ async fn wait_for_go(
 struct Control {
     bus: Bus,
     me: Me,
-    run: String,
+    /// The heartbeats: ours, and our view of the controller's.
+    beat: Arc<Beat>,
     ctx: Arc<RunCtx>,
     /// Why the run was stopped early, if it was.
     stopped_by: Arc<std::sync::Mutex<Option<String>>>,
@@ -172,16 +177,15 @@ async fn control(c: Control, inbox: (String, String)) -> String {
     let Control {
         bus,
         me,
-        run,
+        beat,
         ctx,
         stopped_by,
         finished,
     } = c;
     let mut inbox = [inbox];
-    let mut watch = Watch::new();
     let mut why = None;
     while !ctx.is_aborted() && !finished.load(Ordering::Relaxed) {
-        if let Some(gone) = watch.tick(&bus, &me, &run).await {
+        if let Some(gone) = beat.gone() {
             why = Some(gone);
             break;
         }
@@ -192,14 +196,8 @@ async fn control(c: Control, inbox: (String, String)) -> String {
                     break;
                 }
             }
-            Err(e) => {
-                // Redis itself is gone: nobody collects this run.
-                if watch.down_for() > ALIVE_TTL {
-                    why = Some(e);
-                    break;
-                }
-                tokio::time::sleep(BEAT / 4).await;
-            }
+            // A slow or lost Redis: the beat thread tells when it is gone.
+            Err(_) => tokio::time::sleep(BEAT / 4).await,
         }
     }
     if let Some(w) = why {
@@ -211,58 +209,6 @@ async fn control(c: Control, inbox: (String, String)) -> String {
     }
     let [(_, last)] = inbox;
     last
-}
-
-/// The agent's heartbeat and its view of the controller's.
-struct Watch {
-    next: Instant,
-    /// Since when the controller's heartbeat (or Redis) has been missing.
-    missing_since: Option<Instant>,
-}
-
-impl Watch {
-    fn new() -> Watch {
-        Watch {
-            next: Instant::now(),
-            missing_since: None,
-        }
-    }
-
-    fn down_for(&self) -> Duration {
-        self.missing_since.map_or(Duration::ZERO, |s| s.elapsed())
-    }
-
-    /// Once a beat: refresh ours, read theirs; `Some(why)` when the
-    /// controller has been gone longer than a heartbeat's life.
-    async fn tick(&mut self, bus: &Bus, me: &Me, run: &str) -> Option<String> {
-        if Instant::now() < self.next {
-            return None;
-        }
-        self.next = Instant::now() + BEAT;
-        let mut p = redis::pipe();
-        me.beat(&mut p);
-        p.cmd("EXISTS").arg(keys::run_alive(run));
-        let mut conn_ok = false;
-        let alive = match bus.query_pipe::<(u64,)>(&p).await {
-            Ok((n,)) => {
-                conn_ok = true;
-                n > 0
-            }
-            Err(_) => false,
-        };
-        if alive {
-            self.missing_since = None;
-            return None;
-        }
-        let since = *self.missing_since.get_or_insert_with(Instant::now);
-        (since.elapsed() > ALIVE_TTL).then(|| {
-            if conn_ok {
-                "the controller's heartbeat stopped".to_string()
-            } else {
-                "the coordinator cannot be reached".to_string()
-            }
-        })
-    }
 }
 
 /// The seconds on their way to the coordinator, in order.

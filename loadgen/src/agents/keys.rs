@@ -16,8 +16,8 @@ pub const IDLE: &str = "loadgen:agents:idle";
 
 /// How often both sides refresh their heartbeat.
 pub const BEAT: Duration = Duration::from_secs(1);
-/// A heartbeat key lives this long: three missed beats and the side is gone.
-pub const ALIVE_TTL: Duration = Duration::from_secs(3);
+/// A heartbeat key lives this long: five missed beats and the side is gone.
+pub const ALIVE_TTL: Duration = Duration::from_secs(5);
 /// A claim not followed by the agent's answer expires after this.
 pub const CLAIM_TTL: Duration = Duration::from_secs(60);
 /// The longest a blocking stream read waits, so every loop checks Ctrl-C

@@ -2,10 +2,12 @@
 //! machines, coordinated through Redis. `controller` takes the agents and
 //! starts them, `collect` merges what they send during the run, `agent` and
 //! `job` are the agent's side, `transport` carries `workers::exchange`
-//! messages over Redis Streams, `keys` names what both sides share.
+//! messages over Redis Streams, `beat` keeps each side's heartbeat on its
+//! own thread, `keys` names what both sides share.
 
 pub mod agent;
 pub mod args;
+pub mod beat;
 pub mod collect;
 pub mod controller;
 pub mod identity;

@@ -26,6 +26,7 @@ const CLOCK_SAMPLES: usize = 7;
 /// The connections to the coordinator.
 #[derive(Clone)]
 pub struct Bus {
+    url: String,
     cmd: MultiplexedConnection,
     reader: MultiplexedConnection,
 }
@@ -61,14 +62,23 @@ impl Bus {
                 .set_response_timeout(Some(t))
         };
         let cmd = client
-            .get_multiplexed_async_connection_with_config(&conf(Duration::from_secs(5)))
+            .get_multiplexed_async_connection_with_config(&conf(Duration::from_secs(10)))
             .await
             .map_err(|e| format!("cannot reach the coordinator {url}: {e}"))?;
         let reader = client
             .get_multiplexed_async_connection_with_config(&conf(BLOCK + Duration::from_secs(5)))
             .await
             .map_err(|e| format!("cannot reach the coordinator {url}: {e}"))?;
-        Ok(Bus { cmd, reader })
+        Ok(Bus {
+            url: url.to_string(),
+            cmd,
+            reader,
+        })
+    }
+
+    /// The coordinator's URL, as given.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// Run one command on the command connection.
