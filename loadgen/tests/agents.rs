@@ -102,6 +102,31 @@ fn base64_decode(s: &str) -> Vec<u8> {
         .expect("base64")
 }
 
+/// Wait until `agents` agents each have `entries` messages in their run
+/// stream (Hello, Ready, then one a second).
+fn wait_for_entries(coord: &RedisServer, agents: usize, entries: u64) {
+    let mut redis = redis::Client::open(coord.url().as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(Instant::now() < until, "the run never got going");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("loadgen:run:*:from:*")
+            .query(&mut redis)
+            .unwrap();
+        let lens: Vec<u64> = keys
+            .iter()
+            .map(|k| redis::cmd("XLEN").arg(k).query(&mut redis).unwrap())
+            .collect();
+        if lens.len() == agents && lens.iter().all(|&n| n >= entries) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn three_agents_through_redis_add_up_to_one_report() {
     let c = start_cluster();
@@ -211,27 +236,7 @@ fn a_killed_agent_is_named_with_its_partial_figures_and_fails_the_run() {
         ))
     });
     // Once every agent has sent two seconds, kill the second agent.
-    let mut redis = redis::Client::open(coord.url().as_str())
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let until = Instant::now() + Duration::from_secs(20);
-    loop {
-        assert!(Instant::now() < until, "the run never got going");
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg("loadgen:run:*:from:*")
-            .query(&mut redis)
-            .unwrap();
-        let lens: Vec<u64> = keys
-            .iter()
-            .map(|k| redis::cmd("XLEN").arg(k).query(&mut redis).unwrap())
-            .collect();
-        // Hello, Ready, then seconds.
-        if lens.len() == 3 && lens.iter().all(|&n| n >= 4) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_entries(&coord, 3, 4);
     let killed_at = Instant::now();
     let (victim, child) = &mut agents.0[1];
     child.kill().unwrap();
@@ -302,4 +307,73 @@ fn too_few_agents_is_exit_3_with_a_clear_message() {
     let msg = e.to_string();
     assert!(msg.contains("only 1 of 2 agents"), "{msg}");
     assert!(msg.contains("loadgen agent --coordinator"), "{msg}");
+}
+
+#[test]
+fn agents_stop_when_the_controller_disappears() {
+    let srv = support::start(support::Behavior::Echo {
+        delay: Duration::ZERO,
+    });
+    let coord = RedisServer::start().expect("a coordinator redis-server");
+    let dir = tempfile::tempdir().unwrap();
+    let mut agents = Vec::new();
+    for name in ["orphan-a", "orphan-b"] {
+        let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+            .args(["agent", "--coordinator", &coord.url(), "--name", name])
+            .args(["--runs", "1", "--wait", "60s", "--threads", "1"])
+            .stdin(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        agents.push(child);
+    }
+    let agents = Agents(agents.into_iter().map(|c| (String::new(), c)).collect());
+    // The controller as its own process, killed once the run is going.
+    let mut ctl = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["--quiet", "--coordinator", &coord.url(), "--agents", "2"])
+        .args([
+            "--url",
+            &srv.url(),
+            "--conns",
+            "4",
+            "--rate",
+            "5",
+            "--duration",
+            "60s",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_entries(&coord, 2, 3);
+    ctl.kill().unwrap();
+    let _ = ctl.wait();
+    let killed = Instant::now();
+    // Both agents stop their run (a 60 s one) and exit (--runs 1).
+    let mut agents = agents;
+    for (_, child) in &mut agents.0 {
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "{status:?}");
+                break;
+            }
+            assert!(
+                killed.elapsed() < Duration::from_secs(20),
+                "an agent outlived its controller by 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    for name in ["orphan-a", "orphan-b"] {
+        let log = std::fs::read_to_string(dir.path().join(format!("{name}.log"))).unwrap();
+        assert!(log.contains("the controller's heartbeat stopped"), "{log}");
+    }
+    // The server saw no new message after the agents stopped.
+    let seen = srv.received.load(std::sync::atomic::Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        srv.received.load(std::sync::atomic::Ordering::Relaxed),
+        seen
+    );
 }
