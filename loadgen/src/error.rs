@@ -2,7 +2,8 @@
 //!
 //! The exit code is part of the interface (CI scripts branch on it), so the
 //! mapping lives in one place: 2 for anything the user can fix in the
-//! command line, 3 when the target cannot be reached at all, 1 otherwise.
+//! command line, 3 when the target (or enough agents) cannot be reached at
+//! all, 1 otherwise.
 
 use crate::config::error::ConfigError;
 
@@ -20,6 +21,12 @@ pub enum Error {
     /// A `--workers` process failed or could not be reached.
     #[error("worker: {0}")]
     Worker(String),
+    /// Fewer agents than `--agents` answered the coordinator in time: exit 3.
+    #[error("agents: {0}")]
+    NoAgents(String),
+    /// The coordinator (Redis) or an agent failed.
+    #[error("agents: {0}")]
+    Agents(String),
     /// A file or process operation failed.
     #[error("{what}: {source}")]
     Io {
@@ -47,7 +54,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config(_) => 2,
-            Error::Unreachable(_) => 3,
+            Error::Unreachable(_) | Error::NoAgents(_) => 3,
             _ => 1,
         }
     }

@@ -6,9 +6,10 @@
 //! to an exit code. Options become a typed [`config::Config`]; [`run`]
 //! (the `run` module) takes one path for every run: probe the target, watch
 //! the processes under test ([`monitor`]), measure with the local
-//! [`engine`] or the [`workers`], then grade and print the [`report`].
+//! [`engine`], the [`workers`] or remote [`agents`], then grade and print the [`report`].
 //! docs/ARCHITECTURE.md draws the path.
 
+pub mod agents;
 pub mod capacity;
 pub mod compare;
 pub mod config;
@@ -41,6 +42,7 @@ pub fn run(opts: Opts) -> Result<Outcome, Error> {
         Some(Command::Scenario(s)) => scenario::suite::run(&s).map(Outcome::code),
         Some(Command::Node { args }) => embedded::serve(args).map(Outcome::code),
         Some(Command::Worker) => workers::child::serve().map(Outcome::code),
+        Some(Command::Agent(a)) => agents::agent::serve(&a).map(Outcome::code),
         None => run::load(&opts.load),
     }
 }

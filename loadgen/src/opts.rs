@@ -16,12 +16,14 @@ Examples:
   loadgen --stages 1m:333,3m:1000,1m:0 --rate 10 --session-pattern 'load_test_{N}'
   loadgen --mode chat --conns 50 --rate 1 --wait-reply
   loadgen --mode raw --url ws://127.0.0.1:9001/ --conns 100 --rate 100
+  loadgen agent --coordinator redis://10.0.0.5:6379     # on each load machine, then:
+  loadgen --coordinator redis://10.0.0.5:6379 --agents 3 --url ws://10.0.0.9:8080/ws/chat --conns 60000 --rate 1
   loadgen merge run1.hlog run2.hlog
   loadgen compare base.json new.json --max-regression p99=10%,per_sec=5%
   loadgen capacity --slo 'p99<50ms' --start-rate 1000 --html capacity.html
 
 Exit codes: 0 every graded metric reaches --fail-on; 1 one does not;
-            2 bad options; 3 the target cannot be reached at all.";
+            2 bad options; 3 the target (or enough agents) cannot be reached at all.";
 
 /// Open-model WebSocket load generator: exact per-connection message rates,
 /// HdrHistogram latencies corrected for coordinated omission, node CPU and
@@ -71,6 +73,11 @@ pub enum Command {
     /// share of the run from stdin as data (`workers::exchange`), not as flags.
     #[command(name = "__worker", hide = true)]
     Worker,
+    /// Wait for work from a controller (`loadgen --coordinator URL --agents N
+    /// ...`) through Redis, run this agent's share of its runs, and stream
+    /// the figures back (docs/DISTRIBUTED.md).
+    /// Example: loadgen agent --coordinator redis://10.0.0.5:6379 --name lg-1
+    Agent(crate::agents::args::AgentOpts),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -259,6 +266,29 @@ pub struct LoadOpts {
     /// and core); their histograms are merged losslessly. Example: --workers 2
     #[arg(long, default_value_t = 1, value_name = "W")]
     pub workers: u32,
+
+    /// Measure with remote agents (`loadgen agent`) coordinated through this
+    /// Redis instead of in this process; needs --agents and --url.
+    /// Example: --coordinator redis://10.0.0.5:6379
+    #[arg(long, value_name = "URL", requires = "agents")]
+    pub coordinator: Option<String>,
+
+    /// With --coordinator: how many agents share the run (the first N idle
+    /// agents to answer; a later one is not used). Example: --agents 3
+    #[arg(long, value_name = "N", requires = "coordinator")]
+    pub agents: Option<u32>,
+
+    /// With --agents: the longest wait for enough agents (exit 3 past it).
+    /// Example: --agents-wait 2m
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    pub agents_wait: String,
+
+    /// With --agents: each agent's own source addresses, one range per
+    /// agent, comma-separated, in the order the agents are taken (default:
+    /// --source-ips split into N equal parts, or the kernel's choice).
+    /// Example: --agent-source-ips 127.0.1.1-127.0.1.50,127.0.2.1-127.0.2.50
+    #[arg(long, value_name = "RANGES", requires = "agents")]
+    pub agent_source_ips: Option<String>,
 
     /// Tokio worker threads per loadgen process (default: CPU count).
     /// Example: --threads 2

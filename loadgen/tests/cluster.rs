@@ -3,24 +3,14 @@
 //! this shared machine runs in seconds). Correctness only: every chunk of
 //! every answer checked, every message accounted for, every process measured.
 
+mod support;
+
 use clap::Parser;
-use cluster::{Balance, ClusterOptions, LocalCluster, NodeProgram};
+use cluster::LocalCluster;
 use loadgen::monitor::procs::ProcRole as Role;
 use loadgen::report::model::Report;
 use std::time::Duration;
-
-fn start_cluster() -> LocalCluster {
-    // `loadgen __node` is wsnode (the same library, embedded): the harness
-    // runs this test's own loadgen binary with `__node` before the node's options.
-    let program = NodeProgram::new(env!("CARGO_BIN_EXE_loadgen")).arg("__node");
-    let mut opts = ClusterOptions::new(program);
-    // Sticky by the whole client address, so loadgen's --source-ips spread
-    // the connections (ip_hash would put every 127.0.0.x on one node).
-    opts.balance = Balance::ConsistentHash;
-    opts.worker_connections = 1024;
-    LocalCluster::start(opts)
-        .expect("nginx, three nodes and redis-server start (scripts/test.sh installs them)")
-}
+use support::local::start_cluster;
 
 fn run(args: &[String]) -> Report {
     let opts = loadgen::Opts::try_parse_from(

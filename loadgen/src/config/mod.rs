@@ -5,10 +5,14 @@
 //! refused here with a message that names the fix, so the engine never has to
 //! second-guess its inputs.
 
+pub mod agents;
 pub mod error;
+pub mod ips;
 pub mod target;
 
+use crate::config::agents::{AgentsConfig, agents_config};
 use crate::config::error::{ConfigError, bad};
+use crate::config::ips::parse_ip_range;
 use crate::config::target::{Target, parse_url};
 use crate::engine::plan::{Plan, parse_stages};
 use crate::engine::settings::{ProfileSource, SessionPattern, Settings};
@@ -16,7 +20,7 @@ use crate::net::dial::{DialSettings, Dialer};
 use crate::opts::{FailOn, GradePhase, LoadOpts, Mode};
 use crate::profile::rules::Profile;
 use crate::report::grades::Thresholds;
-use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -56,6 +60,9 @@ pub struct Config {
     /// loadgen processes sharing the connections (`--workers`), 1 to 64.
     /// Default: 1 (this process alone).
     pub workers: u32,
+    /// Remote agents that measure instead of this process (`--coordinator`,
+    /// `--agents`). Default: none.
+    pub agents: Option<AgentsConfig>,
     /// Tokio worker threads in all, split evenly over the workers.
     /// Default: the CPU count.
     pub threads: usize,
@@ -241,6 +248,8 @@ impl Config {
             Some(r) => parse_ip_range(r)?,
             None => Vec::new(),
         };
+        let agents_wait = parse_duration("--agents-wait", &o.agents_wait)?;
+        let agents = agents_config(o, agents_wait, &source_ips)?;
         let thresholds = match &o.thresholds {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
@@ -290,6 +299,7 @@ impl Config {
             redis_pid: o.redis_pid,
             redis,
             workers: o.workers,
+            agents,
             threads,
             quiet: o.quiet,
             json: o.json.clone(),
@@ -310,6 +320,10 @@ impl Config {
     /// descriptor limit (already raised to the hard limit) or the ephemeral
     /// port range of the source addresses.
     pub fn check_capacity(&self, nofile_soft: u64, nofile_hard: u64) -> Result<(), ConfigError> {
+        if self.agents.is_some() {
+            // The agents open the connections, each within its own limits.
+            return Ok(());
+        }
         let per_process = self.load.plan.max_conns().div_ceil(u64::from(self.workers));
         if per_process + FD_RESERVE > nofile_soft {
             let need_workers = self
@@ -455,25 +469,6 @@ fn check_pattern(p: &str) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
-}
-
-/// `127.0.0.2-127.0.0.20` or a single address; at most 65536 addresses.
-pub fn parse_ip_range(s: &str) -> Result<Vec<Ipv4Addr>, ConfigError> {
-    let (a, b) = s.split_once('-').unwrap_or((s, s));
-    let parse = |x: &str| {
-        x.trim().parse::<Ipv4Addr>().map_err(|_| {
-            ConfigError(format!(
-                "--source-ips {s:?}: {x:?} is not an IPv4 address; e.g. 127.0.0.2-127.0.0.20"
-            ))
-        })
-    };
-    let (lo, hi) = (u32::from(parse(a)?), u32::from(parse(b)?));
-    if hi < lo || hi - lo >= 65536 {
-        return bad(format!(
-            "--source-ips {s:?}: the range must go up and hold at most 65536 addresses"
-        ));
-    }
-    Ok((lo..=hi).map(Ipv4Addr::from).collect())
 }
 
 #[cfg(test)]

@@ -49,5 +49,6 @@ pub async fn measure(ctx: Arc<RunCtx>, sinks: &mut [&mut dyn SecondSink]) -> Mea
         abandoned,
         elapsed: started.elapsed(),
         warnings: Vec::new(),
+        parts: Vec::new(),
     }
 }

@@ -32,8 +32,10 @@ pub async fn run_slot(ctx: Arc<RunCtx>, local: u64) {
     let global = ctx.global_slot(local);
     let session = ctx.session_id(global);
     let target = &ctx.targets[(global % ctx.targets.len() as u64) as usize];
+    // By this process's own slot number: every process (a worker, an agent
+    // with its own range) spreads its connections over all its addresses.
     let source = (!ctx.cfg.source_ips.is_empty())
-        .then(|| ctx.cfg.source_ips[(global % ctx.cfg.source_ips.len() as u64) as usize]);
+        .then(|| ctx.cfg.source_ips[(local % ctx.cfg.source_ips.len() as u64) as usize]);
     let mut start: Option<Instant> = None;
     let mut seq = 0u64;
     let mut backoff = BACKOFF_MIN;

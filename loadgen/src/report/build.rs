@@ -200,6 +200,7 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
             .map(|(message, count)| ErrorSample { message, count })
             .collect(),
         series: with_phases(inp.series, &inp.phases.timeline),
+        agents: Vec::new(),
         exit_code: u8::from(failed),
     }
 }

@@ -1,6 +1,7 @@
 //! The report as a document: what a run measured, graded, in the shape of
 //! the JSON schema (`loadgen.report/v1`) the text outputs are printed from.
 
+use crate::engine::measured::Part;
 use crate::engine::stats::{Counts, ErrorKind, Summary};
 use crate::monitor::procs::{HostReport, ProcReport};
 use crate::opts::{GradePhase, Mode};
@@ -72,7 +73,12 @@ pub struct Report {
     pub error_samples: Vec<ErrorSample>,
     /// One sample per second.
     pub series: Vec<SecondSample>,
-    /// 0 when every graded row reached `--fail-on` (and `--min-success-rate`), else 1.
+    /// Remote agents (`--agents`): each one's name, clock offset, share and
+    /// counts, and whether it was lost (absent from local runs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<Part>,
+    /// 0 when every graded row reached `--fail-on` (and `--min-success-rate`),
+    /// and no agent was lost; else 1.
     pub exit_code: u8,
 }
 

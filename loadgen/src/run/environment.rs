@@ -1,10 +1,16 @@
 //! The template's "Environment" line: what ran where, as the run saw it.
 
 use crate::config::{Config, Targets};
+use crate::engine::measured::Part;
 use crate::monitor::procs::{ProcReport, ProcRole};
 
 /// The "Environment" line of the template.
-pub fn environment(cfg: &Config, embedded_pid: Option<u32>, res: &[ProcReport]) -> String {
+pub fn environment(
+    cfg: &Config,
+    embedded_pid: Option<u32>,
+    res: &[ProcReport],
+    agents: &[Part],
+) -> String {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let nodes = match (embedded_pid, &cfg.targets) {
         (Some(pid), _) => {
@@ -28,6 +34,26 @@ pub fn environment(cfg: &Config, embedded_pid: Option<u32>, res: &[ProcReport]) 
         ),
         (None, Targets::Embedded { .. }) => "embedded node".to_string(),
     };
+    if !agents.is_empty() {
+        let each: Vec<String> = agents
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} on {} (clock {:+.1} ms ±{:.1} ms)",
+                    a.name,
+                    a.host,
+                    a.clock_offset_us as f64 / 1000.0,
+                    a.clock_rtt_us as f64 / 2000.0
+                )
+            })
+            .collect();
+        return format!(
+            "{nodes}; {} loadgen agent{} via Redis: {}",
+            agents.len(),
+            if agents.len() == 1 { "" } else { "s" },
+            each.join(", ")
+        );
+    }
     let threads = if cfg.workers > 1 {
         (cfg.threads / cfg.workers as usize).max(1)
     } else {

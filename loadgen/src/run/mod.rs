@@ -1,8 +1,8 @@
 //! The one run path: probe → monitor → measuring backend → checks →
 //! report, whatever measures.
 //!
-//! The backend is chosen once, from the [`Role`]: the local engine, or the
-//! `--workers` parent. Both return the same [`Measured`] value and feed the
+//! The backend is chosen once, from the [`Role`]: the local engine, the
+//! `--workers` parent, or the controller of remote agents (`--agents`). Both return the same [`Measured`] value and feed the
 //! same per-second sinks (the report's series with the resource monitor,
 //! the progress line, the HdrHistogram log), so a run is graded and
 //! reported the same way however it was measured. A worker process does
@@ -13,6 +13,8 @@ pub mod emit;
 pub mod environment;
 pub mod probe;
 
+use crate::agents::collect;
+use crate::agents::controller::{self, Agents};
 use crate::config::target::{Target, parse_url};
 use crate::config::{Config, Targets};
 use crate::embedded;
@@ -68,11 +70,15 @@ pub enum Role {
     Solo,
     /// Parent of `workers` worker processes that share the connections.
     Parent { workers: u32 },
+    /// Controller of remote agents (`--coordinator`, `--agents`).
+    Controller { agents: u32 },
 }
 
 impl Role {
     pub fn of(cfg: &Config) -> Role {
-        if cfg.workers > 1 {
+        if let Some(a) = &cfg.agents {
+            Role::Controller { agents: a.count }
+        } else if cfg.workers > 1 {
             Role::Parent {
                 workers: cfg.workers,
             }
@@ -86,6 +92,7 @@ impl Role {
 enum Backend {
     Local(Arc<Config>, Vec<Target>, String),
     Workers(Box<Workers>),
+    Agents(Box<Agents>),
 }
 
 impl Backend {
@@ -107,6 +114,12 @@ impl Backend {
                     parent::spawn(&exe, workers, &cfg.load, targets, run_id, cfg.threads).await?,
                 ))
             }
+            Role::Controller { .. } => match &cfg.agents {
+                Some(a) => Backend::Agents(Box::new(
+                    controller::gather(a, &cfg.load, targets, run_id).await?,
+                )),
+                None => return Err(Error::Agents("--agents without its settings".into())),
+            },
         })
     }
 
@@ -121,6 +134,8 @@ impl Backend {
                     mon.watch_share(ProcRole::Loadgen, format!("loadgen worker {i}"), pid, share);
                 }
             }
+            // Remote processes: their machines are not this one's to watch.
+            Backend::Agents(_) => {}
         }
     }
 
@@ -135,6 +150,7 @@ impl Backend {
                 Ok(backend::measure(Arc::new(ctx), sinks).await)
             }
             Backend::Workers(w) => w.measure(sinks).await,
+            Backend::Agents(a) => collect::measure(*a, sinks).await,
         }
     }
 }
@@ -346,6 +362,7 @@ pub async fn measure(
             c.conn_failed
         )));
     }
+    let lost_part = m.part_lost();
     let resources = series.monitor.report();
     let host = series.monitor.host();
     let load = &cfg.load;
@@ -360,8 +377,8 @@ pub async fn measure(
             rate_per_conn: plan.rate,
             payload_size: load.payload_size,
             targets: targets.iter().map(|t| t.url.clone()).collect(),
-            environment: environment::environment(cfg, embedded_pid, &resources),
-            workers: cfg.workers,
+            environment: environment::environment(cfg, embedded_pid, &resources, &m.parts),
+            workers: cfg.agents.as_ref().map_or(cfg.workers, |a| a.count),
             target_conns: plan.max_conns(),
             peak_open: m.peak_open,
             resources,
@@ -378,7 +395,11 @@ pub async fn measure(
             timeout_us: load.timeout.as_micros() as u64,
         },
     );
+    if lost_part {
+        report.exit_code = 1;
+    }
     report.warnings.extend(m.warnings);
+    report.agents = m.parts;
     if load.dial.insecure {
         report.warnings.push(
             "--insecure: server certificates were not verified; this run says nothing about the TLS set-up".into(),

@@ -24,7 +24,11 @@ pub async fn probe(load: &Settings, targets: &[Target], run_id: &str) -> Result<
             continue;
         }
         seen.push(t.addr);
-        let session = load.session_pattern.render(run_id, 0);
+        // A session number past every slot's and one per target: nodes
+        // that share a Redis refuse a second attach of one session
+        // without its token (403).
+        let n = load.plan.max_conns() + seen.len() as u64;
+        let session = load.session_pattern.render(run_id, n);
         let path = profile.request_path(t, &session, None);
         let vars = Values {
             session: &session,

@@ -4,8 +4,9 @@
 //! The plan goes to a worker as data, never as re-rendered command-line
 //! flags, and everything measured comes back losslessly: histograms travel
 //! as (value, count) pairs, which add exactly into histograms of the same
-//! bounds. Pipes carry these messages between local processes; the same
-//! types can travel over another transport (remote agents).
+//! bounds. Pipes carry these messages between local processes; Redis
+//! Streams carry the same types between a controller and its remote agents
+//! (`agents::transport`), which add a start instant and a clock reading.
 
 use crate::config::target::Target;
 use crate::engine::collect::Second;
@@ -25,6 +26,9 @@ pub enum ToWorker {
     Go,
     /// Stop early (Ctrl-C at the parent), then report as usual.
     Stop,
+    /// Remote agents: start at this instant of the coordinator's clock
+    /// (Redis TIME, microseconds since the Unix epoch), all together.
+    GoAt { unix_us: u64 },
 }
 
 /// What one worker runs.
@@ -48,11 +52,27 @@ pub struct Assignment {
 pub enum FromWorker {
     /// Started and waiting for `Go`.
     Ready,
+    /// Remote agents: who took the assignment, and its clock against the
+    /// coordinator's; sent before `Ready`.
+    Hello(Box<AgentHello>),
     /// One second, with its histograms, so the parent merges per-second
     /// percentiles exactly.
     Second(Box<SecondRecord>),
     /// Everything the worker measured; its last message.
     Result(Box<WorkerResult>),
+}
+
+/// An agent introducing itself to the controller.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentHello {
+    /// `--name` (default: the host name).
+    pub name: String,
+    pub host: String,
+    /// Its clock minus the coordinator's, microseconds (the midpoint of its
+    /// best Redis TIME sample).
+    pub clock_offset_us: i64,
+    /// Round trip of that sample, microseconds: the offset's uncertainty.
+    pub clock_rtt_us: u64,
 }
 
 /// A [`Second`] as it travels.

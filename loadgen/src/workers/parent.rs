@@ -172,7 +172,7 @@ impl Workers {
                             *slot = Some(r);
                         }
                     }
-                    Some((_, Some(FromWorker::Ready))) => {}
+                    Some((_, Some(FromWorker::Ready | FromWorker::Hello(_)))) => {}
                     Some((i, None)) => {
                         merger.end(i);
                         open_pipes -= 1;

@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod local;
 pub mod scrape;
 
 use bytes::Bytes;
