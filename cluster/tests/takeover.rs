@@ -15,7 +15,9 @@ use protocol::{ServerMsg, StreamStatus};
 use redis::AsyncCommands;
 use serde_json::json;
 use server::broker::redis::{RedisBroker, RedisSettings};
-use server::broker::{AnswerPlan, Broker, BrokerError, Owner, StreamLease};
+use server::broker::{
+    AnswerPlan, AttachRequest, Broker, BrokerError, ConnSink, Out, Owner, StreamLease,
+};
 use std::sync::Arc;
 use std::time::Duration;
 use support::{chat, connect, start_named};
@@ -370,4 +372,104 @@ async fn a_node_with_the_skip_fencing_fault_takes_over_with_the_dead_owners_toke
     dead.append_chunk(&old, 1, chunk_frame("m-unfenced", 1))
         .await
         .unwrap();
+}
+
+/// Block redis-server for `ms` milliseconds (a Lua busy loop: every
+/// client's command waits behind it, as behind a slow disk or a busy host).
+async fn stall_redis(r: &RedisServer, ms: u64) {
+    let script = "local t = redis.call('TIME') local start = t[1] * 1000000 + t[2] \
+        while true do t = redis.call('TIME') \
+        if t[1] * 1000000 + t[2] - start >= tonumber(ARGV[1]) * 1000 then return 1 end end";
+    // Without redis-rs's 500 ms default reply timeout, which would give up on it.
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+    let mut c = redis::Client::open(r.url())
+        .unwrap()
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("EVAL")
+        .arg(script)
+        .arg(0)
+        .arg(ms)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_redis_stall_shorter_than_the_redis_timeout_does_not_interrupt_an_answer() {
+    // The soak's interrupted answers and broker_unavailable errors: the
+    // command connection gave up after redis-rs's own 500 ms default, not
+    // after --redis-timeout, so a busy moment opened the breaker.
+    let r = redis();
+    let args = node_args(&r.url(), "60s", "10s");
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let at = args.iter().position(|a| *a == "--redis-timeout").unwrap();
+    args[at + 1] = "3s";
+    let n = start_named("patient", &args).await;
+    while n.get("/health/ready").await.0 != 200 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut c = connect(&n.url("session_id=stall")).await;
+    c.send_json(chat("m-stall", 20, 50)).await;
+    assert!(matches!(c.recv().await, ServerMsg::Ack { .. }));
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        if let ServerMsg::Chunk { index, .. } = c.recv().await {
+            got.push(index);
+        }
+    }
+    stall_redis(&r, 1200).await;
+    let (rest, status) = c.read_stream("m-stall").await;
+    got.extend(rest);
+    assert_eq!(status, StreamStatus::Done, "chunks {got:?}");
+    assert_eq!(got, (0..20).collect::<Vec<_>>());
+    assert_eq!(n.get("/health/ready").await.0, 200);
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn the_end_a_node_publishes_carries_the_chunk_count() {
+    // A connection that got fewer chunks than the end counts (a Pub/Sub
+    // message lost) fetches the rest before the end (ws::delivery); the
+    // end published through Redis said 0 chunks, so the check never fired.
+    let r = redis();
+    let b = RedisBroker::start(settings(&r, "counter", false)).unwrap();
+    ready(&b).await;
+    let (sink, mut rx, _overflow) = ConnSink::new(1, 64);
+    let req = AttachRequest {
+        session_id: "count".into(),
+        token: None,
+    };
+    let owner = b.attach(req, sink).await.unwrap().session;
+    let plan = AnswerPlan {
+        chunks: 2,
+        interval: Duration::ZERO,
+        chunk_size: 8,
+        prompt: "q".into(),
+    };
+    let lease = b
+        .open_stream(&owner, "m-count".into(), &plan)
+        .await
+        .unwrap();
+    for i in 0..2 {
+        let frame = chunk_frame("m-count", i);
+        b.append_chunk(&lease, i, frame).await.unwrap();
+    }
+    let done = ServerMsg::Done {
+        message_id: "m-count".into(),
+        chunks: 2,
+    };
+    b.finish_stream(&lease, StreamStatus::Done, done.to_json().into())
+        .await
+        .unwrap();
+    loop {
+        let out = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("the end arrives");
+        if let Out::End(e) = out {
+            assert_eq!((&*e.message_id, e.index), ("m-count", 2));
+            break;
+        }
+    }
 }

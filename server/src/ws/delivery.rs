@@ -11,11 +11,15 @@
 //! - between `RecoverStart` and the replay, live chunks are held, then
 //!   merged after the replay, skipping what the replay already sent;
 //! - a chunk past the next expected index is a gap: the filter holds the
-//!   stream again and asks the connection to fetch the missing part.
+//!   stream again and asks the connection to fetch the missing part;
+//! - so is an end frame whose chunk count is past it: the last chunks were
+//!   lost on the way (a Pub/Sub message is gone for good while a node
+//!   re-subscribes), and without this check the client would get the end
+//!   with a chunk missing before it.
 //!
 //! It knows nothing about brokers or sockets, so it is tested on its own.
 
-use crate::broker::{Out, Replay};
+use crate::broker::{Out, Replay, StreamFrame};
 use bytes::Bytes;
 use protocol::ServerMsg;
 use std::collections::HashMap;
@@ -30,7 +34,8 @@ enum Follow {
     },
     Held {
         chunks: Vec<(u32, Bytes)>,
-        end: Option<Bytes>,
+        /// The stream's end frame, if it arrived; its `index` is the chunk count.
+        end: Option<Arc<StreamFrame>>,
     },
 }
 
@@ -115,17 +120,7 @@ impl Delivery {
                 Action::None
             }
             Out::Chunk(c) => self.chunk(&c.message_id, c.index, &c.frame, emit),
-            Out::End(e) => {
-                match self.follows.get_mut(&e.message_id) {
-                    Some(Follow::Live { .. }) => {
-                        emit(Wire::Text(e.frame.clone()));
-                        self.follows.remove(&e.message_id);
-                    }
-                    Some(Follow::Held { end, .. }) => *end = Some(e.frame.clone()),
-                    None => {}
-                }
-                Action::None
-            }
+            Out::End(e) => self.end(e, emit),
             Out::RecoverStart { message_id } => {
                 if self.follows.len() >= MAX_FOLLOWED && !self.follows.contains_key(&message_id) {
                     return Action::Overflow;
@@ -146,6 +141,30 @@ impl Delivery {
                 Action::None
             }
         }
+    }
+
+    fn end(&mut self, e: Arc<StreamFrame>, emit: &mut impl FnMut(Wire)) -> Action {
+        match self.follows.get_mut(&e.message_id) {
+            // `index` is the chunk count (0 when the sender could not say).
+            Some(Follow::Live { next }) if e.index > *next => {
+                let (message_id, from) = (e.message_id.clone(), *next);
+                self.follows.insert(
+                    message_id.clone(),
+                    Follow::Held {
+                        chunks: Vec::new(),
+                        end: Some(e),
+                    },
+                );
+                return Action::Refetch { message_id, from };
+            }
+            Some(Follow::Live { .. }) => {
+                emit(Wire::Text(e.frame.clone()));
+                self.follows.remove(&e.message_id);
+            }
+            Some(Follow::Held { end, .. }) => *end = Some(e),
+            None => {}
+        }
+        Action::None
     }
 
     fn chunk(
@@ -212,6 +231,11 @@ impl Delivery {
             emit(Wire::Text(frame));
             next += 1;
         }
+        if let Some(end) = r.end {
+            // Read after the stream finished: the replay holds all it ever will.
+            emit(Wire::Text(end));
+            return Action::None;
+        }
         for (index, frame) in held {
             if index == next {
                 emit(Wire::Text(frame));
@@ -222,7 +246,7 @@ impl Delivery {
                     r.message_id.clone(),
                     Follow::Held {
                         chunks: vec![(index, frame)],
-                        end: held_end.or(r.end),
+                        end: held_end,
                     },
                 );
                 return Action::Refetch {
@@ -231,8 +255,23 @@ impl Delivery {
                 };
             }
         }
-        match r.end.or(held_end) {
-            Some(end) => emit(Wire::Text(end)),
+        match held_end {
+            // Ended after the read, with chunks neither the replay nor the
+            // live feed brought: fetch them (the next read sees the end).
+            Some(end) if end.index > next => {
+                self.follows.insert(
+                    r.message_id.clone(),
+                    Follow::Held {
+                        chunks: Vec::new(),
+                        end: Some(end),
+                    },
+                );
+                return Action::Refetch {
+                    message_id: r.message_id,
+                    from: next,
+                };
+            }
+            Some(end) => emit(Wire::Text(end.frame.clone())),
             None => {
                 self.follows.insert(r.message_id, Follow::Live { next });
             }
@@ -244,7 +283,6 @@ impl Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::StreamFrame;
     use protocol::StreamStatus;
 
     fn id() -> Arc<str> {
@@ -261,6 +299,20 @@ mod tests {
         Out::End(Arc::new(StreamFrame {
             message_id: id(),
             index: 0,
+            frame: Bytes::from_static(b"end"),
+        }))
+    }
+    fn refetch(from: u32) -> Action {
+        Action::Refetch {
+            message_id: id(),
+            from,
+        }
+    }
+    /// An end frame that says the stream has `count` chunks.
+    fn end_of(count: u32) -> Out {
+        Out::End(Arc::new(StreamFrame {
+            message_id: id(),
+            index: count,
             frame: Bytes::from_static(b"end"),
         }))
     }
@@ -370,15 +422,48 @@ mod tests {
         let mut d = welcomed();
         let (out, actions) = run(&mut d, vec![chunk(0), chunk(1), chunk(4), chunk(5)]);
         assert_eq!(out, ["c0", "c1"]);
-        assert_eq!(
-            actions,
-            [Action::Refetch {
-                message_id: id(),
-                from: 2
-            }]
-        );
+        assert_eq!(actions, [refetch(2)]);
         let (out, actions) = run(&mut d, vec![replay(2, 5, false), chunk(6)]);
         assert_eq!(out, ["c2", "c3", "c4", "c5", "c6"]);
+        assert!(actions.is_empty());
+    }
+
+    #[test]
+    fn an_end_counting_chunks_that_never_arrived_fetches_them_before_ending() {
+        // The soak's "the end says 20 parts but 19 arrived": the last chunk's
+        // Pub/Sub message was lost, the end's was not.
+        let mut d = welcomed();
+        let (out, actions) = run(&mut d, vec![chunk(0), chunk(1), end_of(3)]);
+        assert_eq!(out, ["c0", "c1"]);
+        assert_eq!(actions, [refetch(2)]);
+        let (out, actions) = run(&mut d, vec![replay(2, 3, true)]);
+        assert_eq!(out, ["c2", "end"]);
+        assert!(actions.is_empty());
+        assert_eq!(d.followed(), 0);
+    }
+
+    #[test]
+    fn an_end_held_during_a_recovery_waits_for_the_chunks_it_counts() {
+        let mut d = welcomed();
+        // Read before chunks 3 and 4 were written; their messages were lost,
+        // the end's arrived while the replay was read.
+        let items = vec![
+            Out::RecoverStart { message_id: id() },
+            end_of(5),
+            replay(0, 3, false),
+        ];
+        let (out, actions) = run(&mut d, items);
+        assert_eq!(out, ["c0", "c1", "c2"]);
+        assert_eq!(actions, [refetch(3)]);
+        let (out, _) = run(&mut d, vec![replay(3, 5, true)]);
+        assert_eq!(out, ["c3", "c4", "end"]);
+    }
+
+    #[test]
+    fn an_end_that_counts_no_more_than_arrived_ends_at_once() {
+        let mut d = welcomed();
+        let (out, actions) = run(&mut d, vec![chunk(0), chunk(1), end_of(2), end()]);
+        assert_eq!(out, ["c0", "c1", "end"]);
         assert!(actions.is_empty());
     }
 

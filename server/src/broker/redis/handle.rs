@@ -277,8 +277,7 @@ impl Broker for RedisBroker {
             &frame[..],
             ms(inner.cfg.stream_ttl),
             mid.as_ref(),
-            channel(&lease.owner.session_id),
-            envelope(true, 0, mid, &frame)
+            channel(&lease.owner.session_id)
         ];
         let result: Result<i64, BrokerError> = inner.link.script(&FINISH, keys, args).await;
         match result {
@@ -291,6 +290,7 @@ impl Broker for RedisBroker {
             Err(e) => {
                 // Redis is gone: this node's own clients still learn that the
                 // stream ended (degraded, not recoverable from another node).
+                // Index 0: the count Redis holds is unknown here.
                 let out = Out::End(Arc::new(StreamFrame {
                     message_id: mid.clone(),
                     index: 0,

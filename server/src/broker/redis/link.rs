@@ -136,7 +136,10 @@ impl Link {
                 continue;
             }
             let attempt = async {
-                let mut conn = self.client.get_multiplexed_async_connection().await?;
+                let mut conn = self
+                    .client
+                    .get_multiplexed_async_connection_with_config(&self.connection_config())
+                    .await?;
                 redis::cmd("PING").query_async::<String>(&mut conn).await?;
                 Ok::<_, redis::RedisError>(conn)
             };
@@ -164,6 +167,17 @@ impl Link {
                 }
             }
         }
+    }
+
+    /// Timeouts are this link's own (`--redis-timeout`, applied by
+    /// [`call`](Self::call)): redis-rs would otherwise fail any reply slower
+    /// than its 500 ms default, which opened the breaker (and interrupted
+    /// every answer the node was writing) whenever a busy moment delayed
+    /// Redis or this process for half a second.
+    fn connection_config(&self) -> redis::AsyncConnectionConfig {
+        redis::AsyncConnectionConfig::new()
+            .set_response_timeout(None)
+            .set_connection_timeout(Some(self.timeout))
     }
 
     fn note_down(&self, why: &str) {

@@ -114,8 +114,11 @@ return 0
 });
 
 /// Finish a stream the caller still owns: status, end frame, publish, drop the lease.
+/// The published envelope carries the chunk count Redis holds, so a
+/// connection that got fewer (a Pub/Sub message lost) fetches the rest
+/// before the end (`ws::delivery`).
 /// KEYS: meta, lease, streams:active, chunks list. ARGV: fence, status, end frame,
-/// ttl ms, message id, channel, envelope.
+/// ttl ms, message id, channel.
 /// Returns 1, or -1 stale fence, -2 already finished.
 pub static FINISH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -129,7 +132,8 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('PEXPIRE', KEYS[4], ARGV[4]) end
 redis.call('DEL', KEYS[2])
 redis.call('ZREM', KEYS[3], ARGV[5])
-redis.call('PUBLISH', ARGV[6], ARGV[7])
+local chunks = redis.call('HGET', KEYS[1], 'chunks') or '0'
+redis.call('PUBLISH', ARGV[6], 'E' .. chunks .. '\n' .. ARGV[5] .. '\n' .. ARGV[3])
 return 1
 "#,
     )
