@@ -168,7 +168,8 @@ fn raise_nofile() -> u64 {
             libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
         }
     }
-    rl.rlim_cur as u64
+    #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every unix
+    (rl.rlim_cur as u64)
 }
 
 fn run(o: &Opts) -> Result<(), String> {
