@@ -260,6 +260,9 @@ async fn load_async(cfg: Arc<Config>) -> Result<Outcome, Error> {
         };
         LiveSink::new(&cfg.load.plan, labels, m.exposition())
     });
+    if let Some(m) = &metrics {
+        eprintln!("loadgen: metrics on http://{}/metrics", m.addr());
+    }
     let site = Site::open(&cfg).await?;
     let result = measure(&cfg, &site, run_id, started_at, live.as_mut()).await;
     let (mut report, stop_note) = site.close(result).await?;
@@ -288,15 +291,15 @@ async fn load_async(cfg: Arc<Config>) -> Result<Outcome, Error> {
     })
 }
 
-/// Bind `--metrics-listen` before any work, and say where it is (the port
-/// may have been 0). A port in use is the user's to fix: exit 2.
+/// Bind `--metrics-listen` before any work. A port in use is the user's
+/// to fix: exit 2. Where it is (the port may have been 0) is said once the
+/// first figures (zeros) are in place, so no scrape finds it empty.
 async fn bind_metrics(addr: std::net::SocketAddr) -> Result<MetricsServer, Error> {
     let server = MetricsServer::bind(addr).await.map_err(|e| {
         crate::config::error::ConfigError(format!(
             "--metrics-listen {addr}: {e}; choose another address, or port 0 for any free one"
         ))
     })?;
-    eprintln!("loadgen: metrics on http://{}/metrics", server.addr());
     Ok(server)
 }
 
