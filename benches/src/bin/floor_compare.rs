@@ -14,6 +14,9 @@
 //! target/release/floor_compare --steps 1000,3000,6000 --rate 10 --duration 15
 //! ```
 
+#[path = "../beside.rs"]
+mod beside;
+use beside::beside;
 use clap::Parser;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -70,19 +73,6 @@ fn steps(s: &str) -> Result<Vec<u32>, String> {
         return Err("--steps: 1 to 10 steps".into());
     }
     Ok(v)
-}
-
-fn beside(name: &str) -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let p = exe.with_file_name(name);
-    if p.exists() {
-        Ok(p)
-    } else {
-        Err(format!(
-            "{} not found (cargo build --release -p loadgen -p wsbench-benches --bins)",
-            p.display()
-        ))
-    }
 }
 
 fn run(o: &Opts) -> Result<(), String> {

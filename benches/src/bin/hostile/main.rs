@@ -20,7 +20,10 @@ mod attacks;
 mod frames;
 mod node;
 
+#[path = "../../beside.rs"]
+mod beside;
 use attacks::{Attack, Sizes, Tally};
+use beside::beside;
 use clap::Parser;
 use node::{Good, Node, RssSampler};
 use std::path::PathBuf;
@@ -138,19 +141,6 @@ fn main() {
     if let Err(e) = run(&o) {
         eprintln!("hostile: {e}");
         std::process::exit(1);
-    }
-}
-
-fn beside(name: &str) -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let p = exe.with_file_name(name);
-    if p.exists() {
-        Ok(p)
-    } else {
-        Err(format!(
-            "{} not found (cargo build --release -p server -p loadgen -p wsbench-benches --bins)",
-            p.display()
-        ))
     }
 }
 
