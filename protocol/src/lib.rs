@@ -9,6 +9,10 @@
 //! same reason: loadgen reads what the node writes; so is the entry a node
 //! keeps in Redis's node registry ([`NodeRegistration`]).
 //!
+//! The WebSocket frame reader both sides use ([`wsframe::FrameBuf`]) is here
+//! too: one parser, fuzzed once, with a buffer small enough for 10,000 idle
+//! connections.
+//!
 //! Chunk text is deterministic ([`chunk::chunk_text`]), so any client can check
 //! every streamed chunk it receives without being told what to expect.
 
@@ -18,6 +22,7 @@ mod decode;
 pub mod health;
 pub mod ids;
 mod msg;
+pub mod wsframe;
 
 pub use decode::{DecodeError, decode_client};
 pub use health::{HealthStats, NodeRegistration};
