@@ -1,17 +1,21 @@
 //! One WebSocket connection: one task, two halves.
 //!
-//! The reader parses client frames and answers through the connection's
-//! bounded queue; the writer is the only code that touches the socket's
+//! The reader parses client frames (with the small-buffer
+//! [`ClientReader`]) and answers through the connection's bounded queue;
+//! the writer is the only code that touches the socket's
 //! write half: it drains the queue through the [`Delivery`] filter, pings,
 //! watches the idle deadline, and writes the close frame, whatever ended the
-//! connection (the reader hands its reason over a oneshot). Both run as
-//! futures of the same task, so a connection costs one task.
+//! connection (the reader hands its reason over a oneshot), each wake-up's
+//! frames in one write ([`Outbox`]). Both run as futures of the same task,
+//! so a connection costs one task, and neither holds a buffer while idle.
 //!
 //! This code is generic over [`Broker`] and never learns which one it has.
 
 use super::delivery::{Action, Delivery, Wire};
 use super::fragments::{Assembler, FragmentError, Message};
+use super::outbox::Outbox;
 use super::rate::RateLimit;
+use super::reader::{ClientReader, ReadFail};
 use crate::broker::{
     AnswerPlan, Attached, Broker, BrokerError, ConnSink, Out, OutQueue, Overflow, Owner, Replay,
     StreamFrame,
@@ -22,15 +26,16 @@ use crate::sessions::new_message_id;
 use crate::state::{Node, shutdown_requested};
 use crate::stream;
 use bytes::Bytes;
-use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocketError, WebSocketRead, WebSocketWrite};
+use fastwebsockets::OpCode;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use protocol::wsframe::{FrameError, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
 use protocol::{ClientMsg, ErrorCode, ServerMsg, close, decode_client};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -145,16 +150,11 @@ impl<B: Broker> Conn<B> {
                 }
             };
             let mut stream = parts.io.into_inner();
-            // Bytes the client sent right behind its handshake come first.
-            // Copied, so hyper's 8 KiB read buffer they point into is freed.
-            let early = std::io::Cursor::new(Bytes::copy_from_slice(&parts.read_buf));
-            drop(parts.read_buf);
             let (r, w) = stream.split();
-            let (mut rd, wr) =
-                fastwebsockets::after_handshake_split(early.chain(r), w, Role::Server);
-            rd.set_auto_close(false);
-            rd.set_auto_pong(false);
-            rd.set_max_message_size(node.cfg.max_message_size.saturating_add(1));
+            // Bytes the client sent right behind its handshake come first;
+            // hyper's 8 KiB read buffer they were in is freed right after.
+            let rd = ClientReader::new(r, node.cfg.max_message_size, &parts.read_buf);
+            drop(parts.read_buf);
             inc(&node.metrics.connections);
             inc(&node.metrics.connections_total);
             tracing::info!(session_id = %sid, node_id = %node.node_id, conn = self.sink.id, peer = %self.peer, "WebSocket connected");
@@ -172,7 +172,7 @@ impl<B: Broker> Conn<B> {
                 // itself unless it is stuck in a write to a client that does
                 // not read; only then does the overflow arm cut it off.
                 biased;
-                end = self.write_loop(wr, rx, &overflow, end_rx) => end,
+                end = self.write_loop(w, rx, &overflow, end_rx) => end,
                 _ = overflow.wait() => End::SlowConsumerCut,
                 _ = reader => End::Broken,
             };
@@ -205,37 +205,39 @@ impl<B: Broker> Conn<B> {
     #[allow(clippy::manual_async_fn)]
     fn read_loop<'a, R: AsyncRead + Unpin + Send + 'a>(
         &'a self,
-        mut rd: WebSocketRead<R>,
+        mut rd: ClientReader<R>,
     ) -> impl Future<Output = End> + Send + 'a {
         async move {
             let mut assembler = Assembler::new(self.node.cfg.max_message_size);
             let mut rate = RateLimit::new(self.node.cfg.max_msg_rate);
             loop {
-                // Automatic close and pong are off, so there is never an obligated send.
-                let frame = match rd
-                    .read_frame(&mut |_| async { Ok::<(), std::io::Error>(()) })
-                    .await
-                {
+                let frame = match rd.next().await {
                     Ok(f) => f,
                     Err(e) => return read_error(e),
                 };
                 self.touch();
+                let payload = rd.payload(&frame);
                 match frame.opcode {
-                    OpCode::Close => return End::ClientClosed(close_reply(&frame.payload)),
-                    OpCode::Ping => {
+                    OP_CLOSE => return End::ClientClosed(close_reply(payload)),
+                    OP_PING => {
                         self.sink
-                            .deliver(Out::Pong(Bytes::copy_from_slice(&frame.payload)));
+                            .deliver(Out::Pong(Bytes::copy_from_slice(payload)));
                     }
-                    OpCode::Pong => {}
-                    OpCode::Text if frame.fin && !assembler.in_progress() => {
-                        // The common case: one whole text frame, already UTF-8 checked.
-                        match std::str::from_utf8(&frame.payload) {
+                    OP_PONG => {}
+                    OP_TEXT if frame.fin && !assembler.in_progress() => {
+                        // The common case: one whole text frame.
+                        match std::str::from_utf8(payload) {
                             Ok(text) => self.on_text(text, &mut rate).await,
                             Err(_) => return End::InvalidData,
                         }
                     }
-                    op @ (OpCode::Text | OpCode::Binary | OpCode::Continuation) => {
-                        match assembler.push(op, frame.fin, &frame.payload) {
+                    op => {
+                        let op = match op {
+                            OP_TEXT => OpCode::Text,
+                            OP_BINARY => OpCode::Binary,
+                            _ => OpCode::Continuation,
+                        };
+                        match assembler.push(op, frame.fin, payload) {
                             Ok(None) => {}
                             Ok(Some(Message::Text(text))) => self.on_text(&text, &mut rate).await,
                             Ok(Some(Message::Binary(_))) => {
@@ -390,7 +392,7 @@ impl<B: Broker> Conn<B> {
     #[allow(clippy::manual_async_fn)]
     fn write_loop<'a, W: AsyncWrite + Unpin + Send + 'a>(
         &'a self,
-        mut wr: WebSocketWrite<W>,
+        mut wr: W,
         mut rx: OutQueue,
         overflow: &'a Overflow,
         mut end_rx: oneshot::Receiver<End>,
@@ -406,10 +408,10 @@ impl<B: Broker> Conn<B> {
             let mut next_ping = Instant::now() + cfg.ping_interval;
             let timer = tokio::time::sleep_until(next_ping.min(Instant::now() + cfg.idle_timeout));
             tokio::pin!(timer);
-            let mut batch: Vec<Wire> = Vec::new();
+            let mut outbox = Outbox::default();
             let end = loop {
                 // Checked between writes; a writer stuck inside a write is cut
-                // off by `run` instead (see `write_batch`).
+                // off by `run` instead.
                 if overflow.happened() {
                     break End::SlowConsumer;
                 }
@@ -422,7 +424,7 @@ impl<B: Broker> Conn<B> {
                         let mut next = Some(out);
                         let mut overflowed = false;
                         while let Some(out) = next.take() {
-                            match delivery.accept(out, &mut |wire| batch.push(wire)) {
+                            match delivery.accept(out, &mut |wire| outbox.push(&wire)) {
                                 Action::None => {}
                                 Action::Overflow => overflowed = true,
                                 Action::Refetch { message_id, from } => self.refetch(message_id, from),
@@ -445,54 +447,37 @@ impl<B: Broker> Conn<B> {
                         }
                         if now >= next_ping {
                             next_ping = now + cfg.ping_interval;
-                            batch.push(Wire::Ping);
+                            outbox.push(&Wire::Ping);
                         }
                         timer.as_mut().reset(next_ping.min(idle_deadline));
                     }
                 }
-                if let Err(end) = self.write_batch(&mut wr, &mut batch).await {
-                    break end;
+                // One write for everything this wake-up produced. A client
+                // that stops reading blocks it; `run` then cuts the
+                // connection when its queue overflows.
+                if !outbox.is_empty() {
+                    match outbox.flush(&mut wr).await {
+                        Ok(texts) => {
+                            self.node.metrics.messages_out.fetch_add(texts, Relaxed);
+                        }
+                        Err(_) => break End::Broken,
+                    }
                 }
             };
             if let Some(code) = end.close_code() {
-                let frame = Frame::close(code, end.reason().as_bytes());
+                // Frames encoded but not written (the loop ended) are dropped:
+                // the close frame goes alone.
+                let mut closing = Outbox::default();
+                closing.close(code, end.reason());
                 // Boxed: a rare path that should not grow every connection's task.
                 let _ = Box::pin(tokio::time::timeout(
                     Duration::from_secs(1),
-                    wr.write_frame(frame),
+                    closing.flush(&mut wr),
                 ))
                 .await;
             }
             end
         }
-    }
-
-    /// Write what the delivery filter emitted. The only place that writes
-    /// data frames, so a connection's task holds one write future at most.
-    /// A client that stops reading blocks this write; `run` then cuts the
-    /// connection when its queue overflows.
-    async fn write_batch<W: AsyncWrite + Unpin>(
-        &self,
-        wr: &mut WebSocketWrite<W>,
-        batch: &mut Vec<Wire>,
-    ) -> Result<(), End> {
-        for wire in batch.drain(..) {
-            let frame = match &wire {
-                Wire::Text(b) => Frame::text(Payload::Borrowed(b)),
-                Wire::Pong(b) => Frame::pong(Payload::Borrowed(b)),
-                Wire::Ping => Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b"")),
-            };
-            if wr.write_frame(frame).await.is_err() {
-                return Err(End::Broken);
-            }
-            if let Wire::Text(_) = wire {
-                inc(&self.node.metrics.messages_out);
-            }
-        }
-        if batch.capacity() > 256 {
-            batch.shrink_to(16);
-        }
-        Ok(())
     }
 
     /// Heal a gap in a followed stream without bothering the client.
@@ -535,14 +520,11 @@ fn replay_or_abort(
     }
 }
 
-fn read_error(e: WebSocketError) -> End {
+fn read_error(e: ReadFail) -> End {
     match e {
-        WebSocketError::UnexpectedEOF
-        | WebSocketError::ConnectionClosed
-        | WebSocketError::IoError(_) => End::Eof,
-        WebSocketError::FrameTooLarge => End::TooBig,
-        WebSocketError::InvalidUTF8 => End::InvalidData,
-        _ => End::Protocol,
+        ReadFail::Eof | ReadFail::Io => End::Eof,
+        ReadFail::Frame(FrameError::TooLarge(..)) => End::TooBig,
+        ReadFail::Frame(FrameError::Protocol(_)) => End::Protocol,
     }
 }
 

@@ -2,15 +2,19 @@
 //! connection.
 //!
 //! - [`upgrade`](mod@upgrade): everything that can be refused is refused there, over HTTP.
-//! - `conn`: the connection's reader and writer.
+//! - `conn`: the connection's reader and writer; `reader`: the small-buffer
+//!   frame reader it reads client frames with.
 //! - `delivery`: turns the broker's at-least-once frames into an exactly-once,
 //!   gap-free sequence per stream.
+//! - `outbox`: the frames a writer owes, encoded back to back, one write each wake-up.
 //! - `fragments`, `rate`: message reassembly and the inbound rate limit.
 
 mod conn;
 mod delivery;
 mod fragments;
+mod outbox;
 mod rate;
+mod reader;
 mod upgrade;
 
 pub use upgrade::upgrade;
