@@ -38,6 +38,25 @@ struct Opts {
     /// The loadgen binary [default: the one beside this program].
     #[arg(long)]
     loadgen: Option<PathBuf>,
+    /// Instead of fixed steps, find each side's highest rate that keeps
+    /// p99 under --p99-goal and answers at least 97 % of what it offers:
+    /// connections are bisected between --search-from and --search-to
+    /// (x --rate), to within --search-resolution connections.
+    #[arg(long)]
+    search: bool,
+    /// Lowest connection count the search tries. Example: --search-from 3000
+    #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u32).range(1..=19_000))]
+    search_from: u32,
+    /// Highest connection count the search tries (loadgen and its embedded
+    /// node share one process: at most 9,500 under a 20,000 fd limit).
+    #[arg(long, default_value_t = 9500, value_parser = clap::value_parser!(u32).range(1..=19_000))]
+    search_to: u32,
+    /// The search stops when its bounds are this close. Example: --search-resolution 250
+    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u32).range(10..=10_000))]
+    search_resolution: u32,
+    /// The p99 a passing rate must stay under, in ms. Example: --p99-goal 50
+    #[arg(long, default_value_t = 50.0)]
+    p99_goal: f64,
 }
 
 /// One side's figures at one step.
@@ -84,6 +103,11 @@ fn run(o: &Opts) -> Result<(), String> {
     };
     let dir = std::env::temp_dir().join(format!("floor_compare-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if o.search {
+        let r = search_both(o, &floor_bin, &loadgen, &dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        return r;
+    }
     let mut rows = Vec::new();
     for &conns in &steps {
         eprintln!("floor_compare: {conns} x {}/s: tcp_floor", o.rate);
@@ -99,6 +123,124 @@ fn run(o: &Opts) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(&dir);
     print!("{}", table(o.rate, &rows));
     Ok(())
+}
+
+/// Whether a side kept up at `conns` x rate: p99 under the goal and at
+/// least 97 % of the offered rate answered.
+fn passes(side: &Side, conns: u32, o: &Opts) -> bool {
+    side.p99_ms < o.p99_goal && side.per_sec >= 0.97 * f64::from(conns * o.rate)
+}
+
+/// Bisect `[from, to]` for the highest passing connection count; every
+/// probe is kept for the table. None when even `from` fails.
+fn bisect(
+    o: &Opts,
+    mut probe: impl FnMut(u32) -> Result<Side, String>,
+    probes: &mut Vec<(u32, Side)>,
+) -> Result<Option<u32>, String> {
+    let (mut lo, mut hi) = (o.search_from, o.search_to.max(o.search_from));
+    let mut best = None;
+    let mut try_at = |conns: u32, probes: &mut Vec<(u32, Side)>| -> Result<bool, String> {
+        let side = probe(conns)?;
+        probes.push((conns, side));
+        Ok(passes(&side, conns, o))
+    };
+    if !try_at(lo, probes)? {
+        return Ok(None);
+    }
+    best = best.or(Some(lo));
+    if try_at(hi, probes)? {
+        return Ok(Some(hi));
+    }
+    while hi - lo > o.search_resolution {
+        let mid = lo + (hi - lo) / 2;
+        if try_at(mid, probes)? {
+            lo = mid;
+            best = Some(mid);
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(best)
+}
+
+fn search_both(o: &Opts, floor_bin: &Path, loadgen: &Path, dir: &Path) -> Result<(), String> {
+    let mut floor_probes = Vec::new();
+    let floor_best = bisect(
+        o,
+        |conns| {
+            eprintln!("floor_compare: search: tcp_floor at {conns} x {}/s", o.rate);
+            tcp_floor(floor_bin, conns, o)
+        },
+        &mut floor_probes,
+    )?;
+    let mut our_probes = Vec::new();
+    let our_best = bisect(
+        o,
+        |conns| {
+            eprintln!(
+                "floor_compare: search: loadgen + embedded wsnode at {conns} x {}/s",
+                o.rate
+            );
+            loadgen_run(loadgen, conns, o, &dir.join(format!("search-{conns}.json")))
+        },
+        &mut our_probes,
+    )?;
+    print!(
+        "{}",
+        search_table(o, &floor_probes, &our_probes, floor_best, our_best)
+    );
+    Ok(())
+}
+
+fn search_table(
+    o: &Opts,
+    floor: &[(u32, Side)],
+    ours: &[(u32, Side)],
+    floor_best: Option<u32>,
+    our_best: Option<u32>,
+) -> String {
+    let mut s = String::from(
+        "| side | conns x rate | offered/s | answered/s | p99 | CPU/trip (client + server) | passes |\n|---|---|---|---|---|---|---|\n",
+    );
+    for (name, probes) in [("tcp_floor", floor), ("loadgen + node", ours)] {
+        for (conns, side) in probes {
+            s.push_str(&format!(
+                "| {name} | {conns} x {}/s | {} | {:.0} | {:.2} ms | {:.1} + {:.1} us | {} |\n",
+                o.rate,
+                conns * o.rate,
+                side.per_sec,
+                side.p99_ms,
+                side.client_us,
+                side.server_us,
+                if passes(side, *conns, o) { "yes" } else { "no" },
+            ));
+        }
+    }
+    let rate = |b: Option<u32>| b.map(|c| c * o.rate);
+    let show = |b: Option<u32>| match rate(b) {
+        Some(r) => format!("{r} msg/s"),
+        None => format!("none from {} msg/s", o.search_from * o.rate),
+    };
+    s.push_str(&format!(
+        "\nHighest rate with p99 < {} ms: tcp_floor {}, loadgen + node {}",
+        o.p99_goal,
+        show(floor_best),
+        show(our_best)
+    ));
+    match (rate(floor_best), rate(our_best)) {
+        (Some(f), Some(w)) => s.push_str(&format!(
+            " = {:.0} % of the floor's (goal: at least 90 %){}\n",
+            100.0 * f64::from(w) / f64::from(f),
+            if floor_best == Some(o.search_to) {
+                "; the floor passed the highest step tried, so its own limit is higher"
+            } else {
+                ""
+            }
+        )),
+        _ => s.push('\n'),
+    }
+    s
 }
 
 fn tcp_floor(bin: &Path, conns: u32, o: &Opts) -> Result<Side, String> {
@@ -261,5 +403,44 @@ mod tests {
         assert!(steps("0").is_err() && steps("20000").is_err() && steps("").is_err());
         let t = table(10, &[(1000, s, s)]);
         assert!(t.contains("| 1000 x 10/s |") && t.contains("1.0x"), "{t}");
+    }
+
+    #[test]
+    fn the_search_finds_the_highest_passing_step() {
+        let o = Opts::parse_from([
+            "floor_compare",
+            "--search",
+            "--search-from",
+            "1000",
+            "--search-to",
+            "9000",
+            "--search-resolution",
+            "100",
+        ]);
+        // A side that keeps up to 6,300 connections x 10/s.
+        let model = |conns: u32| Side {
+            p99_ms: if conns <= 6300 { 5.0 } else { 400.0 },
+            client_us: 10.0,
+            server_us: 8.0,
+            per_sec: f64::from(conns * 10),
+        };
+        let mut probes = Vec::new();
+        let best = bisect(&o, |c| Ok(model(c)), &mut probes).unwrap().unwrap();
+        assert!((6200..=6300).contains(&best), "{best}");
+        assert!(probes.len() < 12, "{}", probes.len());
+        // Falling behind fails a step even with a good p99.
+        let behind = Side {
+            per_sec: 50_000.0,
+            ..model(6000)
+        };
+        assert!(!passes(&behind, 6000, &o));
+        let mut none = Vec::new();
+        let slow = |c: u32| Side {
+            per_sec: 0.9 * f64::from(c * 10),
+            ..model(c)
+        };
+        assert_eq!(bisect(&o, |c| Ok(slow(c)), &mut none).unwrap(), None);
+        let t = search_table(&o, &probes, &probes, Some(8000), Some(7200));
+        assert!(t.contains("= 90 % of the floor's"), "{t}");
     }
 }
