@@ -8,7 +8,7 @@
 //! that is one small allocation per message, against a few KiB for every
 //! connection a node keeps open.
 
-use protocol::wsframe::{FrameBuf, FrameError, Masking, RawFrame};
+use protocol::wsframe::{FrameBuf, FrameError, Masking, RawFrame, SMALL};
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -51,6 +51,18 @@ impl<R: AsyncRead + Unpin> ClientReader<R> {
                 Ok(Some(f)) => return Poll::Ready(Ok(f)),
                 Ok(None) => {}
                 Err(e) => return Poll::Ready(Err(ReadFail::Frame(e))),
+            }
+            if self.buf.capacity() == 0 {
+                // No buffer while idle: poll into the stack, so a wake-up
+                // without data allocates nothing; data is then copied in.
+                let mut stack = [0u8; SMALL];
+                let mut rb = ReadBuf::new(&mut stack);
+                ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb)).map_err(|_| ReadFail::Io)?;
+                match rb.filled() {
+                    [] => return Poll::Ready(Err(ReadFail::Eof)),
+                    bytes => self.buf.seed(bytes),
+                }
+                continue;
             }
             let mut rb = ReadBuf::new(self.buf.spare());
             let polled = Pin::new(&mut self.io).poll_read(cx, &mut rb);
