@@ -10,12 +10,14 @@
 //! stays with fastwebsockets.
 //!
 //! It does no I/O: the caller reads into [`FrameBuf::spare`] and reports
-//! the count with [`FrameBuf::filled`]. That keeps this crate free of an
+//! the count with [`FrameBuf::filled`], or hands [`FrameBuf::poll_fill`] a
+//! non-blocking read. That keeps this crate free of an
 //! async runtime, makes the parser a plain function for fuzzing, and makes
 //! every read loop built on it cancel-safe (bytes are kept in the buffer
 //! until a whole frame is there).
 
 use std::ops::Range;
+use std::task::Poll;
 
 /// Size of the first buffer and of the buffer after a large frame.
 pub const SMALL: usize = 512;
@@ -257,6 +259,34 @@ impl FrameBuf {
     /// `n` bytes were read into [`spare`](Self::spare).
     pub fn filled(&mut self, n: usize) {
         self.end = (self.end + n).min(self.buf.len());
+    }
+
+    /// Read more through `read`, which is handed the room to fill and
+    /// answers like a non-blocking read (`Pending` when nothing is there).
+    /// While no buffer is held, `read` fills a stack array instead, so a
+    /// wake-up without data allocates nothing; when `read` is pending the
+    /// buffer is given back if it holds nothing. Returns the bytes read
+    /// (0: end of stream).
+    pub fn poll_fill(
+        &mut self,
+        read: impl FnOnce(&mut [u8]) -> Poll<std::io::Result<usize>>,
+    ) -> Poll<std::io::Result<usize>> {
+        if self.buf.is_empty() {
+            let mut stack = [0u8; SMALL];
+            let n = match read(&mut stack) {
+                Poll::Ready(Ok(n)) => n.min(SMALL),
+                other => return other,
+            };
+            self.seed(&stack[..n]);
+            return Poll::Ready(Ok(n));
+        }
+        let polled = read(self.spare());
+        match polled {
+            Poll::Ready(Ok(n)) => self.filled(n),
+            Poll::Pending => self.release(),
+            Poll::Ready(Err(_)) => {}
+        }
+        polled
     }
 
     /// Free the buffer if nothing is pending: an idle connection then holds

@@ -139,3 +139,35 @@ fn mask_round_trips_at_every_length_and_offset() {
         assert_eq!(d, data);
     }
 }
+
+#[test]
+fn poll_fill_holds_no_buffer_while_waiting() {
+    use std::task::Poll;
+    let wire = frame(OP_TEXT, b"hi", Some([1, 2, 3, 4]));
+    let mut fb = FrameBuf::new(100, Masking::Required);
+    // Nothing there: nothing allocated.
+    assert!(fb.poll_fill(|_| Poll::Pending).is_pending());
+    assert_eq!(fb.capacity(), 0);
+    // Data arrives in two reads: the first lands on the stack, then is kept.
+    let (a, b) = wire.split_at(3);
+    let read = |part: &[u8]| {
+        let part = part.to_vec();
+        move |room: &mut [u8]| {
+            room[..part.len()].copy_from_slice(&part);
+            Poll::Ready(Ok(part.len()))
+        }
+    };
+    assert!(matches!(fb.poll_fill(read(a)), Poll::Ready(Ok(3))));
+    assert_eq!(fb.next_frame().unwrap(), None);
+    assert!(fb.poll_fill(read(b)).is_ready());
+    let f = fb.next_frame().unwrap().unwrap();
+    assert_eq!(fb.payload(&f), b"hi");
+    // Drained, then pending: the buffer goes back.
+    assert!(fb.capacity() > 0);
+    assert!(fb.poll_fill(|_| Poll::Pending).is_pending());
+    assert_eq!(fb.capacity(), 0);
+    assert!(matches!(
+        fb.poll_fill(|_| Poll::Ready(Ok(0))),
+        Poll::Ready(Ok(0))
+    ));
+}

@@ -2,12 +2,16 @@
 //! small-buffer parser it shares with wsnode) over an async stream.
 //!
 //! fastwebsockets' reader keeps an 8 KiB buffer per connection, which on its
-//! own is most of loadgen's memory budget; this one rests at 512 bytes and
-//! grows only for a large frame. Writing (masking, framing) still goes
+//! own is most of loadgen's memory budget; this one holds no buffer while
+//! the server is silent, 512 bytes while frames arrive, and grows only for
+//! a large frame. Writing (masking, framing) still goes
 //! through fastwebsockets.
 
 use protocol::wsframe::{FrameBuf, FrameError, Masking};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use tokio::io::{AsyncRead, ReadBuf};
 
 pub use protocol::wsframe::{
     OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, RawFrame,
@@ -45,17 +49,27 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         self.buf.payload(f)
     }
 
-    /// Read the next frame. Cancel-safe: bytes read stay buffered.
+    /// Read the next frame. Cancel-safe: bytes read stay buffered. No
+    /// buffer is held while the server has nothing to say.
     pub async fn next(&mut self) -> Result<RawFrame, ReadError> {
+        poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<RawFrame, ReadError>> {
         loop {
             if let Some(f) = self.buf.next_frame()? {
-                return Ok(f);
+                return Poll::Ready(Ok(f));
             }
-            let n = self.io.read(self.buf.spare()).await?;
+            let io = &mut self.io;
+            let n = ready!(self.buf.poll_fill(|room| {
+                let mut rb = ReadBuf::new(room);
+                Pin::new(io)
+                    .poll_read(cx, &mut rb)
+                    .map_ok(|()| rb.filled().len())
+            }))?;
             if n == 0 {
-                return Err(ReadError::Eof);
+                return Poll::Ready(Err(ReadError::Eof));
             }
-            self.buf.filled(n);
         }
     }
 }

@@ -8,7 +8,7 @@
 //! that is one small allocation per message, against a few KiB for every
 //! connection a node keeps open.
 
-use protocol::wsframe::{FrameBuf, FrameError, Masking, RawFrame, SMALL};
+use protocol::wsframe::{FrameBuf, FrameError, Masking, RawFrame};
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -52,29 +52,17 @@ impl<R: AsyncRead + Unpin> ClientReader<R> {
                 Ok(None) => {}
                 Err(e) => return Poll::Ready(Err(ReadFail::Frame(e))),
             }
-            if self.buf.capacity() == 0 {
-                // No buffer while idle: poll into the stack, so a wake-up
-                // without data allocates nothing; data is then copied in.
-                let mut stack = [0u8; SMALL];
-                let mut rb = ReadBuf::new(&mut stack);
-                ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb)).map_err(|_| ReadFail::Io)?;
-                match rb.filled() {
-                    [] => return Poll::Ready(Err(ReadFail::Eof)),
-                    bytes => self.buf.seed(bytes),
-                }
-                continue;
-            }
-            let mut rb = ReadBuf::new(self.buf.spare());
-            let polled = Pin::new(&mut self.io).poll_read(cx, &mut rb);
-            let n = rb.filled().len();
-            if polled.is_pending() {
-                // Nothing more to read now: hold no buffer while waiting.
-                self.buf.release();
-            }
-            ready!(polled).map_err(|_| ReadFail::Io)?;
-            match n {
-                0 => return Poll::Ready(Err(ReadFail::Eof)),
-                n => self.buf.filled(n),
+            let io = &mut self.io;
+            let read = ready!(self.buf.poll_fill(|room| {
+                let mut rb = ReadBuf::new(room);
+                Pin::new(io)
+                    .poll_read(cx, &mut rb)
+                    .map_ok(|()| rb.filled().len())
+            }));
+            match read {
+                Ok(0) => return Poll::Ready(Err(ReadFail::Eof)),
+                Ok(_) => {}
+                Err(_) => return Poll::Ready(Err(ReadFail::Io)),
             }
         }
     }
