@@ -4,9 +4,9 @@
 
 use clap::Parser;
 
-// jemalloc keeps the untouched parts of idle connections' buffers out of RSS
-// (it stores no headers inside allocations): 6.2 KiB per idle connection
-// against 8.5 KiB with glibc's allocator (docs/BENCHMARKS.md).
+// jemalloc keeps the untouched parts of allocations out of RSS (it stores no
+// headers inside them): 6.2 KiB per idle connection against 8.5 KiB with
+// glibc's allocator when this was chosen (docs/BENCHMARKS.md).
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
