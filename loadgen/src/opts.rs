@@ -290,8 +290,9 @@ pub struct LoadOpts {
     #[arg(long, value_name = "RANGES", requires = "agents")]
     pub agent_source_ips: Option<String>,
 
-    /// Tokio worker threads per loadgen process (default: CPU count).
-    /// Example: --threads 2
+    /// Threads per loadgen process that run its connections, each with its
+    /// own single-threaded tokio runtime, plus as many tokio workers for the
+    /// rest (default: CPU count). Example: --threads 2
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 

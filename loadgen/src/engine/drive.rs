@@ -6,6 +6,7 @@
 
 use crate::engine::ctx::RunCtx;
 use crate::engine::slot;
+use crate::engine::threads::SlotThreads;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
@@ -18,6 +19,9 @@ const FINISH_GRACE: Duration = Duration::from_secs(3);
 /// Open and close slots to follow the plan, then wait for all of them.
 /// Returns how many slot tasks had to be abandoned (0 when all finished).
 pub async fn drive(ctx: Arc<RunCtx>) -> usize {
+    // As many slot threads as this runtime has workers (`--threads`, or a
+    // worker process's share of it).
+    let threads = SlotThreads::start(tokio::runtime::Handle::current().metrics().num_workers());
     let mut set = JoinSet::new();
     let mut active = 0u64;
     let mut bucket = 0.0f64;
@@ -47,7 +51,7 @@ pub async fn drive(ctx: Arc<RunCtx>) -> usize {
                 // That slot's previous task is still draining after a ramp-down.
                 break;
             }
-            set.spawn(slot::run_slot(ctx.clone(), active));
+            threads.spawn(&mut set, active, slot::run_slot(ctx.clone(), active));
             active += 1;
             budget -= 1;
             bucket -= 1.0;

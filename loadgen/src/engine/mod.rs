@@ -1,6 +1,7 @@
 //! The open-model load engine: one process's share of a run.
 //!
-//! `drive` opens and closes connection slots to follow the plan; each slot
+//! `drive` opens and closes connection slots to follow the plan, on
+//! `threads` (a single-threaded runtime per thread); each slot
 //! (`slot`) runs sessions whose sender (`send`) and receiver (`recv`) share
 //! the outstanding messages (`pending`); replies are classified by the pure
 //! `reply`; figures go to per-thread `stats` shards, and `collect` hands one
@@ -24,3 +25,4 @@ pub mod session;
 pub mod settings;
 pub mod slot;
 pub mod stats;
+pub mod threads;
