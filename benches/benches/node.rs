@@ -73,7 +73,18 @@ fn broker_fan_out(c: &mut Criterion) {
         let chunk = Bytes::from_static(
             br#"{"type":"chunk","message_id":"m-1","index":0,"text":"0123456789abcdef"}"#,
         );
-        let mut index = 0u32;
+        // What is measured reaches every connection: one append, counted.
+        rt.block_on(broker.append_chunk(&lease, 0, chunk.clone()))
+            .expect("append");
+        let delivered: usize = queues
+            .iter_mut()
+            .map(|q| std::iter::from_fn(|| q.try_recv()).count())
+            .sum();
+        assert_eq!(
+            delivered as u64, conns,
+            "one chunk reaches every connection"
+        );
+        let mut index = 1u32;
         g.throughput(Throughput::Elements(conns));
         g.bench_with_input(BenchmarkId::from_parameter(conns), &conns, |b, _| {
             b.iter(|| {
@@ -238,6 +249,16 @@ async fn connect(
     ws
 }
 
+/// Read one frame and check it is the echo reply (not an error).
+async fn read_echo<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>) {
+    let reply = ws.read_frame().await.expect("reply");
+    assert!(
+        reply.opcode == OpCode::Text && reply.payload.starts_with(br#"{"type":"echo","#),
+        "an echo reply, not {:?}",
+        String::from_utf8_lossy(&reply.payload)
+    );
+}
+
 fn echo_frame(id: u64) -> Frame<'static> {
     let msg = format!(r#"{{"type":"echo","id":{id},"ts":1,"payload":"0123456789abcdef"}}"#);
     Frame::text(Payload::Owned(msg.into_bytes()))
@@ -249,7 +270,11 @@ fn echo_round_trip(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let config = server::embed::config_from_args(["--listen", "127.0.0.1:0"]).expect("config");
+    // No per-connection rate limit: at the default (1,000 messages a
+    // second) most replies of this loop would be `rate_limited` errors.
+    let config =
+        server::embed::config_from_args(["--listen", "127.0.0.1:0", "--max-msg-rate", "0"])
+            .expect("config");
     let node = rt
         .block_on(server::embed::EmbeddedNode::start(config))
         .expect("a node");
@@ -263,8 +288,7 @@ fn echo_round_trip(c: &mut Criterion) {
             id += 1;
             rt.block_on(async {
                 ws.write_frame(echo_frame(id)).await.expect("send");
-                let reply = ws.read_frame().await.expect("reply");
-                assert_eq!(reply.opcode, OpCode::Text);
+                read_echo(&mut ws).await;
             })
         })
     });
@@ -287,8 +311,7 @@ fn echo_round_trip(c: &mut Criterion) {
                     ws.write_frame(echo_frame(id)).await.expect("send");
                 }
                 for ws in &mut many {
-                    let reply = ws.read_frame().await.expect("reply");
-                    assert_eq!(reply.opcode, OpCode::Text);
+                    read_echo(ws).await;
                 }
             })
         })
