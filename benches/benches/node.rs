@@ -1,18 +1,26 @@
-//! The node's side of a message: unmasking a client frame, the in-memory
-//! broker fanning one chunk out to 1, 100 and 1000 connections of a
-//! session, the Redis broker's append+publish script against a
+//! The node's side of a message: encoding every message kind it sends
+//! (`server::frames`, as the connection and stream code call it), the
+//! in-memory broker fanning one chunk out to 1, 100 and 1000 connections
+//! of a session, the Redis broker's append+publish script against a
 //! redis-server this bench starts (skipped, with a line saying so, when
 //! redis-server is not installed), and a whole echo round trip through a
-//! real wsnode on loopback (embedded in this process, one client
-//! connection, one message in flight). Throughput is per byte, delivery,
-//! append or round trip.
+//! real wsnode on loopback (embedded in this process; one connection with
+//! one message in flight, then 8 connections with one each). Throughput is
+//! per message, delivery, append or round trip.
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use fastwebsockets::{Frame, OpCode, Payload, WebSocket};
+use protocol::{ServerMsg, StreamStatus};
 use server::broker::memory::{MemoryBroker, MemoryLimits};
 use server::broker::{AnswerPlan, AttachRequest, Broker, ConnSink, OutQueue};
+use server::frames;
+use std::hint::black_box;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use wsbench_benches::samples::server_msgs;
 
 /// The plan the benched streams are opened with (not generated here).
 fn plan() -> AnswerPlan {
@@ -65,7 +73,18 @@ fn broker_fan_out(c: &mut Criterion) {
         let chunk = Bytes::from_static(
             br#"{"type":"chunk","message_id":"m-1","index":0,"text":"0123456789abcdef"}"#,
         );
-        let mut index = 0u32;
+        // What is measured reaches every connection: one append, counted.
+        rt.block_on(broker.append_chunk(&lease, 0, chunk.clone()))
+            .expect("append");
+        let delivered: usize = queues
+            .iter_mut()
+            .map(|q| std::iter::from_fn(|| q.try_recv()).count())
+            .sum();
+        assert_eq!(
+            delivered as u64, conns,
+            "one chunk reaches every connection"
+        );
+        let mut index = 1u32;
         g.throughput(Throughput::Elements(conns));
         g.bench_with_input(BenchmarkId::from_parameter(conns), &conns, |b, _| {
             b.iter(|| {
@@ -81,13 +100,48 @@ fn broker_fan_out(c: &mut Criterion) {
     g.finish();
 }
 
-fn unmask(c: &mut Criterion) {
-    let mut g = c.benchmark_group("unmask");
-    for len in [64usize, 1024, 16 * 1024] {
-        let mut buf = vec![0x5au8; len];
-        g.throughput(Throughput::Bytes(len as u64));
-        g.bench_with_input(BenchmarkId::from_parameter(len), &len, |b, _| {
-            b.iter(|| fastwebsockets::unmask(std::hint::black_box(&mut buf), [1, 2, 3, 4]))
+/// A message encoded the way the node encodes that kind.
+fn node_encode(m: &ServerMsg) -> Bytes {
+    match m {
+        ServerMsg::Echo {
+            id,
+            ts,
+            payload,
+            node_id,
+        } => frames::echo(*id, *ts, payload.as_deref(), node_id),
+        ServerMsg::Chunk {
+            message_id,
+            index,
+            text,
+        } => frames::chunk(message_id, *index, text),
+        ServerMsg::Ack { message_id } => frames::ack(message_id),
+        ServerMsg::Done { message_id, chunks } => {
+            frames::end(message_id, StreamStatus::Done, *chunks)
+        }
+        ServerMsg::Interrupted { message_id, chunks } => {
+            frames::end(message_id, StreamStatus::Interrupted, *chunks)
+        }
+        ServerMsg::Error {
+            code,
+            message,
+            message_id,
+        } => frames::error(*code, message.as_str(), message_id.as_deref()),
+        ServerMsg::Welcome { .. } | ServerMsg::Recovered { .. } => frames::msg(m),
+    }
+}
+
+fn encode(c: &mut Criterion) {
+    let mut g = c.benchmark_group("encode_server_msg");
+    g.throughput(Throughput::Elements(1));
+    for (name, m) in server_msgs() {
+        let json = node_encode(&m);
+        let back = std::str::from_utf8(&json).ok().map(ServerMsg::from_json);
+        assert!(
+            matches!(&back, Some(Ok(b)) if *b == m),
+            "{name} round-trips"
+        );
+        g.bench_with_input(BenchmarkId::from_parameter(name), &m, |b, m| {
+            b.iter(|| node_encode(black_box(m)))
         });
     }
     g.finish();
@@ -167,58 +221,104 @@ fn redis_append(c: &mut Criterion) {
     redis.stop();
 }
 
+/// A fastwebsockets client of the node at `addr`, past its welcome.
+async fn connect(
+    addr: SocketAddr,
+    session: &str,
+) -> WebSocket<impl AsyncRead + AsyncWrite + Unpin + use<>> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tcp.set_nodelay(true).expect("nodelay");
+    let req = hyper::Request::builder()
+        .uri(format!("http://{addr}/ws/chat?session_id={session}"))
+        .header("Host", addr.to_string())
+        .header("Upgrade", "websocket")
+        .header("Connection", "upgrade")
+        .header(
+            "Sec-WebSocket-Key",
+            fastwebsockets::handshake::generate_key(),
+        )
+        .header("Sec-WebSocket-Version", "13")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .expect("request");
+    let (mut ws, _) = fastwebsockets::handshake::client(&Spawn, req, tcp)
+        .await
+        .expect("upgrade");
+    ws.set_auto_pong(true);
+    let welcome = ws.read_frame().await.expect("welcome");
+    assert_eq!(welcome.opcode, OpCode::Text);
+    ws
+}
+
+/// Read one frame and check it is the echo reply (not an error).
+async fn read_echo<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>) {
+    let reply = ws.read_frame().await.expect("reply");
+    assert!(
+        reply.opcode == OpCode::Text && reply.payload.starts_with(br#"{"type":"echo","#),
+        "an echo reply, not {:?}",
+        String::from_utf8_lossy(&reply.payload)
+    );
+}
+
+fn echo_frame(id: u64) -> Frame<'static> {
+    let msg = format!(r#"{{"type":"echo","id":{id},"ts":1,"payload":"0123456789abcdef"}}"#);
+    Frame::text(Payload::Owned(msg.into_bytes()))
+}
+
 fn echo_round_trip(c: &mut Criterion) {
-    use fastwebsockets::{Frame, OpCode, Payload};
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    let config = server::embed::config_from_args(["--listen", "127.0.0.1:0"]).expect("config");
+    // No per-connection rate limit: at the default (1,000 messages a
+    // second) most replies of this loop would be `rate_limited` errors.
+    let config =
+        server::embed::config_from_args(["--listen", "127.0.0.1:0", "--max-msg-rate", "0"])
+            .expect("config");
     let node = rt
         .block_on(server::embed::EmbeddedNode::start(config))
         .expect("a node");
     let addr = node.addr();
-    let mut ws = rt.block_on(async {
-        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        tcp.set_nodelay(true).expect("nodelay");
-        let req = hyper::Request::builder()
-            .uri(format!("http://{addr}/ws/chat?session_id=bench"))
-            .header("Host", addr.to_string())
-            .header("Upgrade", "websocket")
-            .header("Connection", "upgrade")
-            .header(
-                "Sec-WebSocket-Key",
-                fastwebsockets::handshake::generate_key(),
-            )
-            .header("Sec-WebSocket-Version", "13")
-            .body(http_body_util::Empty::<Bytes>::new())
-            .expect("request");
-        let (mut ws, _) = fastwebsockets::handshake::client(&Spawn, req, tcp)
-            .await
-            .expect("upgrade");
-        ws.set_auto_pong(true);
-        let welcome = ws.read_frame().await.expect("welcome");
-        assert_eq!(welcome.opcode, OpCode::Text);
-        ws
-    });
+    let mut ws = rt.block_on(connect(addr, "bench"));
     let mut g = c.benchmark_group("wsnode_echo_round_trip");
     g.throughput(Throughput::Elements(1));
     let mut id = 0u64;
     g.bench_function("loopback", |b| {
         b.iter(|| {
             id += 1;
-            let msg = format!(r#"{{"type":"echo","id":{id},"ts":1,"payload":"0123456789abcdef"}}"#);
             rt.block_on(async {
-                ws.write_frame(Frame::text(Payload::Owned(msg.into_bytes())))
-                    .await
-                    .expect("send");
-                let reply = ws.read_frame().await.expect("reply");
-                assert_eq!(reply.opcode, OpCode::Text);
+                ws.write_frame(echo_frame(id)).await.expect("send");
+                read_echo(&mut ws).await;
+            })
+        })
+    });
+    // Several connections, one message in flight on each: every send
+    // goes out before the first reply is read.
+    const CONNS: usize = 8;
+    let mut many = rt.block_on(async {
+        let mut v = Vec::new();
+        for i in 0..CONNS {
+            v.push(connect(addr, &format!("bench-{i}")).await);
+        }
+        v
+    });
+    g.throughput(Throughput::Elements(CONNS as u64));
+    g.bench_function(format!("loopback_{CONNS}_in_flight"), |b| {
+        b.iter(|| {
+            id += 1;
+            rt.block_on(async {
+                for ws in &mut many {
+                    ws.write_frame(echo_frame(id)).await.expect("send");
+                }
+                for ws in &mut many {
+                    read_echo(ws).await;
+                }
             })
         })
     });
     g.finish();
+    drop(many);
+    drop(ws);
     rt.block_on(node.stop());
 }
 
@@ -237,7 +337,7 @@ where
 
 criterion_group!(
     benches,
-    unmask,
+    encode,
     broker_fan_out,
     redis_append,
     echo_round_trip

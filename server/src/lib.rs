@@ -19,7 +19,7 @@ pub mod broker;
 mod config;
 pub mod embed;
 pub mod fault;
-mod frames;
+pub mod frames;
 pub mod generator;
 mod launch;
 mod metrics;
