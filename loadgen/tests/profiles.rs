@@ -115,10 +115,13 @@ fn graphql_ws_subscriptions_stream_their_results_in_order() {
     assert!(m.received >= 20 && m.ok == m.received, "{m:?}");
     let chat = r.chat.as_ref().expect("streamed answers are reported");
     // Five results 20 ms apart: the last comes 80 ms after the subscription.
+    // It cannot come sooner (a figure under 72 ms is a measuring error, such
+    // as timing the first part); a busy 2-core host may deliver it later, so
+    // the upper bound is generous: this checks what is measured, not speed.
     let last = ms(chat.done_us.p50);
     assert!(
-        (72.0..=88.0).contains(&last),
-        "time to the last part p50 {last} ms, not 80 ms ± 10 %"
+        (72.0..=160.0).contains(&last),
+        "time to the last part p50 {last} ms: the server sends it 80 ms after the subscription"
     );
     assert!(chat.chunk_gap_us.count > 0, "{chat:?}");
     assert_eq!(

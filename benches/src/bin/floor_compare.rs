@@ -321,8 +321,11 @@ fn loadgen_run(bin: &Path, conns: u32, o: &Opts, json: &Path) -> Result<Side, St
 
 /// The steady phase's p99 and each process's CPU per message.
 fn parse_loadgen(doc: &serde_json::Value) -> Result<Side, String> {
+    // An empty steady phase (a run that never reached its plan) reports
+    // p99 0: the whole run's figure is the honest one then.
     let lat = doc["phases"]["steady"]["latency_us"]["corrected"]["p99"]
         .as_f64()
+        .filter(|p| *p > 0.0)
         .or_else(|| doc["latency_us"]["corrected"]["p99"].as_f64())
         .ok_or("loadgen: no p99 in the report")?;
     let cpu = |role: &str| {
@@ -399,6 +402,9 @@ mod tests {
         let s = parse_loadgen(&doc).unwrap();
         assert_eq!((s.p99_ms, s.client_us, s.server_us), (5.1, 19.3, 15.0));
         assert!(parse_loadgen(&serde_json::json!({})).is_err());
+        let mut empty_steady = doc.clone();
+        empty_steady["phases"]["steady"]["latency_us"]["corrected"]["p99"] = 0.into();
+        assert_eq!(parse_loadgen(&empty_steady).unwrap().p99_ms, 9.0);
         assert_eq!(steps("1000, 3000").unwrap(), [1000, 3000]);
         assert!(steps("0").is_err() && steps("20000").is_err() && steps("").is_err());
         let t = table(10, &[(1000, s, s)]);

@@ -39,17 +39,13 @@ pub async fn recv_loop(s: &Session<'_>, mut rx: WsRead) -> End {
             OP_CLOSE => {
                 ctx.fail(ErrorKind::Closed, "the server closed the connection");
                 // Answer the close (best effort); the connection is over either way.
-                let mut w = s.tx.lock().await;
-                let _ = tokio::time::timeout(
-                    CLOSE_WAIT,
-                    w.write_frame(Frame::close(protocol::close::NORMAL, b"")),
-                )
-                .await;
+                let close = Frame::close(protocol::close::NORMAL, b"");
+                let _ = s.write_rare(close, Some(CLOSE_WAIT)).await;
                 return End::Dropped;
             }
             OP_PING => {
                 let pong = Frame::pong(Payload::Owned(rx.payload(&frame).to_vec()));
-                if s.tx.lock().await.write_frame(pong).await.is_err() {
+                if s.write_rare(pong, None).await.is_err() {
                     ctx.stats.count(|c| c.error(ErrorKind::Write));
                     return End::Dropped;
                 }
@@ -92,7 +88,7 @@ async fn answer(s: &Session<'_>, i: usize) -> bool {
     let vars = ctx.conn_values(s.global, &session);
     let mut text = reply.render(&vars).into_bytes();
     let frame = Frame::text(Payload::BorrowedMut(&mut text));
-    if let Err(e) = s.tx.lock().await.write_frame(frame).await {
+    if let Err(e) = s.write_rare(frame, None).await {
         ctx.fail(ErrorKind::Write, &format!("write failed: {e}"));
         return false;
     }

@@ -151,12 +151,7 @@ pub async fn drain(s: &Session<'_>, stopped: bool) -> End {
             _ = tokio::time::sleep_until(wake.into()) => {}
         }
     }
-    let _ = tokio::time::timeout(CLOSE_WAIT, async {
-        s.tx.lock()
-            .await
-            .write_frame(Frame::close(protocol::close::NORMAL, b""))
-            .await
-    })
-    .await;
+    let close = Frame::close(protocol::close::NORMAL, b"");
+    let _ = s.write_rare(close, Some(CLOSE_WAIT)).await;
     End::Finished
 }

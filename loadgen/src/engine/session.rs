@@ -4,6 +4,7 @@
 use crate::engine::ctx::RunCtx;
 use crate::engine::pending::ConnState;
 use crate::net::connect::WsWrite;
+use fastwebsockets::Frame;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -34,6 +35,29 @@ pub struct Session<'a> {
     pub state: Mutex<ConnState>,
     /// Woken when a reply completes a message (closed loop, drain).
     pub replied: Notify,
+}
+
+impl Session<'_> {
+    /// Write a frame on a rare path (a pong, a close, a keep-alive answer),
+    /// within `limit`. Boxed: each inline write future (fastwebsockets'
+    /// `write_frame` and the lock) would otherwise be part of every
+    /// connection's task for its whole life; only the paced send keeps one.
+    pub async fn write_rare(
+        &self,
+        frame: Frame<'_>,
+        limit: Option<Duration>,
+    ) -> Result<(), String> {
+        let write = async {
+            let mut w = self.tx.lock().await;
+            w.write_frame(frame).await.map_err(|e| e.to_string())
+        };
+        match limit {
+            None => Box::pin(write).await,
+            Some(d) => Box::pin(tokio::time::timeout(d, write))
+                .await
+                .unwrap_or_else(|_| Err(format!("no progress in {d:?}"))),
+        }
+    }
 }
 
 /// Sleep until `until`, waking regularly to notice a stop; true if stopped.
