@@ -9,6 +9,7 @@
 
 use crate::broker::Broker;
 use crate::config::Config;
+use crate::handshakes::Handshakes;
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::state::Node;
@@ -40,6 +41,7 @@ pub async fn serve<B: Broker>(
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     let node = Arc::new(Node {
         conn_slots: Arc::new(Semaphore::new(cfg.max_connections)),
+        handshakes: Handshakes::new(cfg.max_handshakes),
         stream_slots: Arc::new(Semaphore::new(cfg.max_streams)),
         node_id: node_id.into(),
         broker,
@@ -103,6 +105,12 @@ async fn accept_loop<B: Broker>(
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
+                if let Some(bytes) = node.cfg.send_buffer {
+                    // A reader that stops reading then fills its outbound
+                    // queue (closed with 1013) instead of the kernel's
+                    // autotuned buffer (up to tcp_wmem's 4 MiB) taking it all.
+                    let _ = socket2::SockRef::from(&stream).set_send_buffer_size(bytes);
+                }
                 let node = node.clone();
                 tokio::spawn(async move {
                     routes::serve_connection(node, stream, peer).await;
