@@ -53,9 +53,7 @@ pub async fn serve<B: Broker>(
         next_message_seq: AtomicU64::new(1),
         cfg,
     });
-    let http_slots = Arc::new(Semaphore::new(
-        node.cfg.max_connections.saturating_add(HTTP_HEADROOM),
-    ));
+    let http_slots = Arc::new(Semaphore::new(http_slots(&node.cfg)));
 
     let background = {
         let node = node.clone();
@@ -89,6 +87,20 @@ pub async fn serve<B: Broker>(
     }
     // Give up what this node registered, so other nodes need not wait for TTLs.
     let _ = tokio::time::timeout(Duration::from_secs(2), broker.close()).await;
+}
+
+/// HTTP connections not yet upgraded (a permit is held from accept to the
+/// upgrade): at most `--max-connections` + [`HTTP_HEADROOM`], and at most
+/// twice `--max-handshakes`. Of those, `--max-handshakes` may wait for a
+/// request head; the others are being answered, or were closed to make
+/// room and are not yet dropped. Under a slowloris that churns (the node
+/// closing the oldest waiting one for each newcomer) this bounds the
+/// connections in flight too, so a starved runtime delays accepts instead
+/// of piling up closed connections' memory.
+fn http_slots(cfg: &Config) -> usize {
+    cfg.max_connections
+        .saturating_add(HTTP_HEADROOM)
+        .min(cfg.max_handshakes.saturating_mul(2))
 }
 
 async fn accept_loop<B: Broker>(
@@ -159,5 +171,24 @@ async fn takeover_loop<B: Broker>(node: &Arc<Node<B>>) {
     loop {
         tick.tick().await;
         crate::stream::adopt_orphans(node).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_connections_before_their_upgrade_are_bounded_by_both_limits() {
+        let cfg = |args: &[&str]| {
+            let argv = std::iter::once(&"wsnode").chain(args);
+            <crate::config::Opts as clap::Parser>::parse_from(argv)
+                .into_config()
+                .unwrap()
+        };
+        // 50,000 + 256 by --max-connections, 2 x 1024 by --max-handshakes.
+        assert_eq!(http_slots(&cfg(&[])), 2048);
+        assert_eq!(http_slots(&cfg(&["--max-connections", "2"])), 258);
+        assert_eq!(http_slots(&cfg(&["--max-handshakes", "5000"])), 10_000);
     }
 }

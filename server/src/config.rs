@@ -57,7 +57,8 @@ pub struct Opts {
     pub max_connections: usize,
 
     /// HTTP connections waiting for their request headers (handshakes in progress, idle
-    /// keep-alive) held at once; a new one beyond it closes the one waiting longest (slowloris guard).
+    /// keep-alive) held at once; a new one beyond it closes the one waiting longest (slowloris
+    /// guard). Twice this many HTTP connections may exist before their upgrade; accepts then wait.
     #[arg(long, env = "WSNODE_MAX_HANDSHAKES", default_value_t = 1024)]
     pub max_handshakes: usize,
 

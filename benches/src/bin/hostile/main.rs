@@ -287,9 +287,11 @@ fn cap(attack: Attack, base: u64, s: &Sizes, l: &server::Config, t: &Tally) -> u
     let extra = match attack {
         Attack::Baseline => 0,
         // At most --max-handshakes wait for their headers (the node closes
-        // the oldest beyond it); a header cannot grow past a few hundred
-        // bytes before --handshake-timeout closes it.
-        Attack::Slowloris => (s.slowloris as u64).min(l.max_handshakes as u64) * PER_HALF_OPEN,
+        // the oldest beyond it), and at most twice that many connections
+        // are not yet upgraded (the others being closed or answered); a
+        // header cannot grow past a few hundred bytes before
+        // --handshake-timeout closes it.
+        Attack::Slowloris => (s.slowloris as u64).min(2 * l.max_handshakes as u64) * PER_HALF_OPEN,
         // Each connection's full outbound queue, plus every chunk it asked
         // for in the answer cache (bounded by --max-cached-bytes).
         Attack::SlowReaders => {
@@ -436,10 +438,10 @@ mod tests {
         let base = 100 * MIB;
         let margin = 10 * MIB;
         assert_eq!(cap(Attack::Baseline, base, &s, &l, &t), base + margin);
-        // 5,000 half-open connections, of which --max-handshakes (1024) wait.
+        // 5,000 half-open connections: 2 x --max-handshakes (1024) exist.
         assert_eq!(
             cap(Attack::Slowloris, base, &s, &l, &t),
-            base + margin + 1024 * 24 * KIB
+            base + margin + 2048 * 24 * KIB
         );
         // 1000 x 1000 chunks x 256 B is under --max-cached-bytes (256 MiB).
         assert_eq!(
