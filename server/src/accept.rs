@@ -9,6 +9,7 @@
 
 use crate::broker::Broker;
 use crate::config::Config;
+use crate::handshakes::Handshakes;
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::state::Node;
@@ -40,6 +41,7 @@ pub async fn serve<B: Broker>(
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     let node = Arc::new(Node {
         conn_slots: Arc::new(Semaphore::new(cfg.max_connections)),
+        handshakes: Handshakes::new(cfg.max_handshakes),
         stream_slots: Arc::new(Semaphore::new(cfg.max_streams)),
         node_id: node_id.into(),
         broker,
@@ -51,9 +53,7 @@ pub async fn serve<B: Broker>(
         next_message_seq: AtomicU64::new(1),
         cfg,
     });
-    let http_slots = Arc::new(Semaphore::new(
-        node.cfg.max_connections.saturating_add(HTTP_HEADROOM),
-    ));
+    let http_slots = Arc::new(Semaphore::new(http_slots(&node.cfg)));
 
     let background = {
         let node = node.clone();
@@ -89,6 +89,20 @@ pub async fn serve<B: Broker>(
     let _ = tokio::time::timeout(Duration::from_secs(2), broker.close()).await;
 }
 
+/// HTTP connections not yet upgraded (a permit is held from accept to the
+/// upgrade): at most `--max-connections` + [`HTTP_HEADROOM`], and at most
+/// twice `--max-handshakes`. Of those, `--max-handshakes` may wait for a
+/// request head; the others are being answered, or were closed to make
+/// room and are not yet dropped. Under a slowloris that churns (the node
+/// closing the oldest waiting one for each newcomer) this bounds the
+/// connections in flight too, so a starved runtime delays accepts instead
+/// of piling up closed connections' memory.
+fn http_slots(cfg: &Config) -> usize {
+    cfg.max_connections
+        .saturating_add(HTTP_HEADROOM)
+        .min(cfg.max_handshakes.saturating_mul(2))
+}
+
 async fn accept_loop<B: Broker>(
     listener: TcpListener,
     node: Arc<Node<B>>,
@@ -103,6 +117,12 @@ async fn accept_loop<B: Broker>(
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
+                if let Some(bytes) = node.cfg.send_buffer {
+                    // A reader that stops reading then fills its outbound
+                    // queue (closed with 1013) instead of the kernel's
+                    // autotuned buffer (up to tcp_wmem's 4 MiB) taking it all.
+                    let _ = socket2::SockRef::from(&stream).set_send_buffer_size(bytes);
+                }
                 let node = node.clone();
                 tokio::spawn(async move {
                     routes::serve_connection(node, stream, peer).await;
@@ -151,5 +171,24 @@ async fn takeover_loop<B: Broker>(node: &Arc<Node<B>>) {
     loop {
         tick.tick().await;
         crate::stream::adopt_orphans(node).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_connections_before_their_upgrade_are_bounded_by_both_limits() {
+        let cfg = |args: &[&str]| {
+            let argv = std::iter::once(&"wsnode").chain(args);
+            <crate::config::Opts as clap::Parser>::parse_from(argv)
+                .into_config()
+                .unwrap()
+        };
+        // 50,000 + 256 by --max-connections, 2 x 1024 by --max-handshakes.
+        assert_eq!(http_slots(&cfg(&[])), 2048);
+        assert_eq!(http_slots(&cfg(&["--max-connections", "2"])), 258);
+        assert_eq!(http_slots(&cfg(&["--max-handshakes", "5000"])), 10_000);
     }
 }

@@ -56,6 +56,19 @@ pub struct Opts {
     #[arg(long, env = "WSNODE_MAX_CONNECTIONS", default_value_t = 50_000)]
     pub max_connections: usize,
 
+    /// HTTP connections waiting for their request headers (handshakes in progress, idle
+    /// keep-alive) held at once; a new one beyond it closes the one waiting longest (slowloris
+    /// guard). Twice this many HTTP connections may exist before their upgrade; accepts then wait.
+    #[arg(long, env = "WSNODE_MAX_HANDSHAKES", default_value_t = 1024)]
+    pub max_handshakes: usize,
+
+    /// Kernel send buffer of each accepted socket (SO_SNDBUF; Linux doubles it), so a client
+    /// that stops reading fills its --outbound-queue and is closed with 1013 instead of
+    /// parking megabytes in the kernel; 0 leaves the kernel's autotuning (up to tcp_wmem's
+    /// maximum, 4 MiB by default). A connection sends at most about twice this per round trip.
+    #[arg(long, env = "WSNODE_SEND_BUFFER", default_value = "16KiB", value_parser = parse_size)]
+    pub send_buffer: usize,
+
     /// Sessions (connected or waiting for a reconnect) beyond this get HTTP 503.
     #[arg(long, env = "WSNODE_MAX_SESSIONS", default_value_t = 100_000)]
     pub max_sessions: usize,
@@ -137,6 +150,11 @@ pub struct Opts {
     #[arg(long, env = "WSNODE_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
 
+    /// Longest a fragmented message may stay unfinished; the connection is closed with 1008
+    /// at its first frame (data, ping or pong) past it.
+    #[arg(long, env = "WSNODE_FRAGMENT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub fragment_timeout: Duration,
+
     /// On SIGTERM/Ctrl-C, wait this long for clients to take their 1001 close.
     #[arg(long, env = "WSNODE_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
@@ -159,6 +177,9 @@ pub struct Config {
     pub stream_ttl: Duration,
     pub max_message_size: usize,
     pub max_connections: usize,
+    pub max_handshakes: usize,
+    /// `None`: the kernel's autotuning.
+    pub send_buffer: Option<usize>,
     pub max_sessions: usize,
     pub outbound_queue: usize,
     pub max_msg_rate: u32,
@@ -170,6 +191,7 @@ pub struct Config {
     pub max_cached_streams: usize,
     pub max_cached_bytes: usize,
     pub handshake_timeout: Duration,
+    pub fragment_timeout: Duration,
     pub shutdown_timeout: Duration,
     /// `Some` in cluster mode.
     pub redis: Option<String>,
@@ -259,6 +281,15 @@ impl Opts {
         if self.handshake_timeout.is_zero() {
             return Err(bad("--handshake-timeout", "must be greater than 0"));
         }
+        if self.fragment_timeout.is_zero() {
+            return Err(bad("--fragment-timeout", "must be greater than 0"));
+        }
+        if self.send_buffer != 0 && !(4 << 10..=64 << 20).contains(&self.send_buffer) {
+            return Err(bad(
+                "--send-buffer",
+                "must be 0 (kernel autotuning) or between 4KiB and 64MiB",
+            ));
+        }
         if self.cleanup_interval.is_zero() {
             return Err(bad("--cleanup-interval", "must be greater than 0"));
         }
@@ -270,6 +301,7 @@ impl Opts {
         }
         for (name, v) in [
             ("--max-connections", self.max_connections),
+            ("--max-handshakes", self.max_handshakes),
             ("--max-sessions", self.max_sessions),
             ("--max-streams", self.max_streams),
             ("--max-streams-per-conn", self.max_streams_per_conn),
@@ -341,6 +373,8 @@ impl Opts {
             stream_ttl: self.stream_ttl,
             max_message_size: self.max_message_size,
             max_connections: self.max_connections,
+            max_handshakes: self.max_handshakes,
+            send_buffer: (self.send_buffer != 0).then_some(self.send_buffer),
             max_sessions: self.max_sessions,
             outbound_queue: self.outbound_queue,
             max_msg_rate: self.max_msg_rate,
@@ -357,6 +391,7 @@ impl Opts {
             max_cached_streams: self.max_cached_streams,
             max_cached_bytes: self.max_cached_bytes,
             handshake_timeout: self.handshake_timeout,
+            fragment_timeout: self.fragment_timeout,
             shutdown_timeout: self.shutdown_timeout,
             redis: self.redis,
             advertise_url: self.advertise_url,
@@ -446,6 +481,15 @@ mod tests {
             "--max-message-size"
         );
         assert_eq!(opts(&["--node-id", "a b"]).unwrap_err().option, "--node-id");
+        for (args, option) in [
+            (["--max-handshakes", "0"], "--max-handshakes"),
+            (["--send-buffer", "1KiB"], "--send-buffer"),
+            (["--fragment-timeout", "0s"], "--fragment-timeout"),
+        ] {
+            assert_eq!(opts(&args).unwrap_err().option, option);
+        }
+        assert_eq!(opts(&["--send-buffer", "0"]).unwrap().send_buffer, None);
+        assert_eq!(opts(&[]).unwrap().send_buffer, Some(16 << 10));
         assert_eq!(
             opts(&["--allowed-origins", ","]).unwrap_err().option,
             "--allowed-origins"

@@ -9,8 +9,20 @@ use protocol::{ErrorCode, ServerMsg, StreamStatus};
 use serde::Serialize;
 
 fn encode<T: Serialize>(v: &T) -> Bytes {
+    Bytes::from(encode_vec(v))
+}
+
+fn encode_vec<T: Serialize>(v: &T) -> Vec<u8> {
     // Plain structs of strings and integers always serialize.
-    Bytes::from(serde_json::to_vec(v).unwrap_or_default())
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+/// Allocated to its exact length: chunk and end frames are kept in the
+/// answer cache, which counts them as allocated
+/// (`broker::memory::frame_cost`), and serde_json's buffer (128 bytes,
+/// doubling) would leave up to half of each unused.
+fn exact<T: Serialize>(v: &T) -> Bytes {
+    Bytes::from(encode_vec(v).into_boxed_slice())
 }
 
 #[derive(Serialize)]
@@ -41,7 +53,7 @@ pub fn echo(id: u64, ts: u64, payload: Option<&str>, node_id: &str) -> Bytes {
 }
 
 pub fn chunk(message_id: &str, index: u32, text: &str) -> Bytes {
-    encode(&ChunkRef {
+    exact(&ChunkRef {
         message_id,
         index,
         text,
@@ -66,8 +78,8 @@ pub fn ack(message_id: &str) -> Bytes {
 pub fn end(message_id: &str, status: StreamStatus, chunks: u32) -> Bytes {
     let message_id = message_id.to_owned();
     match status {
-        StreamStatus::Interrupted => encode(&ServerMsg::Interrupted { message_id, chunks }),
-        _ => encode(&ServerMsg::Done { message_id, chunks }),
+        StreamStatus::Interrupted => exact(&ServerMsg::Interrupted { message_id, chunks }),
+        _ => exact(&ServerMsg::Done { message_id, chunks }),
     }
 }
 

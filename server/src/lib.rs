@@ -10,7 +10,7 @@
 //! Modules depend on each other one way only, top to bottom:
 //! `launch` → `accept` → `routes` → `ws` → `stream` → `state` → `config`,
 //! with `broker`, `generator` (where an answer's text comes from), `metrics`,
-//! `frames`, `respond`, `sessions` and `fault` (test-only deliberate
+//! `frames`, `handshakes` (the `--max-handshakes` set), `respond`, `sessions` and `fault` (test-only deliberate
 //! faults) as leaves
 //! the others share. This file only declares modules and re-exports.
 
@@ -21,6 +21,7 @@ pub mod embed;
 pub mod fault;
 pub mod frames;
 pub mod generator;
+mod handshakes;
 mod launch;
 mod metrics;
 pub mod probe;

@@ -20,6 +20,7 @@ pub struct Metrics {
     pub rate_limited: AtomicU64,
     pub slow_consumer_closes: AtomicU64,
     pub idle_closes: AtomicU64,
+    pub handshakes_evicted: AtomicU64,
     pub streams_started: AtomicU64,
     pub streams_active: AtomicU64,
     pub streams_taken_over: AtomicU64,
@@ -97,7 +98,12 @@ impl Metrics {
     }
 
     /// Prometheus text exposition (version 0.0.4).
-    pub fn render(&self, node_id: &str, broker: &crate::broker::BrokerStatus) -> String {
+    pub fn render(
+        &self,
+        node_id: &str,
+        broker: &crate::broker::BrokerStatus,
+        handshakes_waiting: usize,
+    ) -> String {
         use std::fmt::Write;
         let s = self.sample();
         let mut out = String::with_capacity(2048);
@@ -160,6 +166,18 @@ impl Metrics {
             "counter",
             "Connections closed by the idle timeout.",
             get(&self.idle_closes) as f64,
+        );
+        put(
+            "wsnode_handshakes_waiting",
+            "gauge",
+            "HTTP connections waiting for a request head (bounded by --max-handshakes).",
+            handshakes_waiting as f64,
+        );
+        put(
+            "wsnode_handshakes_evicted_total",
+            "counter",
+            "Connections closed while waiting longest for a request head, past --max-handshakes.",
+            get(&self.handshakes_evicted) as f64,
         );
         put(
             "wsnode_streams_started_total",

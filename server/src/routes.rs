@@ -3,9 +3,12 @@
 //! `/ws/chat`, which is handed to [`crate::ws`].
 //!
 //! A client that opens a TCP connection and sends nothing is dropped by
-//! hyper's header read timeout.
+//! hyper's header read timeout; while it waits for a request head it is in
+//! the node's `--max-handshakes` set, which closes the one waiting longest
+//! when full (`handshakes`).
 
 use crate::broker::{Broker, BrokerStatus};
+use crate::handshakes::Slot;
 use crate::metrics::get;
 use crate::respond::{Body, error, json};
 use crate::state::{Node, shutdown_requested};
@@ -22,6 +25,7 @@ use serde::Serialize;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tokio::net::TcpStream;
 
@@ -42,10 +46,21 @@ fn chat_page() -> Response<Body> {
 
 pub async fn serve_connection<B: Broker>(node: Arc<Node<B>>, stream: TcpStream, peer: SocketAddr) {
     let mut shutdown = node.shutdown.clone();
-    let svc_node = node.clone();
+    let slot = Arc::new(Slot::default());
+    wait_for_head(&node, &slot);
+    let (svc_node, svc_slot) = (node.clone(), slot.clone());
     let svc = service_fn(move |req| {
-        let node = svc_node.clone();
-        async move { Ok::<_, Infallible>(route(&node, req, peer).await) }
+        let (node, slot) = (svc_node.clone(), svc_slot.clone());
+        async move {
+            node.handshakes.done(&slot);
+            let keep_alive = keeps_alive(&req);
+            let response = route(&node, req, peer).await;
+            if keep_alive && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+                // The connection now waits for its next request head.
+                wait_for_head(&node, &slot);
+            }
+            Ok::<_, Infallible>(response)
+        }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -60,11 +75,29 @@ pub async fn serve_connection<B: Broker>(node: Arc<Node<B>>, stream: TcpStream, 
                 tracing::debug!(%peer, error = %e, "http connection ended with an error");
             }
         }
+        _ = slot.evicted() => {
+            tracing::debug!(%peer, "closed: waited longest for a request head with --max-handshakes waiting");
+        }
         _ = shutdown_requested(&mut shutdown) => {
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
         }
     }
+    node.handshakes.done(&slot);
+}
+
+/// Whether hyper keeps the connection open after this request.
+fn keeps_alive(req: &Request<Incoming>) -> bool {
+    let close = req.headers().get_all(header::CONNECTION).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.to_ascii_lowercase().contains("close"))
+    });
+    req.version() == hyper::Version::HTTP_11 && !close
+}
+
+fn wait_for_head<B>(node: &Node<B>, slot: &Arc<Slot>) {
+    let evicted = node.handshakes.wait(slot);
+    node.metrics.handshakes_evicted.fetch_add(evicted, Relaxed);
 }
 
 async fn route<B: Broker>(
@@ -94,7 +127,9 @@ async fn route<B: Broker>(
         "/health/stats" => stats(node),
         "/metrics" => {
             let b = node.broker.status();
-            let text = node.metrics.render(&node.node_id, &b);
+            let text = node
+                .metrics
+                .render(&node.node_id, &b, node.handshakes.len());
             Response::builder()
                 .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
                 .body(Full::new(Bytes::from(text)))

@@ -6,6 +6,7 @@
 //! each other or on the accept loop: this module imports nothing above it.
 
 use crate::config::Config;
+use crate::handshakes::Handshakes;
 use crate::metrics::Metrics;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -20,6 +21,8 @@ pub struct Node<B> {
     pub metrics: Metrics,
     /// One permit per open WebSocket connection (`--max-connections`).
     pub conn_slots: Arc<Semaphore>,
+    /// HTTP connections waiting for a request head (`--max-handshakes`).
+    pub handshakes: Handshakes,
     /// One permit per answer being generated (`--max-streams`).
     pub stream_slots: Arc<Semaphore>,
     /// Flips to `true` once shutdown starts; every connection watches it.

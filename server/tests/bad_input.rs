@@ -8,7 +8,9 @@ use protocol::{ErrorCode, ServerMsg};
 use serde_json::json;
 use std::time::Duration;
 use support::{RawWs, connect, connect_status, metric, raw_http, start};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout};
 use tokio_tungstenite::tungstenite::Message;
 
 async fn expect_error(c: &mut support::Client, code: ErrorCode) {
@@ -26,6 +28,15 @@ async fn expect_error(c: &mut support::Client, code: ErrorCode) {
 async fn still_usable(c: &mut support::Client) {
     c.send_json(json!({"type":"echo","id":77,"ts":1})).await;
     assert!(matches!(c.recv().await, ServerMsg::Echo { id: 77, .. }));
+}
+
+/// Waits (20 s at most) until the node closed a connection with 1013.
+async fn slow_consumer_closed(node: &support::TestNode) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(node, "wsnode_slow_consumer_closes_total").await < 1.0 {
+        assert!(Instant::now() < deadline, "slow consumer was never closed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
@@ -229,14 +240,90 @@ async fn a_reader_that_never_reads_is_closed_as_slow_consumer_without_hurting_ot
     )
     .await;
     // Never read: socket buffers fill, then the 4-frame queue overflows.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while metric(&node, "wsnode_slow_consumer_closes_total").await < 1.0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "slow consumer was never closed"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    slow_consumer_closed(&node).await;
     still_usable(&mut bystander).await;
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn past_max_handshakes_the_connection_waiting_longest_is_closed() {
+    // The timeout alone would hold each half-open connection for a minute.
+    let node = start(&["--max-handshakes", "4", "--handshake-timeout", "60s"]).await;
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let mut s = TcpStream::connect(node.addr).await.unwrap();
+        s.write_all(b"GET /ws/chat HTTP/1.1\r\nHost: t\r\n")
+            .await
+            .unwrap();
+        held.push(s);
+        // Accepted in this order.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let mut buf = [0u8; 256];
+    for (i, s) in held[..4].iter_mut().enumerate() {
+        let read = timeout(Duration::from_secs(5), s.read(&mut buf)).await;
+        let n = read.unwrap_or_else(|_| panic!("connection {i} still held"));
+        assert_eq!(n.unwrap_or(0), 0, "connection {i} closed without an answer");
+    }
+    // A real client gets through (the oldest half-open one makes room).
+    let mut c = connect(&node.url("session_id=real")).await;
+    still_usable(&mut c).await;
+    // 4 + 1 evicted; this request found room beside the newest three.
+    assert_eq!(metric(&node, "wsnode_handshakes_evicted_total").await, 5.0);
+    for (i, s) in held[5..].iter_mut().enumerate() {
+        let read = timeout(Duration::from_millis(300), s.read(&mut buf)).await;
+        assert!(read.is_err(), "newer connection {} was closed", i + 5);
+    }
+    assert_eq!(metric(&node, "wsnode_handshakes_waiting").await, 3.0);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_fragmented_message_kept_open_with_pings_is_closed_with_1008() {
+    let node = start(&["--fragment-timeout", "500ms"]).await;
+    let mut raw = RawWs::connect(node.addr, "/ws/chat?session_id=stall").await;
+    raw.read_frame().await.expect("welcome");
+    let started = Instant::now();
+    raw.send_frame(0x01, b"{\"type\":").await; // text, FIN clear
+    // Each ping and empty continuation is activity for --idle-timeout, but
+    // does not extend the unfinished message's time.
+    let code = loop {
+        assert!(started.elapsed() < Duration::from_secs(10), "never closed");
+        raw.send_frame(0x89, b"still here").await;
+        raw.send_frame(0x00, b"").await;
+        match timeout(Duration::from_millis(100), raw.read_frame()).await {
+            Ok(Some((0x8, payload))) => break u16::from_be_bytes([payload[0], payload[1]]),
+            Ok(Some(_)) | Err(_) => {}
+            Ok(None) => panic!("closed without a close frame"),
+        }
+    };
+    assert_eq!(code, 1008);
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_reader_that_stops_reading_is_closed_once_its_small_send_buffer_is_full() {
+    // About 1.1 MB of answer: far more than 16 KiB of send buffer and a
+    // 16-frame queue, well under what the kernel's autotuning (up to
+    // tcp_wmem's 4 MiB) would take in without the node noticing.
+    let node = start(&[
+        "--send-buffer",
+        "16KiB",
+        "--outbound-queue",
+        "16",
+        "--chunk-size",
+        "1024",
+    ])
+    .await;
+    let mut raw = RawWs::connect(node.addr, "/ws/chat?session_id=slow").await;
+    raw.send_frame(
+        0x81,
+        json!({"type":"chat","text":"x","chunks":1000,"interval_ms":0})
+            .to_string()
+            .as_bytes(),
+    )
+    .await;
+    slow_consumer_closed(&node).await;
     node.stop().await;
 }

@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 pub struct MemoryLimits {
     pub max_sessions: usize,
     pub max_cached_streams: usize,
-    /// Bytes of chunk and end frames kept, plus [`ENTRY_BYTES`] per stream.
+    /// Memory the cache may hold: its frames as allocated ([`frame_cost`]),
+    /// the lists that hold them, and [`ENTRY_BYTES`] per stream.
     pub max_cached_bytes: usize,
     pub session_ttl: Duration,
     pub stream_ttl: Duration,
@@ -54,6 +55,24 @@ struct Session {
 /// counted so that many empty streams cannot hide from the byte budget.
 const ENTRY_BYTES: usize = 160;
 
+/// One frame's place in its stream's list (a `Bytes`), counted for every
+/// slot the list has allocated, used or not.
+const SLOT_BYTES: usize = size_of::<Bytes>();
+
+/// The header `Bytes` allocates once a frame is shared (cached and handed
+/// to connections): three words, in jemalloc's 32-byte class.
+const SHARED_BYTES: usize = 32;
+
+/// What a cached frame of `len` bytes holds in memory: its allocation,
+/// rounded up to jemalloc's size class (four classes per doubling, 16 bytes
+/// apart at least; `frames` allocates chunk and end frames to their exact
+/// length), and the shared header. Counting only `len` made the cache's RSS
+/// about twice what `--max-cached-bytes` allowed (docs/BENCHMARKS.md).
+pub fn frame_cost(len: usize) -> usize {
+    let step = (len.next_power_of_two() / 8).max(16);
+    len.div_ceil(step) * step + SHARED_BYTES
+}
+
 #[derive(Default)]
 struct Streams {
     map: HashMap<Arc<str>, StreamEntry>,
@@ -73,8 +92,9 @@ struct StreamEntry {
 
 impl StreamEntry {
     fn bytes(&self, id: &str) -> usize {
-        let frames: usize = self.chunks.iter().map(Bytes::len).sum();
-        ENTRY_BYTES + id.len() + frames + self.end.as_ref().map_or(0, Bytes::len)
+        let frames: usize = self.chunks.iter().map(|c| frame_cost(c.len())).sum();
+        let end = self.end.as_ref().map_or(0, |e| frame_cost(e.len()));
+        ENTRY_BYTES + id.len() + self.chunks.capacity() * SLOT_BYTES + frames + end
     }
 }
 
@@ -266,14 +286,21 @@ impl Broker for MemoryBroker {
                     got: index,
                 });
             }
+            // The list grows by doubling, here rather than inside `push`,
+            // so its new slots are counted before they are allocated.
+            let (len, cap) = (e.chunks.len(), e.chunks.capacity());
+            let grow = if len == cap { cap.max(4) } else { 0 };
+            let need = frame_cost(frame.len()) + grow * SLOT_BYTES;
             // The stream itself is cached already: only bytes need room.
-            if !streams.make_room(usize::MAX, self.limits.max_cached_bytes, frame.len()) {
+            if !streams.make_room(usize::MAX, self.limits.max_cached_bytes, need) {
                 return Err(BrokerError::Overloaded("stream cache full"));
             }
-            streams.bytes += frame.len();
             let e = streams.owned_mut(lease)?;
+            e.chunks.reserve_exact(grow);
+            let grown = (e.chunks.capacity() - cap) * SLOT_BYTES;
             e.chunks.push(frame.clone());
             e.touched = Instant::now();
+            streams.bytes += frame_cost(frame.len()) + grown;
         }
         let out = Out::Chunk(Arc::new(StreamFrame {
             message_id: lease.message_id.clone(),
@@ -302,7 +329,7 @@ impl Broker for MemoryBroker {
             let chunks = e.chunks.len() as u32;
             // Always kept, so the budget may be overrun by one end frame
             // per stream; the next eviction takes it back.
-            streams.bytes += frame.len();
+            streams.bytes += frame_cost(frame.len());
             chunks
         };
         let out = Out::End(Arc::new(StreamFrame {

@@ -51,6 +51,8 @@ enum End {
     TooBig,
     InvalidData,
     Protocol,
+    /// A fragmented message unfinished past `--fragment-timeout`.
+    FragmentTimeout,
     SlowConsumer,
     /// A slow consumer cut off in the middle of a write (no close frame possible).
     SlowConsumerCut,
@@ -67,6 +69,7 @@ impl End {
             End::TooBig => close::TOO_BIG,
             End::InvalidData => close::INVALID_DATA,
             End::Protocol => close::PROTOCOL_ERROR,
+            End::FragmentTimeout => close::POLICY,
             End::SlowConsumer => close::TRY_AGAIN_LATER,
             End::Shutdown => close::GOING_AWAY,
             End::Eof | End::Broken | End::SlowConsumerCut => return None,
@@ -81,6 +84,7 @@ impl End {
             End::TooBig => "message too large",
             End::InvalidData => "invalid UTF-8",
             End::Protocol => "protocol error",
+            End::FragmentTimeout => "fragmented message unfinished too long",
             End::SlowConsumer | End::SlowConsumerCut => "outbound queue overflow (slow reader)",
             End::Shutdown => "node shutting down",
             End::Broken => "write failed",
@@ -208,7 +212,8 @@ impl<B: Broker> Conn<B> {
         mut rd: ClientReader<R>,
     ) -> impl Future<Output = End> + Send + 'a {
         async move {
-            let mut assembler = Assembler::new(self.node.cfg.max_message_size);
+            let cfg = &self.node.cfg;
+            let mut assembler = Assembler::new(cfg.max_message_size, cfg.fragment_timeout);
             let mut rate = RateLimit::new(self.node.cfg.max_msg_rate);
             loop {
                 let frame = match rd.next().await {
@@ -216,6 +221,9 @@ impl<B: Broker> Conn<B> {
                     Err(e) => return read_error(e),
                 };
                 self.touch();
+                if assembler.check().is_err() {
+                    return End::FragmentTimeout;
+                }
                 let payload = rd.payload(&frame);
                 match frame.opcode {
                     OP_CLOSE => return End::ClientClosed(close_reply(payload)),
@@ -251,6 +259,7 @@ impl<B: Broker> Conn<B> {
                             Err(FragmentError::TooBig) => return End::TooBig,
                             Err(FragmentError::InvalidUtf8) => return End::InvalidData,
                             Err(FragmentError::Sequence) => return End::Protocol,
+                            Err(FragmentError::TooSlow) => return End::FragmentTimeout,
                         }
                     }
                 }

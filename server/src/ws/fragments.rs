@@ -1,11 +1,24 @@
-//! Reassembly of fragmented messages, bounded by `--max-message-size`.
+//! Reassembly of fragmented messages, bounded by `--max-message-size` and
+//! `--fragment-timeout`.
 //!
 //! fastwebsockets checks the size of each frame, but its fragment collector
 //! does not bound the total of a fragmented message, so a client could send
 //! endless continuation frames. This assembler enforces the limit on the
 //! whole message and validates UTF-8 once it is complete.
+//!
+//! Size alone is not enough: empty continuation frames never reach it, and
+//! each one (like a ping) counts as activity for `--idle-timeout`. So a
+//! message also has a time limit from its first frame. The connection calls
+//! [`Assembler::check`] for every frame it reads, control frames included,
+//! so a client that keeps an unfinished message open with pings is closed
+//! at its first frame past the limit; one that sends nothing at all is
+//! closed by `--idle-timeout`. An unfinished message thus lasts at most
+//! `--fragment-timeout` plus the gap to the client's next frame (under
+//! `--idle-timeout`).
 
 use fastwebsockets::OpCode;
+use std::time::Duration;
+use tokio::time::Instant;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum FragmentError {
@@ -13,6 +26,8 @@ pub enum FragmentError {
     /// Continuation without a start, or a new message inside a fragmented one.
     Sequence,
     InvalidUtf8,
+    /// Unfinished for longer than the fragment timeout.
+    TooSlow,
 }
 
 /// A complete message.
@@ -24,18 +39,31 @@ pub enum Message {
 
 pub struct Assembler {
     max: usize,
+    timeout: Duration,
     /// `Some(is_text)` while a fragmented message is in progress.
     started: Option<bool>,
+    /// When the message in progress began.
+    since: Instant,
     buf: Vec<u8>,
 }
 
 impl Assembler {
-    pub fn new(max: usize) -> Assembler {
+    pub fn new(max: usize, timeout: Duration) -> Assembler {
         Assembler {
             max,
+            timeout,
             started: None,
+            since: Instant::now(),
             buf: Vec::new(),
         }
+    }
+
+    /// Fails once the message in progress (if any) is older than the timeout.
+    pub fn check(&self) -> Result<(), FragmentError> {
+        if self.started.is_some() && self.since.elapsed() > self.timeout {
+            return Err(FragmentError::TooSlow);
+        }
+        Ok(())
     }
 
     /// True while a fragmented message is being collected.
@@ -51,8 +79,11 @@ impl Assembler {
         payload: &[u8],
     ) -> Result<Option<Message>, FragmentError> {
         match (opcode, self.started) {
-            (OpCode::Text | OpCode::Binary, None) => self.started = Some(opcode == OpCode::Text),
-            (OpCode::Continuation, Some(_)) => {}
+            (OpCode::Text | OpCode::Binary, None) => {
+                self.started = Some(opcode == OpCode::Text);
+                self.since = Instant::now();
+            }
+            (OpCode::Continuation, Some(_)) => self.check()?,
             _ => return Err(FragmentError::Sequence),
         }
         if self.buf.len() + payload.len() > self.max {
@@ -80,7 +111,7 @@ mod tests {
 
     #[test]
     fn reassembles_and_bounds() {
-        let mut a = Assembler::new(10);
+        let mut a = Assembler::new(10, Duration::from_secs(10));
         assert_eq!(a.push(OpCode::Text, false, b"he").unwrap(), None);
         assert!(a.in_progress());
         assert_eq!(
@@ -97,18 +128,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_sequences_and_utf8() {
-        let mut a = Assembler::new(100);
+        let mut a = Assembler::new(100, Duration::from_secs(10));
         assert_eq!(
             a.push(OpCode::Continuation, true, b"x").unwrap_err(),
             FragmentError::Sequence
         );
-        let mut a = Assembler::new(100);
+        let mut a = Assembler::new(100, Duration::from_secs(10));
         a.push(OpCode::Text, false, b"x").unwrap();
         assert_eq!(
             a.push(OpCode::Text, true, b"y").unwrap_err(),
             FragmentError::Sequence
         );
-        let mut a = Assembler::new(100);
+        let mut a = Assembler::new(100, Duration::from_secs(10));
         // A multi-byte character split across frames is fine...
         a.push(OpCode::Text, false, &[0xc3]).unwrap();
         assert_eq!(
@@ -121,5 +152,36 @@ mod tests {
             a.push(OpCode::Continuation, true, b"(").unwrap_err(),
             FragmentError::InvalidUtf8
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unfinished_message_has_a_time_limit() {
+        let limit = Duration::from_secs(10);
+        let mut a = Assembler::new(100, limit);
+        // Nothing in progress: no clock runs.
+        tokio::time::advance(limit * 2).await;
+        assert_eq!(a.check(), Ok(()));
+        a.push(OpCode::Text, false, b"").unwrap();
+        tokio::time::advance(limit).await;
+        assert_eq!(a.check(), Ok(()));
+        assert_eq!(a.push(OpCode::Continuation, false, b"").unwrap(), None);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        // Empty continuations (or pings, which only call check) do not extend it.
+        assert_eq!(a.check(), Err(FragmentError::TooSlow));
+        assert_eq!(
+            a.push(OpCode::Continuation, true, b"").unwrap_err(),
+            FragmentError::TooSlow
+        );
+        // A new message starts a new clock.
+        let mut a = Assembler::new(100, limit);
+        a.push(OpCode::Text, false, b"a").unwrap();
+        tokio::time::advance(limit).await;
+        assert_eq!(
+            a.push(OpCode::Continuation, true, b"b").unwrap(),
+            Some(Message::Text("ab".into()))
+        );
+        tokio::time::advance(limit * 2).await;
+        a.push(OpCode::Binary, false, b"c").unwrap();
+        assert_eq!(a.check(), Ok(()));
     }
 }

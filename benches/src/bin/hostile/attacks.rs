@@ -273,6 +273,9 @@ async fn slowloris(addr: SocketAddr, c: Ctx) {
             c.t.node_closes.fetch_add(1, Relaxed);
             let held = since.elapsed().as_millis() as u64;
             c.t.longest_held_ms.fetch_max(held, Relaxed);
+            // Refill once a second, like slowloris tools: reconnecting at
+            // once would be a connection flood, another attack.
+            sleep(Duration::from_secs(1)).await;
         }
     }
 }

@@ -264,6 +264,10 @@ const MIB: u64 = 1024 * KIB;
 /// while the request is read, the frame reader's once upgraded). Idle
 /// connections measure 6.2 KiB (docs/BENCHMARKS.md); busy ones touch more.
 const PER_CONN: u64 = 16 * KIB;
+/// A connection waiting for its request head: hyper's 8 KiB read buffer
+/// and connection state, the task, the socket. Measured 18.8-23 KiB (the
+/// slowloris rows before `--max-handshakes`, docs/BENCHMARKS.md).
+const PER_HALF_OPEN: u64 = 24 * KIB;
 /// A session the node keeps `--session-ttl` after its connection went:
 /// ids, token, its map entries (a generous bound).
 const PER_SESSION: u64 = 2 * KIB;
@@ -282,9 +286,12 @@ fn cap(attack: Attack, base: u64, s: &Sizes, l: &server::Config, t: &Tally) -> u
     let sessions = t.upgraded.load(Relaxed).min(l.max_sessions as u64) * PER_SESSION;
     let extra = match attack {
         Attack::Baseline => 0,
-        // hyper's 8 KiB header buffer and the connection; the header cannot
-        // grow past a few hundred bytes before --handshake-timeout closes it.
-        Attack::Slowloris => s.slowloris as u64 * PER_CONN,
+        // At most --max-handshakes wait for their headers (the node closes
+        // the oldest beyond it), and at most twice that many connections
+        // are not yet upgraded (the others being closed or answered); a
+        // header cannot grow past a few hundred bytes before
+        // --handshake-timeout closes it.
+        Attack::Slowloris => (s.slowloris as u64).min(2 * l.max_handshakes as u64) * PER_HALF_OPEN,
         // Each connection's full outbound queue, plus every chunk it asked
         // for in the answer cache (bounded by --max-cached-bytes).
         Attack::SlowReaders => {
@@ -309,7 +316,7 @@ fn size_text(attack: Attack, s: &Sizes) -> String {
     match attack {
         Attack::Baseline => "none".into(),
         Attack::Slowloris => format!(
-            "{} half-open upgrades held (one header line/s, never the blank line)",
+            "{} half-open upgrades held (one header line/s, never the blank line; reopened 1 s after the node closes one)",
             s.slowloris
         ),
         Attack::SlowReaders => format!(
@@ -338,10 +345,11 @@ fn answer_text(attack: Attack, t: &Tally, m: &[(String, f64)]) -> String {
     match attack {
         Attack::Baseline => "-".into(),
         Attack::Slowloris => format!(
-            "peak {} open; node closed {} (longest held {:.1} s); {} connects failed",
+            "peak {} open; node closed {} (longest held {:.1} s; {} to stay within --max-handshakes); {} connects failed",
             n(&t.peak_open),
             n(&t.node_closes),
             n(&t.longest_held_ms) as f64 / 1000.0,
+            metric("wsnode_handshakes_evicted_total"),
             n(&t.failed)
         ),
         Attack::SlowReaders => format!(
@@ -430,9 +438,10 @@ mod tests {
         let base = 100 * MIB;
         let margin = 10 * MIB;
         assert_eq!(cap(Attack::Baseline, base, &s, &l, &t), base + margin);
+        // 5,000 half-open connections: 2 x --max-handshakes (1024) exist.
         assert_eq!(
             cap(Attack::Slowloris, base, &s, &l, &t),
-            base + margin + 5000 * 16 * KIB
+            base + margin + 2048 * 24 * KIB
         );
         // 1000 x 1000 chunks x 256 B is under --max-cached-bytes (256 MiB).
         assert_eq!(
