@@ -32,7 +32,11 @@ pub fn serve(args: Vec<String>) -> Result<u8, Error> {
     crate::limits::raise_nofile();
     let config = server::embed::config_from_args(args)
         .map_err(|e| Error::Node(format!("bad node option (--node-arg): {e}")))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = config.threads {
+        rt.worker_threads(n);
+    }
+    let rt = rt
         .enable_all()
         .build()
         .map_err(|e| Error::io("starting the node runtime", e))?;

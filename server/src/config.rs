@@ -159,6 +159,12 @@ pub struct Opts {
     #[arg(long, env = "WSNODE_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// Tokio worker threads [default: one per CPU]. One keeps every wake on
+    /// one thread (no cross-thread hand-offs), which costs less CPU per message
+    /// when a load generator shares the machine.
+    #[arg(long, env = "WSNODE_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
+
     /// Tests only: break the node on purpose (see `fault.rs`). Hidden from `--help`.
     #[arg(long, value_enum, hide = true)]
     pub test_fault: Option<TestFault>,
@@ -200,6 +206,9 @@ pub struct Config {
     pub node_ttl: Duration,
     pub lease_ttl: Duration,
     pub redis_timeout: Duration,
+    /// Worker threads of the runtime the node builds for itself (`wsnode`,
+    /// `loadgen __node`); an embedding that brings its runtime ignores it.
+    pub threads: Option<usize>,
     /// `None` except in tests that break the node on purpose.
     pub test_fault: Option<TestFault>,
 }
@@ -398,6 +407,7 @@ impl Opts {
             node_ttl: self.node_ttl,
             lease_ttl: self.lease_ttl,
             redis_timeout: self.redis_timeout,
+            threads: self.threads.map(usize::from),
             test_fault: self.test_fault,
         })
     }

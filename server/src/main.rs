@@ -18,9 +18,16 @@ fn main() -> anyhow::Result<()> {
     node()
 }
 
-#[tokio::main]
-async fn node() -> anyhow::Result<()> {
-    let opts = server::Opts::parse();
+fn node() -> anyhow::Result<()> {
+    let config = server::Opts::parse().into_config()?;
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = config.threads {
+        rt.worker_threads(n);
+    }
+    rt.enable_all().build()?.block_on(serve(config))
+}
+
+async fn serve(config: server::Config) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -28,7 +35,6 @@ async fn node() -> anyhow::Result<()> {
         )
         .with_target(false)
         .init();
-    let config = opts.into_config()?;
     server::run(config, server::shutdown_signal()).await?;
     Ok(())
 }
