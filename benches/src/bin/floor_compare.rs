@@ -57,6 +57,10 @@ struct Opts {
     /// The p99 a passing rate must stay under, in ms. Example: --p99-goal 50
     #[arg(long, default_value_t = 50.0)]
     p99_goal: f64,
+    /// An option for loadgen's embedded node, passed on as loadgen's
+    /// `--node-arg` (repeatable). Example: --node-arg=--threads=1
+    #[arg(long = "node-arg", value_name = "ARG", allow_hyphen_values = true)]
+    node_args: Vec<String>,
 }
 
 /// One side's figures at one step.
@@ -302,6 +306,7 @@ fn loadgen_run(bin: &Path, conns: u32, o: &Opts, json: &Path) -> Result<Side, St
         .args(["--rate", &o.rate.to_string()])
         .args(["--duration", &format!("{}s", o.duration + 1)])
         .arg("--quiet")
+        .args(o.node_args.iter().map(|a| format!("--node-arg={a}")))
         .arg("--json")
         .arg(json)
         .output()
