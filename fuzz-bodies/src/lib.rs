@@ -13,8 +13,11 @@ pub mod frame_reader;
 pub mod profile;
 pub mod reply;
 
+/// A target's body: panics on a broken invariant.
+pub type Body = fn(&[u8]);
+
 /// Every target, by the name its cargo-fuzz binary and seed directory have.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Body)] = &[
     ("decode_client", decode_client::run),
     ("frame_reader", frame_reader::run),
     ("reply", reply::run),

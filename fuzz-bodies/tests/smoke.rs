@@ -10,7 +10,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 
 /// Mutated inputs per target: a few seconds for all four in a debug build.
-const MUTATIONS: usize = 4000;
+const MUTATIONS: usize = 20_000;
 /// libFuzzer's default `-max_len`.
 const MAX_LEN: usize = 4096;
 /// Bytes worth trying anywhere: boundaries of lengths, opcodes, UTF-8, ASCII.
@@ -78,7 +78,7 @@ fn smoke(target: &str, dict: &str) {
     }
 }
 
-fn run_one(target: &str, body: fn(&[u8]), input: &[u8]) {
+fn run_one(target: &str, body: fuzz_bodies::Body, input: &[u8]) {
     if catch_unwind(AssertUnwindSafe(|| body(input))).is_err() {
         panic!(
             "{target} panicked on this input (reproduce with cargo fuzz run {target} FILE): \"{}\"",
