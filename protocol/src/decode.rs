@@ -15,7 +15,8 @@ const MAX_REASON: usize = 160;
 pub enum DecodeError {
     #[error("bad request: {0}")]
     BadRequest(String),
-    #[error("unknown message type {0:?}")]
+    /// The type as quoted in the error text (escaped, then bounded).
+    #[error("unknown message type {0}")]
     UnknownType(String),
 }
 
@@ -82,7 +83,8 @@ fn classify(text: &str, err: serde_json::Error) -> DecodeError {
         Ok(TypeOnly {
             ty: Some(serde_json::Value::String(t)),
         }) if !matches!(t.as_str(), "echo" | "chat" | "recover") => {
-            DecodeError::UnknownType(bounded(t))
+            // Bound the escaped form: escaping can make a char 10 bytes.
+            DecodeError::UnknownType(bounded(format!("{t:?}")))
         }
         Ok(TypeOnly { ty: None }) => DecodeError::BadRequest("missing field `type`".into()),
         _ => DecodeError::BadRequest(bounded(err.to_string())),
@@ -166,6 +168,11 @@ mod tests {
             "{}",
             err.to_string().len()
         );
+        // Found by the decode_client fuzz target: 0x7f escapes to 6 bytes.
+        let escaped = format!(r#"{{"type":"{}"}}"#, "\u{7f}".repeat(130));
+        let err = decode_client(&escaped).unwrap_err().to_string();
+        assert!(err.len() < MAX_REASON + 40, "{}", err.len());
+        assert!(err.starts_with(r#"unknown message type "\u{7f}"#), "{err}");
         let garbage = format!("{{{}", "\u{e9}".repeat(5_000));
         assert!(decode_client(&garbage).unwrap_err().to_string().len() < MAX_REASON + 40);
     }
