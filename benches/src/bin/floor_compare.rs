@@ -51,6 +51,10 @@ struct Opts {
     /// node share one process: at most 9,500 under a 20,000 fd limit).
     #[arg(long, default_value_t = 9500, value_parser = clap::value_parser!(u32).range(1..=19_000))]
     search_to: u32,
+    /// Highest connection count the search tries for tcp_floor (its server
+    /// is a process of its own, one fd per connection each side).
+    #[arg(long, default_value_t = 19_000, value_parser = clap::value_parser!(u32).range(1..=19_000))]
+    search_floor_to: u32,
     /// The search stops when its bounds are this close. Example: --search-resolution 250
     #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u32).range(10..=10_000))]
     search_resolution: u32,
@@ -139,10 +143,11 @@ fn passes(side: &Side, conns: u32, o: &Opts) -> bool {
 /// probe is kept for the table. None when even `from` fails.
 fn bisect(
     o: &Opts,
+    to: u32,
     mut probe: impl FnMut(u32) -> Result<Side, String>,
     probes: &mut Vec<(u32, Side)>,
 ) -> Result<Option<u32>, String> {
-    let (mut lo, mut hi) = (o.search_from, o.search_to.max(o.search_from));
+    let (mut lo, mut hi) = (o.search_from, to.max(o.search_from));
     let mut best = None;
     let mut try_at = |conns: u32, probes: &mut Vec<(u32, Side)>| -> Result<bool, String> {
         let side = probe(conns)?;
@@ -172,6 +177,7 @@ fn search_both(o: &Opts, floor_bin: &Path, loadgen: &Path, dir: &Path) -> Result
     let mut floor_probes = Vec::new();
     let floor_best = bisect(
         o,
+        o.search_floor_to,
         |conns| {
             eprintln!("floor_compare: search: tcp_floor at {conns} x {}/s", o.rate);
             tcp_floor(floor_bin, conns, o)
@@ -181,6 +187,7 @@ fn search_both(o: &Opts, floor_bin: &Path, loadgen: &Path, dir: &Path) -> Result
     let mut our_probes = Vec::new();
     let our_best = bisect(
         o,
+        o.search_to,
         |conns| {
             eprintln!(
                 "floor_compare: search: loadgen + embedded wsnode at {conns} x {}/s",
@@ -236,7 +243,7 @@ fn search_table(
         (Some(f), Some(w)) => s.push_str(&format!(
             " = {:.0} % of the floor's (goal: at least 90 %){}\n",
             100.0 * f64::from(w) / f64::from(f),
-            if floor_best == Some(o.search_to) {
+            if floor_best == Some(o.search_floor_to) {
                 "; the floor passed the highest step tried, so its own limit is higher"
             } else {
                 ""
@@ -344,7 +351,12 @@ fn parse_loadgen(doc: &serde_json::Value) -> Result<Side, String> {
         p99_ms: lat / 1000.0,
         client_us: cpu("loadgen").ok_or("loadgen: its own CPU per message missing")?,
         server_us: cpu("node").ok_or("loadgen: the node's CPU per message missing")?,
-        per_sec: doc["messages"]["per_sec"].as_f64().unwrap_or(0.0),
+        // The steady phase's rate: ramp-up and drain are not the rate kept.
+        per_sec: doc["phases"]["steady"]["messages"]["per_sec"]
+            .as_f64()
+            .filter(|r| *r > 0.0)
+            .or_else(|| doc["messages"]["per_sec"].as_f64())
+            .unwrap_or(0.0),
     })
 }
 
@@ -436,7 +448,9 @@ mod tests {
             per_sec: f64::from(conns * 10),
         };
         let mut probes = Vec::new();
-        let best = bisect(&o, |c| Ok(model(c)), &mut probes).unwrap().unwrap();
+        let best = bisect(&o, o.search_to, |c| Ok(model(c)), &mut probes)
+            .unwrap()
+            .unwrap();
         assert!((6200..=6300).contains(&best), "{best}");
         assert!(probes.len() < 12, "{}", probes.len());
         // Falling behind fails a step even with a good p99.
@@ -450,7 +464,7 @@ mod tests {
             per_sec: 0.9 * f64::from(c * 10),
             ..model(c)
         };
-        assert_eq!(bisect(&o, |c| Ok(slow(c)), &mut none).unwrap(), None);
+        assert_eq!(bisect(&o, 9000, |c| Ok(slow(c)), &mut none).unwrap(), None);
         let t = search_table(&o, &probes, &probes, Some(8000), Some(7200));
         assert!(t.contains("= 90 % of the floor's"), "{t}");
     }
