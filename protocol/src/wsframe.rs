@@ -167,14 +167,11 @@ impl FrameBuf {
 
     /// Bytes already read from the stream by someone else (the handshake).
     pub fn seed(&mut self, bytes: &[u8]) {
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            let spare = self.spare_at_least(rest.len().min(SMALL));
-            let n = spare.len().min(rest.len());
-            spare[..n].copy_from_slice(&rest[..n]);
-            self.filled(n);
-            rest = &rest[n..];
+        if bytes.is_empty() {
+            return;
         }
+        self.spare_at_least(bytes.len())[..bytes.len()].copy_from_slice(bytes);
+        self.filled(bytes.len());
     }
 
     /// Bytes received and not yet returned as frames.

@@ -16,7 +16,7 @@
 
 #[path = "../beside.rs"]
 mod beside;
-use beside::beside;
+use beside::{beside, loadgen_report};
 use clap::Parser;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -148,7 +148,6 @@ fn bisect(
     probes: &mut Vec<(u32, Side)>,
 ) -> Result<Option<u32>, String> {
     let (mut lo, mut hi) = (o.search_from, to.max(o.search_from));
-    let mut best = None;
     let mut try_at = |conns: u32, probes: &mut Vec<(u32, Side)>| -> Result<bool, String> {
         let side = probe(conns)?;
         probes.push((conns, side));
@@ -157,20 +156,19 @@ fn bisect(
     if !try_at(lo, probes)? {
         return Ok(None);
     }
-    best = best.or(Some(lo));
     if try_at(hi, probes)? {
         return Ok(Some(hi));
     }
+    // `lo` always passes and `hi` always fails.
     while hi - lo > o.search_resolution {
         let mid = lo + (hi - lo) / 2;
         if try_at(mid, probes)? {
             lo = mid;
-            best = Some(mid);
         } else {
             hi = mid;
         }
     }
-    Ok(best)
+    Ok(Some(lo))
 }
 
 fn search_both(o: &Opts, floor_bin: &Path, loadgen: &Path, dir: &Path) -> Result<(), String> {
@@ -308,26 +306,16 @@ fn parse_floor(text: &str) -> Result<Side, String> {
 
 fn loadgen_run(bin: &Path, conns: u32, o: &Opts, json: &Path) -> Result<Side, String> {
     // About one second of ramp: the steady phase is the measured duration.
-    let out = Command::new(bin)
-        .args(["--conns", &conns.to_string()])
-        .args(["--rate", &o.rate.to_string()])
-        .args(["--duration", &format!("{}s", o.duration + 1)])
-        .arg("--quiet")
-        .args(o.node_args.iter().map(|a| format!("--node-arg={a}")))
-        .arg("--json")
-        .arg(json)
-        .output()
-        .map_err(|e| format!("{}: {e}", bin.display()))?;
-    // Exit 1 is a graded miss, still a measurement.
-    if !matches!(out.status.code(), Some(0 | 1)) {
-        return Err(format!(
-            "loadgen failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let text = std::fs::read_to_string(json).map_err(|e| format!("{}: {e}", json.display()))?;
-    let doc: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", json.display()))?;
+    let mut args = vec![
+        "--conns".to_string(),
+        conns.to_string(),
+        "--rate".into(),
+        o.rate.to_string(),
+        "--duration".into(),
+        format!("{}s", o.duration + 1),
+    ];
+    args.extend(o.node_args.iter().map(|a| format!("--node-arg={a}")));
+    let doc = loadgen_report(bin, args, json)?;
     parse_loadgen(&doc)
 }
 

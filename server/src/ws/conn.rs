@@ -26,10 +26,9 @@ use crate::sessions::new_message_id;
 use crate::state::{Node, shutdown_requested};
 use crate::stream;
 use bytes::Bytes;
-use fastwebsockets::OpCode;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use protocol::wsframe::{FrameError, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
+use protocol::wsframe::{FrameError, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
 use protocol::{ClientMsg, ErrorCode, ServerMsg, close, decode_client};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -239,29 +238,22 @@ impl<B: Broker> Conn<B> {
                             Err(_) => return End::InvalidData,
                         }
                     }
-                    op => {
-                        let op = match op {
-                            OP_TEXT => OpCode::Text,
-                            OP_BINARY => OpCode::Binary,
-                            _ => OpCode::Continuation,
-                        };
-                        match assembler.push(op, frame.fin, payload) {
-                            Ok(None) => {}
-                            Ok(Some(Message::Text(text))) => self.on_text(&text, &mut rate).await,
-                            Ok(Some(Message::Binary(_))) => {
-                                inc(&self.node.metrics.messages_in);
-                                self.send_error(
-                                    ErrorCode::BadRequest,
-                                    "binary frames are not supported: send JSON text",
-                                    None,
-                                );
-                            }
-                            Err(FragmentError::TooBig) => return End::TooBig,
-                            Err(FragmentError::InvalidUtf8) => return End::InvalidData,
-                            Err(FragmentError::Sequence) => return End::Protocol,
-                            Err(FragmentError::TooSlow) => return End::FragmentTimeout,
+                    op => match assembler.push(op, frame.fin, payload) {
+                        Ok(None) => {}
+                        Ok(Some(Message::Text(text))) => self.on_text(&text, &mut rate).await,
+                        Ok(Some(Message::Binary(_))) => {
+                            inc(&self.node.metrics.messages_in);
+                            self.send_error(
+                                ErrorCode::BadRequest,
+                                "binary frames are not supported: send JSON text",
+                                None,
+                            );
                         }
-                    }
+                        Err(FragmentError::TooBig) => return End::TooBig,
+                        Err(FragmentError::InvalidUtf8) => return End::InvalidData,
+                        Err(FragmentError::Sequence) => return End::Protocol,
+                        Err(FragmentError::TooSlow) => return End::FragmentTimeout,
+                    },
                 }
             }
         }

@@ -1,10 +1,10 @@
 //! Reassembly of fragmented messages, bounded by `--max-message-size` and
 //! `--fragment-timeout`.
 //!
-//! fastwebsockets checks the size of each frame, but its fragment collector
-//! does not bound the total of a fragmented message, so a client could send
-//! endless continuation frames. This assembler enforces the limit on the
-//! whole message and validates UTF-8 once it is complete.
+//! The frame reader (`protocol::wsframe`) checks the size of each frame,
+//! not the total of a fragmented message, so a client could send endless
+//! continuation frames. This assembler enforces the limit on the whole
+//! message and validates UTF-8 once it is complete.
 //!
 //! Size alone is not enough: empty continuation frames never reach it, and
 //! each one (like a ping) counts as activity for `--idle-timeout`. So a
@@ -16,7 +16,7 @@
 //! `--fragment-timeout` plus the gap to the client's next frame (under
 //! `--idle-timeout`).
 
-use fastwebsockets::OpCode;
+use protocol::wsframe::{OP_BINARY, OP_CONTINUATION, OP_TEXT};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -74,16 +74,16 @@ impl Assembler {
     /// Add one data frame; returns the message once its final frame arrived.
     pub fn push(
         &mut self,
-        opcode: OpCode,
+        opcode: u8,
         fin: bool,
         payload: &[u8],
     ) -> Result<Option<Message>, FragmentError> {
         match (opcode, self.started) {
-            (OpCode::Text | OpCode::Binary, None) => {
-                self.started = Some(opcode == OpCode::Text);
+            (OP_TEXT | OP_BINARY, None) => {
+                self.started = Some(opcode == OP_TEXT);
                 self.since = Instant::now();
             }
-            (OpCode::Continuation, Some(_)) => self.check()?,
+            (OP_CONTINUATION, Some(_)) => self.check()?,
             _ => return Err(FragmentError::Sequence),
         }
         if self.buf.len() + payload.len() > self.max {
@@ -112,16 +112,16 @@ mod tests {
     #[test]
     fn reassembles_and_bounds() {
         let mut a = Assembler::new(10, Duration::from_secs(10));
-        assert_eq!(a.push(OpCode::Text, false, b"he").unwrap(), None);
+        assert_eq!(a.push(OP_TEXT, false, b"he").unwrap(), None);
         assert!(a.in_progress());
         assert_eq!(
-            a.push(OpCode::Continuation, true, b"llo").unwrap(),
+            a.push(OP_CONTINUATION, true, b"llo").unwrap(),
             Some(Message::Text("hello".into()))
         );
         assert!(!a.in_progress());
-        assert_eq!(a.push(OpCode::Binary, false, b"123456").unwrap(), None);
+        assert_eq!(a.push(OP_BINARY, false, b"123456").unwrap(), None);
         assert_eq!(
-            a.push(OpCode::Continuation, false, b"78901").unwrap_err(),
+            a.push(OP_CONTINUATION, false, b"78901").unwrap_err(),
             FragmentError::TooBig
         );
     }
@@ -130,26 +130,26 @@ mod tests {
     fn rejects_bad_sequences_and_utf8() {
         let mut a = Assembler::new(100, Duration::from_secs(10));
         assert_eq!(
-            a.push(OpCode::Continuation, true, b"x").unwrap_err(),
+            a.push(OP_CONTINUATION, true, b"x").unwrap_err(),
             FragmentError::Sequence
         );
         let mut a = Assembler::new(100, Duration::from_secs(10));
-        a.push(OpCode::Text, false, b"x").unwrap();
+        a.push(OP_TEXT, false, b"x").unwrap();
         assert_eq!(
-            a.push(OpCode::Text, true, b"y").unwrap_err(),
+            a.push(OP_TEXT, true, b"y").unwrap_err(),
             FragmentError::Sequence
         );
         let mut a = Assembler::new(100, Duration::from_secs(10));
         // A multi-byte character split across frames is fine...
-        a.push(OpCode::Text, false, &[0xc3]).unwrap();
+        a.push(OP_TEXT, false, &[0xc3]).unwrap();
         assert_eq!(
-            a.push(OpCode::Continuation, true, &[0xa9]).unwrap(),
+            a.push(OP_CONTINUATION, true, &[0xa9]).unwrap(),
             Some(Message::Text("\u{e9}".into()))
         );
         // ...an invalid sequence is not.
-        a.push(OpCode::Text, false, &[0xc3]).unwrap();
+        a.push(OP_TEXT, false, &[0xc3]).unwrap();
         assert_eq!(
-            a.push(OpCode::Continuation, true, b"(").unwrap_err(),
+            a.push(OP_CONTINUATION, true, b"(").unwrap_err(),
             FragmentError::InvalidUtf8
         );
     }
@@ -161,27 +161,27 @@ mod tests {
         // Nothing in progress: no clock runs.
         tokio::time::advance(limit * 2).await;
         assert_eq!(a.check(), Ok(()));
-        a.push(OpCode::Text, false, b"").unwrap();
+        a.push(OP_TEXT, false, b"").unwrap();
         tokio::time::advance(limit).await;
         assert_eq!(a.check(), Ok(()));
-        assert_eq!(a.push(OpCode::Continuation, false, b"").unwrap(), None);
+        assert_eq!(a.push(OP_CONTINUATION, false, b"").unwrap(), None);
         tokio::time::advance(Duration::from_millis(1)).await;
         // Empty continuations (or pings, which only call check) do not extend it.
         assert_eq!(a.check(), Err(FragmentError::TooSlow));
         assert_eq!(
-            a.push(OpCode::Continuation, true, b"").unwrap_err(),
+            a.push(OP_CONTINUATION, true, b"").unwrap_err(),
             FragmentError::TooSlow
         );
         // A new message starts a new clock.
         let mut a = Assembler::new(100, limit);
-        a.push(OpCode::Text, false, b"a").unwrap();
+        a.push(OP_TEXT, false, b"a").unwrap();
         tokio::time::advance(limit).await;
         assert_eq!(
-            a.push(OpCode::Continuation, true, b"b").unwrap(),
+            a.push(OP_CONTINUATION, true, b"b").unwrap(),
             Some(Message::Text("ab".into()))
         );
         tokio::time::advance(limit * 2).await;
-        a.push(OpCode::Binary, false, b"c").unwrap();
+        a.push(OP_BINARY, false, b"c").unwrap();
         assert_eq!(a.check(), Ok(()));
     }
 }

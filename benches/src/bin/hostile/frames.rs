@@ -5,12 +5,8 @@
 //! node's frames (unmasked) are read back only far enough to count pongs
 //! and learn the close code.
 
-pub const OP_CONTINUATION: u8 = 0x0;
-pub const OP_TEXT: u8 = 0x1;
-pub const OP_BINARY: u8 = 0x2;
-pub const OP_CLOSE: u8 = 0x8;
-pub const OP_PING: u8 = 0x9;
-pub const OP_PONG: u8 = 0xA;
+use protocol::wsframe::parse_header;
+pub use protocol::wsframe::{OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT};
 
 /// A fixed masking key: the node must unmask whatever key it gets.
 pub const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
@@ -79,32 +75,23 @@ pub struct ServerFrame {
 /// The frame at the start of `buf`: `Ok(None)` until it is complete;
 /// `Err` for a masked frame or a length no server frame should have.
 pub fn server_frame(buf: &[u8]) -> Result<Option<ServerFrame>, String> {
-    let [b0, b1, ..] = *buf else { return Ok(None) };
-    if b1 & 0x80 != 0 {
+    let Some(h) = parse_header(buf).map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    if h.mask.is_some() {
         return Err("the node sent a masked frame".into());
     }
-    let (head, len) = match b1 & 0x7f {
-        126 if buf.len() >= 4 => (4, u16::from_be_bytes([buf[2], buf[3]]) as u64),
-        127 if buf.len() >= 10 => {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&buf[2..10]);
-            (10, u64::from_be_bytes(b))
-        }
-        126 | 127 => return Ok(None),
-        n => (2, n as u64),
-    };
-    if len > 16 << 20 {
-        return Err(format!("the node announced a {len}-byte frame"));
+    if h.payload > 16 << 20 {
+        return Err(format!("the node announced a {}-byte frame", h.payload));
     }
-    let total = head + len as usize;
+    let total = h.len + h.payload as usize;
     if buf.len() < total {
         return Ok(None);
     }
-    let opcode = b0 & 0x0f;
-    let close_code =
-        (opcode == OP_CLOSE && len >= 2).then(|| u16::from_be_bytes([buf[head], buf[head + 1]]));
+    let close_code = (h.opcode == OP_CLOSE && h.payload >= 2)
+        .then(|| u16::from_be_bytes([buf[h.len], buf[h.len + 1]]));
     Ok(Some(ServerFrame {
-        opcode,
+        opcode: h.opcode,
         len: total,
         close_code,
     }))

@@ -3,9 +3,10 @@
 //! loadgen as the well-behaved clients, whose `--json` report gives their
 //! p99.
 
+use crate::beside::loadgen_report;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -201,29 +202,19 @@ pub fn loadgen(
     conns: u32,
     rate: u32,
     duration_s: u64,
-    json: &PathBuf,
+    json: &Path,
 ) -> Result<Good, String> {
-    let out = Command::new(exe)
-        .args(["--url", &format!("ws://{addr}/ws/chat")])
-        .args(["--conns", &conns.to_string()])
-        .args(["--rate", &rate.to_string()])
-        .args(["--duration", &format!("{duration_s}s")])
-        .arg("--quiet")
-        .arg("--json")
-        .arg(json)
-        .output()
-        .map_err(|e| format!("{}: {e}", exe.display()))?;
-    // Exit 1 is a graded miss, still a measurement.
-    if !matches!(out.status.code(), Some(0 | 1)) {
-        return Err(format!(
-            "loadgen failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let text = std::fs::read_to_string(json).map_err(|e| format!("{}: {e}", json.display()))?;
-    let doc: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", json.display()))?;
+    let args = [
+        "--url".to_string(),
+        format!("ws://{addr}/ws/chat"),
+        "--conns".into(),
+        conns.to_string(),
+        "--rate".into(),
+        rate.to_string(),
+        "--duration".into(),
+        format!("{duration_s}s"),
+    ];
+    let doc = loadgen_report(exe, args, json)?;
     parse_report(&doc)
 }
 
