@@ -166,7 +166,7 @@ fn message_event(
             );
             ctx.stats.count(|c| {
                 c.lost += 1;
-                c.recoveries_ended += 1;
+                c.requests_never_reached += 1;
             });
             true
         }

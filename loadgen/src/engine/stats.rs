@@ -134,10 +134,14 @@ pub struct Counts {
     #[serde(default)]
     pub recoveries_unfinished: u64,
     /// Answers cut by a drop that the system ended without continuing:
-    /// `interrupted` (no node could continue them), an error, or a request
-    /// that never reached a node.
+    /// `interrupted` (no node could continue them) or an error.
     #[serde(default)]
     pub recoveries_ended: u64,
+    /// Chats sent just before a drop that never reached a node (`recover`
+    /// answered not found, no ack had come): lost on the way, not an answer
+    /// cut short. Also counted in `lost`.
+    #[serde(default)]
+    pub requests_never_reached: u64,
     pub errors: [u64; ErrorKind::ALL.len()],
 }
 
@@ -172,6 +176,7 @@ impl Counts {
             failovers_unfinished: f(self.failovers_unfinished, o.failovers_unfinished),
             recoveries_unfinished: f(self.recoveries_unfinished, o.recoveries_unfinished),
             recoveries_ended: f(self.recoveries_ended, o.recoveries_ended),
+            requests_never_reached: f(self.requests_never_reached, o.requests_never_reached),
             errors,
         }
     }

@@ -94,6 +94,7 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
         recovery_us: recovery,
         recoveries_unfinished: c.recoveries_unfinished,
         recoveries_ended: c.recoveries_ended,
+        requests_never_reached: c.requests_never_reached,
     });
 
     let mut resources = inp.resources.clone();

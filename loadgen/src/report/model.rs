@@ -251,9 +251,13 @@ pub struct Chat {
     /// run's end (their wait is in `recovery_us`).
     pub recoveries_unfinished: u64,
     /// Answers cut by a drop that the system ended without continuing
-    /// (`interrupted`: no node could continue them; an error; a request
-    /// that never reached a node). Not in `recovery_us`.
+    /// (`interrupted`: no node could continue them; an error). Not in
+    /// `recovery_us`.
     pub recoveries_ended: u64,
+    /// Chats sent just before a drop that never reached a node (counted in
+    /// `messages.lost`; not answers cut short).
+    #[serde(default)]
+    pub requests_never_reached: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]

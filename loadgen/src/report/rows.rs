@@ -209,8 +209,15 @@ fn failover_row(inp: &Inputs<'_>, f: Summary, c: &Counts) -> (Option<f64>, Strin
 fn recovery_row(inp: &Inputs<'_>, r: Summary, c: &Counts) -> (Option<f64>, String) {
     let ended = if c.recoveries_ended > 0 {
         format!(
-            "; {} more ended without continuing (interrupted: no node could continue them, or the request never reached one)",
+            "; {} more ended without continuing (interrupted: no node could continue them)",
             c.recoveries_ended
+        )
+    } else {
+        String::new()
+    } + &if c.requests_never_reached > 0 {
+        format!(
+            "; {} chats sent just before a drop never reached a node (counted lost)",
+            c.requests_never_reached
         )
     } else {
         String::new()

@@ -203,6 +203,7 @@ fn account(r: &Report, s: &mut Sheet) {
     let recovered = chat.map_or(0, |c| c.recovery_us.count);
     let ended = chat.map_or(0, |c| c.recoveries_ended);
     let unfinished = chat.map_or(0, |c| c.recoveries_unfinished);
+    let never = chat.map_or(0, |c| c.requests_never_reached);
     let balanced = m.sent == m.received + m.timeouts + m.lost + m.in_flight;
     let reasons: Vec<String> = r
         .error_samples
@@ -216,6 +217,7 @@ fn account(r: &Report, s: &mut Sheet) {
         format!(
             "{} sent = {} answered ({} ok) + {} timed out + {} lost + {} in flight; \
              cut by a drop: {recovered} moved again, {ended} ended without continuing, {unfinished} got no answer; \
+             {never} sent just before a drop never reached a node; \
              {} drops, {} reconnects; reasons: {}",
             m.sent,
             m.received,
