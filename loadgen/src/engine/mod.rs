@@ -16,6 +16,7 @@ pub mod drive;
 pub mod fanout;
 pub mod measured;
 pub mod opening;
+pub mod pacer;
 pub mod pending;
 pub mod plan;
 pub mod recv;

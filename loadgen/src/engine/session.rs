@@ -2,6 +2,7 @@
 //! waits they both use.
 
 use crate::engine::ctx::RunCtx;
+use crate::engine::pacer;
 use crate::engine::pending::ConnState;
 use crate::net::connect::WsWrite;
 use fastwebsockets::Frame;
@@ -70,6 +71,6 @@ pub async fn sleep_checking(ctx: &RunCtx, local: u64, until: Instant) -> bool {
         if now >= until {
             return false;
         }
-        tokio::time::sleep_until(until.min(now + CHECK_EVERY).into()).await;
+        pacer::sleep_until(until.min(now + CHECK_EVERY)).await;
     }
 }

@@ -9,7 +9,10 @@
 //! timers, socket readiness and wakes stay on one thread, which sleeps in
 //! its own `epoll_wait` when idle. Slots are spread evenly by number, so
 //! the threads share the load without stealing work from each other.
+//! Each thread also drives its own `pacer`, which wakes its slots when
+//! their messages are due.
 
+use crate::engine::pacer;
 use std::future::Future;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
@@ -77,8 +80,12 @@ fn start_one(i: usize) -> std::io::Result<(Handle, oneshot::Sender<()>)> {
             // Either a stop or the sender dropped: both end the thread, and
             // the runtime (with any task still on it) is dropped here, off
             // every async context.
+            // The thread's pacer is driven beside its slots, on this thread.
             rt.block_on(async {
-                let _ = stopped.await;
+                tokio::select! {
+                    _ = stopped => {}
+                    _ = pacer::drive() => {}
+                }
             });
         })?;
     Ok((handle, stop))
