@@ -65,6 +65,16 @@ struct Opts {
     /// `--node-arg` (repeatable). Example: --node-arg=--threads=1
     #[arg(long = "node-arg", value_name = "ARG", allow_hyphen_values = true)]
     node_args: Vec<String>,
+    /// After a --search: run tcp_floor at its highest passing rate and
+    /// loadgen + node at --goal-ratio of it, alternately, this many times
+    /// each, and count the passes: is the goal met reproducibly, under the
+    /// host's conditions of the moment, not only once? Example: --verify 3
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10))]
+    verify: u32,
+    /// The share of the floor's highest passing rate loadgen + node must
+    /// hold (the goal: 0.9). Example: --goal-ratio 0.9
+    #[arg(long, default_value_t = 0.9)]
+    goal_ratio: f64,
 }
 
 /// One side's figures at one step.
@@ -104,6 +114,12 @@ fn steps(s: &str) -> Result<Vec<u32>, String> {
 
 fn run(o: &Opts) -> Result<(), String> {
     let steps = steps(&o.steps)?;
+    if !(o.goal_ratio > 0.0 && o.goal_ratio <= 1.0) {
+        return Err(format!(
+            "--goal-ratio: {} is not above 0 and at most 1",
+            o.goal_ratio
+        ));
+    }
     let floor_bin = beside("tcp_floor")?;
     let loadgen = match &o.loadgen {
         Some(p) => p.clone(),
@@ -199,7 +215,70 @@ fn search_both(o: &Opts, floor_bin: &Path, loadgen: &Path, dir: &Path) -> Result
         "{}",
         search_table(o, &floor_probes, &our_probes, floor_best, our_best)
     );
+    if let (Some(floor_at), true) = (floor_best, o.verify > 0) {
+        print!("{}", verify(o, floor_bin, loadgen, dir, floor_at)?);
+    }
     Ok(())
+}
+
+/// The goal, checked again and again at its own point: tcp_floor at its
+/// highest passing rate, loadgen + node at `--goal-ratio` of it, one after
+/// the other so both see the same host, `--verify` times each.
+fn verify(
+    o: &Opts,
+    floor_bin: &Path,
+    loadgen: &Path,
+    dir: &Path,
+    floor_at: u32,
+) -> Result<String, String> {
+    let ours_at = ((f64::from(floor_at) * o.goal_ratio).ceil() as u32).max(1);
+    if ours_at > o.search_to {
+        return Err(format!(
+            "verify: {ours_at} connections for loadgen + node is above --search-to {}",
+            o.search_to
+        ));
+    }
+    let mut s = format!(
+        "\nGoal check, {} rounds: tcp_floor at {} x {}/s, loadgen + node at {} x {}/s ({:.0} %)\n\n| round | tcp_floor p99 | passes | loadgen + node p99 | passes |\n|---|---|---|---|---|\n",
+        o.verify,
+        floor_at,
+        o.rate,
+        ours_at,
+        o.rate,
+        100.0 * o.goal_ratio
+    );
+    let (mut floor_ok, mut ours_ok) = (0, 0);
+    for round in 1..=o.verify {
+        eprintln!(
+            "floor_compare: verify {round}/{}: tcp_floor at {floor_at}",
+            o.verify
+        );
+        let f = tcp_floor(floor_bin, floor_at, o)?;
+        eprintln!(
+            "floor_compare: verify {round}/{}: loadgen + node at {ours_at}",
+            o.verify
+        );
+        let json = dir.join(format!("verify-{round}.json"));
+        let w = loadgen_run(loadgen, ours_at, o, &json)?;
+        let (fp, wp) = (passes(&f, floor_at, o), passes(&w, ours_at, o));
+        floor_ok += u32::from(fp);
+        ours_ok += u32::from(wp);
+        let yn = |b: bool| if b { "yes" } else { "no" };
+        s.push_str(&format!(
+            "| {round} | {:.2} ms | {} | {:.2} ms | {} |\n",
+            f.p99_ms,
+            yn(fp),
+            w.p99_ms,
+            yn(wp)
+        ));
+    }
+    s.push_str(&format!(
+        "\nloadgen + node passed {ours_ok} of {} rounds at {:.0} % of the floor's rate; tcp_floor passed {floor_ok} of {} at its own\n",
+        o.verify,
+        100.0 * o.goal_ratio,
+        o.verify
+    ));
+    Ok(s)
 }
 
 fn search_table(
@@ -239,8 +318,9 @@ fn search_table(
     ));
     match (rate(floor_best), rate(our_best)) {
         (Some(f), Some(w)) => s.push_str(&format!(
-            " = {:.0} % of the floor's (goal: at least 90 %){}\n",
+            " = {:.0} % of the floor's (goal: at least {:.0} %){}\n",
             100.0 * f64::from(w) / f64::from(f),
+            100.0 * o.goal_ratio,
             if floor_best == Some(o.search_floor_to) {
                 "; the floor passed the highest step tried, so its own limit is higher"
             } else {
