@@ -34,6 +34,10 @@ pub enum Out {
     Replay { replay: Box<Replay>, announce: bool },
     /// A recovery failed: stop holding the stream's chunks and send `frame`.
     RecoverAbort(Arc<StreamFrame>),
+    /// The unwritten end of a frame the connection began writing itself
+    /// (raw bytes, header included). Only [`ConnSink::deliver_first`]
+    /// queues it, at the front: nothing may go out before it.
+    Rest(Bytes),
 }
 
 /// An encoded frame that belongs to a stream. Queue items stay at 40 bytes
@@ -115,6 +119,21 @@ impl OutQueue {
     }
 }
 
+impl OutQueue {
+    /// The unwritten end of a frame, if one is first in the queue: a close
+    /// frame must follow it, not cut into it.
+    pub fn take_rest(&mut self) -> Option<Bytes> {
+        let mut items = self.queue.items.lock().unwrap_or_else(|e| e.into_inner());
+        match items.front() {
+            Some(Out::Rest(_)) => match items.pop_front() {
+                Some(Out::Rest(rest)) => Some(rest),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
 impl Drop for OutQueue {
     fn drop(&mut self) {
         self.queue.closed.store(true, Ordering::Relaxed);
@@ -187,6 +206,33 @@ impl ConnSink {
         true
     }
 
+    /// Queue the end of a frame already partly written, AHEAD of anything
+    /// queued since: those bytes are on the wire and the frame must be
+    /// finished first. Not subject to the capacity (no frame may be cut),
+    /// and still bounded: the caller writes only while the queue is empty,
+    /// so at most one such item is ever queued.
+    pub fn deliver_first(&self, rest: Bytes) {
+        if self.is_closed() {
+            return;
+        }
+        self.queue
+            .items
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_front(Out::Rest(rest));
+        self.queue.ready.notify_one();
+    }
+
+    /// Whether nothing waits in the queue (the connection may then write a
+    /// reply itself without overtaking anything).
+    pub fn queue_is_empty(&self) -> bool {
+        self.queue
+            .items
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
     pub fn is_closed(&self) -> bool {
         self.queue.closed.load(Ordering::Relaxed)
     }
@@ -209,5 +255,18 @@ mod tests {
         drop(rx);
         assert!(!sink.deliver(Out::Frame(Bytes::from_static(b"d"))));
         assert!(sink.is_closed());
+    }
+
+    #[tokio::test]
+    async fn the_rest_of_a_frame_goes_first_even_past_capacity() {
+        let (sink, mut rx, overflow) = ConnSink::new(1, 1);
+        assert!(sink.queue_is_empty());
+        assert!(sink.deliver(Out::Frame(Bytes::from_static(b"later"))));
+        assert!(!sink.queue_is_empty());
+        sink.deliver_first(Bytes::from_static(b"rest"));
+        assert!(!overflow.happened());
+        assert_eq!(rx.take_rest().as_deref(), Some(&b"rest"[..]));
+        assert_eq!(rx.take_rest(), None, "only a rest at the front is taken");
+        assert!(matches!(rx.recv().await, Out::Frame(b) if b == "later"));
     }
 }

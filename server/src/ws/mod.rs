@@ -7,10 +7,12 @@
 //! - `delivery`: turns the broker's at-least-once frames into an exactly-once,
 //!   gap-free sequence per stream.
 //! - `outbox`: the frames a writer owes, encoded back to back, one write each wake-up.
+//! - `direct`: replies the reader writes itself when nothing is ahead of them.
 //! - `fragments`, `rate`: message reassembly and the inbound rate limit.
 
 mod conn;
 mod delivery;
+mod direct;
 mod fragments;
 mod outbox;
 mod rate;
