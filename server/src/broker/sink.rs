@@ -10,7 +10,7 @@ use protocol::StreamStatus;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tokio::sync::Notify;
 
 /// One item for a connection's writer.
@@ -76,6 +76,9 @@ pub struct ConnSink {
 #[derive(Debug)]
 struct Queue {
     items: Mutex<VecDeque<Out>>,
+    /// `items.len()`, written under the lock, read without it: the
+    /// connection asks on every wake-up whether anything is queued.
+    len: AtomicUsize,
     capacity: usize,
     ready: Notify,
     /// Set when the receiving connection is gone.
@@ -96,6 +99,7 @@ impl OutQueue {
             {
                 let mut items = self.queue.items.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(out) = items.pop_front() {
+                    self.queue.len.store(items.len(), Ordering::Release);
                     if items.is_empty() && items.capacity() > 64 {
                         items.shrink_to(4);
                     }
@@ -111,11 +115,10 @@ impl OutQueue {
 impl OutQueue {
     /// The next item if one is queued, without waiting.
     pub fn try_recv(&mut self) -> Option<Out> {
-        self.queue
-            .items
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop_front()
+        let mut items = self.queue.items.lock().unwrap_or_else(|e| e.into_inner());
+        let out = items.pop_front();
+        self.queue.len.store(items.len(), Ordering::Release);
+        out
     }
 }
 
@@ -126,7 +129,10 @@ impl OutQueue {
         let mut items = self.queue.items.lock().unwrap_or_else(|e| e.into_inner());
         match items.front() {
             Some(Out::Rest(_)) => match items.pop_front() {
-                Some(Out::Rest(rest)) => Some(rest),
+                Some(Out::Rest(rest)) => {
+                    self.queue.len.store(items.len(), Ordering::Release);
+                    Some(rest)
+                }
                 _ => None,
             },
             _ => None,
@@ -143,6 +149,7 @@ impl Drop for OutQueue {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+        self.queue.len.store(0, Ordering::Release);
     }
 }
 
@@ -171,6 +178,7 @@ impl ConnSink {
     pub fn new(id: u64, capacity: usize) -> (ConnSink, OutQueue, Arc<Overflow>) {
         let queue = Arc::new(Queue {
             items: Mutex::new(VecDeque::new()),
+            len: AtomicUsize::new(0),
             capacity,
             ready: Notify::new(),
             closed: AtomicBool::new(false),
@@ -201,6 +209,7 @@ impl ConnSink {
                 return false;
             }
             items.push_back(out);
+            self.queue.len.store(items.len(), Ordering::Release);
         }
         self.queue.ready.notify_one();
         true
@@ -215,22 +224,20 @@ impl ConnSink {
         if self.is_closed() {
             return;
         }
-        self.queue
-            .items
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_front(Out::Rest(rest));
+        {
+            let mut items = self.queue.items.lock().unwrap_or_else(|e| e.into_inner());
+            items.push_front(Out::Rest(rest));
+            self.queue.len.store(items.len(), Ordering::Release);
+        }
         self.queue.ready.notify_one();
     }
 
     /// Whether nothing waits in the queue (the connection may then write a
-    /// reply itself without overtaking anything).
+    /// reply itself without overtaking anything). One atomic load: items
+    /// pushed by another thread at this very moment may be missed, which
+    /// orders them after the caller's reply, as if they came a moment later.
     pub fn queue_is_empty(&self) -> bool {
-        self.queue
-            .items
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
+        self.queue.len.load(Ordering::Acquire) == 0
     }
 
     pub fn is_closed(&self) -> bool {

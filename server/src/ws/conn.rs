@@ -15,6 +15,7 @@
 use super::delivery::{Action, Delivery, Wire};
 use super::direct::Direct;
 use super::fragments::{Assembler, FragmentError, Message};
+use super::gate::gated;
 use super::outbox::Outbox;
 use super::rate::RateLimit;
 use super::reader::{ClientReader, ReadFail};
@@ -167,9 +168,12 @@ impl<B: Broker> Conn<B> {
             self.sink
                 .deliver(Out::Welcome(std::mem::take(&mut self.welcome)));
 
+            let overflow_wait = overflow.wait();
+            tokio::pin!(overflow_wait);
             let (end_tx, end_rx) = oneshot::channel();
             let reader = async {
                 let end = self.read_loop(rd, &direct).await;
+                direct.set_reader_done();
                 let _ = end_tx.send(end);
                 std::future::pending::<()>().await
             };
@@ -179,7 +183,7 @@ impl<B: Broker> Conn<B> {
                 // not read; only then does the overflow arm cut it off.
                 biased;
                 end = self.write_loop(w, &direct, rx, &overflow, end_rx) => end,
-                _ = overflow.wait() => End::SlowConsumerCut,
+                _ = gated(overflow_wait, || overflow.happened()) => End::SlowConsumerCut,
                 _ = reader => End::Broken,
             };
 
@@ -413,6 +417,8 @@ impl<B: Broker> Conn<B> {
             // Created once: re-creating it on every wake showed in profiles.
             let shutdown_requested = shutdown_requested(&mut shutdown);
             tokio::pin!(shutdown_requested);
+            // The node's own receiver never marks a value seen: any change is the shutdown.
+            let shutdown_moved = || self.node.shutdown.has_changed().unwrap_or(true);
             let mut delivery = Delivery::new(cfg.stream.max_chunks as usize + cfg.outbound_queue);
             // One timer serves both the ping schedule and the idle deadline.
             let mut next_ping = Instant::now() + cfg.ping_interval;
@@ -429,8 +435,9 @@ impl<B: Broker> Conn<B> {
                 direct.set_writer_idle(delivery.welcomed());
                 tokio::select! {
                     biased;
-                    end = &mut end_rx => break end.unwrap_or(End::Broken),
-                    _ = &mut shutdown_requested => break End::Shutdown,
+                    // Each polled again only when its flag says it may be ready.
+                    end = gated(&mut end_rx, || direct.reader_done()) => break end.unwrap_or(End::Broken),
+                    _ = gated(shutdown_requested.as_mut(), shutdown_moved) => break End::Shutdown,
                     out = rx.recv() => {
                         // Take everything already queued in this wake-up (bounded by the queue).
                         let mut next = Some(out);

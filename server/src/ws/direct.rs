@@ -17,9 +17,12 @@ use std::io::IoSlice;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use tokio::net::TcpStream;
 
-/// What the reader must know of the writer.
+/// What the reader and the writer must know of each other.
 #[derive(Debug, Default)]
 pub struct Direct {
+    /// Set by the reader when it ended, right before it hands its reason
+    /// over: the writer polls that handover only then.
+    reader_done: AtomicBool,
     /// True while the writer waits with nothing encoded or unwritten, past
     /// the welcome frame; false while it writes, and once it has ended.
     /// Only the writer sets it. Reader and writer are polled by one task,
@@ -28,6 +31,14 @@ pub struct Direct {
 }
 
 impl Direct {
+    pub fn set_reader_done(&self) {
+        self.reader_done.store(true, Relaxed);
+    }
+
+    pub fn reader_done(&self) -> bool {
+        self.reader_done.load(Relaxed)
+    }
+
     pub fn set_writer_idle(&self, idle: bool) {
         self.writer_idle.store(idle, Relaxed);
     }
