@@ -1,12 +1,20 @@
 //! The node's decoder of client frames (`protocol::decode_client`): any
 //! text decodes to a message or a bounded error, never a panic, and a
-//! decoded message survives a round trip through its own JSON form.
+//! decoded message survives a round trip through its own JSON form. Its
+//! fast path agrees with serde alone (`decode_client_serde`): the same
+//! message, or the same error text.
 
 pub fn run(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    match protocol::decode_client(text) {
+    let decoded = protocol::decode_client(text);
+    assert_eq!(
+        decoded,
+        protocol::decode_client_serde(text),
+        "fast path = serde"
+    );
+    match decoded {
         Ok(msg) => {
             if text.trim_start().starts_with('{') {
                 let again =

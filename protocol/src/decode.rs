@@ -3,6 +3,14 @@
 //! Clients are untrusted: every failure becomes a [`DecodeError`] that maps to
 //! an `error` frame, and its text is bounded so an attacker cannot make the
 //! node echo back megabytes.
+//!
+//! Every frame first goes through [`flat`]: a one-pass scan of the plain
+//! form clients send (one object of known fields, plain strings and
+//! integers), borrowed from the frame, then mapped to a [`ClientMsg`].
+//! serde's internally tagged enum buffers every field into its `Content`
+//! tree before it looks at the tag; this costs a fraction of that. Anything
+//! else (escapes, floats, unknown or repeated fields, any error) goes to
+//! serde as before, so accepted inputs and error texts are serde's own.
 
 use crate::ids::is_valid_id;
 use crate::msg::{ClientMsg, ErrorCode};
@@ -47,6 +55,17 @@ fn bounded(mut s: String) -> String {
 /// message in plain text: that is what the seed's k6 script sends
 /// (`Test message`). A frame that starts with `{` must be a valid message.
 pub fn decode_client(text: &str) -> Result<ClientMsg, DecodeError> {
+    decode(text, flat)
+}
+
+/// [`decode_client`] without its fast path: serde alone, the reference
+/// the fast path is tested and fuzzed against (same result, same error).
+#[doc(hidden)]
+pub fn decode_client_serde(text: &str) -> Result<ClientMsg, DecodeError> {
+    decode(text, |_| None)
+}
+
+fn decode(text: &str, fast: fn(&str) -> Option<ClientMsg>) -> Result<ClientMsg, DecodeError> {
     if !text.trim_start().starts_with('{') {
         return Ok(ClientMsg::Chat {
             message_id: None,
@@ -55,7 +74,10 @@ pub fn decode_client(text: &str) -> Result<ClientMsg, DecodeError> {
             interval_ms: None,
         });
     }
-    let msg: ClientMsg = serde_json::from_str(text).map_err(|e| classify(text, e))?;
+    let msg = match fast(text) {
+        Some(msg) => msg,
+        None => serde_json::from_str(text).map_err(|e| classify(text, e))?,
+    };
     match &msg {
         ClientMsg::Chat {
             message_id: Some(id),
@@ -69,6 +91,206 @@ pub fn decode_client(text: &str) -> Result<ClientMsg, DecodeError> {
             ))
         }
         _ => Ok(msg),
+    }
+}
+
+/// A value as the fast path takes it.
+#[derive(Clone, Copy)]
+enum Val<'a> {
+    /// A string without escapes.
+    Str(&'a str),
+    /// An integer without sign, fraction or exponent.
+    Uint(u64),
+    /// A negative integer (only `last_index` takes one).
+    Neg(i64),
+    Null,
+}
+
+/// The fields of any client message, as borrowed from the frame.
+#[derive(Default)]
+struct Fields<'a> {
+    ty: Option<Val<'a>>,
+    id: Option<Val<'a>>,
+    ts: Option<Val<'a>>,
+    payload: Option<Val<'a>>,
+    message_id: Option<Val<'a>>,
+    text: Option<Val<'a>>,
+    chunks: Option<Val<'a>>,
+    interval_ms: Option<Val<'a>>,
+    last_index: Option<Val<'a>>,
+}
+
+/// The message if `text` is one object of plain fields that serde would
+/// decode to exactly this; `None` sends the frame to serde.
+fn flat(text: &str) -> Option<ClientMsg> {
+    let mut p = Scan {
+        s: text,
+        b: text.as_bytes(),
+        i: 0,
+    };
+    let f = p.object()?;
+    p.ws();
+    if p.i != p.b.len() {
+        return None;
+    }
+    let Some(Val::Str(ty)) = f.ty else {
+        return None;
+    };
+    // The fields of another kind make serde ignore them; left to serde.
+    let (echo, chat) = (
+        f.id.is_some() || f.ts.is_some() || f.payload.is_some(),
+        f.text.is_some() || f.chunks.is_some() || f.interval_ms.is_some(),
+    );
+    match ty {
+        "echo" if !chat && f.message_id.is_none() && f.last_index.is_none() => {
+            Some(ClientMsg::Echo {
+                id: uint(f.id?)?,
+                ts: uint(f.ts?)?,
+                payload: opt(f.payload, string)?,
+            })
+        }
+        "chat" if !echo && f.last_index.is_none() => Some(ClientMsg::Chat {
+            message_id: opt(f.message_id, string)?,
+            text: string(f.text?)?,
+            chunks: opt(f.chunks, |v| u32::try_from(uint(v)?).ok())?,
+            interval_ms: opt(f.interval_ms, uint)?,
+        }),
+        "recover" if !echo && !chat => Some(ClientMsg::Recover {
+            message_id: string(f.message_id?)?,
+            last_index: opt(f.last_index, |v| match v {
+                Val::Uint(n) => i64::try_from(n).ok(),
+                Val::Neg(n) => Some(n),
+                _ => None,
+            })?,
+        }),
+        _ => None,
+    }
+}
+
+fn uint(v: Val<'_>) -> Option<u64> {
+    match v {
+        Val::Uint(n) => Some(n),
+        _ => None,
+    }
+}
+
+fn string(v: Val<'_>) -> Option<String> {
+    match v {
+        Val::Str(s) => Some(s.to_owned()),
+        _ => None,
+    }
+}
+
+/// An optional field: absent or `null` is `Some(None)`; a value `get`
+/// cannot take is `None` (serde's to judge).
+fn opt<T>(v: Option<Val<'_>>, get: impl FnOnce(Val<'_>) -> Option<T>) -> Option<Option<T>> {
+    match v {
+        None | Some(Val::Null) => Some(None),
+        Some(v) => get(v).map(Some),
+    }
+}
+
+/// A cursor over the frame; every method returns `None` at the first byte
+/// outside the plain form.
+struct Scan<'a> {
+    s: &'a str,
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Scan<'a> {
+    /// JSON's whitespace (serde_json skips exactly these).
+    fn ws(&mut self) {
+        while matches!(self.b.get(self.i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, c: u8) -> Option<()> {
+        self.ws();
+        (self.b.get(self.i) == Some(&c)).then(|| self.i += 1)
+    }
+
+    fn object(&mut self) -> Option<Fields<'a>> {
+        self.eat(b'{')?;
+        let mut f = Fields::default();
+        loop {
+            let key = self.string()?;
+            self.eat(b':')?;
+            let val = self.value()?;
+            let slot = match key {
+                "type" => &mut f.ty,
+                "id" => &mut f.id,
+                "ts" => &mut f.ts,
+                "payload" => &mut f.payload,
+                "message_id" => &mut f.message_id,
+                "text" => &mut f.text,
+                "chunks" => &mut f.chunks,
+                "interval_ms" => &mut f.interval_ms,
+                "last_index" => &mut f.last_index,
+                _ => return None,
+            };
+            if slot.replace(val).is_some() {
+                return None;
+            }
+            self.ws();
+            match self.b.get(self.i)? {
+                b',' => self.i += 1,
+                b'}' => {
+                    self.i += 1;
+                    return Some(f);
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// A string without escapes or control characters.
+    fn string(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let start = self.i;
+        let len = self.b[start..]
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        // The closing quote itself: no whitespace skipped before it.
+        (self.b[start + len] == b'"').then_some(())?;
+        self.i = start + len + 1;
+        // Cut at ASCII quotes: on char boundaries.
+        self.s.get(start..start + len)
+    }
+
+    fn value(&mut self) -> Option<Val<'a>> {
+        self.ws();
+        match *self.b.get(self.i)? {
+            b'"' => self.string().map(Val::Str),
+            b'n' if self.b[self.i..].starts_with(b"null") => {
+                self.i += 4;
+                Some(Val::Null)
+            }
+            b'-' => {
+                self.i += 1;
+                match self.digits()? {
+                    0 => None,
+                    n => Some(Val::Neg(0i64.checked_sub_unsigned(n)?)),
+                }
+            }
+            b'0'..=b'9' => self.digits().map(Val::Uint),
+            _ => None,
+        }
+    }
+
+    /// An integer: no leading zero, fraction or exponent, no overflow.
+    fn digits(&mut self) -> Option<u64> {
+        let start = self.i;
+        let mut n: u64 = 0;
+        while let Some(&c @ b'0'..=b'9') = self.b.get(self.i) {
+            n = n.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+            self.i += 1;
+        }
+        let len = self.i - start;
+        let leading_zero = len > 1 && self.b[start] == b'0';
+        let more = matches!(self.b.get(self.i), Some(b'.' | b'e' | b'E'));
+        (len > 0 && !leading_zero && !more).then_some(n)
     }
 }
 
@@ -160,6 +382,53 @@ mod tests {
     }
 
     #[test]
+    fn the_fast_path_takes_what_clients_send() {
+        for text in [
+            r#"{"type":"echo","id":7,"ts":100,"payload":"150.xxxx"}"#,
+            " {\"ts\" : 0 ,\n\t\"id\":18446744073709551615, \"type\":\"echo\"}\r\n",
+            r#"{"type":"echo","id":1,"ts":2,"payload":null}"#,
+            r#"{"type":"chat","message_id":"m-1","text":"héllo ✓","chunks":4294967295,"interval_ms":0}"#,
+            r#"{"type":"recover","message_id":"m-1","last_index":-9223372036854775808}"#,
+            r#"{"type":"recover","message_id":"m-1","last_index":9223372036854775807}"#,
+        ] {
+            let fast = flat(text).unwrap_or_else(|| panic!("fast path: {text}"));
+            assert_eq!(Ok(fast), decode_client_serde(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn what_the_fast_path_leaves_to_serde_decodes_as_before() {
+        for text in [
+            r#"{"type":"echo","id":1,"ts":2,"payload":"a\"b"}"#,
+            r#"{"type":"echo","id":1.0,"ts":2}"#,
+            r#"{"type":"echo","id":1e3,"ts":2}"#,
+            r#"{"type":"echo","id":01,"ts":2}"#,
+            r#"{"type":"echo","id":-0,"ts":2}"#,
+            r#"{"type":"echo","id":18446744073709551616,"ts":2}"#,
+            r#"{"type":"echo","id":1,"ts":2,"text":"ignored"}"#,
+            r#"{"type":"echo","id":1,"ts":2,"extra":{"a":[1]}}"#,
+            r#"{"type":"echo","id":1,"id":1,"ts":2}"#,
+            r#"{"type":"echo","type":"echo","id":1,"ts":2}"#,
+            r#"{"type":"echo","id":1,"ts":2} x"#,
+            r#"{"type":"echo","id":1,"ts":2,}"#,
+            r#"{"type":"echo","id":1,"ts":null}"#,
+            r#"{"type":"chat","text":null}"#,
+            r#"{"type":"chat","text":"x","chunks":4294967296}"#,
+            r#"{"type":"recover","message_id":"m","last_index":9223372036854775808}"#,
+            r#"{"type":"recover","message_id":"m","last_index":-9223372036854775809}"#,
+            r#"{"type":"typo","id":1}"#,
+            "{\"type\r\":\"chat\",\"text\":\"hi\"}",
+            "{\"type\":\"chat\",\"text\":\"a\u{1}b\"}",
+            "\u{a0}{\"type\":\"echo\",\"id\":1,\"ts\":2}",
+            r#"{"type":"echo","id":1,"ts":nul}"#,
+            r#"{"type":"echo","id":1,"ts":2"#,
+        ] {
+            assert!(flat(text).is_none(), "left to serde: {text}");
+            assert_eq!(decode_client(text), decode_client_serde(text), "{text}");
+        }
+    }
+
+    #[test]
     fn reasons_are_bounded() {
         let long_type = format!(r#"{{"type":"{}"}}"#, "z".repeat(10_000));
         let err = decode_client(&long_type).unwrap_err();
@@ -220,7 +489,9 @@ mod garbage {
             let Ok(text) = std::str::from_utf8(&bytes) else {
                 continue;
             };
-            match decode_client(text) {
+            let decoded = decode_client(text);
+            assert_eq!(decoded, decode_client_serde(text), "{text:?}");
+            match decoded {
                 Ok(msg) if text.trim_start().starts_with('{') => {
                     assert_eq!(decode_client(&msg.to_json()).unwrap(), msg, "{text}");
                 }

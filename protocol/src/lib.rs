@@ -24,6 +24,6 @@ pub mod ids;
 mod msg;
 pub mod wsframe;
 
-pub use decode::{DecodeError, decode_client};
+pub use decode::{DecodeError, decode_client, decode_client_serde};
 pub use health::{HealthStats, NodeRegistration};
 pub use msg::{ClientMsg, ErrorCode, ServerMsg, StreamInfo, StreamStatus};

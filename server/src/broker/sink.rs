@@ -10,7 +10,7 @@ use protocol::StreamStatus;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tokio::sync::Notify;
 
 /// One item for a connection's writer.
@@ -34,6 +34,10 @@ pub enum Out {
     Replay { replay: Box<Replay>, announce: bool },
     /// A recovery failed: stop holding the stream's chunks and send `frame`.
     RecoverAbort(Arc<StreamFrame>),
+    /// The unwritten end of a frame the connection began writing itself
+    /// (raw bytes, header included). Only [`ConnSink::deliver_first`]
+    /// queues it, at the front: nothing may go out before it.
+    Rest(Bytes),
 }
 
 /// An encoded frame that belongs to a stream. Queue items stay at 40 bytes
@@ -72,6 +76,9 @@ pub struct ConnSink {
 #[derive(Debug)]
 struct Queue {
     items: Mutex<VecDeque<Out>>,
+    /// `items.len()`, written under the lock, read without it: the
+    /// connection asks on every wake-up whether anything is queued.
+    len: AtomicUsize,
     capacity: usize,
     ready: Notify,
     /// Set when the receiving connection is gone.
@@ -92,6 +99,7 @@ impl OutQueue {
             {
                 let mut items = self.queue.items.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(out) = items.pop_front() {
+                    self.queue.len.store(items.len(), Ordering::Release);
                     if items.is_empty() && items.capacity() > 64 {
                         items.shrink_to(4);
                     }
@@ -107,11 +115,28 @@ impl OutQueue {
 impl OutQueue {
     /// The next item if one is queued, without waiting.
     pub fn try_recv(&mut self) -> Option<Out> {
-        self.queue
-            .items
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop_front()
+        let mut items = self.queue.items.lock().unwrap_or_else(|e| e.into_inner());
+        let out = items.pop_front();
+        self.queue.len.store(items.len(), Ordering::Release);
+        out
+    }
+}
+
+impl OutQueue {
+    /// The unwritten end of a frame, if one is first in the queue: a close
+    /// frame must follow it, not cut into it.
+    pub fn take_rest(&mut self) -> Option<Bytes> {
+        let mut items = self.queue.items.lock().unwrap_or_else(|e| e.into_inner());
+        match items.front() {
+            Some(Out::Rest(_)) => match items.pop_front() {
+                Some(Out::Rest(rest)) => {
+                    self.queue.len.store(items.len(), Ordering::Release);
+                    Some(rest)
+                }
+                _ => None,
+            },
+            _ => None,
+        }
     }
 }
 
@@ -124,6 +149,7 @@ impl Drop for OutQueue {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+        self.queue.len.store(0, Ordering::Release);
     }
 }
 
@@ -152,6 +178,7 @@ impl ConnSink {
     pub fn new(id: u64, capacity: usize) -> (ConnSink, OutQueue, Arc<Overflow>) {
         let queue = Arc::new(Queue {
             items: Mutex::new(VecDeque::new()),
+            len: AtomicUsize::new(0),
             capacity,
             ready: Notify::new(),
             closed: AtomicBool::new(false),
@@ -182,9 +209,35 @@ impl ConnSink {
                 return false;
             }
             items.push_back(out);
+            self.queue.len.store(items.len(), Ordering::Release);
         }
         self.queue.ready.notify_one();
         true
+    }
+
+    /// Queue the end of a frame already partly written, AHEAD of anything
+    /// queued since: those bytes are on the wire and the frame must be
+    /// finished first. Not subject to the capacity (no frame may be cut),
+    /// and still bounded: the caller writes only while the queue is empty,
+    /// so at most one such item is ever queued.
+    pub fn deliver_first(&self, rest: Bytes) {
+        if self.is_closed() {
+            return;
+        }
+        {
+            let mut items = self.queue.items.lock().unwrap_or_else(|e| e.into_inner());
+            items.push_front(Out::Rest(rest));
+            self.queue.len.store(items.len(), Ordering::Release);
+        }
+        self.queue.ready.notify_one();
+    }
+
+    /// Whether nothing waits in the queue (the connection may then write a
+    /// reply itself without overtaking anything). One atomic load: items
+    /// pushed by another thread at this very moment may be missed, which
+    /// orders them after the caller's reply, as if they came a moment later.
+    pub fn queue_is_empty(&self) -> bool {
+        self.queue.len.load(Ordering::Acquire) == 0
     }
 
     pub fn is_closed(&self) -> bool {
@@ -209,5 +262,18 @@ mod tests {
         drop(rx);
         assert!(!sink.deliver(Out::Frame(Bytes::from_static(b"d"))));
         assert!(sink.is_closed());
+    }
+
+    #[tokio::test]
+    async fn the_rest_of_a_frame_goes_first_even_past_capacity() {
+        let (sink, mut rx, overflow) = ConnSink::new(1, 1);
+        assert!(sink.queue_is_empty());
+        assert!(sink.deliver(Out::Frame(Bytes::from_static(b"later"))));
+        assert!(!sink.queue_is_empty());
+        sink.deliver_first(Bytes::from_static(b"rest"));
+        assert!(!overflow.happened());
+        assert_eq!(rx.take_rest().as_deref(), Some(&b"rest"[..]));
+        assert_eq!(rx.take_rest(), None, "only a rest at the front is taken");
+        assert!(matches!(rx.recv().await, Out::Frame(b) if b == "later"));
     }
 }

@@ -1,9 +1,10 @@
 //! One WebSocket connection: one task, two halves.
 //!
 //! The reader parses client frames (with the small-buffer
-//! [`ClientReader`]) and answers through the connection's bounded queue;
-//! the writer is the only code that touches the socket's
-//! write half: it drains the queue through the [`Delivery`] filter, pings,
+//! [`ClientReader`]) and answers through the connection's bounded queue,
+//! or writes an echo or pong itself when nothing is queued or being written
+//! ahead of it ([`Direct::reply`]: no second wake-up per echo);
+//! the writer drains the queue through the [`Delivery`] filter, pings,
 //! watches the idle deadline, and writes the close frame, whatever ended the
 //! connection (the reader hands its reason over a oneshot), each wake-up's
 //! frames in one write ([`Outbox`]). Both run as futures of the same task,
@@ -12,7 +13,9 @@
 //! This code is generic over [`Broker`] and never learns which one it has.
 
 use super::delivery::{Action, Delivery, Wire};
+use super::direct::Direct;
 use super::fragments::{Assembler, FragmentError, Message};
+use super::gate::gated;
 use super::outbox::Outbox;
 use super::rate::RateLimit;
 use super::reader::{ClientReader, ReadFail};
@@ -34,8 +37,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -154,6 +157,7 @@ impl<B: Broker> Conn<B> {
             };
             let mut stream = parts.io.into_inner();
             let (r, w) = stream.split();
+            let direct = Direct::default();
             // Bytes the client sent right behind its handshake come first;
             // hyper's 8 KiB read buffer they were in is freed right after.
             let rd = ClientReader::new(r, node.cfg.max_message_size, &parts.read_buf);
@@ -164,9 +168,12 @@ impl<B: Broker> Conn<B> {
             self.sink
                 .deliver(Out::Welcome(std::mem::take(&mut self.welcome)));
 
+            let overflow_wait = overflow.wait();
+            tokio::pin!(overflow_wait);
             let (end_tx, end_rx) = oneshot::channel();
             let reader = async {
-                let end = self.read_loop(rd).await;
+                let end = self.read_loop(rd, &direct).await;
+                direct.set_reader_done();
                 let _ = end_tx.send(end);
                 std::future::pending::<()>().await
             };
@@ -175,8 +182,8 @@ impl<B: Broker> Conn<B> {
                 // itself unless it is stuck in a write to a client that does
                 // not read; only then does the overflow arm cut it off.
                 biased;
-                end = self.write_loop(w, rx, &overflow, end_rx) => end,
-                _ = overflow.wait() => End::SlowConsumerCut,
+                end = self.write_loop(w, &direct, rx, &overflow, end_rx) => end,
+                _ = gated(overflow_wait, || overflow.happened()) => End::SlowConsumerCut,
                 _ = reader => End::Broken,
             };
 
@@ -206,9 +213,10 @@ impl<B: Broker> Conn<B> {
     // future (as captured upvar and as local), which every idle connection
     // pays for; an `async move` block uses them in place.
     #[allow(clippy::manual_async_fn)]
-    fn read_loop<'a, R: AsyncRead + Unpin + Send + 'a>(
+    fn read_loop<'a>(
         &'a self,
-        mut rd: ClientReader<R>,
+        mut rd: ClientReader<ReadHalf<'a>>,
+        direct: &'a Direct,
     ) -> impl Future<Output = End> + Send + 'a {
         async move {
             let cfg = &self.node.cfg;
@@ -224,23 +232,29 @@ impl<B: Broker> Conn<B> {
                     return End::FragmentTimeout;
                 }
                 let payload = rd.payload(&frame);
+                // The reader's half of the socket writes direct replies.
+                let reply = Reply {
+                    tcp: rd.io().as_ref(),
+                    direct,
+                };
                 match frame.opcode {
                     OP_CLOSE => return End::ClientClosed(close_reply(payload)),
                     OP_PING => {
-                        self.sink
-                            .deliver(Out::Pong(Bytes::copy_from_slice(payload)));
+                        reply.send(&self.sink, Out::Pong(Bytes::copy_from_slice(payload)));
                     }
                     OP_PONG => {}
                     OP_TEXT if frame.fin && !assembler.in_progress() => {
                         // The common case: one whole text frame.
                         match std::str::from_utf8(payload) {
-                            Ok(text) => self.on_text(text, &mut rate).await,
+                            Ok(text) => self.on_text(text, &mut rate, reply).await,
                             Err(_) => return End::InvalidData,
                         }
                     }
                     op => match assembler.push(op, frame.fin, payload) {
                         Ok(None) => {}
-                        Ok(Some(Message::Text(text))) => self.on_text(&text, &mut rate).await,
+                        Ok(Some(Message::Text(text))) => {
+                            self.on_text(&text, &mut rate, reply).await
+                        }
                         Ok(Some(Message::Binary(_))) => {
                             inc(&self.node.metrics.messages_in);
                             self.send_error(
@@ -259,7 +273,7 @@ impl<B: Broker> Conn<B> {
         }
     }
 
-    async fn on_text(&self, text: &str, rate: &mut RateLimit) {
+    async fn on_text(&self, text: &str, rate: &mut RateLimit, reply: Reply<'_>) {
         let node = &self.node;
         inc(&node.metrics.messages_in);
         if !rate.allow() {
@@ -272,12 +286,10 @@ impl<B: Broker> Conn<B> {
             Err(e) => self.send_error(e.code(), &e.to_string(), None),
             Ok(ClientMsg::Echo { id, ts, payload }) => {
                 tracing::debug!(session_id = %sid, node_id = %node.node_id, kind = "echo", "Received message");
-                self.sink.deliver(Out::Frame(frames::echo(
-                    id,
-                    ts,
-                    payload.as_deref(),
-                    &node.node_id,
-                )));
+                let echo = frames::echo(id, ts, payload.as_deref(), &node.node_id);
+                if reply.send(&self.sink, Out::Frame(echo)) {
+                    inc(&node.metrics.messages_out);
+                }
             }
             Ok(ClientMsg::Chat {
                 message_id,
@@ -391,9 +403,10 @@ impl<B: Broker> Conn<B> {
     // future (as captured upvar and as local), which every idle connection
     // pays for; an `async move` block uses them in place.
     #[allow(clippy::manual_async_fn)]
-    fn write_loop<'a, W: AsyncWrite + Unpin + Send + 'a>(
+    fn write_loop<'a>(
         &'a self,
-        mut wr: W,
+        mut wr: WriteHalf<'a>,
+        direct: &'a Direct,
         mut rx: OutQueue,
         overflow: &'a Overflow,
         mut end_rx: oneshot::Receiver<End>,
@@ -404,6 +417,8 @@ impl<B: Broker> Conn<B> {
             // Created once: re-creating it on every wake showed in profiles.
             let shutdown_requested = shutdown_requested(&mut shutdown);
             tokio::pin!(shutdown_requested);
+            // The node's own receiver never marks a value seen: any change is the shutdown.
+            let shutdown_moved = || self.node.shutdown.has_changed().unwrap_or(true);
             let mut delivery = Delivery::new(cfg.stream.max_chunks as usize + cfg.outbound_queue);
             // One timer serves both the ping schedule and the idle deadline.
             let mut next_ping = Instant::now() + cfg.ping_interval;
@@ -416,10 +431,13 @@ impl<B: Broker> Conn<B> {
                 if overflow.happened() {
                     break End::SlowConsumer;
                 }
+                // The reader may write replies itself only while this waits.
+                direct.set_writer_idle(delivery.welcomed());
                 tokio::select! {
                     biased;
-                    end = &mut end_rx => break end.unwrap_or(End::Broken),
-                    _ = &mut shutdown_requested => break End::Shutdown,
+                    // Each polled again only when its flag says it may be ready.
+                    end = gated(&mut end_rx, || direct.reader_done()) => break end.unwrap_or(End::Broken),
+                    _ = gated(shutdown_requested.as_mut(), shutdown_moved) => break End::Shutdown,
                     out = rx.recv() => {
                         // Take everything already queued in this wake-up (bounded by the queue).
                         let mut next = Some(out);
@@ -453,6 +471,7 @@ impl<B: Broker> Conn<B> {
                         timer.as_mut().reset(next_ping.min(idle_deadline));
                     }
                 }
+                direct.set_writer_idle(false);
                 // One write for everything this wake-up produced. A client
                 // that stops reading blocks it; `run` then cuts the
                 // connection when its queue overflows.
@@ -465,10 +484,15 @@ impl<B: Broker> Conn<B> {
                     }
                 }
             };
+            direct.set_writer_idle(false);
             if let Some(code) = end.close_code() {
                 // Frames encoded but not written (the loop ended) are dropped:
-                // the close frame goes alone.
+                // the close frame goes alone, after the end of a reply the
+                // reader had begun writing, if any.
                 let mut closing = Outbox::default();
+                if let Some(rest) = rx.take_rest() {
+                    closing.push(&Wire::Raw(rest));
+                }
                 closing.close(code, end.reason());
                 // Boxed: a rare path that should not grow every connection's task.
                 let _ = Box::pin(tokio::time::timeout(
@@ -492,6 +516,21 @@ impl<B: Broker> Conn<B> {
             let result = broker.read_stream(&owner, &message_id, from).await;
             sink.deliver(replay_or_abort(result, message_id, false));
         });
+    }
+}
+
+/// Where the reader writes a reply itself: its half of the socket, and
+/// what it must know of the writer.
+#[derive(Clone, Copy)]
+struct Reply<'a> {
+    tcp: &'a TcpStream,
+    direct: &'a Direct,
+}
+
+impl Reply<'_> {
+    /// Returns true when the frame went on the wire here.
+    fn send(self, sink: &ConnSink, out: Out) -> bool {
+        self.direct.reply(self.tcp, sink, out)
     }
 }
 

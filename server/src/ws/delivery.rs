@@ -48,6 +48,8 @@ pub enum Wire {
     Pong(Bytes),
     /// The node's heartbeat (added by the writer, never by the filter).
     Ping,
+    /// Bytes of a frame already begun on the wire, written as they are.
+    Raw(Bytes),
 }
 
 /// What the connection must do besides writing the emitted frames.
@@ -78,6 +80,11 @@ impl Delivery {
             before_welcome: Some(Vec::new()),
             max_held,
         }
+    }
+
+    /// Whether the welcome frame went out (nothing is held back for it).
+    pub fn welcomed(&self) -> bool {
+        self.before_welcome.is_none()
     }
 
     /// Streams currently followed or held.
@@ -138,6 +145,10 @@ impl Delivery {
             Out::RecoverAbort(a) => {
                 self.follows.remove(&a.message_id);
                 emit(Wire::Text(a.frame.clone()));
+                Action::None
+            }
+            Out::Rest(bytes) => {
+                emit(Wire::Raw(bytes));
                 Action::None
             }
         }

@@ -7,11 +7,15 @@
 //! - `delivery`: turns the broker's at-least-once frames into an exactly-once,
 //!   gap-free sequence per stream.
 //! - `outbox`: the frames a writer owes, encoded back to back, one write each wake-up.
+//! - `direct`: replies the reader writes itself when nothing is ahead of them.
+//! - `gate`: futures the connection polls only when a flag says they may be ready.
 //! - `fragments`, `rate`: message reassembly and the inbound rate limit.
 
 mod conn;
 mod delivery;
+mod direct;
 mod fragments;
+mod gate;
 mod outbox;
 mod rate;
 mod reader;

@@ -13,7 +13,7 @@ use fastwebsockets::{Frame, OpCode, Payload};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// Longest frame header a server writes (no mask): 2 + 8.
-const MAX_HEAD: usize = 14;
+pub const MAX_HEAD: usize = 14;
 
 #[derive(Debug, Default)]
 pub struct Outbox {
@@ -29,6 +29,7 @@ impl Outbox {
 
     pub fn push(&mut self, wire: &Wire) {
         let frame = match wire {
+            Wire::Raw(b) => return self.buf.extend_from_slice(b),
             Wire::Text(b) => {
                 self.texts += 1;
                 Frame::text(Payload::Borrowed(b))
@@ -37,6 +38,18 @@ impl Outbox {
             Wire::Ping => Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b"")),
         };
         self.encode(frame);
+    }
+
+    /// The header of a server frame (text, or pong when `text` is false)
+    /// with this payload, into `head`; returns its length.
+    pub fn head(text: bool, payload: &[u8], head: &mut [u8; MAX_HEAD]) -> usize {
+        let payload = Payload::Borrowed(payload);
+        let mut frame = if text {
+            Frame::text(payload)
+        } else {
+            Frame::pong(payload)
+        };
+        frame.fmt_head(head)
     }
 
     /// The close frame: always the last thing written.

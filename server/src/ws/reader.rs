@@ -36,6 +36,11 @@ impl<R: AsyncRead + Unpin> ClientReader<R> {
         ClientReader { io, buf }
     }
 
+    /// The socket half it reads from.
+    pub fn io(&self) -> &R {
+        &self.io
+    }
+
     pub fn payload(&self, f: &RawFrame) -> &[u8] {
         self.buf.payload(f)
     }
