@@ -14,11 +14,12 @@
 
 use super::delivery::{Action, Delivery, Wire};
 use super::direct::Direct;
+use super::end::{End, close_reply, read_error};
 use super::fragments::{Assembler, FragmentError, Message};
 use super::gate::gated;
 use super::outbox::Outbox;
 use super::rate::RateLimit;
-use super::reader::{ClientReader, ReadFail};
+use super::reader::ClientReader;
 use crate::broker::{
     AnswerPlan, Attached, Broker, BrokerError, ConnSink, Out, OutQueue, Overflow, Owner, Replay,
     StreamFrame,
@@ -31,8 +32,8 @@ use crate::stream;
 use bytes::Bytes;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use protocol::wsframe::{FrameError, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
-use protocol::{ClientMsg, ErrorCode, ServerMsg, close, decode_client};
+use protocol::wsframe::{OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
+use protocol::{ClientMsg, ErrorCode, ServerMsg, decode_client};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -41,58 +42,6 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-
-/// Why a connection ended; decides the close frame.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum End {
-    /// The client sent a close frame with this code (echoed back).
-    ClientClosed(u16),
-    /// TCP closed without a close frame.
-    Eof,
-    Idle,
-    TooBig,
-    InvalidData,
-    Protocol,
-    /// A fragmented message unfinished past `--fragment-timeout`.
-    FragmentTimeout,
-    SlowConsumer,
-    /// A slow consumer cut off in the middle of a write (no close frame possible).
-    SlowConsumerCut,
-    Shutdown,
-    /// Writing failed or was cut short: no close frame can be sent.
-    Broken,
-}
-
-impl End {
-    fn close_code(&self) -> Option<u16> {
-        Some(match self {
-            End::ClientClosed(code) => *code,
-            End::Idle => close::POLICY,
-            End::TooBig => close::TOO_BIG,
-            End::InvalidData => close::INVALID_DATA,
-            End::Protocol => close::PROTOCOL_ERROR,
-            End::FragmentTimeout => close::POLICY,
-            End::SlowConsumer => close::TRY_AGAIN_LATER,
-            End::Shutdown => close::GOING_AWAY,
-            End::Eof | End::Broken | End::SlowConsumerCut => return None,
-        })
-    }
-
-    fn reason(&self) -> &'static str {
-        match self {
-            End::ClientClosed(_) => "client closed",
-            End::Eof => "connection lost",
-            End::Idle => "idle timeout",
-            End::TooBig => "message too large",
-            End::InvalidData => "invalid UTF-8",
-            End::Protocol => "protocol error",
-            End::FragmentTimeout => "fragmented message unfinished too long",
-            End::SlowConsumer | End::SlowConsumerCut => "outbound queue overflow (slow reader)",
-            End::Shutdown => "node shutting down",
-            End::Broken => "write failed",
-        }
-    }
-}
 
 pub struct Conn<B> {
     node: Arc<Node<B>>,
@@ -557,48 +506,5 @@ fn replay_or_abort(
                 frame,
             }))
         }
-    }
-}
-
-fn read_error(e: ReadFail) -> End {
-    match e {
-        ReadFail::Eof | ReadFail::Io => End::Eof,
-        ReadFail::Frame(FrameError::TooLarge(..)) => End::TooBig,
-        ReadFail::Frame(FrameError::Protocol(_)) => End::Protocol,
-    }
-}
-
-/// The code to echo for a client's close frame (RFC 6455 5.5.1, 7.4).
-fn close_reply(payload: &[u8]) -> u16 {
-    match payload {
-        [] => close::NORMAL,
-        [a, b, rest @ ..] => {
-            let code = u16::from_be_bytes([*a, *b]);
-            let valid = matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999);
-            if valid && std::str::from_utf8(rest).is_ok() {
-                code
-            } else {
-                close::PROTOCOL_ERROR
-            }
-        }
-        _ => close::PROTOCOL_ERROR,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn close_codes_are_validated() {
-        assert_eq!(close_reply(&[]), 1000);
-        assert_eq!(close_reply(&1001u16.to_be_bytes()), 1001);
-        assert_eq!(close_reply(&1005u16.to_be_bytes()), 1002);
-        assert_eq!(close_reply(&[3]), 1002);
-        assert_eq!(
-            close_reply(&[0x0f, 0xa0, 0xff]),
-            1002,
-            "invalid UTF-8 reason"
-        );
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! - [`upgrade`](mod@upgrade): everything that can be refused is refused there, over HTTP.
 //! - `conn`: the connection's reader and writer; `reader`: the small-buffer
-//!   frame reader it reads client frames with.
+//!   frame reader it reads client frames with; `end`: why it ended, and its close frame.
 //! - `delivery`: turns the broker's at-least-once frames into an exactly-once,
 //!   gap-free sequence per stream.
 //! - `outbox`: the frames a writer owes, encoded back to back, one write each wake-up.
@@ -14,6 +14,7 @@
 mod conn;
 mod delivery;
 mod direct;
+mod end;
 mod fragments;
 mod gate;
 mod outbox;
