@@ -65,6 +65,11 @@ struct Opts {
     /// `--node-arg` (repeatable). Example: --node-arg=--threads=1
     #[arg(long = "node-arg", value_name = "ARG", allow_hyphen_values = true)]
     node_args: Vec<String>,
+    /// During a --search, a step passes only if this many runs in a row
+    /// pass, on both sides: the best found is then a rate each side held
+    /// every time it was tried, not one lucky pass at the edge. Example: --confirm 2
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=5))]
+    confirm: u32,
     /// After a --search: run tcp_floor at its highest passing rate and
     /// loadgen + node at --goal-ratio of it, alternately, this many times
     /// each, and count the passes: is the goal met reproducibly, under the
@@ -164,10 +169,17 @@ fn bisect(
     probes: &mut Vec<(u32, Side)>,
 ) -> Result<Option<u32>, String> {
     let (mut lo, mut hi) = (o.search_from, to.max(o.search_from));
+    // A step passes only if `--confirm` runs in a row pass: the first
+    // failure ends it.
     let mut try_at = |conns: u32, probes: &mut Vec<(u32, Side)>| -> Result<bool, String> {
-        let side = probe(conns)?;
-        probes.push((conns, side));
-        Ok(passes(&side, conns, o))
+        for _ in 0..o.confirm {
+            let side = probe(conns)?;
+            probes.push((conns, side));
+            if !passes(&side, conns, o) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     };
     if !try_at(lo, probes)? {
         return Ok(None);
@@ -310,8 +322,13 @@ fn search_table(
         Some(r) => format!("{r} msg/s"),
         None => format!("none from {} msg/s", o.search_from * o.rate),
     };
+    let held = if o.confirm > 1 {
+        format!(" in {} runs in a row", o.confirm)
+    } else {
+        String::new()
+    };
     s.push_str(&format!(
-        "\nHighest rate with p99 < {} ms: tcp_floor {}, loadgen + node {}",
+        "\nHighest rate with p99 < {} ms{held}: tcp_floor {}, loadgen + node {}",
         o.p99_goal,
         show(floor_best),
         show(our_best)
@@ -474,6 +491,33 @@ mod tests {
             }
         );
         assert!(parse_floor("nothing").is_err());
+    }
+
+    #[test]
+    fn with_confirm_a_step_passes_only_if_every_run_passes() {
+        // At 20 connections the first run passes and the second fails: a
+        // lucky pass at the edge.
+        let probe = |calls: &mut u32, conns: u32| {
+            *calls += u32::from(conns == 20);
+            let p99_ms = if conns == 20 && *calls > 1 { 80.0 } else { 5.0 };
+            Ok(Side {
+                p99_ms,
+                client_us: 1.0,
+                server_us: 1.0,
+                per_sec: f64::from(conns * 10),
+            })
+        };
+        let args = ["fc", "--search-from", "10", "--search-to", "20"];
+        let best = |confirm: &str| {
+            let o = Opts::parse_from(args.iter().copied().chain(["--confirm", confirm]));
+            let mut calls = 0;
+            let mut probes = Vec::new();
+            let best = bisect(&o, o.search_to, |c| probe(&mut calls, c), &mut probes);
+            (best.unwrap(), probes.len())
+        };
+        assert_eq!(best("1"), (Some(20), 2));
+        // 10 twice, then 20 once (pass) and again (fail): the best is 10.
+        assert_eq!(best("2"), (Some(10), 4));
     }
 
     #[test]
