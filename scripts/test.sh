@@ -82,6 +82,21 @@ if ! cargo modules --version >/dev/null 2>&1; then
   cargo install cargo-modules --version 0.27.0 --locked --quiet
 fi
 
+# --- disk ------------------------------------------------------------------
+# A clean build of the tests and the benches takes about 4.5 GiB in target/
+# (measured on a fresh clone, 2026-11-30); a full disk shows up much later as
+# an obscure "failed to write ... rmeta" from cargo, so say it up front.
+need_gib=5
+avail_gib=$(df -Pk . | awk 'NR==2 { print int($4 / 1048576) }')
+if [ -n "$avail_gib" ] && [ "$avail_gib" -lt "$need_gib" ]; then
+  if [ ! -d target/debug ]; then
+    echo "scripts/test.sh: only ${avail_gib} GiB free on $(df -P . | awk 'NR==2 { print $6 }');" \
+      "a clean build needs about ${need_gib} GiB. Free some space and run again." >&2
+    exit 1
+  fi
+  echo "scripts/test.sh: warning: only ${avail_gib} GiB free; the build may run out of space" >&2
+fi
+
 # Each test process may hold thousands of sockets.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
