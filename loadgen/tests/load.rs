@@ -286,6 +286,21 @@ fn embedded_node_child_process_default_mode() {
         .expect("the embedded node is monitored");
     assert!(node.rss_bytes.unwrap_or(0) > 0, "{node:?}");
     assert!(node.pid != std::process::id());
+    // The whole host over the plateau: its busy time per message covers at
+    // least what the watched processes were charged (other processes and
+    // uncharged kernel work only add), and /proc/stat splits it.
+    let h = r.host.as_ref().expect("host figures");
+    assert!(h.plateau, "{h:?}");
+    let host_us = h.cpu_us_per_msg.expect("host CPU per message");
+    let expect = h.cpu_pct / 100.0 * 1e6 / r.messages.per_sec;
+    assert!((host_us - expect).abs() <= expect * 1e-9, "{h:?}");
+    let (u, s, i) = (
+        h.user_pct.unwrap(),
+        h.system_pct.unwrap(),
+        h.softirq_pct.unwrap(),
+    );
+    assert!(u > 0.0 && s > 0.0 && i >= 0.0, "{h:?}");
+    assert!(u + s + i <= h.cpus as f64 * 100.0 + 1.0, "{h:?}");
     assert_balanced(&r);
 }
 

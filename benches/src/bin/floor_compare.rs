@@ -90,6 +90,10 @@ struct Side {
     client_us: f64,
     server_us: f64,
     per_sec: f64,
+    /// The whole machine's busy CPU per round trip (/proc/stat): every
+    /// process and the kernel, ksoftirqd's share of TCP included, which
+    /// neither process is charged for. `None` when not measured.
+    machine_us: Option<f64>,
 }
 
 fn main() {
@@ -380,6 +384,7 @@ fn parse_floor(text: &str) -> Result<Side, String> {
     let lat = find("latency from the intended").ok_or("tcp_floor: no latency line")?;
     let cpu = find("CPU: client").ok_or("tcp_floor: no CPU line")?;
     let rate = find("round trips/s over").ok_or("tcp_floor: no rate line")?;
+    let machine = find("machine:").and_then(|l| after(l.rsplit(";").next()?, ""));
     let per_trip: Vec<f64> = cpu
         .split('(')
         .skip(1)
@@ -396,6 +401,7 @@ fn parse_floor(text: &str) -> Result<Side, String> {
             client_us: *client_us,
             server_us: *server_us,
             per_sec,
+            machine_us: machine,
         }),
         _ => Err(format!("tcp_floor: unexpected output:\n{text}")),
     }
@@ -442,17 +448,18 @@ fn parse_loadgen(doc: &serde_json::Value) -> Result<Side, String> {
             .filter(|r| *r > 0.0)
             .or_else(|| doc["messages"]["per_sec"].as_f64())
             .unwrap_or(0.0),
+        machine_us: doc["host"]["cpu_us_per_msg"].as_f64(),
     })
 }
 
 fn table(rate: u32, rows: &[(u32, Side, Side)]) -> String {
     let mut s = String::from(
-        "| conns x rate | answered/s floor / ours | p99 floor | p99 loadgen + node | p99 ratio | CPU/trip floor (client + server) | CPU/msg loadgen + node | CPU ratio |\n|---|---|---|---|---|---|---|---|\n",
+        "| conns x rate | answered/s floor / ours | p99 floor | p99 loadgen + node | p99 ratio | CPU/trip floor (client + server) | CPU/msg loadgen + node | CPU ratio | machine CPU/trip floor / ours (ratio) |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for (conns, f, w) in rows {
         let (fc, wc) = (f.client_us + f.server_us, w.client_us + w.server_us);
         s.push_str(&format!(
-            "| {conns} x {rate}/s | {:.0} / {:.0} | {:.2} ms | {:.2} ms | {:.1}x | {:.1} + {:.1} = {fc:.1} us | {:.1} + {:.1} = {wc:.1} us | {:.2}x |\n",
+            "| {conns} x {rate}/s | {:.0} / {:.0} | {:.2} ms | {:.2} ms | {:.1}x | {:.1} + {:.1} = {fc:.1} us | {:.1} + {:.1} = {wc:.1} us | {:.2}x | {} |\n",
             f.per_sec,
             w.per_sec,
             f.p99_ms,
@@ -462,7 +469,11 @@ fn table(rate: u32, rows: &[(u32, Side, Side)]) -> String {
             f.server_us,
             w.client_us,
             w.server_us,
-            wc / fc.max(0.001)
+            wc / fc.max(0.001),
+            match (f.machine_us, w.machine_us) {
+                (Some(a), Some(b)) => format!("{a:.1} / {b:.1} us ({:.2}x)", b / a.max(0.001)),
+                _ => "n/a".to_string(),
+            }
         ));
     }
     s
@@ -480,6 +491,7 @@ mod tests {
   latency from the intended send time: p50 0.21 ms, p99 1.40 ms, max 3.00 ms (50000 measured)
   CPU: client 17% (16.8 us per round trip), server 11% (11.3 us per round trip)
   both sides: 28.1 us of CPU per round trip; 2 cores allow at most 71174 round trips/s at this cost
+  machine: 40% busy (user 2%, system 25%, softirq 13%; 100% = one core); 31.5 us per round trip, every process and the kernel together
 ";
         assert_eq!(
             parse_floor(text).unwrap(),
@@ -487,9 +499,13 @@ mod tests {
                 p99_ms: 1.40,
                 client_us: 16.8,
                 server_us: 11.3,
-                per_sec: 9998.0
+                per_sec: 9998.0,
+                machine_us: Some(31.5),
             }
         );
+        // Output without the machine line (an older tcp_floor) still reads.
+        let old: String = text.lines().take(5).map(|l| format!("{l}\n")).collect();
+        assert_eq!(parse_floor(&old).unwrap().machine_us, None);
         assert!(parse_floor("nothing").is_err());
     }
 
@@ -505,6 +521,7 @@ mod tests {
                 client_us: 1.0,
                 server_us: 1.0,
                 per_sec: f64::from(conns * 10),
+                machine_us: None,
             })
         };
         let args = ["fc", "--search-from", "10", "--search-to", "20"];
@@ -526,7 +543,8 @@ mod tests {
             "phases": {"steady": {"latency_us": {"corrected": {"p99": 5100}}}},
             "latency_us": {"corrected": {"p99": 9000}},
             "resources": [{"role": "node", "cpu_us_per_msg": 15.0}, {"role": "loadgen", "cpu_us_per_msg": 19.3}],
-            "messages": {"per_sec": 35000.0}
+            "messages": {"per_sec": 35000.0},
+            "host": {"cpu_us_per_msg": 40.0}
         });
         let s = parse_loadgen(&doc).unwrap();
         assert_eq!((s.p99_ms, s.client_us, s.server_us), (5.1, 19.3, 15.0));
@@ -536,8 +554,10 @@ mod tests {
         assert_eq!(parse_loadgen(&empty_steady).unwrap().p99_ms, 9.0);
         assert_eq!(steps("1000, 3000").unwrap(), [1000, 3000]);
         assert!(steps("0").is_err() && steps("20000").is_err() && steps("").is_err());
+        assert_eq!(s.machine_us, Some(40.0));
         let t = table(10, &[(1000, s, s)]);
         assert!(t.contains("| 1000 x 10/s |") && t.contains("1.0x"), "{t}");
+        assert!(t.contains("40.0 / 40.0 us (1.00x)"), "{t}");
     }
 
     #[test]
@@ -558,6 +578,7 @@ mod tests {
             client_us: 10.0,
             server_us: 8.0,
             per_sec: f64::from(conns * 10),
+            machine_us: None,
         };
         let mut probes = Vec::new();
         let best = bisect(&o, o.search_to, |c| Ok(model(c)), &mut probes)

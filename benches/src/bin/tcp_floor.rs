@@ -20,6 +20,7 @@
 
 use clap::Parser;
 use hdrhistogram::Histogram;
+use loadgen::monitor::host::ProcStat;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use std::io::{ErrorKind, Read, Write};
@@ -233,6 +234,7 @@ fn client(o: &Opts) -> Result<(), String> {
                 cpu_time(std::process::id()).map_err(|e| e.to_string())?,
                 cpu_time(server.0.id()).map_err(|e| e.to_string())?,
                 answered,
+                ProcStat::read(),
             ));
         }
         // Connections are due in index order (phase i * interval / n): send
@@ -291,7 +293,7 @@ fn client(o: &Opts) -> Result<(), String> {
             break;
         }
     }
-    let Some((t_start, client_cpu0, server_cpu0, answered0)) = cpu_start else {
+    let Some((t_start, client_cpu0, server_cpu0, answered0, stat0)) = cpu_start else {
         return Err("the run ended before its warm-up did".into());
     };
     let wall = t_start.elapsed().as_secs_f64();
@@ -302,6 +304,9 @@ fn client(o: &Opts) -> Result<(), String> {
     let trips = (answered - answered0).max(1) as f64;
     let per_trip_us = |cpu: f64| cpu * 1e6 / trips;
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get()) as f64;
+    let machine = stat0
+        .zip(ProcStat::read())
+        .and_then(|(a, b)| a.split_to(&b, cores as usize));
     let both = per_trip_us(client_cpu) + per_trip_us(server_cpu);
     println!(
         "tcp_floor: {} conns x {} msg/s = {} offered/s; measured {} s after a 3 s warm-up",
@@ -332,5 +337,13 @@ fn client(o: &Opts) -> Result<(), String> {
         "  both sides: {both:.1} us of CPU per round trip; {cores:.0} cores allow at most {:.0} round trips/s at this cost",
         cores * 1e6 / both
     );
+    // The whole machine over the same window: softirq work done by
+    // ksoftirqd is charged to neither side above.
+    if let Some(m) = machine {
+        println!(
+            "  machine: {m}; {:.1} us per round trip, every process and the kernel together",
+            m.busy / 100.0 * wall * 1e6 / trips
+        );
+    }
     Ok(())
 }

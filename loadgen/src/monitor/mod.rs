@@ -6,6 +6,7 @@
 //! both Redis readers use.
 
 pub mod health;
+pub mod host;
 pub mod procs;
 pub mod registry;
 pub mod resp;

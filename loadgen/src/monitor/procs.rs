@@ -12,6 +12,7 @@
 //! negative. Otherwise it is `None`, with the reason. A process that dies
 //! mid-run keeps the CPU it used until then.
 
+use crate::monitor::host::{HostReport, HostSecond, ProcStat, Seconds, plateau_mean};
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use sysinfo::{Pid, ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System};
@@ -86,6 +87,8 @@ struct Watched {
     cpu_sum: f64,
     cpu_n: u64,
     cpu_max: f64,
+    /// CPU % of each second with connections open.
+    cpu_seconds: Seconds<f64>,
     /// Most open connections seen and the RSS at that sample.
     peak_open: i64,
     rss_at_peak: Option<u64>,
@@ -104,8 +107,10 @@ pub struct ProcReport {
     pub pid: u32,
     /// The node's id (nodes only, when known).
     pub node_id: Option<String>,
-    /// Mean CPU % (100 = one core) over the samples with connections open
-    /// (until its death, for a process that died).
+    /// Mean CPU % (100 = one core) over the plateau, the seconds the
+    /// message rate is read from (at least 90 % of the peak connections
+    /// open), else over every second with connections open (until its
+    /// death, for a process that died).
     pub cpu_pct: Option<f64>,
     pub cpu_pct_max: Option<f64>,
     /// CPU time per answered message in microseconds (`cpu_pct` over the
@@ -137,16 +142,6 @@ impl ProcReport {
     }
 }
 
-/// The whole host, to tell whether other processes competed for CPU.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct HostReport {
-    pub cpus: usize,
-    /// Mean CPU % of the whole host (100 = one core) with connections open.
-    pub cpu_pct: f64,
-    /// Of that, what the monitored processes did not account for.
-    pub other_cpu_pct: f64,
-}
-
 /// What one sample saw of a process.
 enum Seen {
     Alive(f64, u64, Option<Reading>),
@@ -162,6 +157,10 @@ pub struct Monitor {
     host_sum: f64,
     other_sum: f64,
     host_n: u64,
+    /// Each second with connections open: host CPU %, the unaccounted
+    /// part, and /proc/stat's split when there is one.
+    host_seconds: Seconds<HostSecond>,
+    stat_before: Option<ProcStat>,
 }
 
 impl Monitor {
@@ -172,6 +171,8 @@ impl Monitor {
             host_sum: 0.0,
             other_sum: 0.0,
             host_n: 0,
+            host_seconds: Seconds::default(),
+            stat_before: None,
         }
     }
 
@@ -193,6 +194,7 @@ impl Monitor {
             cpu_sum: 0.0,
             cpu_n: 0,
             cpu_max: 0.0,
+            cpu_seconds: Seconds::default(),
             peak_open: 0,
             rss_at_peak: None,
             last: None,
@@ -257,6 +259,7 @@ impl Monitor {
     /// usage. Processes watched since an earlier call keep their baseline.
     pub fn baseline(&mut self) {
         self.sys.refresh_cpu_usage();
+        self.stat_before = ProcStat::read();
         self.refresh();
         for i in 0..self.watched.len() {
             if self.watched[i].baselined {
@@ -303,6 +306,7 @@ impl Monitor {
                 w.cpu_sum += cpu;
                 w.cpu_n += 1;
                 w.cpu_max = w.cpu_max.max(cpu);
+                w.cpu_seconds.push(open, cpu);
             }
             // A node that reports its connections but missed this poll:
             // its count is unknown, not loadgen's guess.
@@ -317,20 +321,51 @@ impl Monitor {
                 w.rss_at_peak = Some(rss);
             }
         }
+        let cpus = self.sys.cpus().len();
+        let stat = ProcStat::read();
+        let split = match (&self.stat_before, &stat) {
+            (Some(a), Some(b)) => a.split_to(b, cpus),
+            _ => None,
+        };
+        self.stat_before = stat;
         if open > 0 {
-            let host = f64::from(self.sys.global_cpu_usage()) * self.sys.cpus().len() as f64;
+            let host = f64::from(self.sys.global_cpu_usage()) * cpus as f64;
+            let other = (host - watched_cpu).max(0.0);
             self.host_sum += host;
-            self.other_sum += (host - watched_cpu).max(0.0);
+            self.other_sum += other;
             self.host_n += 1;
+            self.host_seconds.push(
+                open,
+                HostSecond {
+                    cpu: host,
+                    other,
+                    split,
+                },
+            );
         }
     }
 
-    pub fn host(&self) -> Option<HostReport> {
-        (self.host_n > 0).then(|| HostReport {
-            cpus: self.sys.cpus().len(),
-            cpu_pct: self.host_sum / self.host_n as f64,
-            other_cpu_pct: self.other_sum / self.host_n as f64,
-        })
+    /// The host's figures over the plateau of a run that peaked at `peak`
+    /// open connections (else over every second with connections open).
+    pub fn host(&self, peak: i64) -> Option<HostReport> {
+        if self.host_n == 0 {
+            return None;
+        }
+        let cpus = self.sys.cpus().len();
+        Some(
+            self.host_seconds
+                .plateau_report(peak, cpus)
+                .unwrap_or(HostReport {
+                    cpus,
+                    cpu_pct: self.host_sum / self.host_n as f64,
+                    other_cpu_pct: self.other_sum / self.host_n as f64,
+                    user_pct: None,
+                    system_pct: None,
+                    softirq_pct: None,
+                    cpu_us_per_msg: None,
+                    plateau: false,
+                }),
+        )
     }
 
     pub fn last_node(&self) -> Option<(f64, u64)> {
@@ -350,8 +385,10 @@ impl Monitor {
             .reduce(|a, b| a + b)
     }
 
-    pub fn report(&self) -> Vec<ProcReport> {
-        self.watched.iter().map(report).collect()
+    /// Each process's figures, CPU over the plateau of a run that peaked
+    /// at `peak` open connections (see [`HostReport::plateau`]).
+    pub fn report(&self, peak: i64) -> Vec<ProcReport> {
+        self.watched.iter().map(|w| report(w, peak)).collect()
     }
 }
 
@@ -394,7 +431,7 @@ fn memory(w: &Watched) -> Result<f64, String> {
     Ok(b)
 }
 
-fn report(w: &Watched) -> ProcReport {
+fn report(w: &Watched, peak: i64) -> ProcReport {
     let s = &w.spec;
     let mem = memory(w);
     let note = if w.rss_before.is_none() && w.cpu_n == 0 {
@@ -414,7 +451,8 @@ fn report(w: &Watched) -> ProcReport {
         label: s.label.clone(),
         pid: s.pid,
         node_id: s.node_id.clone(),
-        cpu_pct: (w.cpu_n > 0).then(|| w.cpu_sum / w.cpu_n as f64),
+        cpu_pct: plateau_mean(&w.cpu_seconds, peak)
+            .or_else(|| (w.cpu_n > 0).then(|| w.cpu_sum / w.cpu_n as f64)),
         cpu_pct_max: (w.cpu_n > 0).then_some(w.cpu_max),
         cpu_us_per_msg: None,
         rss_bytes: w.rss_at_peak,
@@ -434,134 +472,5 @@ impl Default for Monitor {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A process that is not local, with figures set by the test.
-    fn remote(m: &mut Monitor) -> Slot {
-        let slot: Slot = Arc::default();
-        m.add(Spec {
-            role: ProcRole::Node,
-            label: "n".into(),
-            pid: 7,
-            node_id: Some("node7".into()),
-            local: false,
-            reports: Some(slot.clone()),
-            share: 1.0,
-        });
-        slot
-    }
-
-    fn set(slot: &Slot, r: Option<Reading>) {
-        *slot.lock().unwrap() = r;
-    }
-
-    fn reading(rss: u64, conns: u64, total: u64) -> Option<Reading> {
-        Some(Reading {
-            cpu_pct: 10.0,
-            rss_bytes: rss,
-            connections: Some(conns),
-            connections_total: Some(total),
-            replaced: false,
-        })
-    }
-
-    #[test]
-    fn memory_per_connection_uses_the_nodes_own_connection_count() {
-        let mut m = Monitor::new();
-        let slot = remote(&mut m);
-        set(&slot, reading(1_000_000, 0, 0));
-        m.baseline();
-        // loadgen holds 300 connections, but this node (behind a balancer) 100.
-        set(&slot, reading(2_000_000, 100, 100));
-        m.sample(300, 1.0);
-        let r = &m.report()[0];
-        assert_eq!(r.bytes_per_conn, Some(10_000.0));
-        assert_eq!((r.conns_at_sample, r.name()), (100, "node7"));
-        assert_eq!(r.memory_note, None);
-    }
-
-    #[test]
-    fn a_process_that_died_keeps_its_cpu_but_has_no_memory_figure() {
-        let mut m = Monitor::new();
-        let slot = remote(&mut m);
-        set(&slot, reading(1_000_000, 0, 0));
-        m.baseline();
-        set(&slot, reading(2_000_000, 50, 50));
-        m.sample(50, 1.0);
-        // Restarted with a fresh, smaller RSS: another process.
-        set(
-            &slot,
-            Some(Reading {
-                replaced: true,
-                ..reading(500_000, 50, 0).unwrap()
-            }),
-        );
-        m.sample(50, 2.0);
-        let r = &m.report()[0];
-        assert_eq!(r.bytes_per_conn, None);
-        assert_eq!(r.cpu_pct, Some(10.0));
-        assert_eq!(r.died_at_s, Some(2.0));
-        assert!(r.memory_note.as_deref().unwrap().contains("2.0 s"), "{r:?}");
-    }
-
-    #[test]
-    fn warm_processes_and_shrinking_ones_have_no_memory_figure() {
-        let mut m = Monitor::new();
-        let warm = remote(&mut m);
-        set(&warm, reading(1_000_000, 0, 40));
-        let shrinking = remote(&mut m);
-        set(&shrinking, reading(3_000_000, 0, 0));
-        m.baseline();
-        set(&warm, reading(2_000_000, 10, 50));
-        set(&shrinking, reading(2_000_000, 10, 10));
-        m.sample(20, 1.0);
-        let r = m.report();
-        assert_eq!((r[0].bytes_per_conn, r[1].bytes_per_conn), (None, None));
-        assert!(
-            r[0].memory_note.as_deref().unwrap().contains("warm"),
-            "{r:?}"
-        );
-        assert!(
-            r[1].memory_note.as_deref().unwrap().contains("below"),
-            "{r:?}"
-        );
-    }
-
-    #[test]
-    fn a_silent_remote_node_that_answers_again_is_alive() {
-        let mut m = Monitor::new();
-        let slot = remote(&mut m);
-        set(&slot, reading(1_000_000, 0, 0));
-        m.baseline();
-        set(&slot, None);
-        m.sample(10, 1.0);
-        set(&slot, reading(1_100_000, 10, 10));
-        m.sample(10, 2.0);
-        let r = &m.report()[0];
-        assert_eq!(r.died_at_s, None);
-        assert_eq!(r.bytes_per_conn, Some(10_000.0));
-    }
-
-    #[test]
-    fn a_local_process_that_exits_is_dead_for_good() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .expect("sleep runs");
-        let mut m = Monitor::new();
-        m.watch(ProcRole::Node, "sleeper", child.id());
-        m.baseline();
-        m.sample(5, 1.0);
-        // Killed and not reaped yet: a zombie, which sysinfo still lists.
-        let _ = child.kill();
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        m.sample(5, 2.0);
-        let _ = child.wait();
-        m.sample(5, 3.0);
-        let r = &m.report()[0];
-        assert_eq!(r.died_at_s, Some(2.0), "{r:?}");
-        assert_eq!(r.bytes_per_conn, None);
-        assert!(r.cpu_pct.is_some(), "CPU until its death: {r:?}");
-    }
-}
+#[path = "procs_tests.rs"]
+mod tests;

@@ -2,6 +2,7 @@
 //! accounting check, grades, warnings and the exit code.
 
 use crate::engine::stats::{Recorder, Summary};
+use crate::monitor::host::on_plateau;
 use crate::monitor::procs::{ProcReport, ProcRole};
 use crate::opts::Mode;
 use crate::report::fmt::fmt_us;
@@ -26,7 +27,7 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
     let plateau: Vec<&SecondSample> = inp
         .series
         .iter()
-        .filter(|s| inp.peak_open > 0 && s.open * 10 >= inp.peak_open * 9)
+        .filter(|s| on_plateau(s.open, inp.peak_open))
         .collect();
     let plateau_secs: f64 = plateau.iter().map(|s| s.dt).sum();
     let per_sec = if plateau_secs < 0.5 {
@@ -116,6 +117,11 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
             p.cpu_us_per_msg = p.cpu_pct.and_then(per_msg);
         }
     }
+    // The whole machine's busy time per message: what the host can afford.
+    let host = inp.host.clone().map(|mut h| {
+        h.cpu_us_per_msg = per_msg(h.cpu_pct);
+        h
+    });
     let nodes: Vec<&ProcReport> = resources
         .iter()
         .filter(|r| r.role == ProcRole::Node)
@@ -191,7 +197,7 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
         chat,
         resources,
         nodes_cpu_us_per_msg,
-        host: inp.host,
+        host,
         success_rate,
         grades,
         warnings,

@@ -229,4 +229,7 @@ fn resource_table(s: &mut String, r: &Report) {
         );
     }
     s.push_str("</table>");
+    if let Some(h) = &r.host {
+        let _ = write!(s, "<p>Host CPU: {}</p>", esc(&template::host_line(h)));
+    }
 }

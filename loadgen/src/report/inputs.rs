@@ -1,7 +1,8 @@
 //! What `report::build` needs from the run path, gathered in one struct so
 //! every backend's result is reported the same way.
 
-use crate::monitor::procs::{HostReport, ProcReport};
+use crate::monitor::host::HostReport;
+use crate::monitor::procs::ProcReport;
 use crate::opts::{FailOn, GradePhase, Mode};
 use crate::report::grades::Thresholds;
 use crate::report::phases::Phases;

@@ -3,7 +3,8 @@
 
 use crate::engine::measured::Part;
 use crate::engine::stats::{Counts, ErrorKind, Summary};
-use crate::monitor::procs::{HostReport, ProcReport};
+use crate::monitor::host::HostReport;
+use crate::monitor::procs::ProcReport;
 use crate::opts::{GradePhase, Mode};
 use crate::report::grades::{self, Grade, MetricKey};
 use crate::report::percentiles::Percentiles;

@@ -5,6 +5,7 @@
 //! Found and Recommendations are derived from the grades and warnings, so a
 //! reader never sees an empty line to fill in by hand.
 
+use crate::monitor::host::HostReport;
 use crate::monitor::procs::{ProcReport, ProcRole};
 use crate::opts::GradePhase;
 use crate::report::fmt::fmt_us;
@@ -264,6 +265,9 @@ pub fn template(r: &Report) -> String {
             p.pid
         );
     }
+    if let Some(h) = &r.host {
+        let _ = writeln!(s, "- Host CPU: {}", host_line(h));
+    }
     s.push('\n');
     s.push_str("Issues Found:\n");
     for i in issues(r) {
@@ -520,6 +524,26 @@ fn format_rate(r: f64) -> String {
     } else {
         format!("{r} msg/s")
     }
+}
+
+/// The whole machine's CPU: what it was, where it went, per message.
+pub fn host_line(h: &HostReport) -> String {
+    let split = match (h.user_pct, h.system_pct, h.softirq_pct) {
+        (Some(u), Some(k), Some(i)) => {
+            format!("user {u:.0}%, system {k:.0}%, softirq {i:.0}%; ")
+        }
+        _ => String::new(),
+    };
+    format!(
+        "{:.0}% of {}% ({} seconds; {split}not charged to a watched process {:.0}%){}",
+        h.cpu_pct,
+        h.cpus * 100,
+        if h.plateau { "plateau" } else { "all" },
+        h.other_cpu_pct,
+        h.cpu_us_per_msg
+            .map(|us| format!("; {us:.1} us per message, every process and the kernel together"))
+            .unwrap_or_default()
+    )
 }
 
 /// "12.3 us CPU per message; " when known.

@@ -366,8 +366,8 @@ pub async fn measure(
         )));
     }
     let lost_part = m.part_lost();
-    let resources = series.monitor.report();
-    let host = series.monitor.host();
+    let resources = series.monitor.report(m.peak_open);
+    let host = series.monitor.host(m.peak_open);
     let load = &cfg.load;
     let mut report = build(
         &m.total,
