@@ -10,7 +10,9 @@ use protocol::StreamStatus;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::Mutex;
+use futures_util::task::AtomicWaker;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use tokio::sync::Notify;
 
 /// One item for a connection's writer.
@@ -80,7 +82,12 @@ struct Queue {
     /// connection asks on every wake-up whether anything is queued.
     len: AtomicUsize,
     capacity: usize,
-    ready: Notify,
+    /// The connection's task while it waits on an empty queue. Not a
+    /// `Notify`: its pending poll takes a mutex, and the connection task
+    /// polls this wait on every wake-up, for every frame its client sends
+    /// (2.7 % of the node's CPU at 60K echoes/s in `perf`); a registered
+    /// waker is a compare-and-swap, and an unchanged one is not cloned.
+    waker: AtomicWaker,
     /// Set when the receiving connection is gone.
     closed: AtomicBool,
 }
@@ -95,19 +102,24 @@ impl OutQueue {
     /// Next item; waits while the queue is empty. Cancel-safe: an item is
     /// only taken when this returns it.
     pub async fn recv(&mut self) -> Out {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// An empty queue costs two atomic loads and the waker's registration,
+    /// no lock.
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Out> {
         loop {
+            if self.queue.len.load(Ordering::Acquire) > 0
+                && let Some(out) = self.try_recv()
             {
-                let mut items = self.queue.items.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(out) = items.pop_front() {
-                    self.queue.len.store(items.len(), Ordering::Release);
-                    if items.is_empty() && items.capacity() > 64 {
-                        items.shrink_to(4);
-                    }
-                    return out;
-                }
+                return Poll::Ready(out);
             }
-            // A push between the check and this wait leaves a permit, so no wake-up is lost.
-            self.queue.ready.notified().await;
+            self.queue.waker.register(cx.waker());
+            // A push before the registration is seen here; one after it
+            // wakes the registered waker.
+            if self.queue.len.load(Ordering::Acquire) == 0 {
+                return Poll::Pending;
+            }
         }
     }
 }
@@ -118,6 +130,9 @@ impl OutQueue {
         let mut items = self.queue.items.lock().unwrap_or_else(|e| e.into_inner());
         let out = items.pop_front();
         self.queue.len.store(items.len(), Ordering::Release);
+        if items.is_empty() && items.capacity() > 64 {
+            items.shrink_to(4);
+        }
         out
     }
 }
@@ -150,6 +165,9 @@ impl Drop for OutQueue {
             .unwrap_or_else(|e| e.into_inner())
             .clear();
         self.queue.len.store(0, Ordering::Release);
+        // The registered waker holds the connection's task; a sink clone
+        // still held elsewhere must not keep that task's memory alive.
+        drop(self.queue.waker.take());
     }
 }
 
@@ -180,7 +198,7 @@ impl ConnSink {
             items: Mutex::new(VecDeque::new()),
             len: AtomicUsize::new(0),
             capacity,
-            ready: Notify::new(),
+            waker: AtomicWaker::new(),
             closed: AtomicBool::new(false),
         });
         let overflow = Arc::new(Overflow::default());
@@ -211,7 +229,7 @@ impl ConnSink {
             items.push_back(out);
             self.queue.len.store(items.len(), Ordering::Release);
         }
-        self.queue.ready.notify_one();
+        self.queue.waker.wake();
         true
     }
 
@@ -229,7 +247,7 @@ impl ConnSink {
             items.push_front(Out::Rest(rest));
             self.queue.len.store(items.len(), Ordering::Release);
         }
-        self.queue.ready.notify_one();
+        self.queue.waker.wake();
     }
 
     /// Whether nothing waits in the queue (the connection may then write a
@@ -275,5 +293,38 @@ mod tests {
         assert_eq!(rx.take_rest().as_deref(), Some(&b"rest"[..]));
         assert_eq!(rx.take_rest(), None, "only a rest at the front is taken");
         assert!(matches!(rx.recv().await, Out::Frame(b) if b == "later"));
+    }
+
+    /// Items pushed from another thread, while the receiver waits on an
+    /// empty queue or is busy taking earlier ones, are all received, in
+    /// order, none twice, and each push reaches a waiting receiver.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiting_receiver_gets_every_item_pushed_from_another_thread() {
+        const N: u32 = 20_000;
+        let (sink, mut rx, overflow) = ConnSink::new(1, N as usize);
+        let pusher = std::thread::spawn(move || {
+            for i in 0..N {
+                assert!(sink.deliver(Out::Frame(Bytes::from(i.to_le_bytes().to_vec()))));
+                if i % 1000 == 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
+            sink
+        });
+        for want in 0..N {
+            // The deadline first: a receiver never woken must fail here,
+            // not be rescued by the deadline's own wake-up.
+            let got = tokio::select! {
+                biased;
+                _ = tokio::time::sleep(std::time::Duration::from_secs(10)) => {
+                    panic!("item {want} was pushed but the receiver was never woken")
+                }
+                got = rx.recv() => got,
+            };
+            assert!(matches!(got, Out::Frame(b) if b[..] == want.to_le_bytes()));
+        }
+        let sink = pusher.join().unwrap();
+        assert!(sink.queue_is_empty() && !overflow.happened());
+        assert!(rx.try_recv().is_none());
     }
 }

@@ -8,8 +8,9 @@
 //! few locks on every message. [`gated`] polls such a future once to leave
 //! its waker, then again only when a cheap check (one atomic load) says it
 //! may be ready, or when the task's waker changed. The queue's own wait is
-//! not gated: a gate around a future made anew each loop would hold a
-//! second copy of it in every connection's task.
+//! not gated (a gate around a future made anew each loop would hold a
+//! second copy of it in every connection's task): it takes no lock
+//! instead (`broker::sink`, an `AtomicWaker`).
 
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
