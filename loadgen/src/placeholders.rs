@@ -7,7 +7,6 @@
 //! option (exit 2), never a literal `{sesion}` sent to a server.
 
 use serde::{Deserialize, Serialize};
-use std::fmt::Write as _;
 
 /// A value a placeholder can stand for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,33 +168,21 @@ impl Template {
     /// Render into `out` (cleared first).
     pub fn render_into(&self, out: &mut String, v: &Values<'_>) {
         out.clear();
+        // Integers without core::fmt: this runs for every message sent.
+        let mut ints = itoa::Buffer::new();
         for p in &self.pieces {
             match p {
                 Piece::Text(t) => out.push_str(t),
-                Piece::Var(Var::Conn) => {
-                    let _ = write!(out, "{}", v.conn);
-                }
+                Piece::Var(Var::Conn) => out.push_str(ints.format(v.conn)),
                 Piece::Var(Var::Session) => out.push_str(v.session),
                 Piece::Var(Var::Run) => out.push_str(v.run),
-                Piece::Var(Var::Seq) => {
-                    let _ = write!(out, "{}", v.seq);
-                }
-                Piece::Var(Var::TsUs) => {
-                    let _ = write!(out, "{}", v.ts_us);
-                }
+                Piece::Var(Var::Seq) => out.push_str(ints.format(v.seq)),
+                Piece::Var(Var::TsUs) => out.push_str(ints.format(v.ts_us)),
                 Piece::Var(Var::Payload) => out.push_str(v.payload),
-                Piece::Var(Var::Group) => {
-                    let _ = write!(out, "{}", v.group);
-                }
-                Piece::Var(Var::Rand) => {
-                    let _ = write!(out, "{}", random_u64());
-                }
-                Piece::Var(Var::SentUs) => {
-                    let _ = write!(out, "{}", v.sent_us);
-                }
-                Piece::Var(Var::LastIndex) => {
-                    let _ = write!(out, "{}", v.last_index);
-                }
+                Piece::Var(Var::Group) => out.push_str(ints.format(v.group)),
+                Piece::Var(Var::Rand) => out.push_str(ints.format(random_u64())),
+                Piece::Var(Var::SentUs) => out.push_str(ints.format(v.sent_us)),
+                Piece::Var(Var::LastIndex) => out.push_str(ints.format(v.last_index)),
             }
         }
     }
@@ -256,6 +243,12 @@ mod tests {
             ..Values::default()
         };
         assert_eq!(all.render(&v), "3:99:xx:r");
+        let edge = Values {
+            seq: u64::MAX,
+            ts_us: 0,
+            ..v
+        };
+        assert_eq!(all.render(&edge), "18446744073709551615:0:xx:r");
         let r = Template::parse("{rand}", &Var::ALL).unwrap();
         assert_ne!(r.render(&v), r.render(&v));
     }
