@@ -19,61 +19,68 @@ use fastwebsockets::{Frame, Payload};
 use std::time::Instant;
 
 /// Read until the connection ends.
-pub async fn recv_loop(s: &Session<'_>, mut rx: WsRead) -> End {
-    let ctx = s.ctx;
-    let session = ctx.session_id(s.global);
-    let id_prefix = ctx.profile.id_prefix(&ctx.conn_values(s.global, &session));
-    let keys = Keys {
-        id_prefix: &id_prefix,
-        filler: &ctx.filler,
-    };
-    loop {
-        let frame = match rx.next().await {
-            Ok(f) => f,
-            Err(e) => {
-                ctx.fail(ErrorKind::Read, &format!("read failed: {e}"));
-                return End::Dropped;
-            }
+///
+/// Not `async fn`: rustc keeps an async fn's arguments twice in its future
+/// (as captured upvar and as local), and the 80-byte reader would be held
+/// twice by every connection's task; an `async move` block uses it in place.
+#[allow(clippy::manual_async_fn)]
+pub fn recv_loop<'a>(s: &'a Session<'_>, mut rx: WsRead) -> impl Future<Output = End> + 'a {
+    async move {
+        let ctx = s.ctx;
+        let session = ctx.session_id(s.global);
+        let id_prefix = ctx.profile.id_prefix(&ctx.conn_values(s.global, &session));
+        let keys = Keys {
+            id_prefix: &id_prefix,
+            filler: &ctx.filler,
         };
-        match frame.opcode {
-            OP_CLOSE => {
-                ctx.fail(ErrorKind::Closed, "the server closed the connection");
-                // Answer the close (best effort); the connection is over either way.
-                let close = Frame::close(protocol::close::NORMAL, b"");
-                let _ = s.write_rare(close, Some(CLOSE_WAIT)).await;
-                return End::Dropped;
-            }
-            OP_PING => {
-                let pong = Frame::pong(Payload::Owned(rx.payload(&frame).to_vec()));
-                if s.write_rare(pong, None).await.is_err() {
-                    ctx.stats.count(|c| c.error(ErrorKind::Write));
+        loop {
+            let frame = match rx.next().await {
+                Ok(f) => f,
+                Err(e) => {
+                    ctx.fail(ErrorKind::Read, &format!("read failed: {e}"));
                     return End::Dropped;
                 }
-            }
-            OP_TEXT | OP_BINARY if frame.fin => {
-                let now_us = ctx.us(Instant::now());
-                let r = reply::classify(&ctx.profile, rx.payload(&frame), &keys);
-                if let Reply::Answer(i) = r {
-                    if !answer(s, i).await {
+            };
+            match frame.opcode {
+                OP_CLOSE => {
+                    ctx.fail(ErrorKind::Closed, "the server closed the connection");
+                    // Answer the close (best effort); the connection is over either way.
+                    let close = Frame::close(protocol::close::NORMAL, b"");
+                    let _ = s.write_rare(close, Some(CLOSE_WAIT)).await;
+                    return End::Dropped;
+                }
+                OP_PING => {
+                    let pong = Frame::pong(Payload::Owned(rx.payload(&frame).to_vec()));
+                    if s.write_rare(pong, None).await.is_err() {
+                        ctx.stats.count(|c| c.error(ErrorKind::Write));
                         return End::Dropped;
                     }
-                    continue;
                 }
-                let done = {
-                    let mut st = lock(&s.state);
-                    let done = settle(ctx, &mut st, s.global, r, now_us);
-                    st.shrink_if_idle();
-                    done
-                };
-                if done {
-                    s.replied.notify_one();
+                OP_TEXT | OP_BINARY if frame.fin => {
+                    let now_us = ctx.us(Instant::now());
+                    let r = reply::classify(&ctx.profile, rx.payload(&frame), &keys);
+                    if let Reply::Answer(i) = r {
+                        if !answer(s, i).await {
+                            return End::Dropped;
+                        }
+                        continue;
+                    }
+                    let done = {
+                        let mut st = lock(&s.state);
+                        let done = settle(ctx, &mut st, s.global, r, now_us);
+                        st.shrink_if_idle();
+                        done
+                    };
+                    if done {
+                        s.replied.notify_one();
+                    }
                 }
+                OP_TEXT | OP_BINARY | OP_CONTINUATION => {
+                    // loadgen never sends fragmented messages, so none come back.
+                    ctx.fail(ErrorKind::Protocol, "unexpected fragmented frame");
+                }
+                _ => {}
             }
-            OP_TEXT | OP_BINARY | OP_CONTINUATION => {
-                // loadgen never sends fragmented messages, so none come back.
-                ctx.fail(ErrorKind::Protocol, "unexpected fragmented frame");
-            }
-            _ => {}
         }
     }
 }

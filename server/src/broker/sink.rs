@@ -6,11 +6,11 @@
 //! memory without bound.
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use protocol::StreamStatus;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::Mutex;
-use futures_util::task::AtomicWaker;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use tokio::sync::Notify;
