@@ -284,6 +284,28 @@ fn every_node_registered_in_redis_is_monitored_and_named_by_its_id() {
             "{line}"
         );
     }
+    // Per second too, every node has its own entry (not only the first
+    // node), and the HTML report draws a line for each.
+    assert!(
+        r.series.iter().all(|s| s.nodes.len() == 3),
+        "{:?}",
+        r.series
+    );
+    let last = r
+        .series
+        .iter()
+        .rev()
+        .find(|s| s.nodes.iter().all(|n| n.rss_bytes.is_some()));
+    let last = last.expect("a second with every node's RSS");
+    assert!(last.nodes.iter().all(|n| n.cpu_pct.is_some()), "{last:?}");
+    assert_eq!(last.node_rss_bytes, last.nodes[0].rss_bytes);
+    let html = loadgen::report::html::page(&r);
+    for id in ["node1", "node2", "node3"] {
+        assert!(
+            html.contains(&format!("{id} CPU %")),
+            "no CPU line for {id}"
+        );
+    }
     c.stop();
 }
 

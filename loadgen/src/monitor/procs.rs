@@ -368,11 +368,13 @@ impl Monitor {
         )
     }
 
-    pub fn last_node(&self) -> Option<(f64, u64)> {
+    /// Each watched node's CPU % and RSS at the last sample (`None` when
+    /// it did not answer or was gone), in the order of [`Monitor::report`].
+    pub fn last_nodes(&self) -> impl Iterator<Item = Option<(f64, u64)>> + '_ {
         self.watched
             .iter()
-            .find(|w| w.spec.role == ProcRole::Node)?
-            .last
+            .filter(|w| w.spec.role == ProcRole::Node)
+            .map(|w| w.last)
     }
 
     /// CPU % of all loadgen processes together at the last sample (one

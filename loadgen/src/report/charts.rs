@@ -10,7 +10,7 @@
 use crate::monitor::procs::{ProcReport, ProcRole};
 use crate::report::model::Report;
 use crate::report::percentiles::Point;
-use crate::report::series::SecondSample;
+use crate::report::series::{MAX_NODES, NodeSecond, SecondSample};
 use crate::report::svg::{Axis, Band, Chart, Line, Mark};
 
 pub const BLUE: &str = "#2563eb";
@@ -266,22 +266,38 @@ fn connection_distribution(r: &Report) -> Chart {
     )
 }
 
-/// The name of the node the series' node figures belong to.
-fn first_node(r: &Report) -> String {
+/// The names of the nodes with per-second figures, in the series' order.
+fn node_names(r: &Report) -> Vec<String> {
     r.resources
         .iter()
-        .find(|p| p.role == ProcRole::Node)
-        .map_or_else(|| "node".to_string(), |p| p.name().to_string())
+        .filter(|p| p.role == ProcRole::Node)
+        .take(MAX_NODES)
+        .map(|p| p.name().to_string())
+        .collect()
 }
 
-const PER_PROCESS_NOTE: &str = "Per second, the report keeps the first monitored node's CPU and RSS and loadgen's CPU (all its processes together); every process's whole-run figures are in the Resources table.";
+/// A line per node, each in its own colour (they repeat past five).
+fn node_lines(r: &Report, what: &str, f: impl Fn(&NodeSecond) -> Option<f64>) -> Vec<Line> {
+    const COLORS: [&str; 5] = [PURPLE, ORANGE, BLUE, GREEN, RED];
+    node_names(r)
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            per_second(
+                r,
+                &format!("{name} {what}"),
+                COLORS[i % COLORS.len()],
+                |s| s.nodes.get(i).and_then(&f),
+            )
+        })
+        .collect()
+}
+
+const PER_PROCESS_NOTE: &str = "Per second, the report keeps each monitored node's CPU and RSS (the first 16 nodes) and loadgen's CPU (all its processes together); every process's whole-run figures are in the Resources table.";
 
 fn cpu(r: &Report) -> Chart {
-    let node = first_node(r);
-    let lines = vec![
-        per_second(r, &format!("{node} CPU %"), PURPLE, |s| s.node_cpu_pct),
-        per_second(r, "loadgen CPU %", GREY, |s| s.loadgen_cpu_pct),
-    ];
+    let mut lines = node_lines(r, "CPU %", |n| n.cpu_pct);
+    lines.push(per_second(r, "loadgen CPU %", GREY, |s| s.loadgen_cpu_pct));
     let y = Axis::linear("CPU % (100 = one core)", 0.0, top(&lines), num);
     let mut c = over_time(r, "chart-cpu", "CPU per process", y, lines);
     c.note = Some(PER_PROCESS_NOTE.into());
@@ -289,12 +305,16 @@ fn cpu(r: &Report) -> Chart {
 }
 
 fn rss(r: &Report) -> Chart {
-    let node = first_node(r);
-    let lines = vec![per_second(r, &format!("{node} RSS"), PURPLE, |s| {
-        s.node_rss_bytes.map(|b| b as f64 / (1024.0 * 1024.0))
-    })];
+    let lines = node_lines(r, "RSS", |n| {
+        n.rss_bytes.map(|b| b as f64 / (1024.0 * 1024.0))
+    });
+    let title = if lines.len() > 1 {
+        "Memory (RSS) of the nodes"
+    } else {
+        "Memory (RSS) of the node"
+    };
     let y = Axis::linear("MiB", 0.0, top(&lines), num);
-    let mut c = over_time(r, "chart-rss", "Memory (RSS) of the node", y, lines);
+    let mut c = over_time(r, "chart-rss", title, y, lines);
     c.note = Some(PER_PROCESS_NOTE.into());
     c
 }
@@ -333,6 +353,7 @@ mod tests {
             p99_us: 3000,
             node_cpu_pct: None,
             node_rss_bytes: None,
+            nodes: Vec::new(),
             loadgen_cpu_pct: None,
             phase: None,
         }

@@ -8,6 +8,17 @@ use crate::monitor::procs::Monitor;
 use crate::report::phases::Phase;
 use serde::Serialize;
 
+/// Nodes with a per-second series: a run against more keeps the first
+/// ones per second (every node's whole-run figures are in the resources).
+pub const MAX_NODES: usize = 16;
+
+/// One node's figures in one second.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct NodeSecond {
+    pub cpu_pct: Option<f64>,
+    pub rss_bytes: Option<u64>,
+}
+
 /// One second of the run.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SecondSample {
@@ -29,9 +40,14 @@ pub struct SecondSample {
     pub p50_us: u64,
     pub p95_us: u64,
     pub p99_us: u64,
-    /// CPU % (of one core) of the first monitored node, if any.
+    /// CPU % (of one core) of the first monitored node, if any (the same
+    /// as `nodes[0]`, kept for readers of earlier reports).
     pub node_cpu_pct: Option<f64>,
     pub node_rss_bytes: Option<u64>,
+    /// Every monitored node this second, in the order of the report's
+    /// resources (at most [`MAX_NODES`]); `null` figures for a node that
+    /// did not answer or was gone.
+    pub nodes: Vec<NodeSecond>,
     /// CPU % of loadgen (all its processes together).
     pub loadgen_cpu_pct: Option<f64>,
     /// The plan's phase this second belongs to (set by the report).
@@ -42,7 +58,15 @@ impl SecondSample {
     /// The sample of `s`, with the monitor's figures of the same moment.
     pub fn of(s: &Second, monitor: &Monitor) -> SecondSample {
         let lat = Summary::of(&s.corrected);
-        let node = monitor.last_node();
+        let nodes: Vec<NodeSecond> = monitor
+            .last_nodes()
+            .take(MAX_NODES)
+            .map(|n| NodeSecond {
+                cpu_pct: n.map(|n| n.0),
+                rss_bytes: n.map(|n| n.1),
+            })
+            .collect();
+        let node = nodes.first();
         SecondSample {
             t: (s.start + s.len).as_secs_f64(),
             dt: s.len.as_secs_f64(),
@@ -56,8 +80,9 @@ impl SecondSample {
             p50_us: lat.p50,
             p95_us: lat.p95,
             p99_us: lat.p99,
-            node_cpu_pct: node.map(|n| n.0),
-            node_rss_bytes: node.map(|n| n.1),
+            node_cpu_pct: node.and_then(|n| n.cpu_pct),
+            node_rss_bytes: node.and_then(|n| n.rss_bytes),
+            nodes,
             loadgen_cpu_pct: monitor.last_loadgen_cpu(),
             phase: None,
         }
