@@ -24,6 +24,8 @@ command -v node >/dev/null 2>&1 || need_pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_pkgs+=(npm)
 # loadgen/tests/dashboards.rs: a real Prometheus scrapes a run and the nodes.
 command -v prometheus >/dev/null 2>&1 || need_pkgs+=(prometheus)
+# server/tests/lifecycle.rs reads the node's listen backlog with `ss`.
+command -v ss >/dev/null 2>&1 || need_pkgs+=(iproute2)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing system packages: ${need_pkgs[*]}"
   SUDO=""

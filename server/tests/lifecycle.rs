@@ -186,3 +186,29 @@ async fn a_frame_sent_right_behind_the_handshake_is_not_lost() {
     );
     node.stop().await;
 }
+
+/// The node listens with the longest accept queue the system allows, not
+/// tokio's 1,024: in a storm of connects the clients past the node's accept
+/// loop wait in that queue instead of losing their SYN (and a second each).
+#[tokio::test]
+async fn the_accept_queue_is_the_longest_the_system_allows() {
+    let node = start(&[]).await;
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .expect("Linux")
+        .trim()
+        .parse()
+        .expect("a number");
+    let out = std::process::Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{}", node.addr.port())])
+        .output()
+        .expect("ss (iproute2) runs; scripts/test.sh installs it");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // `State Recv-Q Send-Q ...`: a listening socket's Send-Q is its backlog.
+    let backlog: u32 = text
+        .split_whitespace()
+        .nth(2)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no listener in `ss` output: {text:?}"));
+    assert_eq!(backlog, somaxconn, "{text}");
+    node.stop().await;
+}
