@@ -80,9 +80,8 @@ impl Ring {
     }
 
     /// Move the first bucket whose time has come into `out`; if none has,
-    /// plan the driver's next wake-up: the first busy bucket's time, or
-    /// `None` to sleep until a registration.
-    fn fire_or_plan(&mut self, out: &mut Vec<Waker>, driver: &Waker) -> Option<Instant> {
+    /// plan the driver's next wake-up.
+    fn fire_or_plan(&mut self, out: &mut Vec<Waker>, driver: &Waker) -> Plan {
         // Bucket `ms` may fire once `epoch + ms` has passed.
         let elapsed = Instant::now().saturating_duration_since(self.epoch);
         let last_due = elapsed.as_millis() as u64;
@@ -96,14 +95,17 @@ impl Ring {
             if !self.buckets[i].is_empty() {
                 std::mem::swap(&mut self.buckets[i], out);
                 self.waiting -= out.len();
-                return None;
+                return Plan::Fired;
             }
         }
         self.driver_at = self.first_busy();
         if self.driver.as_ref().is_none_or(|w| !w.will_wake(driver)) {
             self.driver = Some(driver.clone());
         }
-        self.driver_at.map(|ms| self.at(ms))
+        match self.driver_at {
+            Some(ms) => Plan::SleepUntil(self.at(ms)),
+            None => Plan::Idle,
+        }
     }
 
     /// The first bucket with a waker, if any.
@@ -114,6 +116,16 @@ impl Ring {
         (self.next..self.next + HORIZON)
             .find(|ms| !self.buckets[(ms % HORIZON) as usize].is_empty())
     }
+}
+
+/// What the driver does next.
+enum Plan {
+    /// A bucket's wakers are in the driver's scratch vector: wake them.
+    Fired,
+    /// Sleep until the first busy bucket's time.
+    SleepUntil(Instant),
+    /// Nothing waits: sleep until a registration wakes the driver.
+    Idle,
 }
 
 thread_local! {
@@ -143,17 +155,17 @@ impl Future for Driver {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         loop {
-            let next_at = RING.with(|r| {
+            let plan = RING.with(|r| {
                 let mut guard = r.borrow_mut();
                 let ring = guard.as_mut()?;
                 Some(ring.fire_or_plan(&mut this.scratch, cx.waker()))
             });
-            match next_at {
+            match plan {
                 // No ring on this thread: nothing to drive.
                 None => return Poll::Pending,
                 // A bucket fired: wake its slots (outside the borrow: a
                 // woken task only queues), then look again.
-                Some(_) if !this.scratch.is_empty() => {
+                Some(Plan::Fired) => {
                     for w in this.scratch.drain(..) {
                         w.wake();
                     }
@@ -164,10 +176,12 @@ impl Future for Driver {
                         this.scratch = Vec::new();
                     }
                 }
-                // Idle: a registration wakes the driver.
-                Some(None) => return Poll::Pending,
-                Some(Some(at)) => {
-                    this.timer.as_mut().reset(at.into());
+                Some(Plan::Idle) => return Poll::Pending,
+                Some(Plan::SleepUntil(at)) => {
+                    let at = tokio::time::Instant::from_std(at);
+                    if this.timer.deadline() != at {
+                        this.timer.as_mut().reset(at);
+                    }
                     if this.timer.as_mut().poll(cx).is_pending() {
                         return Poll::Pending;
                     }

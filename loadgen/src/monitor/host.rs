@@ -16,8 +16,8 @@
 
 use serde::Serialize;
 
-/// At most this many seconds are kept per series (36 h at one a second);
-/// later seconds count only in the every-second means.
+/// At most this many seconds are kept per series (36 h at one a second):
+/// a longer run's CPU is read over its first 36 hours.
 pub const MAX_SAMPLES: usize = 1 << 17;
 
 /// Whether a second with `open` connections belongs to the plateau of a
@@ -45,19 +45,32 @@ impl<T: Copy> Seconds<T> {
         }
     }
 
-    /// The plateau's values (see [`on_plateau`]).
-    pub fn plateau(&self, peak: i64) -> impl Iterator<Item = T> + '_ {
-        self.items
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The values of the plateau (see [`on_plateau`]) of a run that peaked
+    /// at `peak`, or of every second kept when it had none; and whether
+    /// they are the plateau's.
+    pub fn window(&self, peak: i64) -> (Vec<T>, bool) {
+        let on: Vec<T> = self
+            .items
             .iter()
-            .filter(move |(open, _)| on_plateau(*open, peak))
+            .filter(|(open, _)| on_plateau(*open, peak))
             .map(|(_, v)| *v)
+            .collect();
+        if on.is_empty() {
+            (self.items.iter().map(|(_, v)| *v).collect(), false)
+        } else {
+            (on, true)
+        }
     }
 }
 
-/// The mean of the plateau's values, if it has any.
-pub fn plateau_mean(s: &Seconds<f64>, peak: i64) -> Option<f64> {
-    let (sum, n) = s
-        .plateau(peak)
+/// The mean of `values`, if there are any.
+pub fn mean(values: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let (sum, n) = values
+        .into_iter()
         .fold((0.0, 0u64), |(a, n), v| (a + v, n + 1));
     (n > 0).then(|| sum / n as f64)
 }
@@ -72,24 +85,23 @@ pub struct HostSecond {
 }
 
 impl Seconds<HostSecond> {
-    /// The host's figures over the plateau; `None` without a plateau second.
-    pub fn plateau_report(&self, peak: i64, cpus: usize) -> Option<HostReport> {
-        let on: Vec<HostSecond> = self.plateau(peak).collect();
-        let n = on.len() as f64;
-        // A split only when every plateau second has one.
-        let mean = |f: fn(&Split) -> f64| {
-            let v: Option<Vec<f64>> = on.iter().map(|s| s.split.as_ref().map(f)).collect();
-            v.map(|v| v.iter().sum::<f64>() / n)
+    /// The host's figures over [`Seconds::window`]; `None` without a second.
+    pub fn report(&self, peak: i64, cpus: usize) -> Option<HostReport> {
+        let (seconds, plateau) = self.window(peak);
+        // A split only when every second has one.
+        let split = |f: fn(&Split) -> f64| {
+            let v: Option<Vec<f64>> = seconds.iter().map(|s| s.split.as_ref().map(f)).collect();
+            mean(v?)
         };
-        (!on.is_empty()).then(|| HostReport {
+        Some(HostReport {
             cpus,
-            cpu_pct: on.iter().map(|s| s.cpu).sum::<f64>() / n,
-            other_cpu_pct: on.iter().map(|s| s.other).sum::<f64>() / n,
-            user_pct: mean(|s| s.user),
-            system_pct: mean(|s| s.system),
-            softirq_pct: mean(|s| s.irq),
+            cpu_pct: mean(seconds.iter().map(|s| s.cpu))?,
+            other_cpu_pct: mean(seconds.iter().map(|s| s.other))?,
+            user_pct: split(|s| s.user),
+            system_pct: split(|s| s.system),
+            softirq_pct: split(|s| s.irq),
             cpu_us_per_msg: None,
-            plateau: true,
+            plateau,
         })
     }
 }
@@ -234,8 +246,14 @@ mod tests {
         ] {
             s.push(open, cpu);
         }
-        assert_eq!(plateau_mean(&s, 1000), Some(41.0));
-        assert_eq!(plateau_mean(&s, 0), None, "no peak, no plateau");
+        assert_eq!(s.window(1000), (vec![40.0, 42.0], true));
+        let (all, plateau) = s.window(0);
+        assert!(
+            !plateau && all.len() == 5,
+            "no peak, no plateau: every second"
+        );
+        assert_eq!(mean(s.window(1000).0), Some(41.0));
+        assert_eq!(mean([]), None);
         assert!(on_plateau(900, 1000) && !on_plateau(899, 1000));
         assert!(!on_plateau(i64::MAX, 0));
         assert!(on_plateau(i64::MAX, i64::MAX), "no overflow");

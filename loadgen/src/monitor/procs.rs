@@ -12,7 +12,7 @@
 //! negative. Otherwise it is `None`, with the reason. A process that dies
 //! mid-run keeps the CPU it used until then.
 
-use crate::monitor::host::{HostReport, HostSecond, ProcStat, Seconds, plateau_mean};
+use crate::monitor::host::{HostReport, HostSecond, ProcStat, Seconds, mean};
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use sysinfo::{Pid, ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System};
@@ -84,8 +84,6 @@ struct Watched {
     rss_before: Option<u64>,
     /// Connections it had accepted before the baseline, when it says.
     served_before: Option<u64>,
-    cpu_sum: f64,
-    cpu_n: u64,
     cpu_max: f64,
     /// CPU % of each second with connections open.
     cpu_seconds: Seconds<f64>,
@@ -154,9 +152,6 @@ enum Seen {
 pub struct Monitor {
     sys: System,
     watched: Vec<Watched>,
-    host_sum: f64,
-    other_sum: f64,
-    host_n: u64,
     /// Each second with connections open: host CPU %, the unaccounted
     /// part, and /proc/stat's split when there is one.
     host_seconds: Seconds<HostSecond>,
@@ -168,9 +163,6 @@ impl Monitor {
         Monitor {
             sys: System::new(),
             watched: Vec::new(),
-            host_sum: 0.0,
-            other_sum: 0.0,
-            host_n: 0,
             host_seconds: Seconds::default(),
             stat_before: None,
         }
@@ -191,8 +183,6 @@ impl Monitor {
             baselined: false,
             rss_before: None,
             served_before: None,
-            cpu_sum: 0.0,
-            cpu_n: 0,
             cpu_max: 0.0,
             cpu_seconds: Seconds::default(),
             peak_open: 0,
@@ -303,8 +293,6 @@ impl Monitor {
             }
             w.last = Some((cpu, rss));
             if open > 0 {
-                w.cpu_sum += cpu;
-                w.cpu_n += 1;
                 w.cpu_max = w.cpu_max.max(cpu);
                 w.cpu_seconds.push(open, cpu);
             }
@@ -331,9 +319,6 @@ impl Monitor {
         if open > 0 {
             let host = f64::from(self.sys.global_cpu_usage()) * cpus as f64;
             let other = (host - watched_cpu).max(0.0);
-            self.host_sum += host;
-            self.other_sum += other;
-            self.host_n += 1;
             self.host_seconds.push(
                 open,
                 HostSecond {
@@ -348,24 +333,7 @@ impl Monitor {
     /// The host's figures over the plateau of a run that peaked at `peak`
     /// open connections (else over every second with connections open).
     pub fn host(&self, peak: i64) -> Option<HostReport> {
-        if self.host_n == 0 {
-            return None;
-        }
-        let cpus = self.sys.cpus().len();
-        Some(
-            self.host_seconds
-                .plateau_report(peak, cpus)
-                .unwrap_or(HostReport {
-                    cpus,
-                    cpu_pct: self.host_sum / self.host_n as f64,
-                    other_cpu_pct: self.other_sum / self.host_n as f64,
-                    user_pct: None,
-                    system_pct: None,
-                    softirq_pct: None,
-                    cpu_us_per_msg: None,
-                    plateau: false,
-                }),
-        )
+        self.host_seconds.report(peak, self.sys.cpus().len())
     }
 
     /// Each watched node's CPU % and RSS at the last sample (`None` when
@@ -436,9 +404,10 @@ fn memory(w: &Watched) -> Result<f64, String> {
 fn report(w: &Watched, peak: i64) -> ProcReport {
     let s = &w.spec;
     let mem = memory(w);
-    let note = if w.rss_before.is_none() && w.cpu_n == 0 {
+    let sampled = !w.cpu_seconds.is_empty();
+    let note = if w.rss_before.is_none() && !sampled {
         Some(format!("process {} was not found", s.pid))
-    } else if w.cpu_n == 0 {
+    } else if !sampled {
         Some("no sample was taken with connections open (run too short?)".to_string())
     } else {
         ended_at(w).map(|t| {
@@ -453,9 +422,8 @@ fn report(w: &Watched, peak: i64) -> ProcReport {
         label: s.label.clone(),
         pid: s.pid,
         node_id: s.node_id.clone(),
-        cpu_pct: plateau_mean(&w.cpu_seconds, peak)
-            .or_else(|| (w.cpu_n > 0).then(|| w.cpu_sum / w.cpu_n as f64)),
-        cpu_pct_max: (w.cpu_n > 0).then_some(w.cpu_max),
+        cpu_pct: mean(w.cpu_seconds.window(peak).0),
+        cpu_pct_max: sampled.then_some(w.cpu_max),
         cpu_us_per_msg: None,
         rss_bytes: w.rss_at_peak,
         rss_before_bytes: w.rss_before,
