@@ -80,6 +80,16 @@ struct Opts {
     /// hold (the goal: 0.9). Example: --goal-ratio 0.9
     #[arg(long, default_value_t = 0.9)]
     goal_ratio: f64,
+    /// Seconds loadgen opens its connections over and sends before its
+    /// steady phase, as tcp_floor's fixed 3 s warm-up before it measures
+    /// (`--stages W:N,D:N`). 0: loadgen's connection storm alone is its
+    /// ramp-up (`--duration D+1`), the method before session 6. Example: --warmup 3
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=60))]
+    warmup: u64,
+    /// The floor speaks wsnode's echo protocol over WebSocket
+    /// (`tcp_floor --ws`): the floor of the protocol, not of bare TCP.
+    #[arg(long)]
+    ws_floor: bool,
 }
 
 /// One side's figures at one step.
@@ -354,10 +364,14 @@ fn search_table(
 }
 
 fn tcp_floor(bin: &Path, conns: u32, o: &Opts) -> Result<Side, String> {
-    let out = Command::new(bin)
-        .args(["--conns", &conns.to_string()])
+    let mut cmd = Command::new(bin);
+    cmd.args(["--conns", &conns.to_string()])
         .args(["--rate", &o.rate.to_string()])
-        .args(["--duration", &o.duration.to_string()])
+        .args(["--duration", &o.duration.to_string()]);
+    if o.ws_floor {
+        cmd.arg("--ws");
+    }
+    let out = cmd
         .output()
         .map_err(|e| format!("{}: {e}", bin.display()))?;
     if !out.status.success() {
@@ -408,15 +422,23 @@ fn parse_floor(text: &str) -> Result<Side, String> {
 }
 
 fn loadgen_run(bin: &Path, conns: u32, o: &Opts, json: &Path) -> Result<Side, String> {
-    // About one second of ramp: the steady phase is the measured duration.
-    let mut args = vec![
-        "--conns".to_string(),
-        conns.to_string(),
-        "--rate".into(),
-        o.rate.to_string(),
-        "--duration".into(),
-        format!("{}s", o.duration + 1),
-    ];
+    let mut args = if o.warmup > 0 {
+        // Connections opened over the warm-up, then held: the steady phase
+        // is the measured duration, as tcp_floor's after its warm-up.
+        vec![
+            "--stages".to_string(),
+            format!("{}s:{conns},{}s:{conns}", o.warmup, o.duration),
+        ]
+    } else {
+        // About one second of ramp: the steady phase is the measured duration.
+        vec![
+            "--conns".to_string(),
+            conns.to_string(),
+            "--duration".into(),
+            format!("{}s", o.duration + 1),
+        ]
+    };
+    args.extend(["--rate".into(), o.rate.to_string()]);
     args.extend(o.node_args.iter().map(|a| format!("--node-arg={a}")));
     let doc = loadgen_report(bin, args, json)?;
     parse_loadgen(&doc)

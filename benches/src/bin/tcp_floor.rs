@@ -14,23 +14,33 @@
 //! trips per second the machine's cores allow follows. Only 127.0.0.1 is
 //! contacted; every count and the run time are bounded.
 //!
+//! With `--ws` both sides speak wsnode's echo protocol over WebSocket
+//! instead (`wsbench_benches::floorwire`): the floor of the protocol itself.
+//! `--ws-node LOADGEN` puts the real node (`LOADGEN __node`) in the
+//! server's place, and `--serve PORT --ws` runs the floor's server alone
+//! (until its stdin closes) for loadgen to drive: each of the product's
+//! sides measured against the floor's other. `--tokio-client` and
+//! `--tokio-server` replace a side's epoll loop with one tokio task per
+//! connection (`wsbench_benches::floortokio`): what the runtime itself costs.
+//!
 //! ```sh
 //! cargo run --release -p wsbench-benches --bin tcp_floor -- --conns 10000 --rate 10 --duration 20
+//! cargo run --release -p wsbench-benches --bin tcp_floor -- --conns 6000 --ws
 //! ```
 
 use clap::Parser;
-use hdrhistogram::Histogram;
 use loadgen::monitor::host::ProcStat;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use std::io::{ErrorKind, Read, Write};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use wsbench_benches::floorrun::{Outcome, Schedule, Window, cpu_time};
+use wsbench_benches::floortokio;
+use wsbench_benches::floorwire::{Rx, ServerConn, Wire};
 
-/// Bytes per message: the intended send time (ns since the schedule's start)
-/// and zero padding, about the size of loadgen's echo frame payload.
-const MSG: usize = 32;
 const LISTENER: Token = Token(usize::MAX);
 
 #[derive(Parser, Debug)]
@@ -47,36 +57,40 @@ struct Opts {
     /// Seconds measured, after a 3 s warm-up. Example: --duration 20
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
     duration: u64,
-    /// Internal: run as the echo server on this port.
-    #[arg(long, hide = true)]
+    /// Speak wsnode's echo protocol over WebSocket (masked JSON text
+    /// frames, the node's decoder and encoder) instead of bare 32-byte messages.
+    #[arg(long)]
+    ws: bool,
+    /// With --ws: drive this loadgen binary's embedded node (`LOADGEN
+    /// __node`) instead of the floor's own server. Example: --ws-node target/release/loadgen
+    #[arg(long, requires = "ws", value_name = "LOADGEN")]
+    ws_node: Option<PathBuf>,
+    /// The client is one tokio task per connection on a current-thread
+    /// runtime, instead of one epoll loop.
+    #[arg(long)]
+    tokio_client: bool,
+    /// The server is one tokio task per connection on a runtime with a
+    /// worker per core, instead of one epoll loop.
+    #[arg(long, conflicts_with = "ws_node")]
+    tokio_server: bool,
+    /// Run only the echo server, on 127.0.0.1:PORT, until stdin closes
+    /// (with --ws, for loadgen to drive: `loadgen --url ws://127.0.0.1:PORT/ws/chat`).
+    #[arg(long, value_name = "PORT")]
     serve: Option<u16>,
 }
 
 fn main() {
     let opts = Opts::parse();
     raise_nofile();
+    let wire = if opts.ws { Wire::Ws } else { Wire::Bare };
     let result = match opts.serve {
-        Some(port) => serve(port).map_err(|e| format!("server: {e}")),
+        Some(port) => serve(port, wire, opts.tokio_server).map_err(|e| format!("server: {e}")),
         None => client(&opts),
     };
     if let Err(e) = result {
         eprintln!("tcp_floor: {e}");
         std::process::exit(1);
     }
-}
-
-/// CPU time (user + system) of a process so far, from /proc.
-fn cpu_time(pid: u32) -> std::io::Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the parenthesised command name; utime and stime are 14 and 15.
-    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Ok(Duration::from_micros(
-        (ticks(11) + ticks(12)) * 1_000_000 / hz,
-    ))
 }
 
 fn raise_nofile() {
@@ -98,30 +112,37 @@ fn raise_nofile() {
 /// the server was descheduled, and each such connect waited a whole second
 /// for its SYN to be sent again: 2,000 connections took 6-12 s to open
 /// (`nstat`: TcpExtListenOverflows).
-fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
     sock.set_reuse_address(true)?;
     sock.bind(&addr.into())?;
     // The kernel caps it at net.core.somaxconn.
     sock.listen(i32::MAX)?;
     sock.set_nonblocking(true)?;
-    Ok(TcpListener::from_std(sock.into()))
+    Ok(sock.into())
 }
 
-/// The echo server: one thread, one epoll, every byte read is written back.
-fn serve(port: u16) -> std::io::Result<()> {
-    let mut listener = listen(SocketAddr::from(([127, 0, 0, 1], port)))?;
-    let mut poll = Poll::new()?;
-    poll.registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)?;
-    let mut conns: Vec<Option<TcpStream>> = Vec::new();
-    let mut events = Events::with_capacity(1024);
-    let mut buf = [0u8; 4096];
+/// The echo server: bare, every byte read is written back; over
+/// WebSocket, every echo is answered as wsnode does. One epoll loop, or
+/// with `tokio` a task per connection.
+fn serve(port: u16, wire: Wire, tokio: bool) -> std::io::Result<()> {
+    let listener = listen(SocketAddr::from(([127, 0, 0, 1], port)))?;
     // The parent closes our stdin when it is done; we then exit.
     std::thread::spawn(|| {
         let _ = std::io::stdin().read(&mut [0u8; 1]);
         std::process::exit(0);
     });
+    if tokio {
+        return floortokio::serve(listener, wire);
+    }
+    let mut listener = TcpListener::from_std(listener);
+    let mut poll = Poll::new()?;
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    let mut conns: Vec<Option<(TcpStream, ServerConn)>> = Vec::new();
+    let mut events = Events::with_capacity(1024);
+    let mut buf = [0u8; 4096];
+    let mut out = Vec::with_capacity(4096);
     loop {
         poll.poll(&mut events, None)?;
         for ev in events.iter() {
@@ -130,22 +151,25 @@ fn serve(port: u16) -> std::io::Result<()> {
                     s.set_nodelay(true)?;
                     let t = Token(conns.len());
                     poll.registry().register(&mut s, t, Interest::READABLE)?;
-                    conns.push(Some(s));
+                    conns.push(Some((s, ServerConn::new(wire))));
                 }
                 continue;
             }
-            let Some(Some(s)) = conns.get_mut(ev.token().0) else {
+            let Some(Some((s, sc))) = conns.get_mut(ev.token().0) else {
                 continue;
             };
             // Edge-triggered: read until the socket is empty.
             let alive = loop {
-                match s.read(&mut buf) {
+                match s.read(sc.spare(&mut buf)) {
                     Ok(0) => break false,
                     // The client reads everything it is sent, and a reply is
-                    // never bigger than what came in, so a short write means
+                    // about as big as what came in, so a short write means
                     // the client is gone or broken: drop it.
                     Ok(n) => {
-                        if s.write(&buf[..n]).ok() != Some(n) {
+                        out.clear();
+                        if sc.filled(&buf, n, &mut out).is_err()
+                            || s.write(&out).ok() != Some(out.len())
+                        {
                             break false;
                         }
                     }
@@ -159,15 +183,6 @@ fn serve(port: u16) -> std::io::Result<()> {
             }
         }
     }
-}
-
-struct Conn {
-    stream: TcpStream,
-    /// Bytes of a message split across reads.
-    partial: [u8; MSG],
-    have: usize,
-    /// Next message due at `start + next * interval + phase`.
-    next: u64,
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -185,24 +200,48 @@ impl Drop for ServerChild {
     }
 }
 
-fn client(o: &Opts) -> Result<(), String> {
-    let port = free_port().map_err(|e| format!("no free port: {e}"))?;
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let server = ServerChild(
-        Command::new(exe)
-            .args(["--serve", &port.to_string()])
-            .stdin(Stdio::piped())
+/// The server this run drives, started as a child process.
+fn start_server(o: &Opts, port: u16) -> Result<ServerChild, String> {
+    let mut cmd = match &o.ws_node {
+        // The node as loadgen embeds it, quiet as loadgen starts it.
+        Some(loadgen) => {
+            let mut c = Command::new(loadgen);
+            c.args(["__node", "--listen", &format!("127.0.0.1:{port}")])
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null());
+            c
+        }
+        None => {
+            let mut c = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+            c.args(["--serve", &port.to_string()]);
+            if o.ws {
+                c.arg("--ws");
+            }
+            if o.tokio_server {
+                c.arg("--tokio-server");
+            }
+            c
+        }
+    };
+    Ok(ServerChild(
+        cmd.stdin(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot start the server: {e}"))?,
-    );
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut poll = Poll::new().map_err(|e| e.to_string())?;
-    let mut conns = Vec::with_capacity(o.conns as usize);
+    ))
+}
+
+/// Open every connection (blocking; on loopback a connect completes in the
+/// kernel whether or not the server has accepted yet) and its handshake;
+/// each with the bytes its handshake read past its end.
+fn connect_all(
+    addr: SocketAddr,
+    n: u32,
+    wire: Wire,
+) -> Result<Vec<(std::net::TcpStream, Vec<u8>)>, String> {
+    let mut conns = Vec::with_capacity(n as usize);
     let ready_by = Instant::now() + Duration::from_secs(10);
-    for i in 0..o.conns as usize {
-        // Blocking connect: on loopback it completes in the kernel, whether
-        // or not the server has accepted yet.
-        let s = loop {
+    for i in 0..n as usize {
+        let mut s = loop {
             match std::net::TcpStream::connect(addr) {
                 Ok(s) => break s,
                 Err(_) if Instant::now() < ready_by => {
@@ -212,6 +251,50 @@ fn client(o: &Opts) -> Result<(), String> {
             }
         };
         s.set_nodelay(true).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| e.to_string())?;
+        let leftover = wire
+            .handshake(&mut s, i)
+            .map_err(|e| format!("connection {i}: {e}"))?;
+        conns.push((s, leftover));
+    }
+    Ok(conns)
+}
+
+fn client(o: &Opts) -> Result<(), String> {
+    let port = free_port().map_err(|e| format!("no free port: {e}"))?;
+    let wire = if o.ws { Wire::Ws } else { Wire::Bare };
+    let server = start_server(o, port)?;
+    let conns = connect_all(SocketAddr::from(([127, 0, 0, 1], port)), o.conns, wire)?;
+    let sched = Schedule::new(conns.len() as u64, o.rate, o.duration);
+    let outcome = if o.tokio_client {
+        floortokio::drive(conns, wire, sched, server.0.id())?
+    } else {
+        drive(conns, wire, sched, server.0.id())?
+    };
+    report(o, &sched, outcome, server.0.id())
+}
+
+struct Conn {
+    stream: TcpStream,
+    /// Replies read so far.
+    rx: Rx,
+    /// Next message due at `start + next * interval + phase`.
+    next: u64,
+}
+
+/// The epoll client: connections are due in index order (phase
+/// i * interval / n), so one cursor walks them; replies are read as epoll
+/// reports them.
+fn drive(
+    streams: Vec<(std::net::TcpStream, Vec<u8>)>,
+    wire: Wire,
+    sched: Schedule,
+    server_pid: u32,
+) -> Result<Outcome, String> {
+    let mut poll = Poll::new().map_err(|e| e.to_string())?;
+    let mut conns = Vec::with_capacity(streams.len());
+    for (i, (s, leftover)) in streams.into_iter().enumerate() {
         s.set_nonblocking(true).map_err(|e| e.to_string())?;
         let mut stream = TcpStream::from_std(s);
         poll.registry()
@@ -219,83 +302,61 @@ fn client(o: &Opts) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         conns.push(Conn {
             stream,
-            partial: [0; MSG],
-            have: 0,
+            rx: wire.rx(&leftover),
             next: 0,
         });
     }
-
-    let n = conns.len() as u64;
-    let interval_ns = 1_000_000_000 / o.rate as u64;
-    let warmup_ns = 3_000_000_000u64;
-    let end_ns = warmup_ns + o.duration * 1_000_000_000;
+    let mut out = Outcome::new()?;
     let t0 = Instant::now();
-    let due = |i: u64, k: u64| k * interval_ns + i * interval_ns / n;
-    let mut hist =
-        Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| e.to_string())?;
-    let (mut sent, mut answered, mut sent_measured) = (0u64, 0u64, 0u64);
     let mut cursor = 0usize;
     let mut events = Events::with_capacity(1024);
     let mut buf = [0u8; 4096];
-    let mut cpu_start = None;
+    let (mut msg, mut ctl) = (Vec::with_capacity(256), Vec::new());
+    // Mask keys (xorshift): a client's frames are masked, as RFC 6455 asks.
+    let mut key = 0x9e37_79b9_7f4a_7c15u64;
     loop {
         let now = t0.elapsed().as_nanos() as u64;
-        if now >= end_ns + 2_000_000_000 {
+        if now >= sched.give_up_ns() {
             break;
         }
-        if cpu_start.is_none() && now >= warmup_ns {
-            cpu_start = Some((
-                Instant::now(),
-                cpu_time(std::process::id()).map_err(|e| e.to_string())?,
-                cpu_time(server.0.id()).map_err(|e| e.to_string())?,
-                answered,
-                ProcStat::read(),
-            ));
+        if out.window.is_none() && now >= sched.warmup_ns {
+            out.window = Some(Window::open(server_pid, out.answered)?);
         }
-        // Connections are due in index order (phase i * interval / n): send
-        // for every one whose time has come.
+        // Send for every connection whose time has come.
         loop {
             let c = &mut conns[cursor];
-            let at = due(cursor as u64, c.next);
-            if at > now || at >= end_ns {
+            let at = sched.due(cursor as u64, c.next);
+            if at > now || at >= sched.end_ns {
                 break;
             }
-            let mut msg = [0u8; MSG];
-            msg[..8].copy_from_slice(&at.to_le_bytes());
-            if c.stream.write(&msg).map_err(|e| format!("write: {e}"))? != MSG {
+            key ^= key << 13;
+            key ^= key >> 7;
+            key ^= key << 17;
+            wire.message(c.next, at, now, (key as u32).to_ne_bytes(), &mut msg);
+            if c.stream.write(&msg).map_err(|e| format!("write: {e}"))? != msg.len() {
                 return Err("short write: the server stopped reading".into());
             }
-            sent += 1;
-            if at >= warmup_ns {
-                sent_measured += 1;
-            }
+            out.sent(&sched, at);
             c.next += 1;
             cursor = (cursor + 1) % conns.len();
         }
-        let next_due = due(cursor as u64, conns[cursor].next);
+        let next_due = sched.due(cursor as u64, conns[cursor].next);
         let wait = Duration::from_nanos(next_due.saturating_sub(now).min(1_000_000));
         poll.poll(&mut events, Some(wait))
             .map_err(|e| e.to_string())?;
         for ev in events.iter() {
             let c = &mut conns[ev.token().0];
             loop {
-                match c.stream.read(&mut buf) {
+                match c.stream.read(c.rx.spare(&mut buf)) {
                     Ok(0) => return Err("the server closed a connection".into()),
                     Ok(len) => {
                         let got = t0.elapsed().as_nanos() as u64;
-                        for &b in &buf[..len] {
-                            c.partial[c.have] = b;
-                            c.have += 1;
-                            if c.have == MSG {
-                                c.have = 0;
-                                let at = u64::from_le_bytes(
-                                    c.partial[..8].try_into().unwrap_or_default(),
-                                );
-                                answered += 1;
-                                if at >= warmup_ns {
-                                    let _ = hist.record(((got.saturating_sub(at)) / 1000).max(1));
-                                }
-                            }
+                        c.rx.filled(&buf, len, &mut ctl, |at| out.answered(&sched, at, got))?;
+                        if !ctl.is_empty() {
+                            c.stream
+                                .write_all(&ctl)
+                                .map_err(|e| format!("write: {e}"))?;
+                            ctl.clear();
                         }
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
@@ -304,42 +365,68 @@ fn client(o: &Opts) -> Result<(), String> {
                 }
             }
         }
-        if now >= end_ns && answered == sent {
+        if now >= sched.end_ns && out.answered == out.sent {
             break;
         }
     }
-    let Some((t_start, client_cpu0, server_cpu0, answered0, stat0)) = cpu_start else {
+    Ok(out)
+}
+
+fn report(o: &Opts, sched: &Schedule, out: Outcome, server_pid: u32) -> Result<(), String> {
+    let Some(w) = out.window else {
         return Err("the run ended before its warm-up did".into());
     };
-    let wall = t_start.elapsed().as_secs_f64();
+    let wall = w.at.elapsed().as_secs_f64();
     let client_cpu =
-        (cpu_time(std::process::id()).map_err(|e| e.to_string())? - client_cpu0).as_secs_f64();
+        (cpu_time(std::process::id()).map_err(|e| e.to_string())? - w.client_cpu).as_secs_f64();
     let server_cpu =
-        (cpu_time(server.0.id()).map_err(|e| e.to_string())? - server_cpu0).as_secs_f64();
-    let trips = (answered - answered0).max(1) as f64;
+        (cpu_time(server_pid).map_err(|e| e.to_string())? - w.server_cpu).as_secs_f64();
+    let trips = (out.answered - w.answered).max(1) as f64;
     let per_trip_us = |cpu: f64| cpu * 1e6 / trips;
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get()) as f64;
-    let machine = stat0
+    let machine = w
+        .stat
         .zip(ProcStat::read())
         .and_then(|(a, b)| a.split_to(&b, cores as usize));
     let both = per_trip_us(client_cpu) + per_trip_us(server_cpu);
+    let mut what = Vec::new();
+    if o.ws {
+        what.push(if o.ws_node.is_some() {
+            "WebSocket + JSON, against wsnode"
+        } else {
+            "WebSocket + JSON"
+        });
+    }
+    if o.tokio_client {
+        what.push("tokio client");
+    }
+    if o.tokio_server {
+        what.push("tokio server");
+    }
+    let what = if what.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", what.join(", "))
+    };
     println!(
-        "tcp_floor: {} conns x {} msg/s = {} offered/s; measured {} s after a 3 s warm-up",
-        n,
+        "tcp_floor{what}: {} conns x {} msg/s = {} offered/s; measured {} s after a 3 s warm-up",
+        sched.conns,
         o.rate,
-        n * o.rate as u64,
+        sched.conns * o.rate as u64,
         o.duration
     );
     println!(
-        "  answered {answered} of {sent} sent; {:.0} round trips/s over the measured window",
+        "  answered {} of {} sent; {:.0} round trips/s over the measured window",
+        out.answered,
+        out.sent,
         trips / wall
     );
     println!(
         "  latency from the intended send time: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} measured)",
-        hist.value_at_quantile(0.5) as f64 / 1000.0,
-        hist.value_at_quantile(0.99) as f64 / 1000.0,
-        hist.max() as f64 / 1000.0,
-        sent_measured
+        out.hist.value_at_quantile(0.5) as f64 / 1000.0,
+        out.hist.value_at_quantile(0.99) as f64 / 1000.0,
+        out.hist.max() as f64 / 1000.0,
+        out.sent_measured
     );
     println!(
         "  CPU: client {:.0}% ({:.1} us per round trip), server {:.0}% ({:.1} us per round trip)",

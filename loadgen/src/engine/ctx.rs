@@ -7,6 +7,7 @@
 //! make a run hang.
 
 use crate::config::target::Target;
+use crate::engine::closing::Closing;
 use crate::engine::fanout::Group;
 use crate::engine::plan;
 use crate::engine::settings::{Settings, Share};
@@ -42,6 +43,8 @@ pub struct RunCtx {
     pub pending_cap: usize,
     /// Connects in progress at once.
     pub connecting: tokio::sync::Semaphore,
+    /// At the end of sending, drained sessions close together (`closing`).
+    pub closing: Closing,
     /// This process's share of the run's slots.
     pub share: Share,
     /// Handshake options and TLS, built once.
@@ -97,6 +100,7 @@ impl RunCtx {
             run_id,
             pending_cap,
             connecting: tokio::sync::Semaphore::new(backlog),
+            closing: Closing::default(),
             share,
             dialer,
             groups: match cfg.group_size {

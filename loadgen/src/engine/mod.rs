@@ -10,6 +10,7 @@
 //! Nothing here imports the orchestration above it.
 
 pub mod backend;
+pub mod closing;
 pub mod collect;
 pub mod ctx;
 pub mod drive;

@@ -137,7 +137,8 @@ async fn wait_for_reply(s: &Session<'_>) -> Option<bool> {
     }
 }
 
-/// Stop sending, wait (bounded by --timeout) for outstanding replies, close.
+/// Stop sending, wait (bounded by --timeout) for outstanding replies, close:
+/// at the end of sending, only once every session has drained (`closing`).
 pub async fn drain(s: &Session<'_>, stopped: bool) -> End {
     let ctx = s.ctx;
     let now = Instant::now();
@@ -163,6 +164,11 @@ pub async fn drain(s: &Session<'_>, stopped: bool) -> End {
             _ = s.replied.notified() => {}
             _ = tokio::time::sleep_until(wake.into()) => {}
         }
+    }
+    if stopped || ctx.is_aborted() {
+        s.closing.leave();
+    } else {
+        s.closing.leave_and_wait(deadline).await;
     }
     let close = Frame::close(protocol::close::NORMAL, b"");
     let _ = s.write_rare(close, Some(CLOSE_WAIT)).await;

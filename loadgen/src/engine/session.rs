@@ -1,6 +1,7 @@
 //! What the sender and the receiver of one connected session share, and the
 //! waits they both use.
 
+use crate::engine::closing::Entered;
 use crate::engine::ctx::RunCtx;
 use crate::engine::pacer;
 use crate::engine::pending::ConnState;
@@ -36,6 +37,8 @@ pub struct Session<'a> {
     pub state: Mutex<ConnState>,
     /// Woken when a reply completes a message (closed loop, drain).
     pub replied: Notify,
+    /// Counted among the sessions that close together when sending ends.
+    pub closing: Entered<'a>,
 }
 
 impl Session<'_> {

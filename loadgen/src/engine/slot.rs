@@ -227,6 +227,7 @@ async fn run_session(
             received,
         }),
         replied: Notify::new(),
+        closing: ctx.closing.enter(),
     };
     let first = *start.get_or_insert_with(|| Instant::now() + ctx.phase(global));
     // `biased`: poll in a fixed order, without select!'s per-poll random draw.
