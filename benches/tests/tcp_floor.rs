@@ -40,3 +40,81 @@ fn bad_options_are_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--conns"));
 }
+
+/// The answered line's two counts (answered, sent) and the rate.
+fn answered(args: &[&str]) -> (u64, u64, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tcp_floor"))
+        .args(["--conns", "40", "--rate", "20", "--duration", "1"])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{args:?}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = text
+        .lines()
+        .find(|l| l.contains("answered"))
+        .expect("an answered line");
+    let nums: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.trim_end_matches(';').parse().ok())
+        .collect();
+    (nums[0], nums[1], text)
+}
+
+#[test]
+fn every_layout_answers_every_message_over_websocket() {
+    for args in [
+        &["--ws"][..],
+        &["--ws", "--tokio-client"],
+        &["--ws", "--tokio-server"],
+        &["--ws", "--tokio-client", "--tokio-server"],
+        &["--tokio-client", "--tokio-server"],
+    ] {
+        let (got, sent, text) = answered(args);
+        // 40 conns x 20/s over 3 s warm-up + 1 s measured.
+        assert!(got == sent && got >= 40 * 20 * 4 - 40, "{args:?}: {text}");
+        assert!(text.contains("us of CPU per round trip"), "{text}");
+    }
+}
+
+/// The floor's WebSocket server speaks what loadgen's echo mode expects
+/// (a welcome, then every echo answered with its fields), so loadgen can
+/// be measured against it.
+#[test]
+fn loadgen_answers_every_message_against_the_floors_server() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_tcp_floor"))
+        .args(["--serve", &port.to_string(), "--ws"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the listener.
+    let up = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(up, "the floor's server did not listen");
+    let args = format!(
+        "loadgen --quiet --url ws://127.0.0.1:{port}/ws/chat --conns 20 --rate 10 --duration 2s"
+    );
+    use clap::Parser;
+    let opts = loadgen::Opts::try_parse_from(args.split_whitespace()).unwrap();
+    let report = loadgen::run(opts).unwrap().report.unwrap();
+    // Closing stdin ends the server.
+    drop(server.stdin.take());
+    let status = server.wait().unwrap();
+    let m = &report.messages;
+    assert!(m.sent >= 20 * 10 && m.received == m.sent, "{m:?}");
+    assert!(
+        status.success(),
+        "the server did not end cleanly: {status:?}"
+    );
+}

@@ -148,3 +148,46 @@ fn a_run_without_a_hold_says_so_and_grades_the_whole_run() {
     let lat = row(&r, MetricKey::MessageLatency);
     assert_eq!(lat.measured, Some(r.latency_us.corrected.p99 as f64));
 }
+
+/// When sending ends, drained connections wait for the ones still owed a
+/// reply, then all close: the teardown does not overlap the last replies.
+#[test]
+fn connections_close_together_once_the_last_reply_is_in() {
+    // Replies leave at once, until a stall 2.75 s after the first message
+    // holds every reply then in flight for 800 ms: the connections that sent
+    // in the last ~200 ms before sending ends are still owed a reply, the
+    // others (sending every 500 ms) have theirs.
+    let srv = support::start(Behavior::StallOnce {
+        at: Duration::from_millis(2_750),
+        stall: Duration::from_millis(800),
+    });
+    let args = format!(
+        "loadgen --quiet --url {} --conns 20 --rate 2 --duration 3s --timeout 5s",
+        srv.url()
+    );
+    let opts = loadgen::Opts::try_parse_from(args.split_whitespace()).expect("valid options");
+    let r = loadgen::run(opts)
+        .expect("the run succeeds")
+        .report
+        .expect("a report");
+    assert_eq!(r.messages.received, r.messages.sent, "{:?}", r.messages);
+    // The stall happened: some replies waited for it.
+    assert!(
+        ms(r.latency_us.corrected.max) >= 500.0,
+        "no reply was held (max {} ms): the stall came after sending ended",
+        ms(r.latency_us.corrected.max)
+    );
+    let last = srv
+        .times
+        .last_reply
+        .lock()
+        .unwrap()
+        .expect("replies were written");
+    let closed = srv.times.closed.lock().unwrap().clone();
+    assert_eq!(closed.len(), 20, "every connection ended");
+    let early = closed.iter().filter(|t| **t < last).count();
+    assert_eq!(
+        early, 0,
+        "{early} of 20 connections closed before the last reply was written"
+    );
+}

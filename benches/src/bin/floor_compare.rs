@@ -86,10 +86,12 @@ struct Opts {
     /// ramp-up (`--duration D+1`), the method before session 6. Example: --warmup 3
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=60))]
     warmup: u64,
-    /// The floor speaks wsnode's echo protocol over WebSocket
-    /// (`tcp_floor --ws`): the floor of the protocol, not of bare TCP.
-    #[arg(long)]
-    ws_floor: bool,
+    /// An option for tcp_floor (repeatable): `--floor-arg=--ws` makes the
+    /// floor speak wsnode's protocol over WebSocket, `--floor-arg=--tokio-client
+    /// --floor-arg=--tokio-server` puts a tokio task per connection on both
+    /// sides (the floor of the runtime loadgen and wsnode are built on).
+    #[arg(long = "floor-arg", value_name = "ARG", allow_hyphen_values = true)]
+    floor_args: Vec<String>,
 }
 
 /// One side's figures at one step.
@@ -317,7 +319,8 @@ fn search_table(
     let mut s = String::from(
         "| side | conns x rate | offered/s | answered/s | p99 | CPU/trip (client + server) | passes |\n|---|---|---|---|---|---|---|\n",
     );
-    for (name, probes) in [("tcp_floor", floor), ("loadgen + node", ours)] {
+    let floor_name = floor_name(o);
+    for (name, probes) in [(floor_name.as_str(), floor), ("loadgen + node", ours)] {
         for (conns, side) in probes {
             s.push_str(&format!(
                 "| {name} | {conns} x {}/s | {} | {:.0} | {:.2} ms | {:.1} + {:.1} us | {} |\n",
@@ -363,14 +366,20 @@ fn search_table(
     s
 }
 
+/// The floor's name in tables: tcp_floor and the options it was given.
+fn floor_name(o: &Opts) -> String {
+    std::iter::once("tcp_floor")
+        .chain(o.floor_args.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn tcp_floor(bin: &Path, conns: u32, o: &Opts) -> Result<Side, String> {
     let mut cmd = Command::new(bin);
     cmd.args(["--conns", &conns.to_string()])
         .args(["--rate", &o.rate.to_string()])
-        .args(["--duration", &o.duration.to_string()]);
-    if o.ws_floor {
-        cmd.arg("--ws");
-    }
+        .args(["--duration", &o.duration.to_string()])
+        .args(&o.floor_args);
     let out = cmd
         .output()
         .map_err(|e| format!("{}: {e}", bin.display()))?;

@@ -69,7 +69,16 @@ pub struct TestServer {
     pub received: Arc<AtomicU64>,
     /// Distinct addresses of WebSocket clients seen.
     pub peers: Arc<Mutex<Vec<std::net::IpAddr>>>,
+    /// When the server wrote its latest reply, and when each WebSocket
+    /// connection that sent a message ended (a close frame or end of stream read).
+    pub times: Arc<Times>,
     rt: Option<tokio::runtime::Runtime>,
+}
+
+#[derive(Default)]
+pub struct Times {
+    pub last_reply: Mutex<Option<Instant>>,
+    pub closed: Mutex<Vec<Instant>>,
 }
 
 impl TestServer {
@@ -98,6 +107,7 @@ struct Shared {
     first_msg: Mutex<Option<Instant>>,
     stall_until: Mutex<Option<Instant>>,
     received: Arc<AtomicU64>,
+    times: Arc<Times>,
     /// The one core of `Busy` (fair: taken in the order asked for).
     core: tokio::sync::Mutex<()>,
     /// The queue in front of `Queue`'s one server.
@@ -123,11 +133,13 @@ pub fn start(behavior: Behavior) -> TestServer {
         }
         _ => None,
     };
+    let times = Arc::new(Times::default());
     let shared = Arc::new(Shared {
         behavior,
         first_msg: Mutex::new(None),
         stall_until: Mutex::new(None),
         received: received.clone(),
+        times: times.clone(),
         core: tokio::sync::Mutex::new(()),
         jobs,
     });
@@ -162,6 +174,7 @@ pub fn start(behavior: Behavior) -> TestServer {
         addr,
         received,
         peers,
+        times,
         rt: Some(rt),
     }
 }
@@ -254,6 +267,7 @@ async fn serve_ws(
                 return;
             };
             let f = Frame::new(true, op, None, Payload::Owned(data));
+            *writer_shared.times.last_reply.lock().unwrap() = Some(Instant::now());
             if tx.write_frame(f).await.is_err() {
                 return;
             }
@@ -341,6 +355,9 @@ async fn serve_ws(
                 break 'read;
             }
         }
+    }
+    if count > 0 {
+        shared.times.closed.lock().unwrap().push(Instant::now());
     }
     drop(out);
     if shared.jobs.is_some() {
@@ -441,6 +458,7 @@ pub fn start_tungstenite_echo() -> TestServer {
         addr,
         received,
         peers: Default::default(),
+        times: Default::default(),
         rt: Some(rt),
     }
 }
