@@ -67,12 +67,17 @@ fn replies(c: &mut Criterion) {
     });
     // What reading a reply costs before any rule: serde_json's value tree
     // (one allocation per key and string) against the borrowed tree
-    // profiles use (one per object).
+    // profiles use (one per object; one pass for a plain object).
     g.bench_function("parse_value_tree", |b| {
         b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(ECHO_REPLY)).is_ok())
     });
     g.bench_function("parse_borrowed_tree", |b| {
         b.iter(|| Json::parse(black_box(ECHO_REPLY)).is_some())
+    });
+    // The same tree through serde alone, without the one-pass reading of
+    // a plain object that `Json::parse` tries first.
+    g.bench_function("parse_borrowed_tree_serde", |b| {
+        b.iter(|| Json::parse_serde(black_box(ECHO_REPLY)).is_some())
     });
     let gql = Profile::parse("graphql-ws.toml", GRAPHQL_PROFILE).expect("shipped profile");
     let next = br#"{"id":"42","type":"next","payload":{"data":{"ticks":3}}}"#;

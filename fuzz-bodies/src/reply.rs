@@ -1,6 +1,7 @@
 //! loadgen's reply parser: a frame read as a borrowed JSON tree
-//! (`profile::json::Json`), checked against serde_json's own reading of
-//! the same bytes, then classified as the engine classifies a data frame
+//! (`profile::json::Json`, one pass for a plain object), checked against
+//! the serde-only tree and serde_json's own reading of the same bytes,
+//! then classified as the engine classifies a data frame
 //! (`engine::reply::classify`) under each built-in mode's profile and each
 //! example profile in profiles/.
 
@@ -82,6 +83,8 @@ fn check(reply: &Reply) {
 /// leads back to its value.
 fn json(data: &[u8]) {
     let tree = Json::parse(data);
+    // The one-pass reading of a plain object is serde's tree exactly.
+    assert_eq!(tree, Json::parse_serde(data), "one pass and serde agree");
     let value = serde_json::from_slice::<Value>(data).ok();
     assert_eq!(
         tree.is_some(),

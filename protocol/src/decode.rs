@@ -14,6 +14,7 @@
 
 use crate::ids::is_valid_id;
 use crate::msg::{ClientMsg, ErrorCode};
+use crate::scan::Scan;
 use serde::Deserialize;
 
 /// Longest reason text carried back to a client.
@@ -123,14 +124,9 @@ struct Fields<'a> {
 /// The message if `text` is one object of plain fields that serde would
 /// decode to exactly this; `None` sends the frame to serde.
 fn flat(text: &str) -> Option<ClientMsg> {
-    let mut p = Scan {
-        s: text,
-        b: text.as_bytes(),
-        i: 0,
-    };
-    let f = p.object()?;
-    p.ws();
-    if p.i != p.b.len() {
+    let mut p = Scan::new(text);
+    let f = object(&mut p)?;
+    if !p.at_end() {
         return None;
     }
     let Some(Val::Str(ty)) = f.ty else {
@@ -190,107 +186,46 @@ fn opt<T>(v: Option<Val<'_>>, get: impl FnOnce(Val<'_>) -> Option<T>) -> Option<
     }
 }
 
-/// A cursor over the frame; every method returns `None` at the first byte
-/// outside the plain form.
-struct Scan<'a> {
-    s: &'a str,
-    b: &'a [u8],
-    i: usize,
+/// The object's fields, each once; `None` at anything serde should judge.
+fn object<'a>(p: &mut Scan<'a>) -> Option<Fields<'a>> {
+    p.eat(b'{')?;
+    let mut f = Fields::default();
+    loop {
+        let key = p.string()?;
+        p.eat(b':')?;
+        let val = value(p)?;
+        let slot = match key {
+            "type" => &mut f.ty,
+            "id" => &mut f.id,
+            "ts" => &mut f.ts,
+            "payload" => &mut f.payload,
+            "message_id" => &mut f.message_id,
+            "text" => &mut f.text,
+            "chunks" => &mut f.chunks,
+            "interval_ms" => &mut f.interval_ms,
+            "last_index" => &mut f.last_index,
+            _ => return None,
+        };
+        if slot.replace(val).is_some() {
+            return None;
+        }
+        match p.next_byte()? {
+            b',' => {}
+            b'}' => return Some(f),
+            _ => return None,
+        }
+    }
 }
 
-impl<'a> Scan<'a> {
-    /// JSON's whitespace (serde_json skips exactly these).
-    fn ws(&mut self) {
-        while matches!(self.b.get(self.i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            self.i += 1;
-        }
-    }
-
-    fn eat(&mut self, c: u8) -> Option<()> {
-        self.ws();
-        (self.b.get(self.i) == Some(&c)).then(|| self.i += 1)
-    }
-
-    fn object(&mut self) -> Option<Fields<'a>> {
-        self.eat(b'{')?;
-        let mut f = Fields::default();
-        loop {
-            let key = self.string()?;
-            self.eat(b':')?;
-            let val = self.value()?;
-            let slot = match key {
-                "type" => &mut f.ty,
-                "id" => &mut f.id,
-                "ts" => &mut f.ts,
-                "payload" => &mut f.payload,
-                "message_id" => &mut f.message_id,
-                "text" => &mut f.text,
-                "chunks" => &mut f.chunks,
-                "interval_ms" => &mut f.interval_ms,
-                "last_index" => &mut f.last_index,
-                _ => return None,
-            };
-            if slot.replace(val).is_some() {
-                return None;
-            }
-            self.ws();
-            match self.b.get(self.i)? {
-                b',' => self.i += 1,
-                b'}' => {
-                    self.i += 1;
-                    return Some(f);
-                }
-                _ => return None,
-            }
-        }
-    }
-
-    /// A string without escapes or control characters.
-    fn string(&mut self) -> Option<&'a str> {
-        self.eat(b'"')?;
-        let start = self.i;
-        let len = self.b[start..]
-            .iter()
-            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
-        // The closing quote itself: no whitespace skipped before it.
-        (self.b[start + len] == b'"').then_some(())?;
-        self.i = start + len + 1;
-        // Cut at ASCII quotes: on char boundaries.
-        self.s.get(start..start + len)
-    }
-
-    fn value(&mut self) -> Option<Val<'a>> {
-        self.ws();
-        match *self.b.get(self.i)? {
-            b'"' => self.string().map(Val::Str),
-            b'n' if self.b[self.i..].starts_with(b"null") => {
-                self.i += 4;
-                Some(Val::Null)
-            }
-            b'-' => {
-                self.i += 1;
-                match self.digits()? {
-                    0 => None,
-                    n => Some(Val::Neg(0i64.checked_sub_unsigned(n)?)),
-                }
-            }
-            b'0'..=b'9' => self.digits().map(Val::Uint),
-            _ => None,
-        }
-    }
-
-    /// An integer: no leading zero, fraction or exponent, no overflow.
-    fn digits(&mut self) -> Option<u64> {
-        let start = self.i;
-        let mut n: u64 = 0;
-        while let Some(&c @ b'0'..=b'9') = self.b.get(self.i) {
-            n = n.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
-            self.i += 1;
-        }
-        let len = self.i - start;
-        let leading_zero = len > 1 && self.b[start] == b'0';
-        let more = matches!(self.b.get(self.i), Some(b'.' | b'e' | b'E'));
-        (len > 0 && !leading_zero && !more).then_some(n)
+fn value<'a>(p: &mut Scan<'a>) -> Option<Val<'a>> {
+    match p.peek()? {
+        b'"' => p.string().map(Val::Str),
+        b'n' => p.word(b"null").map(|()| Val::Null),
+        b'-' | b'0'..=b'9' => match p.integer()? {
+            Ok(n) => Some(Val::Uint(n)),
+            Err(m) => Scan::negative(m).map(Val::Neg),
+        },
+        _ => None,
     }
 }
 

@@ -13,6 +13,10 @@
 //! too: one parser, fuzzed once, with a buffer small enough for 10,000 idle
 //! connections.
 //!
+//! The plain-JSON cursor of the one-pass readers ([`scan::Scan`]) is
+//! here, so the node's message decoder and loadgen's reply reader agree on
+//! what they may read without serde.
+//!
 //! Chunk text is deterministic ([`chunk::chunk_text`]), so any client can check
 //! every streamed chunk it receives without being told what to expect.
 
@@ -22,6 +26,7 @@ mod decode;
 pub mod health;
 pub mod ids;
 mod msg;
+pub mod scan;
 pub mod wsframe;
 
 pub use decode::{DecodeError, decode_client, decode_client_serde};

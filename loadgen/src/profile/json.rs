@@ -22,9 +22,18 @@ pub enum Json<'a> {
 }
 
 impl<'a> Json<'a> {
-    /// Parse a whole frame (`None` when it is not JSON). serde_json bounds
-    /// the nesting depth, so a hostile frame cannot exhaust the stack.
+    /// Parse a whole frame (`None` when it is not JSON): one object of
+    /// plain members in one pass (`profile::flat`), anything else through
+    /// serde_json, which bounds the nesting depth, so a hostile frame
+    /// cannot exhaust the stack.
     pub fn parse(data: &'a [u8]) -> Option<Json<'a>> {
+        crate::profile::flat::object(data).or_else(|| Self::parse_serde(data))
+    }
+
+    /// [`parse`](Self::parse) without its one-pass path: serde alone, the
+    /// reference that path is tested and fuzzed against (the same tree).
+    #[doc(hidden)]
+    pub fn parse_serde(data: &'a [u8]) -> Option<Json<'a>> {
         serde_json::from_slice(data).ok()
     }
 
