@@ -245,7 +245,7 @@ pub enum ServerConn {
 }
 
 /// Why the server drops a connection.
-pub type Drop = String;
+pub type Refusal = String;
 
 impl ServerConn {
     pub fn new(wire: Wire) -> ServerConn {
@@ -264,7 +264,7 @@ impl ServerConn {
     }
 
     /// `n` bytes were read into [`spare`](Self::spare); what to write back goes to `out`.
-    pub fn filled(&mut self, stack: &[u8], n: usize, out: &mut Vec<u8>) -> Result<(), Drop> {
+    pub fn filled(&mut self, stack: &[u8], n: usize, out: &mut Vec<u8>) -> Result<(), Refusal> {
         match self {
             ServerConn::Bare => {
                 out.extend_from_slice(&stack[..n]);
@@ -379,7 +379,7 @@ mod tests {
     }
 
     /// Bytes arriving on a server connection, as tcp_floor's loops read them.
-    fn arrive(sc: &mut ServerConn, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), Drop> {
+    fn arrive(sc: &mut ServerConn, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), Refusal> {
         let mut stack = [0u8; 4096];
         sc.spare(&mut stack)[..bytes.len()].copy_from_slice(bytes);
         sc.filled(&stack, bytes.len(), out)

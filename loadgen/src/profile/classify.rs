@@ -85,11 +85,13 @@ pub struct Keys<'a> {
 /// Classify one frame under profile `p`. A free function rather than a
 /// method of `Profile`, so the profile's rules never depend on this module.
 pub fn classify(p: &Profile, data: &[u8], keys: &Keys<'_>) -> Frame {
-    let text = std::str::from_utf8(data).unwrap_or("");
-    let json: Option<Json<'_>> = if p.needs_json {
-        Json::parse(data)
-    } else {
-        None
+    let utf8 = std::str::from_utf8(data).ok();
+    let text = utf8.unwrap_or("");
+    // UTF-8 checked once: the tree is read from the text already checked.
+    let json: Option<Json<'_>> = match (p.needs_json, utf8) {
+        (false, _) => None,
+        (true, Some(t)) => Json::parse_text(t),
+        (true, None) => Json::parse(data),
     };
     let json = json.as_ref();
     let ptr_u64 = |ptr: &Option<String>| {

@@ -19,7 +19,15 @@ use std::borrow::Cow;
 /// The tree of `data` when it is one object of plain members; `None` sends
 /// the frame to serde.
 pub fn object(data: &[u8]) -> Option<Json<'_>> {
-    let mut p = Scan::bytes(data)?;
+    object_in(Scan::bytes(data)?)
+}
+
+/// [`object`] of a frame already known to be UTF-8.
+pub fn object_text(text: &str) -> Option<Json<'_>> {
+    object_in(Scan::new(text))
+}
+
+fn object_in(mut p: Scan<'_>) -> Option<Json<'_>> {
     p.eat(b'{')?;
     let mut members = Vec::with_capacity(8);
     loop {
@@ -62,6 +70,7 @@ mod tests {
             assert_eq!(Some(f), serde.as_ref(), "{text:?}");
         }
         assert_eq!(Json::parse(text.as_bytes()), serde, "{text:?}");
+        assert_eq!(Json::parse_text(text), serde, "{text:?}");
     }
 
     #[test]

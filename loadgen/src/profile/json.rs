@@ -30,6 +30,11 @@ impl<'a> Json<'a> {
         crate::profile::flat::object(data).or_else(|| Self::parse_serde(data))
     }
 
+    /// [`parse`](Self::parse) of a frame already known to be UTF-8.
+    pub fn parse_text(text: &'a str) -> Option<Json<'a>> {
+        crate::profile::flat::object_text(text).or_else(|| Self::parse_serde(text.as_bytes()))
+    }
+
     /// [`parse`](Self::parse) without its one-pass path: serde alone, the
     /// reference that path is tested and fuzzed against (the same tree).
     #[doc(hidden)]
