@@ -108,6 +108,22 @@ pub enum Mode {
     Profile,
 }
 
+/// How an established connection's messages are sent and read.
+#[derive(
+    ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Io {
+    /// After its handshake and opening steps, a plain-TCP connection is
+    /// handed to its thread's epoll loop, which sends, reads and settles
+    /// the messages of all the thread's connections (engine/steady).
+    #[default]
+    Epoll,
+    /// Every connection stays a tokio task for its whole life (the way
+    /// `wss://`, fan-out and --wait-reply connections always run).
+    Tasks,
+}
+
 /// Which part of a run the grades and the template read.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -216,6 +232,14 @@ pub struct LoadOpts {
     /// --profile with a [fanout] table). Example: --group-size 10
     #[arg(long, value_name = "N")]
     pub group_size: Option<u64>,
+
+    /// How established connections are driven: `epoll` runs each slot
+    /// thread's plain-TCP connections in one epoll loop after their
+    /// handshake; `tasks` keeps one tokio task per connection (as `wss://`,
+    /// fan-out and --wait-reply always do). Both measure the same way.
+    /// Example: --io tasks
+    #[arg(long, value_enum, default_value_t = Io::Epoll)]
+    pub io: Io,
 
     /// Extra handshake header (repeatable). The value may use {conn},
     /// {session}, {run} and {rand}, e.g. a per-connection token.

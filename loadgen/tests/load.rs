@@ -9,7 +9,7 @@ use clap::Parser;
 use loadgen::report::model::Report;
 use loadgen::{Error, Opts};
 use std::time::{Duration, Instant};
-use support::Behavior;
+use support::{Behavior, assert_balanced};
 
 fn opts(args: &[&str]) -> Opts {
     Opts::try_parse_from(["loadgen", "--quiet"].iter().chain(args.iter())).expect("valid options")
@@ -29,15 +29,6 @@ fn against(url: &str, options: &str) -> Report {
 
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
-}
-
-fn assert_balanced(r: &Report) {
-    let m = &r.messages;
-    assert_eq!(
-        m.sent,
-        m.received + m.timeouts + m.lost + m.in_flight,
-        "accounting identity: {m:?}"
-    );
 }
 
 #[test]

@@ -293,6 +293,7 @@ impl Config {
                 dial,
                 profile: profile.map(|(src, _)| src),
                 group_size,
+                io: o.io,
             },
             targets,
             node_pids: o.node_pids.clone(),

@@ -39,6 +39,26 @@ impl Closing {
     pub fn open(&self) -> usize {
         self.open.load(Ordering::Acquire)
     }
+
+    /// Count a session whose owner cannot hold an [`Entered`] (the epoll
+    /// loop owns its sessions without a lifetime to borrow this count
+    /// for); it must call [`Closing::remove`] exactly once.
+    pub fn add(&self) {
+        self.open.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Stop counting a session counted with [`Closing::add`].
+    pub fn remove(&self) {
+        if self.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Woken when the count reaches zero; registered as soon as it is
+    /// created (`Notify::notified`), so create it before reading the count.
+    pub fn drained(&self) -> tokio::sync::futures::Notified<'_> {
+        self.drained.notified()
+    }
 }
 
 /// One session's place in the count.
@@ -50,17 +70,15 @@ pub struct Entered<'a> {
 impl Entered<'_> {
     /// Stop counting this session (once; later calls do nothing).
     pub fn leave(&self) {
-        if !self.left.swap(true, Ordering::AcqRel)
-            && self.closing.open.fetch_sub(1, Ordering::AcqRel) == 1
-        {
-            self.closing.drained.notify_waiters();
+        if !self.left.swap(true, Ordering::AcqRel) {
+            self.closing.remove();
         }
     }
 
     /// This session has drained: leave, then wait until no session is
     /// left undrained, or until `deadline`.
     pub async fn leave_and_wait(&self, deadline: Instant) {
-        let drained = self.closing.drained.notified();
+        let drained = self.closing.drained();
         let mut drained = std::pin::pin!(drained);
         // Registered before the count is read: the last session's wake
         // cannot fall between the check and the wait.

@@ -240,6 +240,19 @@ impl RunCtx {
     }
 
     /// `--timeout` in microseconds.
+    /// How long a session that stops sending at `now` waits for its
+    /// outstanding replies: not at all after Ctrl-C, --timeout after a stop
+    /// (a ramp-down), else until the run's hard end, at most --timeout.
+    pub fn drain_deadline(&self, now: Instant, stopped: bool) -> Instant {
+        if self.is_aborted() {
+            now
+        } else if stopped {
+            now + self.cfg.timeout
+        } else {
+            self.hard_end.max(now).min(now + self.cfg.timeout)
+        }
+    }
+
     pub fn timeout_us(&self) -> u64 {
         self.cfg.timeout.as_micros() as u64
     }

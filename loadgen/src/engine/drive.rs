@@ -6,6 +6,7 @@
 
 use crate::engine::ctx::RunCtx;
 use crate::engine::slot;
+use crate::engine::steady::Loops;
 use crate::engine::threads::SlotThreads;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +24,10 @@ pub async fn drive(ctx: Arc<RunCtx>) -> usize {
     // worker process's share of it).
     let threads = SlotThreads::start(tokio::runtime::Handle::current().metrics().num_workers());
     let mut set = JoinSet::new();
+    // Each slot thread's epoll loop (`--io epoll`): sessions move there
+    // after their handshake.
+    let mut loop_set = JoinSet::new();
+    let loops = Loops::start(&ctx, &threads, &mut loop_set);
     let mut active = 0u64;
     let mut bucket = 0.0f64;
     let mut last = Instant::now();
@@ -51,7 +56,8 @@ pub async fn drive(ctx: Arc<RunCtx>) -> usize {
                 // That slot's previous task is still draining after a ramp-down.
                 break;
             }
-            threads.spawn(&mut set, active, slot::run_slot(ctx.clone(), active));
+            let inbox = loops.inbox(active);
+            threads.spawn(&mut set, active, slot::run_slot(ctx.clone(), active, inbox));
             active += 1;
             budget -= 1;
             bucket -= 1.0;
@@ -59,11 +65,20 @@ pub async fn drive(ctx: Arc<RunCtx>) -> usize {
         while set.try_join_next().is_some() {}
     }
     ctx.set_wanted(0);
+    // With every slot's inbox gone, each loop ends after its last session.
+    drop(loops);
     let deadline = ctx.hard_end + FINISH_GRACE;
     loop {
         match tokio::time::timeout_at(deadline.into(), set.join_next()).await {
             Ok(Some(_)) => {}
-            Ok(None) => return 0,
+            Ok(None) => {
+                let _ = tokio::time::timeout_at(deadline.into(), async {
+                    while loop_set.join_next().await.is_some() {}
+                })
+                .await;
+                loop_set.abort_all();
+                return 0;
+            }
             Err(_) => break,
         }
     }
@@ -75,5 +90,6 @@ pub async fn drive(ctx: Arc<RunCtx>) -> usize {
     .await;
     let left = set.len();
     set.abort_all();
+    loop_set.abort_all();
     left
 }

@@ -27,4 +27,5 @@ pub mod session;
 pub mod settings;
 pub mod slot;
 pub mod stats;
+pub mod steady;
 pub mod threads;

@@ -65,6 +65,16 @@ pub struct ConnState {
 }
 
 impl ConnState {
+    /// Nothing outstanding, `sent_upto` sent before, no fan-out books.
+    pub fn new(cap: usize, sent_upto: u64) -> ConnState {
+        ConnState {
+            pending: VecDeque::new(),
+            cap,
+            sent_upto,
+            received: None,
+        }
+    }
+
     /// Give back memory after a burst of outstanding messages (a stall
     /// can leave thousands of connections each holding a large queue).
     pub fn shrink_if_idle(&mut self) {

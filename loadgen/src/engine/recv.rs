@@ -102,8 +102,9 @@ async fn answer(s: &Session<'_>, i: usize) -> bool {
     true
 }
 
-/// Act on one classified frame; true when it completed a message.
-fn settle(ctx: &RunCtx, st: &mut ConnState, global: u64, r: Reply, now_us: u64) -> bool {
+/// Act on one classified frame; true when it completed a message. Also
+/// the epoll loop's (`engine::steady`): both paths keep the same books.
+pub(crate) fn settle(ctx: &RunCtx, st: &mut ConnState, global: u64, r: Reply, now_us: u64) -> bool {
     match r {
         Reply::Ignore | Reply::Answer(_) => false,
         Reply::Message { seq, event } => message_event(ctx, st, seq, event, now_us),

@@ -5,11 +5,14 @@
 //! ones, and latency is measured from that intended time (coordinated-
 //! omission correction) as well as from the actual send time.
 
-use crate::engine::pending::{Pending, expire, lock, oldest_pending};
+use crate::engine::ctx::RunCtx;
+use crate::engine::pacer;
+use crate::engine::pending::{ConnState, Pending, expire, lock, oldest_pending};
 use crate::engine::session::{CHECK_EVERY, CLOSE_WAIT, End, Session, sleep_checking};
 use crate::engine::stats::{ErrorKind, record};
 use crate::placeholders::Values;
 use fastwebsockets::{Frame, Payload};
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 /// Send on schedule until the run or the slot ends; `seq` is the slot's
@@ -71,51 +74,121 @@ pub fn send_loop<'a>(
             }
             let (intended_us, sent_us) = (ctx.us(intended), ctx.us(now));
             let n = *seq;
-            {
-                // Scoped: the values are not held across the write below.
-                let vars = Values {
-                    seq: n,
-                    ts_us: intended_us,
-                    sent_us,
-                    payload: &ctx.filler,
-                    ..ctx.conn_values(s.global, &session)
-                };
-                ctx.profile.message.render_into(&mut text, &vars);
-            }
-            buf.clear();
-            buf.extend_from_slice(text.as_bytes());
+            render(
+                ctx,
+                s.global,
+                &session,
+                n,
+                (intended_us, sent_us),
+                &mut text,
+                &mut buf,
+            );
             // Fan-out: a published message is one delivery per subscriber ready
             // now; deliveries are settled by the subscribers, not here.
             let deliveries = match ctx.group(s.global) {
                 Some(g) if fanout => g.publish(n),
                 _ => 1,
             };
-            let full = !fanout && {
-                let mut st = lock(&s.state);
-                expire(ctx, &mut st, sent_us);
-                st.push(Pending::sent(n, intended_us, sent_us))
-            };
-            ctx.stats.with(|r| {
-                r.counts.sent += deliveries;
-                if full {
-                    // Bounded bookkeeping: the oldest was given up as timed out.
-                    r.counts.timeouts += 1;
-                }
-                record(&mut r.send_lag, sent_us.saturating_sub(intended_us));
-            });
+            let full = !fanout && book(ctx, &mut lock(&s.state), n, intended_us, sent_us);
+            count_sent(ctx, deliveries, full, intended_us, sent_us);
             *seq = n + 1;
             let frame = if binary {
                 Frame::binary(Payload::BorrowedMut(&mut buf))
             } else {
                 Frame::text(Payload::BorrowedMut(&mut buf))
             };
-            let res = s.tx.lock().await.write_frame(frame).await;
+            // Pinned here, borrowed by `write_or_stop`: the task keeps one
+            // copy of the write future, not one per await.
+            let write = std::pin::pin!(async { s.tx.lock().await.write_frame(frame).await });
+            let Some(res) = write_or_stop(s, write).await else {
+                // The server stopped taking our bytes, and sending ended
+                // meanwhile: what is outstanding drains like any reply.
+                return drain(s, ctx.slot_stopped(s.local) || ctx.is_aborted()).await;
+            };
             if let Err(e) = res {
                 ctx.fail(ErrorKind::Write, &format!("write failed: {e}"));
                 return End::Dropped;
             }
         }
     }
+}
+
+/// A paced write, given up (`None`) if sending ends or the slot is stopped
+/// before the server takes it: a server that stops reading must not hold
+/// the session past the run (its messages would never be accounted for).
+/// The frame may then be half written; the connection only closes after.
+async fn write_or_stop<R>(
+    s: &Session<'_>,
+    mut write: Pin<&mut impl Future<Output = R>>,
+) -> Option<R> {
+    let ctx = s.ctx;
+    loop {
+        let until = (Instant::now() + CHECK_EVERY).min(ctx.send_end);
+        tokio::select! {
+            biased;
+            r = write.as_mut() => return Some(r),
+            _ = pacer::sleep_until(until) => {}
+        }
+        if ctx.is_aborted() || ctx.slot_stopped(s.local) || Instant::now() >= ctx.send_end {
+            return None;
+        }
+    }
+}
+
+/// Message `n`'s bytes, intended at and sent at the given run-relative
+/// microseconds, into `buf` (through `text`, both reused per connection).
+/// Also the epoll loop's (`engine::steady`).
+pub(crate) fn render(
+    ctx: &RunCtx,
+    global: u64,
+    session: &str,
+    n: u64,
+    (intended_us, sent_us): (u64, u64),
+    text: &mut String,
+    buf: &mut Vec<u8>,
+) {
+    let vars = Values {
+        seq: n,
+        ts_us: intended_us,
+        sent_us,
+        payload: &ctx.filler,
+        ..ctx.conn_values(global, session)
+    };
+    ctx.profile.message.render_into(text, &vars);
+    buf.clear();
+    buf.extend_from_slice(text.as_bytes());
+}
+
+/// Track message `n` as waiting for its reply (expiring what timed out
+/// first); true when the bounded queue was full and its oldest was given up.
+pub(crate) fn book(
+    ctx: &RunCtx,
+    st: &mut ConnState,
+    n: u64,
+    intended_us: u64,
+    sent_us: u64,
+) -> bool {
+    expire(ctx, st, sent_us);
+    st.push(Pending::sent(n, intended_us, sent_us))
+}
+
+/// Count a message sent: its deliveries, the give-up `book` reported, and
+/// how late it left.
+pub(crate) fn count_sent(
+    ctx: &RunCtx,
+    deliveries: u64,
+    full: bool,
+    intended_us: u64,
+    sent_us: u64,
+) {
+    ctx.stats.with(|r| {
+        r.counts.sent += deliveries;
+        if full {
+            // Bounded bookkeeping: the oldest was given up as timed out.
+            r.counts.timeouts += 1;
+        }
+        record(&mut r.send_lag, sent_us.saturating_sub(intended_us));
+    });
 }
 
 /// Closed loop: wait until the previous message was answered (or timed
@@ -142,13 +215,7 @@ async fn wait_for_reply(s: &Session<'_>) -> Option<bool> {
 pub async fn drain(s: &Session<'_>, stopped: bool) -> End {
     let ctx = s.ctx;
     let now = Instant::now();
-    let deadline = if ctx.is_aborted() {
-        now
-    } else if stopped {
-        now + ctx.cfg.timeout
-    } else {
-        ctx.hard_end.max(now).min(now + ctx.cfg.timeout)
-    };
+    let deadline = ctx.drain_deadline(now, stopped);
     loop {
         let now = Instant::now();
         let Some(oldest) = oldest_pending(ctx, &s.state, now) else {

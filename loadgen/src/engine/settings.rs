@@ -7,7 +7,7 @@
 
 use crate::engine::plan::Plan;
 use crate::net::dial::DialSettings;
-use crate::opts::Mode;
+use crate::opts::{Io, Mode};
 use crate::profile::builtin::{self, ChatAsk};
 use crate::profile::rules::Profile;
 use serde::{Deserialize, Serialize};
@@ -49,6 +49,9 @@ pub struct Settings {
     /// Fan-out (`--group-size N`): connections in groups of N, the first
     /// of each publishes, the others count deliveries. Default: none.
     pub group_size: Option<u64>,
+    /// How established connections are driven (`--io`). Default: epoll.
+    #[serde(default)]
+    pub io: Io,
 }
 
 impl Settings {

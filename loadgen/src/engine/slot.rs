@@ -15,7 +15,8 @@ use crate::engine::recv::recv_loop;
 use crate::engine::send::send_loop;
 use crate::engine::session::{End, Session, sleep_checking};
 use crate::engine::stats::{ErrorKind, record};
-use crate::net::connect::{self, ConnectError};
+use crate::engine::steady::{self, Inbox, Outcome};
+use crate::net::connect::{self, ConnectError, WsRead, WsWrite};
 use crate::placeholders::Values;
 use fastwebsockets::{Frame, Payload};
 use std::collections::VecDeque;
@@ -28,7 +29,8 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Run slot `local` (this process's numbering) until the run ends.
-pub async fn run_slot(ctx: Arc<RunCtx>, local: u64) {
+/// `steady`: the inbox of its thread's epoll loop (`--io epoll`).
+pub async fn run_slot(ctx: Arc<RunCtx>, local: u64, steady: Option<Inbox>) {
     let global = ctx.global_slot(local);
     let session = ctx.session_id(global);
     let target = &ctx.targets[(global % ctx.targets.len() as u64) as usize];
@@ -58,7 +60,9 @@ pub async fn run_slot(ctx: Arc<RunCtx>, local: u64) {
             }
             let vars = ctx.conn_values(global, &session);
             let t = Instant::now();
-            let dial = connect::connect(&ctx.dialer, target, &path, source, &vars);
+            // Boxed, as the opening steps and the task path are: each runs
+            // once per connection, and its room is not kept by the slot.
+            let dial = Box::pin(connect::connect(&ctx.dialer, target, &path, source, &vars));
             let r = tokio::time::timeout_at(ctx.wait_limit(), dial).await;
             (r, t.elapsed())
         };
@@ -118,7 +122,12 @@ pub async fn run_slot(ctx: Arc<RunCtx>, local: u64) {
         };
         connected_before = true;
         ctx.stats.conn_opened();
-        let end = run_session(&ctx, local, global, ws, &mut seq, &mut start, &mut carry).await;
+        let slot = Slot {
+            local,
+            global,
+            steady: steady.as_ref(),
+        };
+        let end = run_session(&ctx, slot, ws, &mut seq, &mut start, &mut carry).await;
         ctx.stats.conn_closed();
         match end {
             End::Finished => break,
@@ -164,20 +173,81 @@ async fn pause(ctx: &RunCtx, local: u64, backoff: &mut Duration) -> bool {
     Instant::now() < ctx.send_end && !ctx.slot_stopped(local)
 }
 
+/// Which slot a session is of, and the loop it may run in.
+#[derive(Clone, Copy)]
+struct Slot<'a> {
+    local: u64,
+    global: u64,
+    steady: Option<&'a Inbox>,
+}
+
 /// One connected session, from the profile's opening steps to the end.
 async fn run_session(
     ctx: &RunCtx,
-    local: u64,
-    global: u64,
+    Slot {
+        local,
+        global,
+        steady: inbox,
+    }: Slot<'_>,
     conn: connect::Conn,
     seq: &mut u64,
     start: &mut Option<Instant>,
     carry: &mut VecDeque<Pending>,
 ) -> End {
+    // Boxed, as the task path below: the slot's task keeps no room for
+    // steps that run once per connection while its session is in the loop.
+    let opened = Box::pin(open_session(ctx, (local, global), conn, carry)).await;
+    let Some((rx, tx, carried)) = opened else {
+        return End::Dropped;
+    };
+    // Fan-out: a subscriber is owed every message published from now on.
+    let group = ctx.group(global).filter(|_| ctx.is_subscriber(global));
+    let received = group.map(|g| Received::new(g.join()));
+    let state = ConnState {
+        pending: carried,
+        cap: ctx.pending_cap,
+        sent_upto: *seq,
+        received,
+    };
+    let first = *start.get_or_insert_with(|| Instant::now() + ctx.phase(global));
+    let (rx, tx, state) = match inbox.filter(|_| steady::takes(ctx, global)) {
+        None => (rx, tx, state),
+        Some(inbox) => {
+            let ids = (local, global);
+            match steady::run(inbox, ctx, ids, rx, tx, state, *seq, first).await {
+                Outcome::Kept(rx, tx, state) => (rx, tx, state),
+                Outcome::Ended(mut r) => {
+                    *seq = r.seq;
+                    settle_leftovers(ctx, &mut r.state, r.end, carry);
+                    return r.end;
+                }
+            }
+        }
+    };
+    // Boxed: a session in the loop leaves its slot's task parked, and that
+    // task should not keep room for the task path's futures all the while.
+    let ids = (local, global);
+    let end = Box::pin(run_task(ctx, ids, (rx, tx), state, seq, first, carry)).await;
+    if let Some(g) = group {
+        g.leave();
+    }
+    end
+}
+
+/// The profile's opening steps, then a request for the rest of each answer
+/// a drop cut off (--reconnect, a profile with [resume]); `None` when the
+/// connection failed meanwhile (counted, and `carry` kept for the next).
+async fn open_session(
+    ctx: &RunCtx,
+    (local, global): (u64, u64),
+    conn: connect::Conn,
+    carry: &mut VecDeque<Pending>,
+) -> Option<(WsRead, WsWrite, VecDeque<Pending>)> {
     let connect::Conn { mut rx, mut tx, .. } = conn;
     let session = ctx.session_id(global);
     let vars = ctx.conn_values(global, &session);
-    match opening::open(&ctx.profile, &mut rx, &mut tx, &vars, ctx.wait_limit()).await {
+    let open = opening::open(&ctx.profile, &mut rx, &mut tx, &vars, ctx.wait_limit());
+    match Box::pin(open).await {
         Ok(token) => {
             if let Some(t) = token {
                 ctx.set_token(local, &t);
@@ -185,7 +255,7 @@ async fn run_session(
         }
         Err(e) => {
             ctx.fail(ErrorKind::Welcome, &e);
-            return End::Dropped;
+            return None;
         }
     }
     // Answers a drop cut off: ask for the rest of each (--reconnect, a
@@ -208,51 +278,46 @@ async fn run_session(
             if let Err(e) = res {
                 ctx.fail(ErrorKind::Write, &format!("write failed: {e}"));
                 *carry = carried;
-                return End::Dropped;
+                return None;
             }
         }
     }
-    // Fan-out: a subscriber is owed every message published from now on.
-    let group = ctx.group(global).filter(|_| ctx.is_subscriber(global));
-    let received = group.map(|g| Received::new(g.join()));
+    Some((rx, tx, carried))
+}
+
+/// A session as a task: its receiver and sender side by side.
+async fn run_task(
+    ctx: &RunCtx,
+    (local, global): (u64, u64),
+    (rx, tx): (WsRead, WsWrite),
+    state: ConnState,
+    seq: &mut u64,
+    first: Instant,
+    carry: &mut VecDeque<Pending>,
+) -> End {
     let session = Session {
         ctx,
         local,
         global,
         tx: tokio::sync::Mutex::new(tx),
-        state: Mutex::new(ConnState {
-            pending: carried,
-            cap: ctx.pending_cap,
-            sent_upto: *seq,
-            received,
-        }),
+        state: Mutex::new(state),
         replied: Notify::new(),
         closing: ctx.closing.enter(),
     };
-    let first = *start.get_or_insert_with(|| Instant::now() + ctx.phase(global));
     // `biased`: poll in a fixed order, without select!'s per-poll random draw.
     let end = tokio::select! {
         biased;
         e = recv_loop(&session, rx) => e,
         e = send_loop(&session, seq, first) => e,
     };
-    if let Some(g) = group {
-        g.leave();
-    }
-    settle_leftovers(ctx, &session.state, end, carry);
+    settle_leftovers(ctx, &mut lock(&session.state), end, carry);
     end
 }
 
 /// Every message still pending when a session ends lands in exactly one
 /// bucket, or is carried to the next connection to be recovered.
-fn settle_leftovers(
-    ctx: &RunCtx,
-    state: &Mutex<ConnState>,
-    end: End,
-    carry: &mut VecDeque<Pending>,
-) {
+fn settle_leftovers(ctx: &RunCtx, st: &mut ConnState, end: End, carry: &mut VecDeque<Pending>) {
     let now_us = ctx.us(Instant::now());
-    let mut st = lock(state);
     if end == End::Dropped && ctx.cfg.reconnect && ctx.profile.resume.is_some() {
         // Not lost yet: the next connection recovers them.
         for mut p in st.pending.drain(..) {

@@ -142,6 +142,10 @@ pub struct Counts {
     /// cut short. Also counted in `lost`.
     #[serde(default)]
     pub requests_never_reached: u64,
+    /// Sessions run by their thread's epoll loop after the handshake
+    /// (`--io epoll`); the others ran as tasks.
+    #[serde(default)]
+    pub in_loop: u64,
     pub errors: [u64; ErrorKind::ALL.len()],
 }
 
@@ -177,6 +181,7 @@ impl Counts {
             recoveries_unfinished: f(self.recoveries_unfinished, o.recoveries_unfinished),
             recoveries_ended: f(self.recoveries_ended, o.recoveries_ended),
             requests_never_reached: f(self.requests_never_reached, o.requests_never_reached),
+            in_loop: f(self.in_loop, o.in_loop),
             errors,
         }
     }

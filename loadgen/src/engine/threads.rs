@@ -53,6 +53,11 @@ impl SlotThreads {
         }
     }
 
+    /// Threads started (0: the slots run on the caller's runtime).
+    pub fn count(&self) -> usize {
+        self.handles.len()
+    }
+
     /// Spawn slot `local`'s task into `set`, on the thread that slot belongs to.
     pub fn spawn<F>(&self, set: &mut JoinSet<()>, local: u64, task: F)
     where

@@ -7,11 +7,11 @@
 
 use crate::config::target::Target;
 use crate::net::dial::Dialer;
-use crate::net::frames::FrameReader;
+use crate::net::frames::{FrameReader, FrameWriter};
 use crate::net::stream::{ReadHalf, Stream, WriteHalf};
 use crate::placeholders::Values;
 use bytes::Bytes;
-use fastwebsockets::{Role, WebSocketWrite, handshake};
+use fastwebsockets::handshake;
 use http_body_util::Empty;
 use hyper::Request;
 use hyper::header::{CONNECTION, HOST, ORIGIN, SEC_WEBSOCKET_PROTOCOL, UPGRADE};
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpSocket;
 
 pub type WsRead = FrameReader<ReadHalf>;
-pub type WsWrite = WebSocketWrite<WriteHalf>;
+pub type WsWrite = FrameWriter<WriteHalf>;
 
 /// An open client connection, already split: loadgen's lean frame reader
 /// on one side, fastwebsockets' writer (framing, masking) on the other.
@@ -178,7 +178,7 @@ pub async fn connect(
     let (r, w) = parts.io.into_inner().into_split();
     let mut rx = FrameReader::new(r, MAX_FRAME);
     rx.seed(&parts.read_buf);
-    let (_unused, tx) = fastwebsockets::after_handshake_split(tokio::io::empty(), w, Role::Client);
+    let tx = FrameWriter::new(w);
     let times = ConnectTimes {
         tcp: t_tcp - t0,
         tls,

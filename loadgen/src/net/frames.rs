@@ -5,13 +5,17 @@
 //! own is most of loadgen's memory budget; this one holds no buffer while
 //! the server is silent, 512 bytes while frames arrive, and grows only for
 //! a large frame. Writing (masking, framing) still goes
-//! through fastwebsockets.
+//! through fastwebsockets' `Frame`; [`FrameWriter`] only adds the socket,
+//! and gives it back (`into_inner`) when the connection moves to its
+//! thread's epoll loop (`engine::steady`), which fastwebsockets' own
+//! writer cannot.
 
+use fastwebsockets::{Frame, OpCode, WebSocketError};
 use protocol::wsframe::{FrameBuf, FrameError, Masking};
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 pub use protocol::wsframe::{
     OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, RawFrame,
@@ -49,6 +53,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         self.buf.payload(f)
     }
 
+    pub fn get_ref(&self) -> &R {
+        &self.io
+    }
+
+    /// The stream and the bytes read from it that are not frames yet.
+    pub fn into_parts(self) -> (R, FrameBuf) {
+        (self.io, self.buf)
+    }
+
     /// Read the next frame. Cancel-safe: bytes read stay buffered. No
     /// buffer is held while the server has nothing to say.
     pub async fn next(&mut self) -> Result<RawFrame, ReadError> {
@@ -74,6 +87,50 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 }
 
+/// Payloads above this are written with `writev` (header and payload
+/// apart) instead of being copied behind the header first.
+const WRITEV_ABOVE: usize = 1024;
+
+/// A client's frame writer: each frame masked (RFC 6455 5.3) and formatted
+/// by fastwebsockets' `Frame`, then written whole.
+pub struct FrameWriter<W> {
+    io: W,
+    /// Header and payload of a small frame, so it leaves in one write.
+    buf: Vec<u8>,
+    closed: bool,
+}
+
+impl<W: AsyncWrite + Unpin> FrameWriter<W> {
+    pub fn new(io: W) -> Self {
+        FrameWriter {
+            io,
+            buf: Vec::new(),
+            closed: false,
+        }
+    }
+
+    /// Mask and write one frame. After a close frame, nothing else is sent.
+    pub async fn write_frame(&mut self, mut frame: Frame<'_>) -> Result<(), WebSocketError> {
+        if self.closed {
+            return Err(WebSocketError::ConnectionClosed);
+        }
+        self.closed = frame.opcode == OpCode::Close;
+        frame.mask();
+        if frame.payload.len() > WRITEV_ABOVE {
+            frame.writev(&mut self.io).await?;
+        } else {
+            let bytes = frame.write(&mut self.buf);
+            self.io.write_all(bytes).await?;
+        }
+        Ok(())
+    }
+
+    /// The stream, for the steady-state loop.
+    pub fn into_inner(self) -> W {
+        self.io
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +152,35 @@ mod tests {
         assert_eq!((f.opcode, r.payload(&f)), (OP_TEXT, &b"hello"[..]));
         let f = r.next().await.unwrap();
         assert_eq!((f.opcode, r.payload(&f)), (OP_PING, &b"p"[..]));
+        assert!(matches!(r.next().await, Err(ReadError::Eof)));
+    }
+
+    #[tokio::test]
+    async fn written_frames_are_masked_and_read_back_whole() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let mut w = FrameWriter::new(a);
+        let big = vec![b'y'; 3000];
+        w.write_frame(Frame::text(fastwebsockets::Payload::Borrowed(b"hi")))
+            .await
+            .unwrap();
+        w.write_frame(Frame::binary(fastwebsockets::Payload::Owned(big.clone())))
+            .await
+            .unwrap();
+        w.write_frame(Frame::close(1000, b"")).await.unwrap();
+        assert!(
+            w.write_frame(Frame::text(fastwebsockets::Payload::Borrowed(b"late")))
+                .await
+                .is_err(),
+            "a frame after the close must be refused"
+        );
+        drop(w);
+        let mut r = FrameReader::new(b, 1 << 16);
+        let f = r.next().await.unwrap();
+        assert_eq!((f.opcode, r.payload(&f)), (OP_TEXT, &b"hi"[..]));
+        let f = r.next().await.unwrap();
+        assert_eq!((f.opcode, r.payload(&f)), (OP_BINARY, &big[..]));
+        let f = r.next().await.unwrap();
+        assert_eq!(f.opcode, OP_CLOSE);
         assert!(matches!(r.next().await, Err(ReadError::Eof)));
     }
 

@@ -48,6 +48,12 @@ impl Stream {
     }
 }
 
+impl ReadHalf {
+    pub fn is_plain(&self) -> bool {
+        matches!(self, ReadHalf::Plain(_))
+    }
+}
+
 /// `$self` matched to its variant's inner value, pinned.
 macro_rules! each {
     ($self:expr, $s:ident => $e:expr) => {

@@ -172,6 +172,7 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
             peak_open: inp.peak_open,
             drops: c.drops,
             reconnects: c.reconnects,
+            in_loop: c.in_loop,
             time_us: conn_time,
             tcp_us: Summary::of(&rec.conn_tcp),
             tls_us: Summary::of(&rec.conn_tls),

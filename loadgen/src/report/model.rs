@@ -97,6 +97,10 @@ pub struct Connections {
     pub drops: u64,
     /// Handshakes after a slot's first (`--reconnect`).
     pub reconnects: u64,
+    /// Sessions run by their thread's epoll loop after the handshake
+    /// (`--io epoll`, plain TCP, open model, no fan-out); the others ran
+    /// as a tokio task each.
+    pub in_loop: u64,
     /// TCP connect + WebSocket upgrade, in microseconds.
     pub time_us: Summary,
     /// Its parts: the TCP connect, the TLS handshake (`wss://` only; count

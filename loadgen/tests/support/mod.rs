@@ -61,12 +61,19 @@ pub enum Behavior {
     RawEcho,
     /// Plain HTTP 200 to everything: not a WebSocket server.
     NotWebSocket,
+    /// Welcome, then never read again: the client's writes back up.
+    Deaf,
+    /// Like Echo with no delay, plus a WebSocket ping (payload `hb`) every
+    /// `every`; pongs carrying it back are counted (`TestServer::pongs`).
+    Pinging { every: Duration },
 }
 
 pub struct TestServer {
     pub addr: SocketAddr,
     /// Messages the server received.
     pub received: Arc<AtomicU64>,
+    /// Pongs that carried a `Pinging` server's ping payload back.
+    pub pongs: Arc<AtomicU64>,
     /// Distinct addresses of WebSocket clients seen.
     pub peers: Arc<Mutex<Vec<std::net::IpAddr>>>,
     /// When the server wrote its latest reply, and when each WebSocket
@@ -95,6 +102,17 @@ impl Drop for TestServer {
     }
 }
 
+/// The accounting identity every run keeps: each message sent ends as
+/// received, timed out, lost or in flight.
+pub fn assert_balanced(r: &loadgen::report::model::Report) {
+    let m = &r.messages;
+    assert_eq!(
+        m.sent,
+        m.received + m.timeouts + m.lost + m.in_flight,
+        "accounting identity: {m:?}"
+    );
+}
+
 /// A reply due at an instant; `None` drops the connection instead.
 type Due = (Instant, Option<(OpCode, Vec<u8>)>);
 
@@ -107,6 +125,7 @@ struct Shared {
     first_msg: Mutex<Option<Instant>>,
     stall_until: Mutex<Option<Instant>>,
     received: Arc<AtomicU64>,
+    pongs: Arc<AtomicU64>,
     times: Arc<Times>,
     /// The one core of `Busy` (fair: taken in the order asked for).
     core: tokio::sync::Mutex<()>,
@@ -123,6 +142,7 @@ pub fn start(behavior: Behavior) -> TestServer {
     let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).expect("bind");
     let addr = listener.local_addr().expect("addr");
     let received = Arc::new(AtomicU64::new(0));
+    let pongs = Arc::new(AtomicU64::new(0));
     let peers = Arc::new(Mutex::new(Vec::new()));
     let seen = peers.clone();
     let jobs = match behavior {
@@ -139,6 +159,7 @@ pub fn start(behavior: Behavior) -> TestServer {
         first_msg: Mutex::new(None),
         stall_until: Mutex::new(None),
         received: received.clone(),
+        pongs: pongs.clone(),
         times: times.clone(),
         core: tokio::sync::Mutex::new(()),
         jobs,
@@ -173,6 +194,7 @@ pub fn start(behavior: Behavior) -> TestServer {
     TestServer {
         addr,
         received,
+        pongs,
         peers,
         times,
         rt: Some(rt),
@@ -249,12 +271,36 @@ async fn serve_ws(
             return;
         }
     }
+    if matches!(shared.behavior, Behavior::Deaf) {
+        // Hold the connection without reading until the server stops.
+        let _ws = ws;
+        return std::future::pending().await;
+    }
     let (mut rx, mut tx) = ws.split(tokio::io::split);
     // Replies leave in order from one writer task, each at its due time.
     let (out, mut due) = mpsc::channel::<Due>(4096);
     let writer_shared = shared.clone();
+    let ping_every = match shared.behavior {
+        Behavior::Pinging { every } => every,
+        _ => Duration::from_secs(3600),
+    };
     let writer = tokio::spawn(async move {
-        while let Some((at, frame)) = due.recv().await {
+        let mut ping = tokio::time::interval(ping_every);
+        ping.tick().await;
+        loop {
+            let next = tokio::select! {
+                d = due.recv() => d,
+                _ = ping.tick() => {
+                    let f = Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b"hb"));
+                    if tx.write_frame(f).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let Some((at, frame)) = next else {
+                break;
+            };
             let stall = *writer_shared.stall_until.lock().unwrap();
             let at = stall.map_or(at, |s| s.max(at));
             tokio::time::sleep_until(at.into()).await;
@@ -283,6 +329,9 @@ async fn serve_ws(
             if frame.opcode == OpCode::Close {
                 break;
             }
+            if frame.opcode == OpCode::Pong && &frame.payload[..] == b"hb" {
+                shared.pongs.fetch_add(1, Ordering::Relaxed);
+            }
             continue;
         }
         shared.received.fetch_add(1, Ordering::Relaxed);
@@ -304,6 +353,10 @@ async fn serve_ws(
             Behavior::Echo { delay } | Behavior::Busy { delay, .. } => replies(&data)
                 .into_iter()
                 .map(|r| (now + delay, Some((OpCode::Text, r))))
+                .collect(),
+            Behavior::Pinging { .. } => replies(&data)
+                .into_iter()
+                .map(|r| (now, Some((OpCode::Text, r))))
                 .collect(),
             Behavior::StallOnce { at, stall } => {
                 if now >= first + at {
@@ -347,7 +400,7 @@ async fn serve_ws(
                 }
             }
             Behavior::RawEcho => vec![(now, Some((frame.opcode, data)))],
-            Behavior::NotWebSocket | Behavior::Queue { .. } => vec![],
+            Behavior::NotWebSocket | Behavior::Queue { .. } | Behavior::Deaf => vec![],
         };
         for r in reply {
             let drop_now = r.1.is_none();
@@ -457,6 +510,7 @@ pub fn start_tungstenite_echo() -> TestServer {
     TestServer {
         addr,
         received,
+        pongs: Default::default(),
         peers: Default::default(),
         times: Default::default(),
         rt: Some(rt),

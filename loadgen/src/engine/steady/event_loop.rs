@@ -1,0 +1,352 @@
+//! One slot thread's epoll loop: the sessions handed to it, one `mio::Poll`
+//! for their sockets, one timer heap for their due messages and deadlines.
+//!
+//! The loop is a tokio task on the slot thread, so the thread's handshakes
+//! and the loop share it without either blocking the other: tokio's
+//! reactor watches the loop's epoll descriptor (an epoll set is itself
+//! pollable), and the loop waits on that, on its inbox, on its next timer
+//! and on the end-of-sending barrier. Each turn then takes every ready
+//! socket from its own set in one `epoll_wait` and every due timer from
+//! the heap.
+
+use super::conn::{Conn, Scratch, Step};
+use super::handoff::{Handoff, Returned};
+use super::timers::Timers;
+use crate::engine::ctx::RunCtx;
+use crate::engine::session::End;
+use crate::engine::stats::ErrorKind;
+use mio::{Events, Interest, Poll, Registry, Token};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{mpsc, oneshot};
+
+/// Events taken per `epoll_wait`.
+const EVENTS: usize = 1024;
+
+/// A live session and what its slot waits on.
+struct Entry {
+    conn: Conn,
+    done: oneshot::Sender<Returned>,
+}
+
+/// Run the loop until its inbox closes and its last session has ended.
+pub async fn run(ctx: Arc<RunCtx>, mut inbox: mpsc::UnboundedReceiver<Handoff>) {
+    let (mut fd, registry) = match open() {
+        Ok(p) => p,
+        Err(e) => {
+            // Without a loop, every session handed here ends at once.
+            let note = format!("the connection loop could not start: {e}");
+            while let Some(h) = inbox.recv().await {
+                ctx.fail(ErrorKind::Read, &note);
+                let _ = h.done.send(Returned {
+                    end: End::Dropped,
+                    state: h.state,
+                    seq: h.seq,
+                });
+            }
+            return;
+        }
+    };
+    let mut lp = Loop {
+        ctx,
+        registry,
+        entries: Vec::new(),
+        free: Vec::new(),
+        timers: Timers::default(),
+        scratch: Scratch::default(),
+        again: Vec::new(),
+        live: 0,
+        waiting: 0,
+    };
+    turns(&mut lp, &mut fd, inbox).await;
+}
+
+/// The loop's turns, until its inbox closed and its last session ended.
+async fn turns(lp: &mut Loop, fd: &mut AsyncFd<Poll>, mut inbox: mpsc::UnboundedReceiver<Handoff>) {
+    let mut events = Events::with_capacity(EVENTS);
+    let mut open = true;
+    loop {
+        events.clear();
+        if !open && lp.live == 0 {
+            return;
+        }
+        let ctx = lp.ctx.clone();
+        // Registered before the count is read: the last session's wake
+        // cannot fall between the check and the wait.
+        let drained = ctx.closing.drained();
+        if lp.waiting > 0 && ctx.closing.open() == 0 {
+            lp.release_waiting();
+            continue;
+        }
+        let waiting = lp.waiting > 0;
+        let next = lp.timers.next();
+        if lp.again.is_empty() {
+            tokio::select! {
+                biased;
+                r = fd.readable_mut() => {
+                    let polled = r.and_then(|mut g| {
+                        // Every ready socket of the set, without waiting.
+                        match g.get_inner_mut().poll(&mut events, Some(Duration::ZERO)) {
+                            Err(e) if e.kind() != std::io::ErrorKind::Interrupted => return Err(e),
+                            _ => {}
+                        }
+                        if events.iter().count() < EVENTS {
+                            // All taken: wait for new events. A full batch
+                            // leaves the set ready, so the next turn polls again.
+                            g.clear_ready();
+                        }
+                        Ok(())
+                    });
+                    if let Err(e) = polled {
+                        lp.fail_all(&format!("the connection loop's epoll failed: {e}"));
+                        return;
+                    }
+                }
+                h = inbox.recv(), if open => match h {
+                    Some(h) => lp.add(h),
+                    None => open = false,
+                },
+                _ = drained, if waiting => {}
+                _ = sleep_until(next), if next.is_some() => {}
+            }
+        } else {
+            // Sockets left with unread bytes: let the thread's other tasks
+            // run, then read on, taking the other sockets' events and new
+            // sessions too, so a flooding server cannot starve them.
+            tokio::task::yield_now().await;
+            match fd.get_mut().poll(&mut events, Some(Duration::ZERO)) {
+                Err(e) if e.kind() != std::io::ErrorKind::Interrupted => {
+                    lp.fail_all(&format!("the connection loop's epoll failed: {e}"));
+                    return;
+                }
+                _ => {}
+            }
+            loop {
+                match inbox.try_recv() {
+                    Ok(h) => lp.add(h),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
+        }
+        for ev in events.iter() {
+            let idx = ev.token().0;
+            if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
+                lp.on_event(idx, Event::Writable);
+            }
+            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                lp.on_event(idx, Event::Readable);
+            }
+        }
+        for idx in std::mem::take(&mut lp.again) {
+            lp.on_event(idx, Event::Readable);
+        }
+        lp.run_timers();
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at.into()).await;
+    }
+}
+
+/// The loop's epoll set, watched by tokio's reactor, and a handle to add
+/// sockets to it.
+fn open() -> std::io::Result<(AsyncFd<Poll>, Registry)> {
+    let poll = Poll::new()?;
+    let registry = poll.registry().try_clone()?;
+    // SAFETY: the `Poll` owns its epoll descriptor from creation to drop,
+    // and `as_raw_fd` always returns that descriptor; the `AsyncFd` owns
+    // the `Poll`, so the descriptor outlives its registration.
+    let fd = unsafe { AsyncFd::register_with_interest(poll, tokio::io::Interest::READABLE) }
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok((fd, registry))
+}
+
+#[derive(Clone, Copy)]
+enum Event {
+    Readable,
+    Writable,
+    Timer,
+}
+
+struct Loop {
+    ctx: Arc<RunCtx>,
+    registry: Registry,
+    entries: Vec<Option<Entry>>,
+    free: Vec<usize>,
+    timers: Timers,
+    scratch: Scratch,
+    /// Sessions whose read budget ran out with bytes maybe left.
+    again: Vec<usize>,
+    live: usize,
+    /// Sessions drained and waiting for the others (`closing`).
+    waiting: usize,
+}
+
+impl Loop {
+    /// Take a session in: register its socket, read what already came.
+    fn add(&mut self, h: Handoff) {
+        let Handoff {
+            local,
+            global,
+            sock,
+            frames,
+            state,
+            seq,
+            first,
+            done,
+        } = h;
+        let idx = self.free.pop().unwrap_or(self.entries.len());
+        let mut sock = mio::net::TcpStream::from_std(sock);
+        if let Err(e) = self
+            .registry
+            .register(&mut sock, Token(idx), Interest::READABLE)
+        {
+            self.ctx.fail(
+                ErrorKind::Read,
+                &format!("the connection loop refused a socket: {e}"),
+            );
+            let _ = done.send(Returned {
+                end: End::Dropped,
+                state,
+                seq,
+            });
+            if idx < self.entries.len() {
+                self.free.push(idx);
+            }
+            return;
+        }
+        let conn = Conn::new(&self.ctx, sock, frames, local, global, state, seq, first);
+        if idx == self.entries.len() {
+            self.entries.push(None);
+        }
+        self.entries[idx] = Some(Entry { conn, done });
+        self.live += 1;
+        self.ctx.stats.count(|c| c.in_loop += 1);
+        // Frames that came with the opening's last read, and anything the
+        // socket holds already.
+        self.on_event(idx, Event::Readable);
+    }
+
+    /// Act on one event of session `idx`, then settle what it asked for.
+    fn on_event(&mut self, idx: usize, ev: Event) {
+        let Some(Some(e)) = self.entries.get_mut(idx) else {
+            return;
+        };
+        let (ctx, s) = (&*self.ctx, &mut self.scratch);
+        let was = e.conn.waiting();
+        let step = match ev {
+            Event::Readable => e.conn.on_readable(ctx, s),
+            Event::Writable => e.conn.on_writable(ctx, s),
+            Event::Timer => e.conn.on_timer(ctx, s),
+        };
+        match (was, e.conn.waiting()) {
+            (false, true) => self.waiting += 1,
+            (true, false) => self.waiting -= 1,
+            _ => {}
+        }
+        match step {
+            Step::Done(end) => self.finish(idx, end),
+            Step::ReadMore => {
+                self.again.push(idx);
+                self.rearm(idx);
+            }
+            Step::Go => self.rearm(idx),
+        }
+    }
+
+    /// Keep session `idx`'s interest and wake in step with what it wants.
+    fn rearm(&mut self, idx: usize) {
+        let Some(Some(e)) = self.entries.get_mut(idx) else {
+            return;
+        };
+        let c = &mut e.conn;
+        if c.wants_write() != c.writable {
+            let interest = if c.wants_write() {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if let Err(err) = self.registry.reregister(&mut c.sock, Token(idx), interest) {
+                self.ctx.fail(
+                    ErrorKind::Write,
+                    &format!("watching a socket for room failed: {err}"),
+                );
+                self.finish(idx, End::Dropped);
+                return;
+            }
+            c.writable = c.wants_write();
+        }
+        let at = c.next_wake(&self.ctx, Instant::now());
+        // Only an earlier wake is pushed: a later one is found when the
+        // current wake fires early, so the heap holds about one per session.
+        if c.wake.is_none_or(|(w, _)| at < w) {
+            c.wake = Some((at, self.timers.push(at, idx)));
+        }
+    }
+
+    /// Fire every wake that is due and still live.
+    fn run_timers(&mut self) {
+        let now = Instant::now();
+        // A session always moves its wake past `now`; the bound only keeps
+        // a mistake there from becoming a busy loop.
+        let mut left = 2 * self.entries.len() + 16;
+        while left > 0
+            && let Some((id, idx)) = self.timers.pop_due(now)
+        {
+            left -= 1;
+            let Some(Some(e)) = self.entries.get_mut(idx) else {
+                continue;
+            };
+            if e.conn.wake.map(|(_, w)| w) != Some(id) {
+                continue;
+            }
+            e.conn.wake = None;
+            self.on_event(idx, Event::Timer);
+        }
+    }
+
+    /// Every session drained: those waiting for the others close now.
+    fn release_waiting(&mut self) {
+        for idx in 0..self.entries.len() {
+            if matches!(&self.entries[idx], Some(e) if e.conn.waiting()) {
+                self.on_event(idx, Event::Timer);
+            }
+        }
+    }
+
+    /// Session `idx` ended: out of the set, back to its slot.
+    fn finish(&mut self, idx: usize, end: End) {
+        let Some(Entry { mut conn, done }) = self.entries.get_mut(idx).and_then(Option::take)
+        else {
+            return;
+        };
+        if conn.waiting() {
+            self.waiting -= 1;
+        }
+        conn.leave(&self.ctx);
+        let _ = self.registry.deregister(&mut conn.sock);
+        self.free.push(idx);
+        self.live -= 1;
+        let _ = done.send(Returned {
+            end,
+            state: conn.state,
+            seq: conn.seq,
+        });
+        // The socket closes here (FIN), after its slot has its books back.
+    }
+
+    /// The loop cannot go on: every session ends as dropped.
+    fn fail_all(&mut self, note: &str) {
+        self.ctx.fail(ErrorKind::Read, note);
+        for idx in 0..self.entries.len() {
+            self.finish(idx, End::Dropped);
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The steady state of plain-TCP connections: one epoll loop per slot
+//! thread owns them after their handshake (`--io epoll`, the default).
+//!
+//! Why: tcp_floor measured that a tokio task per connection, with nothing
+//! else in it, loses the tail near the machine's rate where one epoll loop
+//! per side holds it (docs/BENCHMARKS.md, "The floors of the protocol and
+//! of the runtime"). Each message of a task costs a timer, a wake, a task
+//! poll and the reactor's per-socket readiness bookkeeping; a loop pays one
+//! `epoll_wait` for a batch of sockets and sends every due message from one
+//! timer heap.
+//!
+//! What stays a task: connecting, TLS, the HTTP upgrade and the profile's
+//! opening steps (hyper and fastwebsockets do those), reconnect backoff,
+//! and every session the loop does not take: `wss://` (rustls owns the
+//! bytes), fan-out and `--wait-reply`. The slot task hands the socket, the
+//! bytes already read and the session's books to its thread's loop
+//! ([`Handoff`]) and waits, parked, for them back ([`Returned`]) when the
+//! session ends; it then settles the leftovers and reconnects exactly as
+//! for a task session. The loop keeps the books with the task path's own
+//! functions (`send::render`/`book`, `recv::settle`, `pending::expire`),
+//! so both measure the same way.
+
+mod conn;
+mod event_loop;
+mod handoff;
+mod timers;
+
+pub use handoff::{Handoff, Inbox, Returned};
+
+use crate::engine::ctx::RunCtx;
+use crate::engine::pending::ConnState;
+use crate::engine::session::End;
+use crate::engine::stats::ErrorKind;
+use crate::engine::threads::SlotThreads;
+use crate::net::connect::{WsRead, WsWrite};
+use crate::net::stream::{ReadHalf, WriteHalf};
+use crate::opts::Io;
+use protocol::wsframe::FrameBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+/// The loops of one run, one per slot thread; dropping this (and every
+/// slot's inbox) lets each loop end once its sessions have.
+pub struct Loops {
+    inboxes: Vec<mpsc::UnboundedSender<Handoff>>,
+}
+
+impl Loops {
+    /// Start a loop on each slot thread (or one on the caller's runtime
+    /// when the slots run there); none with `--io tasks`.
+    pub fn start(ctx: &Arc<RunCtx>, threads: &SlotThreads, set: &mut JoinSet<()>) -> Loops {
+        let n = if ctx.cfg.io == Io::Epoll {
+            threads.count().max(1)
+        } else {
+            0
+        };
+        let inboxes = (0..n as u64)
+            .map(|i| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                threads.spawn(set, i, event_loop::run(ctx.clone(), rx));
+                tx
+            })
+            .collect();
+        Loops { inboxes }
+    }
+
+    /// The inbox of the loop on slot `local`'s thread. Unbounded, but each
+    /// slot has at most one session in flight to it.
+    pub fn inbox(&self, local: u64) -> Option<Inbox> {
+        (!self.inboxes.is_empty())
+            .then(|| self.inboxes[(local % self.inboxes.len() as u64) as usize].clone())
+    }
+}
+
+/// Whether a session of slot `global` runs in the loop: open-model sends,
+/// no fan-out. (Plain TCP is checked at the handoff.)
+pub fn takes(ctx: &RunCtx, global: u64) -> bool {
+    ctx.interval.is_some() && !ctx.cfg.wait_reply && ctx.group(global).is_none()
+}
+
+/// How a session offered to the loop went.
+pub enum Outcome {
+    /// The loop ran it to its end.
+    Ended(Returned),
+    /// Not plain TCP: run it as a task.
+    Kept(WsRead, WsWrite, ConnState),
+}
+
+/// Run a session in its thread's loop, if its connection is plain TCP,
+/// and wait (parked) until it ends.
+///
+/// Not `async fn`: that keeps its arguments twice (as arguments and as
+/// locals) in the slot's task, which stays parked here all session long.
+#[allow(clippy::too_many_arguments, clippy::manual_async_fn)]
+pub fn run<'a>(
+    inbox: &'a Inbox,
+    ctx: &'a RunCtx,
+    (local, global): (u64, u64),
+    rx: WsRead,
+    tx: WsWrite,
+    state: ConnState,
+    seq: u64,
+    first: Instant,
+) -> impl Future<Output = Outcome> + 'a {
+    async move {
+        let dropped = |state, note: &str| {
+            ctx.fail(ErrorKind::Read, note);
+            Outcome::Ended(Returned {
+                end: End::Dropped,
+                state,
+                seq,
+            })
+        };
+        let (sock, frames) = match into_parts(rx, tx) {
+            Parts::Socket(sock, frames) => (sock, frames),
+            Parts::Kept(rx, tx) => return Outcome::Kept(rx, tx, state),
+            Parts::Failed(e) => return dropped(state, &e),
+        };
+        let (done, back) = oneshot::channel();
+        let h = Handoff {
+            local,
+            global,
+            sock,
+            frames,
+            state,
+            seq,
+            first,
+            done,
+        };
+        if let Err(mpsc::error::SendError(h)) = inbox.send(h) {
+            return dropped(
+                h.state,
+                "the connection loop had ended before the session began",
+            );
+        }
+        match back.await {
+            Ok(r) => Outcome::Ended(r),
+            // Only when the run gives up on its tasks (drive's last resort).
+            Err(_) => dropped(
+                ConnState::new(ctx.pending_cap, seq),
+                "the connection loop ended before the session did",
+            ),
+        }
+    }
+}
+
+/// A connection taken apart for the loop.
+pub enum Parts {
+    /// Plain TCP: the socket (out of tokio's reactor) and the bytes read.
+    Socket(std::net::TcpStream, FrameBuf),
+    /// Not plain TCP: the connection as it was, to run as a task.
+    Kept(WsRead, WsWrite),
+    /// Taking the socket out of tokio failed; the connection is gone.
+    Failed(String),
+}
+
+/// Take a connection apart for the loop.
+pub fn into_parts(rx: WsRead, tx: WsWrite) -> Parts {
+    if !rx.get_ref().is_plain() {
+        return Parts::Kept(rx, tx);
+    }
+    let (r, frames) = rx.into_parts();
+    let (ReadHalf::Plain(r), WriteHalf::Plain(w)) = (r, tx.into_inner()) else {
+        return Parts::Failed("a connection with one plain half and one TLS half".into());
+    };
+    match r.reunite(w).map_err(|e| e.to_string()) {
+        Ok(t) => match t.into_std() {
+            Ok(sock) => Parts::Socket(sock, frames),
+            Err(e) => Parts::Failed(format!("taking the socket from tokio: {e}")),
+        },
+        Err(e) => Parts::Failed(format!("rejoining the socket's halves: {e}")),
+    }
+}
