@@ -23,6 +23,8 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Events taken per `epoll_wait`.
 const EVENTS: usize = 1024;
+/// Timers run at most this often, unless their own wake-up comes first.
+const TIMER_TICK: Duration = Duration::from_millis(1);
 
 /// A live session and what its slot waits on.
 struct Entry {
@@ -66,6 +68,7 @@ pub async fn run(ctx: Arc<RunCtx>, mut inbox: mpsc::UnboundedReceiver<Handoff>) 
 async fn turns(lp: &mut Loop, fd: &mut AsyncFd<Poll>, mut inbox: mpsc::UnboundedReceiver<Handoff>) {
     let mut events = Events::with_capacity(EVENTS);
     let mut open = true;
+    let mut last_timers = Instant::now();
     loop {
         events.clear();
         if !open && lp.live == 0 {
@@ -81,6 +84,7 @@ async fn turns(lp: &mut Loop, fd: &mut AsyncFd<Poll>, mut inbox: mpsc::Unbounded
         }
         let waiting = lp.waiting > 0;
         let next = lp.timers.next();
+        let mut timer = false;
         if lp.again.is_empty() {
             tokio::select! {
                 biased;
@@ -108,7 +112,7 @@ async fn turns(lp: &mut Loop, fd: &mut AsyncFd<Poll>, mut inbox: mpsc::Unbounded
                     None => open = false,
                 },
                 _ = drained, if waiting => {}
-                _ = sleep_until(next), if next.is_some() => {}
+                _ = sleep_until(next), if next.is_some() => timer = true,
             }
         } else {
             // Sockets left with unread bytes: let the thread's other tasks
@@ -145,7 +149,14 @@ async fn turns(lp: &mut Loop, fd: &mut AsyncFd<Poll>, mut inbox: mpsc::Unbounded
         for idx in std::mem::take(&mut lp.again) {
             lp.on_event(idx, Event::Readable);
         }
-        lp.run_timers();
+        // Due sends leave in one batch a millisecond (as the task path's
+        // pacer sends them), not one by one as replies wake the loop: the
+        // server then takes many messages per wake-up too.
+        let now = Instant::now();
+        if timer || now >= last_timers + TIMER_TICK {
+            lp.run_timers(now);
+            last_timers = now;
+        }
     }
 }
 
@@ -292,8 +303,7 @@ impl Loop {
     }
 
     /// Fire every wake that is due and still live.
-    fn run_timers(&mut self) {
-        let now = Instant::now();
+    fn run_timers(&mut self, now: Instant) {
         // A session always moves its wake past `now`; the bound only keeps
         // a mistake there from becoming a busy loop.
         let mut left = 2 * self.entries.len() + 16;
