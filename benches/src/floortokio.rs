@@ -86,14 +86,21 @@ pub fn drive(
             tokio::task::spawn_local(async move {
                 tokio::time::sleep_until((t0 + Duration::from_nanos(sched.warmup_ns)).into()).await;
                 let answered = out.borrow().answered;
-                let w = Window::open(server_pid, answered);
-                out.borrow_mut().window = w.ok();
+                let w = Window::open(server_pid, answered)?;
+                out.borrow_mut().window = Some(w);
+                Ok::<(), String>(())
             })
         };
         for t in tasks {
             t.await.map_err(|e| e.to_string())??;
         }
-        window.abort();
+        if window.is_finished() {
+            // A CPU reading that failed at the warm-up's end is the run's
+            // error, as in the epoll client.
+            window.await.map_err(|e| e.to_string())??;
+        } else {
+            window.abort();
+        }
         Ok(())
     });
     res?;
