@@ -108,3 +108,23 @@ fn a_server_that_stops_reading_holds_sends_back_and_the_run_ends_on_time() {
         assert_balanced(&r);
     }
 }
+
+#[test]
+fn a_burst_larger_than_a_turns_read_budget_is_read_whole() {
+    // Each answer is 1,000 chunks sent back to back: ~100 KB of small
+    // frames, more than one turn's reading of a socket (64 KiB) when they
+    // arrive together. (That the loop comes back for the rest is checked
+    // deterministically in engine::steady::conn's unit test.)
+    let node = support::start_wsnode(&[]);
+    let r = against(
+        &node.url(),
+        "--mode chat --conns 2 --rate 2 --duration 2s --chat-chunks 1000 --chat-interval-ms 0",
+    );
+    assert_eq!(r.connections.in_loop, 2);
+    let m = &r.messages;
+    assert!(m.received >= 6, "{m:?}");
+    assert_eq!(m.errors_total, 0, "{:?}", r.error_samples);
+    assert_eq!(m.ok, m.received, "every chunk in order: {m:?}");
+    assert_eq!(m.in_flight + m.timeouts, 0, "an answer left unread: {m:?}");
+    assert_balanced(&r);
+}

@@ -449,3 +449,87 @@ fn read_failed(ctx: &RunCtx, e: &dyn std::fmt::Display) -> Step {
     ctx.fail(ErrorKind::Read, &format!("read failed: {e}"));
     Step::Done(End::Dropped)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Targets};
+    use crate::engine::settings::Share;
+    use crate::net::dial::Dialer;
+    use clap::Parser;
+    use protocol::wsframe::{Masking, OP_PONG};
+    use std::sync::Arc;
+
+    fn ctx() -> RunCtx {
+        let o = crate::opts::Opts::try_parse_from(["loadgen", "--url", "ws://127.0.0.1:9/ws/chat"])
+            .unwrap();
+        let cfg = Config::from_opts(&o.load).unwrap();
+        let Targets::Urls(targets) = cfg.targets else {
+            panic!("a --url run")
+        };
+        let dialer = Dialer::new(&cfg.load.dial, false).unwrap();
+        RunCtx::new(Arc::new(cfg.load), targets, "t".into(), Share::ALL, dialer).unwrap()
+    }
+
+    /// A ping frame from the server: unmasked, 125-byte payload.
+    fn ping(i: usize) -> Vec<u8> {
+        let mut f = vec![0x89, 125];
+        f.extend((0..125).map(|k| (i + k) as u8));
+        f
+    }
+
+    #[test]
+    fn bytes_past_a_turns_budget_are_read_on_the_next_turns() {
+        let ctx = ctx();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut server, _) = l.accept().unwrap();
+        client.set_nonblocking(true).unwrap();
+        // 600 pings, 76 KiB: more than one turn may read (64 KiB).
+        let n = 600;
+        let wire: Vec<u8> = (0..n).flat_map(ping).collect();
+        server.write_all(&wire).unwrap();
+        let mut waiting = [0u8; 1];
+        // Let every byte reach the client's socket before the first turn.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let _ = client.peek(&mut waiting);
+        let state = ConnState::new(16, 0);
+        let frames = FrameBuf::new(1 << 20, Masking::Either);
+        let sock = mio::net::TcpStream::from_std(client);
+        // A slot that is wanted, with its first message due well after the test.
+        ctx.set_wanted(1);
+        let first = Instant::now() + std::time::Duration::from_secs(30);
+        let mut c = Conn::new(&ctx, sock, frames, 0, 0, state, 0, first);
+        let mut s = Scratch::default();
+        assert_eq!(c.on_readable(&ctx, &mut s), Step::ReadMore);
+        let mut turns = 1;
+        while c.on_readable(&ctx, &mut s) == Step::ReadMore {
+            turns += 1;
+            assert!(turns < 10, "the socket's bytes never ran out");
+        }
+        // Every ping was answered with its own payload (what the socket
+        // could not take waits in the session until it has room).
+        server
+            .set_read_timeout(Some(std::time::Duration::from_millis(50)))
+            .unwrap();
+        let mut got = FrameBuf::new(1 << 20, Masking::Required);
+        let (mut pongs, mut stalls) = (0, 0);
+        while pongs < n {
+            while let Some(f) = got.next_frame().unwrap() {
+                assert_eq!(f.opcode, OP_PONG);
+                assert_eq!(got.payload(&f), &ping(pongs)[2..]);
+                pongs += 1;
+            }
+            match server.read(got.spare()) {
+                Ok(0) => panic!("the client closed after {pongs} pongs"),
+                Ok(k) => got.filled(k),
+                Err(_) => {
+                    stalls += 1;
+                    assert!(stalls < 100, "only {pongs} of {n} pongs came");
+                    assert_eq!(c.on_writable(&ctx, &mut s), Step::Go);
+                }
+            }
+        }
+        c.leave(&ctx);
+    }
+}
