@@ -153,16 +153,22 @@ fn a_run_without_a_hold_says_so_and_grades_the_whole_run() {
 /// reply, then all close: the teardown does not overlap the last replies.
 #[test]
 fn connections_close_together_once_the_last_reply_is_in() {
-    // Replies leave at once, until a stall 2.75 s after the first message
-    // holds every reply then in flight for 800 ms: the connections that sent
-    // in the last ~200 ms before sending ends are still owed a reply, the
-    // others (sending every 500 ms) have theirs.
+    // Replies leave at once, until a stall near the end of sending holds
+    // every reply then in flight for 800 ms: the connections that sent in
+    // the last ~250 ms (2/s) or ~50 ms (10/s: about half of them) are still
+    // owed a reply, the others have theirs.
+    for (rate, stall_at) in [(2, 2_750), (10, 2_950)] {
+        close_together_at(rate, stall_at);
+    }
+}
+
+fn close_together_at(rate: u32, stall_at_ms: u64) {
     let srv = support::start(Behavior::StallOnce {
-        at: Duration::from_millis(2_750),
+        at: Duration::from_millis(stall_at_ms),
         stall: Duration::from_millis(800),
     });
     let args = format!(
-        "loadgen --quiet --url {} --conns 20 --rate 2 --duration 3s --timeout 5s",
+        "loadgen --quiet --url {} --conns 20 --rate {rate} --duration 3s --timeout 5s",
         srv.url()
     );
     let opts = loadgen::Opts::try_parse_from(args.split_whitespace()).expect("valid options");
@@ -170,11 +176,15 @@ fn connections_close_together_once_the_last_reply_is_in() {
         .expect("the run succeeds")
         .report
         .expect("a report");
-    assert_eq!(r.messages.received, r.messages.sent, "{:?}", r.messages);
+    assert_eq!(
+        r.messages.received, r.messages.sent,
+        "{rate}/s: {:?}",
+        r.messages
+    );
     // The stall happened: some replies waited for it.
     assert!(
         ms(r.latency_us.corrected.max) >= 500.0,
-        "no reply was held (max {} ms): the stall came after sending ended",
+        "{rate}/s: no reply was held (max {} ms): the stall came after sending ended",
         ms(r.latency_us.corrected.max)
     );
     let last = srv
@@ -184,10 +194,10 @@ fn connections_close_together_once_the_last_reply_is_in() {
         .unwrap()
         .expect("replies were written");
     let closed = srv.times.closed.lock().unwrap().clone();
-    assert_eq!(closed.len(), 20, "every connection ended");
+    assert_eq!(closed.len(), 20, "{rate}/s: every connection ended");
     let early = closed.iter().filter(|t| **t < last).count();
     assert_eq!(
         early, 0,
-        "{early} of 20 connections closed before the last reply was written"
+        "{rate}/s: {early} of 20 connections closed before the last reply was written"
     );
 }
