@@ -54,9 +54,8 @@ pub fn send_loop<'a>(
             let stopped = sleep_checking(ctx, s.local, ctx.send_end).await;
             return drain(s, stopped).await;
         };
-        let interval_ns = interval.as_nanos() as u64;
         loop {
-            let intended = first + Duration::from_nanos(interval_ns.saturating_mul(*seq));
+            let intended = intended_at(first, interval, *seq);
             if intended >= ctx.send_end {
                 return drain(s, false).await;
             }
@@ -133,6 +132,13 @@ async fn write_or_stop<R>(
             return None;
         }
     }
+}
+
+/// When message `seq` of a connection is due: `first + seq * interval`,
+/// whatever happened to the earlier ones (the open model). Also the epoll
+/// loop's (`engine::steady`).
+pub(crate) fn intended_at(first: Instant, interval: Duration, seq: u64) -> Instant {
+    first + Duration::from_nanos((interval.as_nanos() as u64).saturating_mul(seq))
 }
 
 /// Message `n`'s bytes, intended at and sent at the given run-relative

@@ -246,8 +246,7 @@ async fn open_session(
     let connect::Conn { mut rx, mut tx, .. } = conn;
     let session = ctx.session_id(global);
     let vars = ctx.conn_values(global, &session);
-    let open = opening::open(&ctx.profile, &mut rx, &mut tx, &vars, ctx.wait_limit());
-    match Box::pin(open).await {
+    match opening::open(&ctx.profile, &mut rx, &mut tx, &vars, ctx.wait_limit()).await {
         Ok(token) => {
             if let Some(t) = token {
                 ctx.set_token(local, &t);

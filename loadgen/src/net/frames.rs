@@ -174,14 +174,21 @@ mod tests {
             "a frame after the close must be refused"
         );
         drop(w);
-        let mut r = FrameReader::new(b, 1 << 16);
-        let f = r.next().await.unwrap();
+        let mut wire = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut { b }, &mut wire)
+            .await
+            .unwrap();
+        // A server's reader: an unmasked frame would be an error here.
+        let mut r = FrameBuf::new(1 << 16, Masking::Required);
+        r.seed(&wire);
+        let f = r.next_frame().unwrap().unwrap();
         assert_eq!((f.opcode, r.payload(&f)), (OP_TEXT, &b"hi"[..]));
-        let f = r.next().await.unwrap();
+        let f = r.next_frame().unwrap().unwrap();
         assert_eq!((f.opcode, r.payload(&f)), (OP_BINARY, &big[..]));
-        let f = r.next().await.unwrap();
+        let f = r.next_frame().unwrap().unwrap();
         assert_eq!(f.opcode, OP_CLOSE);
-        assert!(matches!(r.next().await, Err(ReadError::Eof)));
+        assert!(r.next_frame().unwrap().is_none(), "nothing after the close");
+        assert_eq!(r.buffered(), 0);
     }
 
     #[tokio::test]

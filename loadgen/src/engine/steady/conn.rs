@@ -13,7 +13,7 @@ use crate::engine::ctx::RunCtx;
 use crate::engine::pending::{ConnState, expire};
 use crate::engine::recv::settle;
 use crate::engine::reply::{self, Reply};
-use crate::engine::send::{book, count_sent, render};
+use crate::engine::send::{book, count_sent, intended_at, render};
 use crate::engine::session::{CHECK_EVERY, CLOSE_WAIT, End};
 use crate::engine::stats::ErrorKind;
 use crate::net::frames::{OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_TEXT};
@@ -124,8 +124,7 @@ impl Conn {
     }
 
     fn intended(&self) -> Instant {
-        let ns = self.interval.as_nanos() as u64;
-        self.first + Duration::from_nanos(ns.saturating_mul(self.seq))
+        intended_at(self.first, self.interval, self.seq)
     }
 
     /// When this session next needs the loop, if nothing happens first.
@@ -264,6 +263,12 @@ impl Conn {
 
     /// Read and act on every frame that arrived, within the read budget.
     pub fn on_readable(&mut self, ctx: &RunCtx, s: &mut Scratch) -> Step {
+        if let Phase::Closing { .. } = self.phase {
+            // Our close frame is queued: nothing may follow it (no pong, no
+            // keep-alive answer), and as a task's session, this one no
+            // longer reads.
+            return Step::Go;
+        }
         if self.out.len() > OUT_CAP {
             self.read_paused = true;
             return Step::Go;
@@ -409,32 +414,14 @@ impl Conn {
             self.out.extend_from_slice(bytes);
             return Ok(());
         }
-        let mut n = 0;
-        while n < bytes.len() {
-            match (&self.sock).write(&bytes[n..]) {
-                Ok(0) => return Err(IoKind::WriteZero.into()),
-                Ok(k) => n += k,
-                Err(e) if e.kind() == IoKind::WouldBlock => break,
-                Err(e) if e.kind() == IoKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let n = write_some(&self.sock, bytes)?;
         self.out.extend_from_slice(&bytes[n..]);
         Ok(())
     }
 
     /// Write what waits in `out` until it is empty or the socket is full.
     fn flush(&mut self) -> std::io::Result<()> {
-        let mut n = 0;
-        while n < self.out.len() {
-            match (&self.sock).write(&self.out[n..]) {
-                Ok(0) => return Err(IoKind::WriteZero.into()),
-                Ok(k) => n += k,
-                Err(e) if e.kind() == IoKind::WouldBlock => break,
-                Err(e) if e.kind() == IoKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let n = write_some(&self.sock, &self.out)?;
         if n == self.out.len() {
             // An idle session holds no write buffer.
             self.out = Vec::new();
@@ -443,6 +430,21 @@ impl Conn {
         }
         Ok(())
     }
+}
+
+/// Write as much of `bytes` as the socket takes now; how much it took.
+fn write_some(sock: &mio::net::TcpStream, bytes: &[u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < bytes.len() {
+        match (&*sock).write(&bytes[n..]) {
+            Ok(0) => return Err(IoKind::WriteZero.into()),
+            Ok(k) => n += k,
+            Err(e) if e.kind() == IoKind::WouldBlock => break,
+            Err(e) if e.kind() == IoKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 fn read_failed(ctx: &RunCtx, e: &dyn std::fmt::Display) -> Step {

@@ -58,7 +58,6 @@ pub async fn run(ctx: Arc<RunCtx>, mut inbox: mpsc::UnboundedReceiver<Handoff>) 
         timers: Timers::default(),
         scratch: Scratch::default(),
         again: Vec::new(),
-        live: 0,
         waiting: 0,
     };
     turns(&mut lp, &mut fd, inbox).await;
@@ -71,7 +70,7 @@ async fn turns(lp: &mut Loop, fd: &mut AsyncFd<Poll>, mut inbox: mpsc::Unbounded
     let mut last_timers = Instant::now();
     loop {
         events.clear();
-        if !open && lp.live == 0 {
+        if !open && lp.live() == 0 {
             return;
         }
         let ctx = lp.ctx.clone();
@@ -195,12 +194,16 @@ struct Loop {
     scratch: Scratch,
     /// Sessions whose read budget ran out with bytes maybe left.
     again: Vec<usize>,
-    live: usize,
     /// Sessions drained and waiting for the others (`closing`).
     waiting: usize,
 }
 
 impl Loop {
+    /// Sessions in the loop: every entry not on the free list.
+    fn live(&self) -> usize {
+        self.entries.len() - self.free.len()
+    }
+
     /// Take a session in: register its socket, read what already came.
     fn add(&mut self, h: Handoff) {
         let Handoff {
@@ -238,7 +241,6 @@ impl Loop {
             self.entries.push(None);
         }
         self.entries[idx] = Some(Entry { conn, done });
-        self.live += 1;
         self.ctx.stats.count(|c| c.in_loop += 1);
         // Frames that came with the opening's last read, and anything the
         // socket holds already.
@@ -343,7 +345,6 @@ impl Loop {
         conn.leave(&self.ctx);
         let _ = self.registry.deregister(&mut conn.sock);
         self.free.push(idx);
-        self.live -= 1;
         let _ = done.send(Returned {
             end,
             state: conn.state,

@@ -44,7 +44,7 @@ use tokio::task::JoinSet;
 /// The loops of one run, one per slot thread; dropping this (and every
 /// slot's inbox) lets each loop end once its sessions have.
 pub struct Loops {
-    inboxes: Vec<mpsc::UnboundedSender<Handoff>>,
+    inboxes: Vec<Inbox>,
 }
 
 impl Loops {
