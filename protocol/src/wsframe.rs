@@ -146,6 +146,8 @@ pub struct FrameBuf {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// Where the frame [`next_frame`](FrameBuf::next_frame) returned last began.
+    last: usize,
     max: usize,
     masking: Masking,
     /// Bytes from `start` the next frame needs (its header, then all of it).
@@ -159,6 +161,7 @@ impl FrameBuf {
             buf: Vec::new(),
             start: 0,
             end: 0,
+            last: 0,
             max,
             masking,
             need: 2,
@@ -206,6 +209,7 @@ impl FrameBuf {
         if let Some(key) = h.mask {
             apply_mask(&mut self.buf[range.clone()], key);
         }
+        self.last = self.start;
         self.start += total;
         self.need = 2;
         Ok(Some(RawFrame {
@@ -218,6 +222,24 @@ impl FrameBuf {
     /// The payload of a frame [`next_frame`](Self::next_frame) just returned.
     pub fn payload(&self, f: &RawFrame) -> &[u8] {
         &self.buf[f.range.clone()]
+    }
+
+    /// Give back the frame [`next_frame`](Self::next_frame) just returned,
+    /// as it arrived (masked again): the next call returns it again. For a
+    /// reader that hands its connection to another one, which must see the
+    /// frame whole. Call it before anything else touches the buffer; a
+    /// frame that is not the last one returned is left alone.
+    pub fn put_back(&mut self, f: &RawFrame) {
+        if f.range.end != self.start || self.last >= self.start {
+            return;
+        }
+        if let Ok(Some(h)) = parse_header(&self.buf[self.last..self.end])
+            && let Some(key) = h.mask
+        {
+            apply_mask(&mut self.buf[f.range.clone()], key);
+        }
+        self.start = self.last;
+        self.need = 2;
     }
 
     /// Room to read into: at least what the pending frame still needs

@@ -171,3 +171,34 @@ fn poll_fill_holds_no_buffer_while_waiting() {
         Poll::Ready(Ok(0))
     ));
 }
+
+#[test]
+fn a_frame_put_back_is_returned_again_as_it_came() {
+    let key = [0x11, 0x5a, 0xc3, 0x07];
+    let mut wire = frame(OP_TEXT, b"hello, put back", Some(key));
+    wire.extend(frame(OP_PING, b"p", Some([1, 2, 3, 4])));
+    let mut fb = FrameBuf::new(1000, Masking::Required);
+    fb.seed(&wire);
+    let first = fb.next_frame().unwrap().unwrap();
+    assert_eq!(fb.payload(&first), b"hello, put back");
+    fb.put_back(&first);
+    assert_eq!(fb.buffered(), wire.len(), "the frame's bytes are back");
+    // Masked again: another reader given these bytes unmasks them once.
+    let mut copy = FrameBuf::new(1000, Masking::Required);
+    copy.seed(&wire);
+    let again = fb.next_frame().unwrap().unwrap();
+    let theirs = copy.next_frame().unwrap().unwrap();
+    assert_eq!(fb.payload(&again), copy.payload(&theirs));
+    assert_eq!(fb.payload(&again), b"hello, put back");
+    // Only the last frame returned can be put back, and only once.
+    let ping = fb.next_frame().unwrap().unwrap();
+    fb.put_back(&again);
+    fb.put_back(&ping);
+    fb.put_back(&ping);
+    let ping_again = fb.next_frame().unwrap().unwrap();
+    assert_eq!(
+        (ping_again.opcode, fb.payload(&ping_again)),
+        (OP_PING, &b"p"[..])
+    );
+    assert!(fb.next_frame().unwrap().is_none());
+}

@@ -8,11 +8,12 @@
 //! it: handlers get the shared [`Node`] and nothing else.
 
 use crate::broker::Broker;
-use crate::config::Config;
+use crate::config::{Config, Io};
 use crate::handshakes::Handshakes;
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::state::Node;
+use crate::ws::steady;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -39,13 +40,29 @@ pub async fn serve<B: Broker>(
 ) {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    let metrics = Arc::new(Metrics::default());
+    let loops = (cfg.io == Io::Epoll).then(|| {
+        let cx = steady::LoopCtx {
+            metrics: metrics.clone(),
+            shutdown: shutdown_rx.clone(),
+            node_id: Arc::from(node_id.as_str()),
+            ping_interval: cfg.ping_interval,
+            idle_timeout: cfg.idle_timeout,
+        };
+        // One loop per runtime thread.
+        let n = cfg.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+        steady::start(&cx, n.max(1))
+    });
     let node = Arc::new(Node {
         conn_slots: Arc::new(Semaphore::new(cfg.max_connections)),
         handshakes: Handshakes::new(cfg.max_handshakes),
         stream_slots: Arc::new(Semaphore::new(cfg.max_streams)),
         node_id: node_id.into(),
         broker,
-        metrics: Metrics::default(),
+        metrics,
+        loops,
         shutdown: shutdown_rx,
         alive: alive_tx,
         started: Instant::now(),

@@ -165,9 +165,23 @@ pub struct Opts {
     #[arg(long, env = "WSNODE_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
 
+    /// How established connections are served: `epoll` hands a connection
+    /// that only echoes, pings and pongs to an epoll loop per runtime thread
+    /// (anything else takes it back to its task); `tasks` keeps one tokio task
+    /// per connection throughout.
+    #[arg(long, env = "WSNODE_IO", value_enum, default_value = "epoll")]
+    pub io: Io,
+
     /// Tests only: break the node on purpose (see `fault.rs`). Hidden from `--help`.
     #[arg(long, value_enum, hide = true)]
     pub test_fault: Option<TestFault>,
+}
+
+/// How established WebSocket connections are served (`--io`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Io {
+    Epoll,
+    Tasks,
 }
 
 /// The checked configuration; see [`Opts`] for what each field means.
@@ -209,6 +223,7 @@ pub struct Config {
     /// Worker threads of the runtime the node builds for itself (`wsnode`,
     /// `loadgen __node`); an embedding that brings its runtime ignores it.
     pub threads: Option<usize>,
+    pub io: Io,
     /// `None` except in tests that break the node on purpose.
     pub test_fault: Option<TestFault>,
 }
@@ -408,6 +423,7 @@ impl Opts {
             lease_ttl: self.lease_ttl,
             redis_timeout: self.redis_timeout,
             threads: self.threads.map(usize::from),
+            io: self.io,
             test_fault: self.test_fault,
         })
     }

@@ -20,6 +20,10 @@ pub struct Metrics {
     pub rate_limited: AtomicU64,
     pub slow_consumer_closes: AtomicU64,
     pub idle_closes: AtomicU64,
+    /// Connections an epoll loop owns now (`ws::steady`).
+    pub in_loop: AtomicU64,
+    /// Connections handed to an epoll loop since start.
+    pub loop_entries: AtomicU64,
     pub handshakes_evicted: AtomicU64,
     pub streams_started: AtomicU64,
     pub streams_active: AtomicU64,
@@ -166,6 +170,18 @@ impl Metrics {
             "counter",
             "Connections closed by the idle timeout.",
             get(&self.idle_closes) as f64,
+        );
+        put(
+            "wsnode_connections_in_loop",
+            "gauge",
+            "WebSocket connections an epoll loop owns now (echo path, --io epoll).",
+            get(&self.in_loop) as f64,
+        );
+        put(
+            "wsnode_loop_entries_total",
+            "counter",
+            "WebSocket connections handed to an epoll loop.",
+            get(&self.loop_entries) as f64,
         );
         put(
             "wsnode_handshakes_waiting",

@@ -8,6 +8,7 @@
 use crate::config::Config;
 use crate::handshakes::Handshakes;
 use crate::metrics::Metrics;
+use crate::ws::steady::handoff::Loops;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
@@ -18,7 +19,10 @@ pub struct Node<B> {
     pub cfg: Config,
     pub node_id: Arc<str>,
     pub broker: Arc<B>,
-    pub metrics: Metrics,
+    /// Shared with the connection loops, which must not hold the node.
+    pub metrics: Arc<Metrics>,
+    /// The epoll loops' inboxes (`--io epoll`), `None` with `--io tasks`.
+    pub loops: Option<Loops>,
     /// One permit per open WebSocket connection (`--max-connections`).
     pub conn_slots: Arc<Semaphore>,
     /// HTTP connections waiting for a request head (`--max-handshakes`).

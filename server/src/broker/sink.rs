@@ -125,6 +125,25 @@ impl OutQueue {
 }
 
 impl OutQueue {
+    /// Resolves once an item is queued, and takes none: for a connection
+    /// that waits elsewhere while its queue is empty.
+    pub async fn ready(&mut self) {
+        std::future::poll_fn(|cx| {
+            if self.queue.len.load(Ordering::Acquire) > 0 {
+                return Poll::Ready(());
+            }
+            self.queue.waker.register(cx.waker());
+            // A push before the registration is seen here; one after it
+            // wakes the registered waker.
+            if self.queue.len.load(Ordering::Acquire) > 0 {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
     /// The next item if one is queued, without waiting.
     pub fn try_recv(&mut self) -> Option<Out> {
         let mut items = self.queue.items.lock().unwrap_or_else(|e| e.into_inner());

@@ -20,6 +20,7 @@ use super::gate::gated;
 use super::outbox::Outbox;
 use super::rate::RateLimit;
 use super::reader::ClientReader;
+use super::steady;
 use crate::broker::{
     AnswerPlan, Attached, Broker, BrokerError, ConnSink, Out, OutQueue, Overflow, Owner, Replay,
     StreamFrame,
@@ -32,7 +33,7 @@ use crate::stream;
 use bytes::Bytes;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use protocol::wsframe::{OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
+use protocol::wsframe::{FrameBuf, Masking, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
 use protocol::{ClientMsg, ErrorCode, ServerMsg, decode_client};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -88,7 +89,7 @@ impl<B: Broker> Conn<B> {
     pub fn run(
         mut self,
         on_upgrade: OnUpgrade,
-        rx: OutQueue,
+        mut rx: OutQueue,
         overflow: Arc<Overflow>,
     ) -> impl Future<Output = ()> + Send {
         async move {
@@ -96,42 +97,55 @@ impl<B: Broker> Conn<B> {
             let sid = self.session.session_id.clone();
             // Unwrap hyper's boxed I/O back to the TcpStream: borrowed halves
             // need no Arc, no lock per read or write, and no extra allocation.
-            let parts = match on_upgrade.await.map(|u| u.downcast::<TokioIo<TcpStream>>()) {
-                Ok(Ok(parts)) => parts,
-                Ok(Err(_)) | Err(_) => {
-                    tracing::debug!(session_id = %sid, "upgrade did not complete");
-                    node.broker.detach(&sid, self.sink.id).await;
-                    return;
-                }
-            };
-            let mut stream = parts.io.into_inner();
-            let (r, w) = stream.split();
-            let direct = Direct::default();
-            // Bytes the client sent right behind its handshake come first;
-            // hyper's 8 KiB read buffer they were in is freed right after.
-            let rd = ClientReader::new(r, node.cfg.max_message_size, &parts.read_buf);
-            drop(parts.read_buf);
+            let (stream, frames) =
+                match on_upgrade.await.map(|u| u.downcast::<TokioIo<TcpStream>>()) {
+                    Ok(Ok(parts)) => take_parts(parts, node.cfg.max_message_size),
+                    Ok(Err(_)) | Err(_) => {
+                        tracing::debug!(session_id = %sid, "upgrade did not complete");
+                        node.broker.detach(&sid, self.sink.id).await;
+                        return;
+                    }
+                };
+            let rate = RateLimit::new(node.cfg.max_msg_rate);
             inc(&node.metrics.connections);
             inc(&node.metrics.connections_total);
             tracing::info!(session_id = %sid, node_id = %node.node_id, conn = self.sink.id, peer = %self.peer, "WebSocket connected");
-            self.sink
-                .deliver(Out::Welcome(std::mem::take(&mut self.welcome)));
+            let welcomed = node.loops.is_some();
+            let (mut stream, frames, rate) = if let Some(loops) = &node.loops {
+                // The echo path runs in an epoll loop until the connection
+                // needs more (see `steady`); it then goes on here. Boxed:
+                // the wait is not kept in the task once it is over.
+                match Box::pin(self.through_loop(loops, stream, frames, rate, &mut rx)).await {
+                    Some(back) => back,
+                    None => {
+                        tracing::debug!(session_id = %sid, "the connection was lost in its loop");
+                        node.metrics.connections.fetch_sub(1, Relaxed);
+                        node.broker.detach(&sid, self.sink.id).await;
+                        return;
+                    }
+                }
+            } else {
+                self.sink
+                    .deliver(Out::Welcome(std::mem::take(&mut self.welcome)));
+                (stream, frames, rate)
+            };
+            let (r, w) = stream.split();
+            let direct = Direct::default();
+            let rd = ClientReader::with_frames(r, frames);
 
             let overflow_wait = overflow.wait();
             tokio::pin!(overflow_wait);
             let (end_tx, end_rx) = oneshot::channel();
-            let reader = async {
-                let end = self.read_loop(rd, &direct).await;
-                direct.set_reader_done();
-                let _ = end_tx.send(end);
-                std::future::pending::<()>().await
-            };
+            // Hands its reason over and then waits forever: the writer ends
+            // the connection. Not wrapped in another block, which would keep
+            // the reader and the rate limit twice (its own and the future's).
+            let reader = self.read_loop(rd, &direct, rate, end_tx);
             let end = tokio::select! {
                 // Writer first: after an overflow it writes the 1013 close
                 // itself unless it is stuck in a write to a client that does
                 // not read; only then does the overflow arm cut it off.
                 biased;
-                end = self.write_loop(w, &direct, rx, &overflow, end_rx) => end,
+                end = self.write_loop(w, &direct, rx, &overflow, end_rx, welcomed) => end,
                 _ = gated(overflow_wait, || overflow.happened()) => End::SlowConsumerCut,
                 _ = reader => End::Broken,
             };
@@ -144,6 +158,58 @@ impl<B: Broker> Conn<B> {
             }
             node.broker.detach(&sid, self.sink.id).await;
             tracing::info!(session_id = %sid, node_id = %node.node_id, conn = self.sink.id, reason = end.reason(), "WebSocket disconnected");
+        }
+    }
+
+    /// Run the connection in its epoll loop, parked, until it comes back;
+    /// then restore what the loop kept (when the client was last seen, a
+    /// frame owed first). `None` when the connection was lost.
+    ///
+    /// The hand-over happens before the future is built: the future, which
+    /// a parked connection holds, keeps only the wait.
+    #[allow(clippy::manual_async_fn)]
+    fn through_loop<'a>(
+        &'a mut self,
+        loops: &'a steady::Loops,
+        sock: TcpStream,
+        frames: FrameBuf,
+        rate: RateLimit,
+        rx: &'a mut OutQueue,
+    ) -> impl Future<Output = Option<(TcpStream, FrameBuf, RateLimit)>> + Send + 'a {
+        let going = steady::Going {
+            id: self.sink.id,
+            sock,
+            frames,
+            rate,
+            last_seen: self.started,
+            welcome: std::mem::take(&mut self.welcome),
+        };
+        // The welcome is written by the loop, or owed first when the
+        // connection comes back: counted as the writer counts it.
+        inc(&self.node.metrics.messages_out);
+        let entered = steady::enter(loops, going);
+        async move {
+            let back = match entered {
+                steady::Entered::In { id, inbox, back } => {
+                    steady::wait(id, inbox, back, rx).await?
+                }
+                steady::Entered::Refused(back) => *back,
+                steady::Entered::Lost => return None,
+            };
+            let steady::Returned {
+                sock,
+                frames,
+                rate,
+                last_seen,
+                rest,
+            } = back;
+            let sock = TcpStream::from_std(sock).ok()?;
+            let seen = last_seen.saturating_duration_since(self.started);
+            self.last_seen_ms.store(seen.as_millis() as u64, Relaxed);
+            if let Some(rest) = rest {
+                self.sink.deliver_first(rest);
+            }
+            Some((sock, frames, rate))
         }
     }
 
@@ -166,19 +232,20 @@ impl<B: Broker> Conn<B> {
         &'a self,
         mut rd: ClientReader<ReadHalf<'a>>,
         direct: &'a Direct,
-    ) -> impl Future<Output = End> + Send + 'a {
+        mut rate: RateLimit,
+        end_tx: oneshot::Sender<End>,
+    ) -> impl Future<Output = ()> + Send + 'a {
         async move {
             let cfg = &self.node.cfg;
             let mut assembler = Assembler::new(cfg.max_message_size, cfg.fragment_timeout);
-            let mut rate = RateLimit::new(self.node.cfg.max_msg_rate);
-            loop {
+            let end = 'frames: loop {
                 let frame = match rd.next().await {
                     Ok(f) => f,
-                    Err(e) => return read_error(e),
+                    Err(e) => break 'frames read_error(e),
                 };
                 self.touch();
                 if assembler.check().is_err() {
-                    return End::FragmentTimeout;
+                    break 'frames End::FragmentTimeout;
                 }
                 let payload = rd.payload(&frame);
                 // The reader's half of the socket writes direct replies.
@@ -187,7 +254,7 @@ impl<B: Broker> Conn<B> {
                     direct,
                 };
                 match frame.opcode {
-                    OP_CLOSE => return End::ClientClosed(close_reply(payload)),
+                    OP_CLOSE => break 'frames End::ClientClosed(close_reply(payload)),
                     OP_PING => {
                         reply.send(&self.sink, Out::Pong(Bytes::copy_from_slice(payload)));
                     }
@@ -196,7 +263,7 @@ impl<B: Broker> Conn<B> {
                         // The common case: one whole text frame.
                         match std::str::from_utf8(payload) {
                             Ok(text) => self.on_text(text, &mut rate, reply).await,
-                            Err(_) => return End::InvalidData,
+                            Err(_) => break 'frames End::InvalidData,
                         }
                     }
                     op => match assembler.push(op, frame.fin, payload) {
@@ -212,13 +279,16 @@ impl<B: Broker> Conn<B> {
                                 None,
                             );
                         }
-                        Err(FragmentError::TooBig) => return End::TooBig,
-                        Err(FragmentError::InvalidUtf8) => return End::InvalidData,
-                        Err(FragmentError::Sequence) => return End::Protocol,
-                        Err(FragmentError::TooSlow) => return End::FragmentTimeout,
+                        Err(FragmentError::TooBig) => break 'frames End::TooBig,
+                        Err(FragmentError::InvalidUtf8) => break 'frames End::InvalidData,
+                        Err(FragmentError::Sequence) => break 'frames End::Protocol,
+                        Err(FragmentError::TooSlow) => break 'frames End::FragmentTimeout,
                     },
                 }
-            }
+            };
+            direct.set_reader_done();
+            let _ = end_tx.send(end);
+            std::future::pending::<()>().await
         }
     }
 
@@ -359,6 +429,7 @@ impl<B: Broker> Conn<B> {
         mut rx: OutQueue,
         overflow: &'a Overflow,
         mut end_rx: oneshot::Receiver<End>,
+        welcomed: bool,
     ) -> impl Future<Output = End> + Send + 'a {
         async move {
             let cfg = &self.node.cfg;
@@ -369,9 +440,17 @@ impl<B: Broker> Conn<B> {
             // The node's own receiver never marks a value seen: any change is the shutdown.
             let shutdown_moved = || self.node.shutdown.has_changed().unwrap_or(true);
             let mut delivery = Delivery::new(cfg.stream.max_chunks as usize + cfg.outbound_queue);
-            // One timer serves both the ping schedule and the idle deadline.
+            if welcomed {
+                // A loop wrote it, or queued what it could not write first.
+                delivery.skip_welcome();
+            }
+            // One timer serves both the ping schedule and the idle deadline
+            // (the client may have been seen last in a loop, long ago).
             let mut next_ping = Instant::now() + cfg.ping_interval;
-            let timer = tokio::time::sleep_until(next_ping.min(Instant::now() + cfg.idle_timeout));
+            let idle_deadline = self.started
+                + Duration::from_millis(self.last_seen_ms.load(Relaxed))
+                + cfg.idle_timeout;
+            let timer = tokio::time::sleep_until(next_ping.min(idle_deadline));
             tokio::pin!(timer);
             let mut outbox = Outbox::default();
             let end = loop {
@@ -466,6 +545,18 @@ impl<B: Broker> Conn<B> {
             sink.deliver(replay_or_abort(result, message_id, false));
         });
     }
+}
+
+/// The socket back from hyper, and the bytes the client sent right behind
+/// its handshake, first in the frame reader's buffer (hyper's 8 KiB read
+/// buffer they were in is freed here).
+fn take_parts(
+    parts: hyper::upgrade::Parts<TokioIo<TcpStream>>,
+    max: usize,
+) -> (TcpStream, FrameBuf) {
+    let mut frames = FrameBuf::new(max, Masking::Required);
+    frames.seed(&parts.read_buf);
+    (parts.io.into_inner(), frames)
 }
 
 /// Where the reader writes a reply itself: its half of the socket, and

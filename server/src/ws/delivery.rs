@@ -82,6 +82,14 @@ impl Delivery {
         }
     }
 
+    /// The welcome frame went out another way (a connection loop wrote it,
+    /// or queued its unwritten end first): nothing waits for it.
+    pub fn skip_welcome(&mut self) {
+        if let Some(waiting) = self.before_welcome.take() {
+            debug_assert!(waiting.is_empty());
+        }
+    }
+
     /// Whether the welcome frame went out (nothing is held back for it).
     pub fn welcomed(&self) -> bool {
         self.before_welcome.is_none()

@@ -66,36 +66,79 @@ impl Direct {
         }
         let mut head = [0u8; MAX_HEAD];
         let n = Outbox::head(text, payload, &mut head);
-        // A small frame goes out whole from the stack with one send(2):
-        // cheaper in the kernel than writev(2) of header and payload.
-        let mut small = [0u8; SMALL_FRAME];
-        let written = if n + payload.len() <= SMALL_FRAME {
-            small[..n].copy_from_slice(&head[..n]);
-            small[n..n + payload.len()].copy_from_slice(payload);
-            tcp.try_write(&small[..n + payload.len()])
-        } else {
-            tcp.try_write_vectored(&[IoSlice::new(&head[..n]), IoSlice::new(payload)])
-        };
-        match written {
-            Ok(sent) if sent == n + payload.len() => true,
-            Ok(sent) if sent > 0 => {
-                let rest = if sent >= n {
-                    payload.slice(sent - n..)
-                } else {
-                    let mut rest = Vec::with_capacity(n - sent + payload.len());
-                    rest.extend_from_slice(&head[sent..n]);
-                    rest.extend_from_slice(payload);
-                    Bytes::from(rest)
-                };
+        match write_now(&head[..n], payload, |bufs| match bufs {
+            [one] => tcp.try_write(one),
+            _ => tcp.try_write_vectored(bufs),
+        }) {
+            Sent::Whole => true,
+            Sent::Partly(rest) => {
                 sink.deliver_first(rest);
                 true
             }
             // Not writable now, or broken: the writer waits for the socket
             // (or meets the error) as it would have.
-            _ => {
+            Sent::Nothing => {
                 sink.deliver(out);
                 false
             }
         }
     }
+}
+
+/// How a frame written without waiting went.
+#[derive(Debug)]
+pub enum Sent {
+    Whole,
+    /// Begun: these bytes (header included if cut) are still owed, first.
+    Partly(Bytes),
+    /// Not begun: the socket had no room, or is broken.
+    Nothing,
+}
+
+/// Write a frame (its `head` and `payload`) with one non-blocking call of
+/// `write`, which gets one slice or two. A small frame is copied into one
+/// buffer on the stack and goes out with one send(2): cheaper in the kernel
+/// than writev(2) of header and payload.
+pub fn write_now(
+    head: &[u8],
+    payload: &Bytes,
+    write: impl FnOnce(&[IoSlice<'_>]) -> std::io::Result<usize>,
+) -> Sent {
+    let n = head.len();
+    let total = n + payload.len();
+    let mut small = [0u8; SMALL_FRAME];
+    let written = if total <= SMALL_FRAME {
+        small[..n].copy_from_slice(head);
+        small[n..total].copy_from_slice(payload);
+        write(&[IoSlice::new(&small[..total])])
+    } else {
+        write(&[IoSlice::new(head), IoSlice::new(payload)])
+    };
+    match written {
+        Ok(sent) if sent >= total => Sent::Whole,
+        Ok(sent) if sent > 0 => Sent::Partly(if sent >= n {
+            payload.slice(sent - n..)
+        } else {
+            let mut rest = Vec::with_capacity(total - sent);
+            rest.extend_from_slice(&head[sent..]);
+            rest.extend_from_slice(payload);
+            Bytes::from(rest)
+        }),
+        _ => Sent::Nothing,
+    }
+}
+
+/// A whole server text frame (header and payload) as bytes.
+pub fn text_frame(payload: &[u8]) -> Bytes {
+    let mut head = [0u8; MAX_HEAD];
+    let n = Outbox::head(true, payload, &mut head);
+    frame_bytes(&head[..n], payload)
+}
+
+/// A whole frame as bytes, for a writer that must hand it on unwritten.
+pub fn frame_bytes(head: &[u8], payload: &[u8]) -> Bytes {
+    let mut all = Vec::with_capacity(head.len() + payload.len());
+    all.extend_from_slice(head);
+    all.extend_from_slice(payload);
+    Bytes::from(all)
 }

@@ -10,6 +10,7 @@
 //! - `direct`: replies the reader writes itself when nothing is ahead of them.
 //! - `gate`: futures the connection polls only when a flag says they may be ready.
 //! - `fragments`, `rate`: message reassembly and the inbound rate limit.
+//! - `steady`: the epoll loops that own echo-only connections (`--io epoll`).
 
 mod conn;
 mod delivery;
@@ -20,6 +21,7 @@ mod gate;
 mod outbox;
 mod rate;
 mod reader;
+pub(crate) mod steady;
 mod upgrade;
 
 pub use upgrade::upgrade;

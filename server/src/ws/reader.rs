@@ -8,7 +8,7 @@
 //! that is one small allocation per message, against a few KiB for every
 //! connection a node keeps open.
 
-use protocol::wsframe::{FrameBuf, FrameError, Masking, RawFrame};
+use protocol::wsframe::{FrameBuf, FrameError, RawFrame};
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -28,12 +28,11 @@ pub struct ClientReader<R> {
 }
 
 impl<R: AsyncRead + Unpin> ClientReader<R> {
-    /// A reader of masked client frames up to `max` bytes each; `early` are
-    /// bytes the handshake already read past the upgrade request.
-    pub fn new(io: R, max: usize, early: &[u8]) -> Self {
-        let mut buf = FrameBuf::new(max, Masking::Required);
-        buf.seed(early);
-        ClientReader { io, buf }
+    /// A reader going on from `frames`: bytes already read past the upgrade
+    /// request, or by an epoll loop, and not yet consumed (see
+    /// [`FrameBuf::new`] for the frame limit and masking).
+    pub fn with_frames(io: R, frames: FrameBuf) -> Self {
+        ClientReader { io, buf: frames }
     }
 
     /// The socket half it reads from.
@@ -76,7 +75,14 @@ impl<R: AsyncRead + Unpin> ClientReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use protocol::wsframe::Masking;
     use tokio::io::AsyncWriteExt;
+
+    fn reader<R: AsyncRead + Unpin>(io: R, max: usize, early: &[u8]) -> ClientReader<R> {
+        let mut frames = FrameBuf::new(max, Masking::Required);
+        frames.seed(early);
+        ClientReader::with_frames(io, frames)
+    }
 
     fn masked(op: u8, payload: &[u8]) -> Vec<u8> {
         let key = [7, 1, 9, 3];
@@ -91,7 +97,7 @@ mod tests {
         let (mut client, server) = tokio::io::duplex(1024);
         let mut wire = masked(0x1, b"first");
         let early = wire.split_off(3);
-        let mut r = ClientReader::new(server, 1000, &wire);
+        let mut r = reader(server, 1000, &wire);
         client.write_all(&early).await.unwrap();
         let f = r.next().await.unwrap();
         assert_eq!(r.payload(&f), b"first");
@@ -110,7 +116,7 @@ mod tests {
     async fn an_unmasked_client_frame_is_refused() {
         let (mut client, server) = tokio::io::duplex(64);
         client.write_all(&[0x81, 2, b'h', b'i']).await.unwrap();
-        let mut r = ClientReader::new(server, 1000, &[]);
+        let mut r = reader(server, 1000, &[]);
         assert!(matches!(r.next().await, Err(ReadFail::Frame(_))));
     }
 }

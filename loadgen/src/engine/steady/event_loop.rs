@@ -3,8 +3,8 @@
 //!
 //! The loop is a tokio task on the slot thread, so the thread's handshakes
 //! and the loop share it without either blocking the other: tokio's
-//! reactor watches the loop's epoll descriptor (an epoll set is itself
-//! pollable), and the loop waits on that, on its inbox, on its next timer
+//! reactor watches the loop's epoll descriptor (`server::epoll`, shared
+//! with wsnode's connection loops), and the loop waits on that, on its inbox, on its next timer
 //! and on the end-of-sending barrier. Each turn then takes every ready
 //! socket from its own set in one `epoll_wait` and every due timer from
 //! the heap.
@@ -15,10 +15,10 @@ use super::timers::Timers;
 use crate::engine::ctx::RunCtx;
 use crate::engine::session::End;
 use crate::engine::stats::ErrorKind;
-use mio::{Events, Interest, Poll, Registry, Token};
+use mio::{Events, Interest, Registry, Token};
+use server::epoll::EpollSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot};
 
 /// Events taken per `epoll_wait`.
@@ -34,7 +34,7 @@ struct Entry {
 
 /// Run the loop until its inbox closes and its last session has ended.
 pub async fn run(ctx: Arc<RunCtx>, mut inbox: mpsc::UnboundedReceiver<Handoff>) {
-    let (mut fd, registry) = match open() {
+    let (mut set, registry) = match EpollSet::open() {
         Ok(p) => p,
         Err(e) => {
             // Without a loop, every session handed here ends at once.
@@ -60,11 +60,11 @@ pub async fn run(ctx: Arc<RunCtx>, mut inbox: mpsc::UnboundedReceiver<Handoff>) 
         again: Vec::new(),
         waiting: 0,
     };
-    turns(&mut lp, &mut fd, inbox).await;
+    turns(&mut lp, &mut set, inbox).await;
 }
 
 /// The loop's turns, until its inbox closed and its last session ended.
-async fn turns(lp: &mut Loop, fd: &mut AsyncFd<Poll>, mut inbox: mpsc::UnboundedReceiver<Handoff>) {
+async fn turns(lp: &mut Loop, set: &mut EpollSet, mut inbox: mpsc::UnboundedReceiver<Handoff>) {
     let mut events = Events::with_capacity(EVENTS);
     let mut open = true;
     let mut last_timers = Instant::now();
@@ -87,21 +87,8 @@ async fn turns(lp: &mut Loop, fd: &mut AsyncFd<Poll>, mut inbox: mpsc::Unbounded
         if lp.again.is_empty() {
             tokio::select! {
                 biased;
-                r = fd.readable_mut() => {
-                    let polled = r.and_then(|mut g| {
-                        // Every ready socket of the set, without waiting.
-                        match g.get_inner_mut().poll(&mut events, Some(Duration::ZERO)) {
-                            Err(e) if e.kind() != std::io::ErrorKind::Interrupted => return Err(e),
-                            _ => {}
-                        }
-                        if events.iter().count() < EVENTS {
-                            // All taken: wait for new events. A full batch
-                            // leaves the set ready, so the next turn polls again.
-                            g.clear_ready();
-                        }
-                        Ok(())
-                    });
-                    if let Err(e) = polled {
+                r = set.ready(&mut events) => {
+                    if let Err(e) = r {
                         lp.fail_all(&format!("the connection loop's epoll failed: {e}"));
                         return;
                     }
@@ -118,12 +105,9 @@ async fn turns(lp: &mut Loop, fd: &mut AsyncFd<Poll>, mut inbox: mpsc::Unbounded
             // run, then read on, taking the other sockets' events and new
             // sessions too, so a flooding server cannot starve them.
             tokio::task::yield_now().await;
-            match fd.get_mut().poll(&mut events, Some(Duration::ZERO)) {
-                Err(e) if e.kind() != std::io::ErrorKind::Interrupted => {
-                    lp.fail_all(&format!("the connection loop's epoll failed: {e}"));
-                    return;
-                }
-                _ => {}
+            if let Err(e) = set.poll_now(&mut events) {
+                lp.fail_all(&format!("the connection loop's epoll failed: {e}"));
+                return;
             }
             loop {
                 match inbox.try_recv() {
@@ -163,19 +147,6 @@ async fn sleep_until(at: Option<Instant>) {
     if let Some(at) = at {
         tokio::time::sleep_until(at.into()).await;
     }
-}
-
-/// The loop's epoll set, watched by tokio's reactor, and a handle to add
-/// sockets to it.
-fn open() -> std::io::Result<(AsyncFd<Poll>, Registry)> {
-    let poll = Poll::new()?;
-    let registry = poll.registry().try_clone()?;
-    // SAFETY: the `Poll` owns its epoll descriptor from creation to drop,
-    // and `as_raw_fd` always returns that descriptor; the `AsyncFd` owns
-    // the `Poll`, so the descriptor outlives its registration.
-    let fd = unsafe { AsyncFd::register_with_interest(poll, tokio::io::Interest::READABLE) }
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-    Ok((fd, registry))
 }
 
 #[derive(Clone, Copy)]

@@ -1,0 +1,79 @@
+//! What passes between a connection's task and a loop: the connection
+//! going in, a request to have it back, and the connection coming back.
+//!
+//! A leaf module (nothing of the loop's inside), so the node's shared
+//! state can hold the loops' inboxes without depending on the loop.
+
+use crate::ws::rate::RateLimit;
+use bytes::Bytes;
+use protocol::wsframe::FrameBuf;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// A connection moving from its task into a loop, after its upgrade.
+pub struct Handoff {
+    /// The connection's id (its sink's), unique in the node.
+    pub id: u64,
+    pub sock: std::net::TcpStream,
+    /// Bytes read and not yet frames (from the upgrade's read, or the loop's).
+    pub frames: FrameBuf,
+    pub rate: RateLimit,
+    pub last_seen: Instant,
+    /// The welcome frame, whole (header included): the loop writes it first.
+    pub welcome: Bytes,
+    pub done: oneshot::Sender<Returned>,
+}
+
+impl Handoff {
+    /// The connection as it would come back from a loop that never took it
+    /// (its welcome still owed), and where it is awaited.
+    pub fn refused(self) -> (oneshot::Sender<Returned>, Returned) {
+        let back = Returned {
+            sock: self.sock,
+            frames: self.frames,
+            rate: self.rate,
+            last_seen: self.last_seen,
+            rest: Some(self.welcome),
+        };
+        (self.done, back)
+    }
+}
+
+/// A connection back from its loop, to go on as a task. Whatever the loop
+/// did not handle (a frame it put back, an error, the end of the stream)
+/// is still in `frames` or in the socket, for the task to meet.
+pub struct Returned {
+    pub sock: std::net::TcpStream,
+    pub frames: FrameBuf,
+    pub rate: RateLimit,
+    pub last_seen: Instant,
+    /// Bytes of a frame the loop could not write whole (the welcome, an
+    /// echo, a pong or a ping): owed before anything else.
+    pub rest: Option<Bytes>,
+}
+
+/// What a loop's inbox takes. Each connection has at most one `Add` and
+/// one `Reclaim` in flight, so the inboxes are bounded by
+/// `--max-connections` without a capacity of their own.
+pub enum Msg {
+    Add(Handoff),
+    /// The connection's task wants it back (a delivery, the shutdown).
+    Reclaim(u64),
+}
+
+/// The inboxes of the node's loops; none with `--io tasks`.
+pub struct Loops {
+    inboxes: Vec<mpsc::UnboundedSender<Msg>>,
+}
+
+impl Loops {
+    pub fn new(inboxes: Vec<mpsc::UnboundedSender<Msg>>) -> Loops {
+        Loops { inboxes }
+    }
+
+    /// The loop that owns connection `id` while it is in one.
+    pub fn inbox(&self, id: u64) -> Option<&mpsc::UnboundedSender<Msg>> {
+        let n = self.inboxes.len() as u64;
+        (n > 0).then(|| &self.inboxes[(id % n) as usize])
+    }
+}

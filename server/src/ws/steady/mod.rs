@@ -1,0 +1,132 @@
+//! The steady state of WebSocket connections: one epoll loop per runtime
+//! thread owns them after their upgrade (`--io epoll`, the default), for
+//! as long as they only echo, ping and pong.
+//!
+//! Why: tcp_floor measured that a tokio task per connection, with nothing
+//! else in it, loses the tail near the machine's rate where one epoll loop
+//! per side holds it (docs/BENCHMARKS.md, "The floors of the protocol and
+//! of the runtime"). Each message of a task costs a wake, a task poll and
+//! the reactor's per-socket readiness bookkeeping; a loop pays one
+//! `epoll_wait` for a batch of sockets. loadgen's steady state does the
+//! same on its side (`loadgen/src/engine/steady`).
+//!
+//! What stays a task: the upgrade, and everything but the echo path. The
+//! connection's task hands its socket, the bytes already read, its rate
+//! limit and its welcome frame to a loop ([`Handoff`]) and waits, parked,
+//! watching its outbound queue. The connection
+//! comes back ([`Returned`]) when the loop meets anything it does not
+//! handle (a chat or recovery, a fragment, a binary or close frame, a frame
+//! error, the end of the stream, an idle client, a reply the socket did not
+//! take whole, the node's shutdown), or when the task asks for it (a
+//! delivery from the broker). The task then goes on exactly as if it had had the
+//! connection all along, and keeps it: fencing, fragments, the close
+//! handshake and the slow-consumer rules are the task's alone.
+
+mod ctx;
+mod event_loop;
+pub mod handoff;
+mod session;
+
+pub use ctx::LoopCtx;
+pub use handoff::{Handoff, Loops, Msg, Returned};
+
+use crate::broker::OutQueue;
+use crate::ws::direct::text_frame;
+use crate::ws::rate::RateLimit;
+use bytes::Bytes;
+use protocol::wsframe::FrameBuf;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// Start `n` loops on the current runtime.
+pub fn start(cx: &LoopCtx, n: usize) -> Loops {
+    Loops::new(
+        (0..n)
+            .map(|_| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(event_loop::run(cx.clone(), rx));
+                tx
+            })
+            .collect(),
+    )
+}
+
+/// A connection taken in by a loop, as its task hands it over.
+pub struct Going {
+    pub id: u64,
+    pub sock: tokio::net::TcpStream,
+    pub frames: FrameBuf,
+    pub rate: RateLimit,
+    pub last_seen: Instant,
+    /// The welcome message (a text frame's payload).
+    pub welcome: Bytes,
+}
+
+/// How handing a connection to its loop went.
+pub enum Entered<'a> {
+    /// In the loop: wait for it with [`wait`].
+    In {
+        id: u64,
+        inbox: &'a mpsc::UnboundedSender<Msg>,
+        back: oneshot::Receiver<Returned>,
+    },
+    /// No loop took it: it goes on as a task at once. (Boxed: rare, and
+    /// this value is kept in a parked connection's future.)
+    Refused(Box<Returned>),
+    /// Taking the socket out of tokio failed: the connection is gone.
+    Lost,
+}
+
+/// Hand a connection to its loop (no waiting: the loop's inbox is unbounded
+/// and holds at most one hand-over per connection).
+pub fn enter(loops: &Loops, going: Going) -> Entered<'_> {
+    let Going {
+        id,
+        sock,
+        frames,
+        rate,
+        last_seen,
+        welcome,
+    } = going;
+    let Ok(sock) = sock.into_std() else {
+        return Entered::Lost;
+    };
+    let (done, back) = oneshot::channel();
+    let h = Handoff {
+        id,
+        sock,
+        frames,
+        rate,
+        last_seen,
+        welcome: text_frame(&welcome),
+        done,
+    };
+    let Some(inbox) = loops.inbox(id) else {
+        return Entered::Refused(Box::new(h.refused().1));
+    };
+    match inbox.send(Msg::Add(h)) {
+        Ok(()) => Entered::In { id, inbox, back },
+        Err(mpsc::error::SendError(Msg::Add(h))) => Entered::Refused(Box::new(h.refused().1)),
+        Err(_) => Entered::Lost,
+    }
+}
+
+/// Wait, parked, until the connection comes back: by the loop's choice
+/// (the node's shutdown is one), or on the first item in `queue`. `None`
+/// when the loop was dropped with the runtime. Small on purpose: this
+/// future is what a parked connection holds besides its task.
+pub async fn wait(
+    id: u64,
+    inbox: &mpsc::UnboundedSender<Msg>,
+    mut back: oneshot::Receiver<Returned>,
+    queue: &mut OutQueue,
+) -> Option<Returned> {
+    tokio::select! {
+        biased;
+        r = &mut back => return r.ok(),
+        _ = queue.ready() => {}
+    }
+    // The loop may have sent it back meanwhile: a stale reclaim is ignored.
+    let _ = inbox.send(Msg::Reclaim(id));
+    back.await.ok()
+}

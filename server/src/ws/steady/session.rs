@@ -1,0 +1,227 @@
+//! One connection while a loop owns it: read its frames, answer echoes,
+//! pings and the errors of an echo, send its keep-alive pings, and say when
+//! it must go back to its task.
+//!
+//! Everything else goes back untouched: a frame other than a whole text
+//! echo, a ping or a pong is put back in the buffer as it arrived
+//! ([`FrameBuf::put_back`]), a frame error or the end of the stream stays
+//! for the task's reader to meet, and a reply the socket does not take
+//! whole goes back as bytes owed first. So the task's rules (fragments,
+//! close handshake, chat and recovery, fencing, the slow-consumer cut)
+//! apply unchanged, and the loop holds no output buffer.
+
+use super::ctx::LoopCtx;
+use crate::frames;
+use crate::metrics::inc;
+use crate::ws::direct::{Sent, frame_bytes, write_now};
+use crate::ws::outbox::{MAX_HEAD, Outbox};
+use crate::ws::rate::RateLimit;
+use bytes::Bytes;
+use protocol::wsframe::{FrameBuf, OP_PING, OP_PONG, OP_TEXT, RawFrame};
+use protocol::{ClientMsg, ErrorCode, decode_client};
+use std::io::{ErrorKind, Read, Write};
+use std::task::Poll;
+use tokio::time::Instant;
+
+/// Bytes read from one socket per turn; the rest waits for the next turn,
+/// so one flooding client cannot starve the loop's other connections.
+const READ_BUDGET: usize = 64 * 1024;
+
+/// A keep-alive ping (no payload).
+const PING: [u8; 2] = [0x89, 0x00];
+
+pub struct Session {
+    pub id: u64,
+    pub sock: mio::net::TcpStream,
+    pub frames: FrameBuf,
+    pub rate: RateLimit,
+    pub last_seen: Instant,
+    next_ping: Instant,
+}
+
+/// What the loop does with a session after an event.
+pub enum Step {
+    Go,
+    /// The read budget ran out with bytes maybe left: read again next turn.
+    ReadMore,
+    /// Back to its task, with the bytes of a reply it owes first.
+    Back(Option<Bytes>),
+}
+
+impl Session {
+    pub fn new(
+        cx: &LoopCtx,
+        id: u64,
+        sock: mio::net::TcpStream,
+        frames: FrameBuf,
+        rate: RateLimit,
+        last_seen: Instant,
+    ) -> Session {
+        Session {
+            id,
+            sock,
+            frames,
+            rate,
+            last_seen,
+            next_ping: Instant::now() + cx.ping_interval,
+        }
+    }
+
+    /// When the session's timer must next fire.
+    pub fn deadline(&self, cx: &LoopCtx) -> Instant {
+        self.next_ping.min(self.last_seen + cx.idle_timeout)
+    }
+
+    /// Write a whole frame that is owed first (the welcome).
+    pub fn send_first(&mut self, frame: &Bytes) -> Step {
+        let sent = write_now(&[], frame, |b| write_to(&self.sock, b));
+        owed(sent, || frame.clone())
+    }
+
+    /// The keep-alive ping, or back to the task once the client was idle
+    /// too long (the task then closes it, as it would have).
+    pub fn on_timer(&mut self, cx: &LoopCtx, now: Instant) -> Step {
+        if now >= self.last_seen + cx.idle_timeout {
+            return Step::Back(None);
+        }
+        if now < self.next_ping {
+            return Step::Go;
+        }
+        self.next_ping = now + cx.ping_interval;
+        let sent = write_now(&PING, &Bytes::new(), |b| write_to(&self.sock, b));
+        owed(sent, || Bytes::from_static(&PING))
+    }
+
+    /// Read and answer what arrived, within the turn's budget.
+    pub fn on_readable(&mut self, cx: &LoopCtx) -> Step {
+        let mut budget = READ_BUDGET;
+        let mut seen = false;
+        loop {
+            // Every whole frame already here first.
+            if let Some(back) = self.answer_buffered(cx, &mut seen) {
+                return back;
+            }
+            if budget == 0 {
+                return Step::ReadMore;
+            }
+            let mut room = 0;
+            let sock = &self.sock;
+            // Pending gives the buffer back when it holds nothing.
+            let read = self.frames.poll_fill(|buf| {
+                room = buf.len();
+                match (&*sock).read(buf) {
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => Poll::Pending,
+                    other => Poll::Ready(other),
+                }
+            });
+            match read {
+                Poll::Pending => return Step::Go,
+                // The end of the stream or an error: the task's reader
+                // reads it again and ends the connection as it would have.
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Step::Back(None),
+                Poll::Ready(Ok(n)) if n < room => {
+                    // A short read drained the socket (as tokio takes it):
+                    // the next bytes bring a new edge.
+                    if let Some(back) = self.answer_buffered(cx, &mut seen) {
+                        return back;
+                    }
+                    self.frames.release();
+                    return Step::Go;
+                }
+                Poll::Ready(Ok(n)) => budget = budget.saturating_sub(n),
+            }
+        }
+    }
+
+    /// Answer every whole frame buffered; `Some` when the session must leave.
+    fn answer_buffered(&mut self, cx: &LoopCtx, seen: &mut bool) -> Option<Step> {
+        loop {
+            let f = match self.frames.next_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => return None,
+                // The task's reader meets the same bytes and ends the
+                // connection with the right close code.
+                Err(_) => return Some(Step::Back(None)),
+            };
+            if !*seen {
+                // One clock read per event: the idle deadline is coarse.
+                self.last_seen = Instant::now();
+                *seen = true;
+            }
+            if let Some(back) = self.on_frame(cx, f) {
+                return Some(back);
+            }
+        }
+    }
+
+    /// Handle one frame; `Some` when the session must leave the loop.
+    fn on_frame(&mut self, cx: &LoopCtx, f: RawFrame) -> Option<Step> {
+        let m = &cx.metrics;
+        let payload = self.frames.payload(&f);
+        let (text, frame) = match f.opcode {
+            OP_PONG => return None,
+            OP_PING => (false, Bytes::copy_from_slice(payload)),
+            OP_TEXT if f.fin => {
+                let Ok(text) = std::str::from_utf8(payload) else {
+                    return self.put_back(&f);
+                };
+                let echo = match decode_client(text) {
+                    Ok(ClientMsg::Echo { id, ts, payload }) => Ok((id, ts, payload)),
+                    // Chat and recovery: the task's.
+                    Ok(_) => return self.put_back(&f),
+                    Err(e) => Err(e),
+                };
+                // Counted and limited as the task does: every text message.
+                inc(&m.messages_in);
+                inc(&m.messages_out);
+                let frame = if !self.rate.allow() {
+                    inc(&m.rate_limited);
+                    inc(&m.errors_sent);
+                    frames::error(ErrorCode::RateLimited, "too many messages per second", None)
+                } else {
+                    match echo {
+                        Ok((id, ts, payload)) => {
+                            frames::echo(id, ts, payload.as_deref(), &cx.node_id)
+                        }
+                        Err(e) => {
+                            inc(&m.errors_sent);
+                            frames::error(e.code(), e.to_string(), None)
+                        }
+                    }
+                };
+                (true, frame)
+            }
+            // Fragments, binary frames and the close: the task's.
+            _ => return self.put_back(&f),
+        };
+        let mut head = [0u8; MAX_HEAD];
+        let n = Outbox::head(text, &frame, &mut head);
+        let sent = write_now(&head[..n], &frame, |b| write_to(&self.sock, b));
+        match owed(sent, || frame_bytes(&head[..n], &frame)) {
+            Step::Go => None,
+            back => Some(back),
+        }
+    }
+
+    fn put_back(&mut self, f: &RawFrame) -> Option<Step> {
+        self.frames.put_back(f);
+        Some(Step::Back(None))
+    }
+}
+
+/// What a write left owed: nothing, or the bytes the task must write first.
+fn owed(sent: Sent, whole: impl FnOnce() -> Bytes) -> Step {
+    match sent {
+        Sent::Whole => Step::Go,
+        Sent::Partly(rest) => Step::Back(Some(rest)),
+        Sent::Nothing => Step::Back(Some(whole())),
+    }
+}
+
+fn write_to(sock: &mio::net::TcpStream, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+    let mut w = sock;
+    match bufs {
+        [one] => w.write(one),
+        _ => w.write_vectored(bufs),
+    }
+}
