@@ -3,12 +3,15 @@
 //! deliver it. Every frame it returns must be the frame a parse of the
 //! whole stream finds at the same offset, unmasked; every error the one
 //! that parse implies; and its buffer must stay within the bound the frame
-//! limit sets, and shrink back when empty.
+//! limit sets, and shrink back when empty. A frame put back
+//! (`FrameBuf::put_back`, as wsnode's connection loops do before handing a
+//! connection to its task) must be buffered again whole and returned again
+//! the same.
 //!
 //! Input: byte 0 picks the masking, the frame limit, whether the first
-//! piece arrives through `seed` (as handshake leftovers do) and whether the
-//! buffer is released whenever it is empty; byte 1 seeds the piece sizes;
-//! the rest is the stream.
+//! piece arrives through `seed` (as handshake leftovers do), whether the
+//! buffer is released whenever it is empty and whether every frame is put
+//! back once; byte 1 seeds the piece sizes; the rest is the stream.
 
 use protocol::wsframe::{FrameBuf, FrameError, Masking, SMALL, apply_mask, parse_header};
 
@@ -33,6 +36,7 @@ pub fn run(data: &[u8]) {
     let seed_first = flags & 2 != 0;
     let release_idle = flags & 4 != 0;
     let max = MAXES[usize::from(flags >> 3) & 7];
+    let put_back_each = flags & 0x40 != 0;
     // A buffer grows to what the pending frame needs, rounded up.
     let bound = (max + MAX_HEADER).max(SMALL).next_power_of_two();
     let mut pieces = Pieces(u32::from(*piece_seed) | 0x100);
@@ -47,6 +51,20 @@ pub fn run(data: &[u8]) {
     loop {
         match fb.next_frame() {
             Ok(Some(f)) => {
+                let f = if put_back_each {
+                    let (op, fin, payload) = (f.opcode, f.fin, fb.payload(&f).to_vec());
+                    fb.put_back(&f);
+                    assert_eq!(fb.buffered(), fed - off, "a frame put back is whole again");
+                    let again = fb
+                        .next_frame()
+                        .expect("a frame put back parses again")
+                        .expect("a frame put back is whole");
+                    assert_eq!((again.opcode, again.fin), (op, fin));
+                    assert_eq!(fb.payload(&again), &payload[..], "the same payload again");
+                    again
+                } else {
+                    f
+                };
                 let h = parse_header(&stream[off..])
                     .expect("the whole stream parses where the reader read a frame")
                     .expect("the whole stream has the header");
