@@ -255,8 +255,10 @@ impl ConnSink {
     /// Queue the end of a frame already partly written, AHEAD of anything
     /// queued since: those bytes are on the wire and the frame must be
     /// finished first. Not subject to the capacity (no frame may be cut),
-    /// and still bounded: the caller writes only while the queue is empty,
-    /// so at most one such item is ever queued.
+    /// and still bounded: at most one such item is ever queued. A
+    /// connection's reader writes a reply itself only while the queue is
+    /// empty, and an epoll loop (`ws::steady`) gives a connection back,
+    /// with at most one unwritten frame, before its task writes anything.
     pub fn deliver_first(&self, rest: Bytes) {
         if self.is_closed() {
             return;
