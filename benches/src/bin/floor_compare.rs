@@ -48,8 +48,9 @@ struct Opts {
     #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u32).range(1..=19_000))]
     search_from: u32,
     /// Highest connection count the search tries (loadgen and its embedded
-    /// node share one process: at most 9,500 under a 20,000 fd limit).
-    #[arg(long, default_value_t = 9500, value_parser = clap::value_parser!(u32).range(1..=19_000))]
+    /// node are two processes, each with a descriptor per connection: at
+    /// most about 19,000 under a 20,000 fd limit).
+    #[arg(long, default_value_t = 16_000, value_parser = clap::value_parser!(u32).range(1..=19_000))]
     search_to: u32,
     /// Highest connection count the search tries for tcp_floor (its server
     /// is a process of its own, one fd per connection each side).
