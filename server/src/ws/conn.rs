@@ -106,16 +106,22 @@ impl<B: Broker> Conn<B> {
                         return;
                     }
                 };
-            let rate = RateLimit::new(node.cfg.max_msg_rate);
+            let kept = steady::Kept {
+                frames,
+                rate: RateLimit::new(node.cfg.max_msg_rate),
+                last_seen: self.started,
+            };
             inc(&node.metrics.connections);
             inc(&node.metrics.connections_total);
             tracing::info!(session_id = %sid, node_id = %node.node_id, conn = self.sink.id, peer = %self.peer, "WebSocket connected");
             let welcomed = node.loops.is_some();
-            let (mut stream, frames, rate) = if let Some(loops) = &node.loops {
+            // Taken apart here: a whole `Kept` would keep its room in this
+            // future, past tokio's 2,048-byte task cell.
+            let (mut stream, steady::Kept { frames, rate, .. }) = if let Some(loops) = &node.loops {
                 // The echo path runs in an epoll loop until the connection
                 // needs more (see `steady`); it then goes on here. Boxed:
                 // the wait is not kept in the task once it is over.
-                match Box::pin(self.through_loop(loops, stream, frames, rate, &mut rx)).await {
+                match Box::pin(self.through_loop(loops, stream, kept, &mut rx)).await {
                     Some(back) => back,
                     None => {
                         tracing::debug!(session_id = %sid, "the connection was lost in its loop");
@@ -127,7 +133,7 @@ impl<B: Broker> Conn<B> {
             } else {
                 self.sink
                     .deliver(Out::Welcome(std::mem::take(&mut self.welcome)));
-                (stream, frames, rate)
+                (stream, kept)
             };
             let (r, w) = stream.split();
             let direct = Direct::default();
@@ -172,44 +178,29 @@ impl<B: Broker> Conn<B> {
         &'a mut self,
         loops: &'a steady::Loops,
         sock: TcpStream,
-        frames: FrameBuf,
-        rate: RateLimit,
+        kept: steady::Kept,
         rx: &'a mut OutQueue,
-    ) -> impl Future<Output = Option<(TcpStream, FrameBuf, RateLimit)>> + Send + 'a {
+    ) -> impl Future<Output = Option<(TcpStream, steady::Kept)>> + Send + 'a {
+        let welcome = std::mem::take(&mut self.welcome);
         let going = steady::Going {
             id: self.sink.id,
             sock,
-            frames,
-            rate,
-            last_seen: self.started,
-            welcome: std::mem::take(&mut self.welcome),
+            kept,
+            welcome,
         };
         // The welcome is written by the loop, or owed first when the
         // connection comes back: counted as the writer counts it.
         inc(&self.node.metrics.messages_out);
         let entered = steady::enter(loops, going);
         async move {
-            let back = match entered {
-                steady::Entered::In { id, inbox, back } => {
-                    steady::wait(id, inbox, back, rx).await?
-                }
-                steady::Entered::Refused(back) => *back,
-                steady::Entered::Lost => return None,
-            };
-            let steady::Returned {
-                sock,
-                frames,
-                rate,
-                last_seen,
-                rest,
-            } = back;
+            let steady::Returned { sock, kept, rest } = steady::wait(entered, rx).await?;
             let sock = TcpStream::from_std(sock).ok()?;
-            let seen = last_seen.saturating_duration_since(self.started);
+            let seen = kept.last_seen.saturating_duration_since(self.started);
             self.last_seen_ms.store(seen.as_millis() as u64, Relaxed);
             if let Some(rest) = rest {
                 self.sink.deliver_first(rest);
             }
-            Some((sock, frames, rate))
+            Some((sock, kept))
         }
     }
 

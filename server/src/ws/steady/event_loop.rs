@@ -184,9 +184,7 @@ impl Loop {
         let Handoff {
             id,
             sock,
-            frames,
-            rate,
-            last_seen,
+            kept,
             welcome,
             done,
         } = h;
@@ -203,14 +201,12 @@ impl Loop {
             return refuse(Handoff {
                 id,
                 sock: sock.into(),
-                frames,
-                rate,
-                last_seen,
+                kept,
                 welcome,
                 done,
             });
         }
-        let session = Session::new(&self.cx, id, sock, frames, rate, last_seen);
+        let session = Session::new(&self.cx, id, sock, kept);
         if idx == self.entries.len() {
             self.entries.push(None);
         }
@@ -274,12 +270,7 @@ impl Loop {
             return;
         };
         let Session {
-            id,
-            mut sock,
-            frames,
-            rate,
-            last_seen,
-            ..
+            id, mut sock, kept, ..
         } = session;
         let _ = self.registry.deregister(&mut sock);
         self.ids.remove(&id);
@@ -288,9 +279,7 @@ impl Loop {
         // A task gone meanwhile (the node dropped it) closes the socket here.
         let _ = done.send(Returned {
             sock: sock.into(),
-            frames,
-            rate,
-            last_seen,
+            kept,
             rest,
         });
     }

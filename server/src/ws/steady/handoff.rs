@@ -10,15 +10,22 @@ use protocol::wsframe::FrameBuf;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+/// What a connection's task and its loop pass back and forth besides the
+/// socket: the reader's state.
+pub struct Kept {
+    /// Bytes read and not yet frames (from the upgrade's read, or the loop's).
+    pub frames: FrameBuf,
+    pub rate: RateLimit,
+    /// When the client last sent anything.
+    pub last_seen: Instant,
+}
+
 /// A connection moving from its task into a loop, after its upgrade.
 pub struct Handoff {
     /// The connection's id (its sink's), unique in the node.
     pub id: u64,
     pub sock: std::net::TcpStream,
-    /// Bytes read and not yet frames (from the upgrade's read, or the loop's).
-    pub frames: FrameBuf,
-    pub rate: RateLimit,
-    pub last_seen: Instant,
+    pub kept: Kept,
     /// The welcome frame, whole (header included): the loop writes it first.
     pub welcome: Bytes,
     pub done: oneshot::Sender<Returned>,
@@ -30,9 +37,7 @@ impl Handoff {
     pub fn refused(self) -> (oneshot::Sender<Returned>, Returned) {
         let back = Returned {
             sock: self.sock,
-            frames: self.frames,
-            rate: self.rate,
-            last_seen: self.last_seen,
+            kept: self.kept,
             rest: Some(self.welcome),
         };
         (self.done, back)
@@ -41,12 +46,10 @@ impl Handoff {
 
 /// A connection back from its loop, to go on as a task. Whatever the loop
 /// did not handle (a frame it put back, an error, the end of the stream)
-/// is still in `frames` or in the socket, for the task to meet.
+/// is still in its frames or in the socket, for the task to meet.
 pub struct Returned {
     pub sock: std::net::TcpStream,
-    pub frames: FrameBuf,
-    pub rate: RateLimit,
-    pub last_seen: Instant,
+    pub kept: Kept,
     /// Bytes of a frame the loop could not write whole (the welcome, an
     /// echo, a pong or a ping): owed before anything else.
     pub rest: Option<Bytes>,

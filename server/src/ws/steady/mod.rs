@@ -28,15 +28,12 @@ pub mod handoff;
 mod session;
 
 pub use ctx::LoopCtx;
-pub use handoff::{Handoff, Loops, Msg, Returned};
+pub use handoff::{Handoff, Kept, Loops, Msg, Returned};
 
 use crate::broker::OutQueue;
 use crate::ws::direct::text_frame;
-use crate::ws::rate::RateLimit;
 use bytes::Bytes;
-use protocol::wsframe::FrameBuf;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
 
 /// Start `n` loops on the current runtime.
 pub fn start(cx: &LoopCtx, n: usize) -> Loops {
@@ -55,16 +52,14 @@ pub fn start(cx: &LoopCtx, n: usize) -> Loops {
 pub struct Going {
     pub id: u64,
     pub sock: tokio::net::TcpStream,
-    pub frames: FrameBuf,
-    pub rate: RateLimit,
-    pub last_seen: Instant,
+    pub kept: Kept,
     /// The welcome message (a text frame's payload).
     pub welcome: Bytes,
 }
 
-/// How handing a connection to its loop went.
+/// How handing a connection to its loop went; [`wait`] takes it from there.
 pub enum Entered<'a> {
-    /// In the loop: wait for it with [`wait`].
+    /// In the loop.
     In {
         id: u64,
         inbox: &'a mpsc::UnboundedSender<Msg>,
@@ -83,9 +78,7 @@ pub fn enter(loops: &Loops, going: Going) -> Entered<'_> {
     let Going {
         id,
         sock,
-        frames,
-        rate,
-        last_seen,
+        kept,
         welcome,
     } = going;
     let Ok(sock) = sock.into_std() else {
@@ -95,9 +88,7 @@ pub fn enter(loops: &Loops, going: Going) -> Entered<'_> {
     let h = Handoff {
         id,
         sock,
-        frames,
-        rate,
-        last_seen,
+        kept,
         welcome: text_frame(&welcome),
         done,
     };
@@ -113,14 +104,14 @@ pub fn enter(loops: &Loops, going: Going) -> Entered<'_> {
 
 /// Wait, parked, until the connection comes back: by the loop's choice
 /// (the node's shutdown is one), or on the first item in `queue`. `None`
-/// when the loop was dropped with the runtime. Small on purpose: this
-/// future is what a parked connection holds besides its task.
-pub async fn wait(
-    id: u64,
-    inbox: &mpsc::UnboundedSender<Msg>,
-    mut back: oneshot::Receiver<Returned>,
-    queue: &mut OutQueue,
-) -> Option<Returned> {
+/// when it was lost, or the loop was dropped with the runtime. Small on
+/// purpose: this future is what a parked connection holds besides its task.
+pub async fn wait(entered: Entered<'_>, queue: &mut OutQueue) -> Option<Returned> {
+    let (id, inbox, mut back) = match entered {
+        Entered::In { id, inbox, back } => (id, inbox, back),
+        Entered::Refused(back) => return Some(*back),
+        Entered::Lost => return None,
+    };
     tokio::select! {
         biased;
         r = &mut back => return r.ok(),

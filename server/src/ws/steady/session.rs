@@ -4,20 +4,20 @@
 //!
 //! Everything else goes back untouched: a frame other than a whole text
 //! echo, a ping or a pong is put back in the buffer as it arrived
-//! ([`FrameBuf::put_back`]), a frame error or the end of the stream stays
+//! (`FrameBuf::put_back`), a frame error or the end of the stream stays
 //! for the task's reader to meet, and a reply the socket does not take
 //! whole goes back as bytes owed first. So the task's rules (fragments,
 //! close handshake, chat and recovery, fencing, the slow-consumer cut)
 //! apply unchanged, and the loop holds no output buffer.
 
 use super::ctx::LoopCtx;
+use super::handoff::Kept;
 use crate::frames;
 use crate::metrics::inc;
 use crate::ws::direct::{Sent, frame_bytes, write_now};
 use crate::ws::outbox::{MAX_HEAD, Outbox};
-use crate::ws::rate::RateLimit;
 use bytes::Bytes;
-use protocol::wsframe::{FrameBuf, OP_PING, OP_PONG, OP_TEXT, RawFrame};
+use protocol::wsframe::{OP_PING, OP_PONG, OP_TEXT, RawFrame};
 use protocol::{ClientMsg, ErrorCode, decode_client};
 use std::io::{ErrorKind, Read, Write};
 use std::task::Poll;
@@ -33,9 +33,7 @@ const PING: [u8; 2] = [0x89, 0x00];
 pub struct Session {
     pub id: u64,
     pub sock: mio::net::TcpStream,
-    pub frames: FrameBuf,
-    pub rate: RateLimit,
-    pub last_seen: Instant,
+    pub kept: Kept,
     next_ping: Instant,
 }
 
@@ -49,27 +47,18 @@ pub enum Step {
 }
 
 impl Session {
-    pub fn new(
-        cx: &LoopCtx,
-        id: u64,
-        sock: mio::net::TcpStream,
-        frames: FrameBuf,
-        rate: RateLimit,
-        last_seen: Instant,
-    ) -> Session {
+    pub fn new(cx: &LoopCtx, id: u64, sock: mio::net::TcpStream, kept: Kept) -> Session {
         Session {
             id,
             sock,
-            frames,
-            rate,
-            last_seen,
+            kept,
             next_ping: Instant::now() + cx.ping_interval,
         }
     }
 
     /// When the session's timer must next fire.
     pub fn deadline(&self, cx: &LoopCtx) -> Instant {
-        self.next_ping.min(self.last_seen + cx.idle_timeout)
+        self.next_ping.min(self.kept.last_seen + cx.idle_timeout)
     }
 
     /// Write a whole frame that is owed first (the welcome).
@@ -81,7 +70,7 @@ impl Session {
     /// The keep-alive ping, or back to the task once the client was idle
     /// too long (the task then closes it, as it would have).
     pub fn on_timer(&mut self, cx: &LoopCtx, now: Instant) -> Step {
-        if now >= self.last_seen + cx.idle_timeout {
+        if now >= self.kept.last_seen + cx.idle_timeout {
             return Step::Back(None);
         }
         if now < self.next_ping {
@@ -107,7 +96,7 @@ impl Session {
             let mut room = 0;
             let sock = &self.sock;
             // Pending gives the buffer back when it holds nothing.
-            let read = self.frames.poll_fill(|buf| {
+            let read = self.kept.frames.poll_fill(|buf| {
                 room = buf.len();
                 match (&*sock).read(buf) {
                     Err(e) if e.kind() == ErrorKind::WouldBlock => Poll::Pending,
@@ -125,7 +114,7 @@ impl Session {
                     if let Some(back) = self.answer_buffered(cx, &mut seen) {
                         return back;
                     }
-                    self.frames.release();
+                    self.kept.frames.release();
                     return Step::Go;
                 }
                 Poll::Ready(Ok(n)) => budget = budget.saturating_sub(n),
@@ -136,7 +125,7 @@ impl Session {
     /// Answer every whole frame buffered; `Some` when the session must leave.
     fn answer_buffered(&mut self, cx: &LoopCtx, seen: &mut bool) -> Option<Step> {
         loop {
-            let f = match self.frames.next_frame() {
+            let f = match self.kept.frames.next_frame() {
                 Ok(Some(f)) => f,
                 Ok(None) => return None,
                 // The task's reader meets the same bytes and ends the
@@ -145,7 +134,7 @@ impl Session {
             };
             if !*seen {
                 // One clock read per event: the idle deadline is coarse.
-                self.last_seen = Instant::now();
+                self.kept.last_seen = Instant::now();
                 *seen = true;
             }
             if let Some(back) = self.on_frame(cx, f) {
@@ -157,7 +146,7 @@ impl Session {
     /// Handle one frame; `Some` when the session must leave the loop.
     fn on_frame(&mut self, cx: &LoopCtx, f: RawFrame) -> Option<Step> {
         let m = &cx.metrics;
-        let payload = self.frames.payload(&f);
+        let payload = self.kept.frames.payload(&f);
         let (text, frame) = match f.opcode {
             OP_PONG => return None,
             OP_PING => (false, Bytes::copy_from_slice(payload)),
@@ -174,7 +163,7 @@ impl Session {
                 // Counted and limited as the task does: every text message.
                 inc(&m.messages_in);
                 inc(&m.messages_out);
-                let frame = if !self.rate.allow() {
+                let frame = if !self.kept.rate.allow() {
                     inc(&m.rate_limited);
                     inc(&m.errors_sent);
                     frames::error(ErrorCode::RateLimited, "too many messages per second", None)
@@ -204,7 +193,7 @@ impl Session {
     }
 
     fn put_back(&mut self, f: &RawFrame) -> Option<Step> {
-        self.frames.put_back(f);
+        self.kept.frames.put_back(f);
         Some(Step::Back(None))
     }
 }
