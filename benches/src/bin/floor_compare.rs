@@ -16,7 +16,10 @@
 
 #[path = "../beside.rs"]
 mod beside;
+#[path = "../bisect.rs"]
+mod bisect;
 use beside::{beside, loadgen_report};
+use bisect::Bisect;
 use clap::Parser;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -41,7 +44,9 @@ struct Opts {
     /// Instead of fixed steps, find each side's highest rate that keeps
     /// p99 under --p99-goal and answers at least 97 % of what it offers:
     /// connections are bisected between --search-from and --search-to
-    /// (x --rate), to within --search-resolution connections.
+    /// (x --rate), to within --search-resolution connections. The two
+    /// sides' runs alternate, so both searches see the host of the same
+    /// minutes.
     #[arg(long)]
     search: bool,
     /// Lowest connection count the search tries. Example: --search-from 3000
@@ -177,60 +182,49 @@ fn passes(side: &Side, conns: u32, o: &Opts) -> bool {
     side.p99_ms < o.p99_goal && side.per_sec >= 0.97 * f64::from(conns * o.rate)
 }
 
-/// Bisect `[from, to]` for the highest passing connection count; every
-/// probe is kept for the table. None when even `from` fails.
-fn bisect(
+/// Both searches at once, a run of one side then a run of the other, so
+/// both see the host of the same minutes; once one side's search ended,
+/// the other goes on alone. Returns each side's best.
+fn interleave(
     o: &Opts,
-    to: u32,
-    mut probe: impl FnMut(u32) -> Result<Side, String>,
-    probes: &mut Vec<(u32, Side)>,
-) -> Result<Option<u32>, String> {
-    let (mut lo, mut hi) = (o.search_from, to.max(o.search_from));
-    // A step passes only if `--confirm` runs in a row pass: the first
-    // failure ends it.
-    let mut try_at = |conns: u32, probes: &mut Vec<(u32, Side)>| -> Result<bool, String> {
-        for _ in 0..o.confirm {
-            let side = probe(conns)?;
-            probes.push((conns, side));
-            if !passes(&side, conns, o) {
-                return Ok(false);
+    mut floor: impl FnMut(u32) -> Result<Side, String>,
+    mut ours: impl FnMut(u32) -> Result<Side, String>,
+    floor_probes: &mut Vec<(u32, Side)>,
+    our_probes: &mut Vec<(u32, Side)>,
+) -> Result<(Option<u32>, Option<u32>), String> {
+    let new = |to| Bisect::new(o.search_from, to, o.search_resolution, o.confirm);
+    let (mut fb, mut ob) = (new(o.search_floor_to), new(o.search_to));
+    loop {
+        let mut ran = false;
+        for (b, probe, probes) in [
+            (
+                &mut fb,
+                &mut floor as &mut dyn FnMut(u32) -> Result<Side, String>,
+                &mut *floor_probes,
+            ),
+            (&mut ob, &mut ours, &mut *our_probes),
+        ] {
+            if let Some(conns) = b.next() {
+                let side = probe(conns)?;
+                probes.push((conns, side));
+                b.record(passes(&side, conns, o));
+                ran = true;
             }
         }
-        Ok(true)
-    };
-    if !try_at(lo, probes)? {
-        return Ok(None);
-    }
-    if try_at(hi, probes)? {
-        return Ok(Some(hi));
-    }
-    // `lo` always passes and `hi` always fails.
-    while hi - lo > o.search_resolution {
-        let mid = lo + (hi - lo) / 2;
-        if try_at(mid, probes)? {
-            lo = mid;
-        } else {
-            hi = mid;
+        if !ran {
+            return Ok((fb.best(), ob.best()));
         }
     }
-    Ok(Some(lo))
 }
 
 fn search_both(o: &Opts, floor_bin: &Path, loadgen: &Path, dir: &Path) -> Result<(), String> {
-    let mut floor_probes = Vec::new();
-    let floor_best = bisect(
+    let (mut floor_probes, mut our_probes) = (Vec::new(), Vec::new());
+    let (floor_best, our_best) = interleave(
         o,
-        o.search_floor_to,
         |conns| {
             eprintln!("floor_compare: search: tcp_floor at {conns} x {}/s", o.rate);
             tcp_floor(floor_bin, conns, o)
         },
-        &mut floor_probes,
-    )?;
-    let mut our_probes = Vec::new();
-    let our_best = bisect(
-        o,
-        o.search_to,
         |conns| {
             eprintln!(
                 "floor_compare: search: loadgen + embedded wsnode at {conns} x {}/s",
@@ -238,6 +232,7 @@ fn search_both(o: &Opts, floor_bin: &Path, loadgen: &Path, dir: &Path) -> Result
             );
             loadgen_run(loadgen, conns, o, &dir.join(format!("search-{conns}.json")))
         },
+        &mut floor_probes,
         &mut our_probes,
     )?;
     print!(
@@ -542,34 +537,6 @@ mod tests {
     }
 
     #[test]
-    fn with_confirm_a_step_passes_only_if_every_run_passes() {
-        // At 20 connections the first run passes and the second fails: a
-        // lucky pass at the edge.
-        let probe = |calls: &mut u32, conns: u32| {
-            *calls += u32::from(conns == 20);
-            let p99_ms = if conns == 20 && *calls > 1 { 80.0 } else { 5.0 };
-            Ok(Side {
-                p99_ms,
-                client_us: 1.0,
-                server_us: 1.0,
-                per_sec: f64::from(conns * 10),
-                machine_us: None,
-            })
-        };
-        let args = ["fc", "--search-from", "10", "--search-to", "20"];
-        let best = |confirm: &str| {
-            let o = Opts::parse_from(args.iter().copied().chain(["--confirm", confirm]));
-            let mut calls = 0;
-            let mut probes = Vec::new();
-            let best = bisect(&o, o.search_to, |c| probe(&mut calls, c), &mut probes);
-            (best.unwrap(), probes.len())
-        };
-        assert_eq!(best("1"), (Some(20), 2));
-        // 10 twice, then 20 once (pass) and again (fail): the best is 10.
-        assert_eq!(best("2"), (Some(10), 4));
-    }
-
-    #[test]
     fn loadgen_reports_are_read_and_steps_checked() {
         let doc = serde_json::json!({
             "phases": {"steady": {"latency_us": {"corrected": {"p99": 5100}}}},
@@ -612,10 +579,10 @@ mod tests {
             per_sec: f64::from(conns * 10),
             machine_us: None,
         };
-        let mut probes = Vec::new();
-        let best = bisect(&o, o.search_to, |c| Ok(model(c)), &mut probes)
-            .unwrap()
-            .unwrap();
+        let (mut fp, mut probes) = (Vec::new(), Vec::new());
+        let (_, best) =
+            interleave(&o, |c| Ok(model(c)), |c| Ok(model(c)), &mut fp, &mut probes).unwrap();
+        let best = best.unwrap();
         assert!((6200..=6300).contains(&best), "{best}");
         assert!(probes.len() < 12, "{}", probes.len());
         // Falling behind fails a step even with a good p99.
@@ -624,13 +591,73 @@ mod tests {
             ..model(6000)
         };
         assert!(!passes(&behind, 6000, &o));
-        let mut none = Vec::new();
         let slow = |c: u32| Side {
             per_sec: 0.9 * f64::from(c * 10),
             ..model(c)
         };
-        assert_eq!(bisect(&o, 9000, |c| Ok(slow(c)), &mut none).unwrap(), None);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let r = interleave(&o, |c| Ok(slow(c)), |c| Ok(model(c)), &mut a, &mut b).unwrap();
+        assert_eq!(
+            (r.0, a.len()),
+            (None, 1),
+            "one failed run at the bottom ends it"
+        );
         let t = search_table(&o, &probes, &probes, Some(8000), Some(7200));
         assert!(t.contains("= 90 % of the floor's"), "{t}");
+    }
+
+    #[test]
+    fn the_two_searches_alternate_run_by_run_on_the_same_host() {
+        let o = Opts::parse_from([
+            "fc",
+            "--search",
+            "--search-from",
+            "1000",
+            "--search-to",
+            "9000",
+            "--search-floor-to",
+            "19000",
+            "--search-resolution",
+            "100",
+        ]);
+        // One log of the runs in the order they happened.
+        let log = std::cell::RefCell::new(Vec::new());
+        let side = |limit: u32, conns: u32| Side {
+            p99_ms: if conns <= limit { 5.0 } else { 400.0 },
+            client_us: 10.0,
+            server_us: 8.0,
+            per_sec: f64::from(conns * 10),
+            machine_us: None,
+        };
+        let (mut fp, mut op) = (Vec::new(), Vec::new());
+        let (f, w) = interleave(
+            &o,
+            |c| {
+                log.borrow_mut().push(('f', c));
+                Ok(side(12_000, c))
+            },
+            |c| {
+                log.borrow_mut().push(('o', c));
+                Ok(side(5_000, c))
+            },
+            &mut fp,
+            &mut op,
+        )
+        .unwrap();
+        assert!((11_900..=12_000).contains(&f.unwrap()), "{f:?}");
+        assert!((4_900..=5_000).contains(&w.unwrap()), "{w:?}");
+        let log = log.into_inner();
+        assert_eq!((fp.len() + op.len(), log.len()), (log.len(), log.len()));
+        // While both searches run, the sides take turns; then the longer
+        // one goes on alone.
+        let both = 2 * fp.len().min(op.len());
+        for (i, (who, _)) in log[..both].iter().enumerate() {
+            assert_eq!(*who, if i % 2 == 0 { 'f' } else { 'o' }, "{log:?}");
+        }
+        assert!(
+            log[both..].iter().all(|(w, _)| *w == log[both].0),
+            "{log:?}"
+        );
+        assert_eq!(&log[..2], &[('f', 1000), ('o', 1000)]);
     }
 }
