@@ -665,6 +665,26 @@ fn connect_rate_paces_new_connections() {
     assert!(first.open <= 3, "{:?}", r.series);
     assert_eq!(r.connections.peak_open, 6);
     assert_balanced(&r);
+    assert!(
+        !r.warnings.iter().any(|w| w.contains("never opened")),
+        "{:?}",
+        r.warnings
+    );
+    // Too slow a pace for the run: the connections still waiting at its
+    // end are reported, not silently missing from the figures.
+    let r = against(
+        &srv.url(),
+        "--conns 12 --connect-rate 2 --rate 5 --duration 2s",
+    );
+    let missing = 12 - r.connections.established;
+    assert!(missing >= 4, "{:?}", r.connections);
+    let want =
+        format!("{missing} of the 12 connections wanted never opened, and none of them failed");
+    assert!(
+        r.warnings.iter().any(|w| w.starts_with(&want)),
+        "{:?}",
+        r.warnings
+    );
 }
 
 #[test]

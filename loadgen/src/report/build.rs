@@ -85,6 +85,21 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
     if c.conn_failed > 0 {
         warnings.push(format!("{} connection attempts failed", c.conn_failed));
     }
+    // Connections the plan wanted that neither opened nor failed: the run
+    // ended while they waited. Past a host's capacity the last handshakes
+    // starve behind the open connections' traffic (issue 12), and then
+    // every figure describes fewer connections than were asked for.
+    let attempted = c.conn_ok + c.conn_failed;
+    if inp.peak_open.max(0) as u64 <= attempted && attempted < inp.target_conns {
+        warnings.push(format!(
+            "{} of the {} connections wanted never opened, and none of them failed: the run ended while they \
+             waited to connect (a --connect-rate or ramp too slow for the run, or a host saturated while \
+             connections opened: see the send lag and the CPU figures). The figures describe the {} that were open.",
+            inp.target_conns - attempted,
+            inp.target_conns,
+            inp.peak_open.max(0)
+        ));
+    }
 
     // Streamed answers: chat mode, or a profile with a [stream] (its ends are timed).
     let chat = (inp.mode == Mode::Chat || !rec.done_time.is_empty()).then(|| Chat {
