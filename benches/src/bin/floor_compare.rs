@@ -71,6 +71,11 @@ struct Opts {
     /// `--node-arg` (repeatable). Example: --node-arg=--threads=1
     #[arg(long = "node-arg", value_name = "ARG", allow_hyphen_values = true)]
     node_args: Vec<String>,
+    /// An option for loadgen itself (repeatable), other than those this
+    /// program sets (the plan, rate, target and report). Example:
+    /// --loadgen-arg=--threads=1
+    #[arg(long = "loadgen-arg", value_name = "ARG", allow_hyphen_values = true)]
+    loadgen_args: Vec<String>,
     /// During a --search, a step passes only if this many runs in a row
     /// pass, on both sides: the best found is then a rate each side held
     /// every time it was tried, not one lucky pass at the edge. Example: --confirm 2
@@ -139,8 +144,37 @@ fn steps(s: &str) -> Result<Vec<u32>, String> {
     Ok(v)
 }
 
+/// loadgen options this program sets itself, or that would measure
+/// something other than loadgen and its embedded node.
+const OWN_LOADGEN_OPTIONS: [&str; 10] = [
+    "--stages",
+    "--conns",
+    "--duration",
+    "--rate",
+    "--json",
+    "--url",
+    "--workers",
+    "--agents",
+    "--coordinator",
+    "--node-arg",
+];
+
+fn check_loadgen_args(args: &[String]) -> Result<(), String> {
+    for a in args {
+        let name = a.split('=').next().unwrap_or("");
+        if !a.starts_with("--") || OWN_LOADGEN_OPTIONS.contains(&name) {
+            return Err(format!(
+                "--loadgen-arg {a:?}: give one `--name[=value]` option of loadgen's other than {}",
+                OWN_LOADGEN_OPTIONS.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn run(o: &Opts) -> Result<(), String> {
     let steps = steps(&o.steps)?;
+    check_loadgen_args(&o.loadgen_args)?;
     if !(o.goal_ratio > 0.0 && o.goal_ratio <= 1.0) {
         return Err(format!(
             "--goal-ratio: {} is not above 0 and at most 1",
@@ -445,6 +479,7 @@ fn loadgen_run(bin: &Path, conns: u32, o: &Opts, json: &Path) -> Result<Side, St
     };
     args.extend(["--rate".into(), o.rate.to_string()]);
     args.extend(o.node_args.iter().map(|a| format!("--node-arg={a}")));
+    args.extend(o.loadgen_args.iter().cloned());
     let doc = loadgen_report(bin, args, json)?;
     parse_loadgen(&doc)
 }
@@ -534,6 +569,17 @@ mod tests {
         let old: String = text.lines().take(5).map(|l| format!("{l}\n")).collect();
         assert_eq!(parse_floor(&old).unwrap().machine_us, None);
         assert!(parse_floor("nothing").is_err());
+    }
+
+    #[test]
+    fn loadgen_options_it_sets_itself_are_refused() {
+        let args = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+        assert!(check_loadgen_args(&args(&["--threads=1", "--io", "tasks"])).is_err());
+        assert!(check_loadgen_args(&args(&["--threads=1", "--io=tasks"])).is_ok());
+        for own in ["--rate=5", "--url=ws://127.0.0.1:1/", "--json", "--conns=9"] {
+            let e = check_loadgen_args(&args(&[own])).unwrap_err();
+            assert!(e.contains(own), "{e}");
+        }
     }
 
     #[test]
