@@ -219,8 +219,12 @@ fn open_fds() -> Option<u64> {
     {
         return Some(m.len());
     }
+    listed_fds()
+}
+
+/// The entries of /proc/self/fd, less the listing's own descriptor.
+fn listed_fds() -> Option<u64> {
     let dir = std::fs::read_dir("/proc/self/fd").ok()?;
-    // The directory's own descriptor is one of the entries while it is read.
     Some((dir.count() as u64).saturating_sub(1))
 }
 
@@ -254,7 +258,7 @@ fn stats<B: Broker>(node: &Node<B>) -> Response<Body> {
 
 #[cfg(test)]
 mod tests {
-    use super::open_fds;
+    use super::{listed_fds, open_fds};
 
     #[test]
     #[cfg(target_os = "linux")]
@@ -266,7 +270,7 @@ mod tests {
             .map(|_| std::fs::File::open("/dev/null").unwrap())
             .collect();
         let during = open_fds().unwrap();
-        let listed = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+        let listed = listed_fds().unwrap();
         drop(held);
         let after = open_fds().unwrap();
         assert!(during >= before + 48, "{before} then {during}");

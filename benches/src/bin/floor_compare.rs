@@ -229,26 +229,28 @@ fn interleave(
     let new = |to| Bisect::new(o.search_from, to, o.search_resolution, o.confirm);
     let (mut fb, mut ob) = (new(o.search_floor_to), new(o.search_to));
     loop {
-        let mut ran = false;
-        for (b, probe, probes) in [
-            (
-                &mut fb,
-                &mut floor as &mut dyn FnMut(u32) -> Result<Side, String>,
-                &mut *floor_probes,
-            ),
-            (&mut ob, &mut ours, &mut *our_probes),
-        ] {
-            if let Some(conns) = b.next() {
-                let side = probe(conns)?;
-                probes.push((conns, side));
-                b.record(passes(&side, conns, o));
-                ran = true;
-            }
-        }
-        if !ran {
+        let floor_ran = turn(o, &mut fb, &mut floor, floor_probes)?;
+        let ours_ran = turn(o, &mut ob, &mut ours, our_probes)?;
+        if !floor_ran && !ours_ran {
             return Ok((fb.best(), ob.best()));
         }
     }
+}
+
+/// One run of a side whose search has not ended; false once it has.
+fn turn(
+    o: &Opts,
+    b: &mut Bisect,
+    probe: &mut impl FnMut(u32) -> Result<Side, String>,
+    probes: &mut Vec<(u32, Side)>,
+) -> Result<bool, String> {
+    let Some(conns) = b.next() else {
+        return Ok(false);
+    };
+    let side = probe(conns)?;
+    probes.push((conns, side));
+    b.record(passes(&side, conns, o));
+    Ok(true)
 }
 
 fn search_both(o: &Opts, floor_bin: &Path, loadgen: &Path, dir: &Path) -> Result<(), String> {
@@ -693,7 +695,7 @@ mod tests {
         assert!((11_900..=12_000).contains(&f.unwrap()), "{f:?}");
         assert!((4_900..=5_000).contains(&w.unwrap()), "{w:?}");
         let log = log.into_inner();
-        assert_eq!((fp.len() + op.len(), log.len()), (log.len(), log.len()));
+        assert_eq!(fp.len() + op.len(), log.len());
         // While both searches run, the sides take turns; then the longer
         // one goes on alone.
         let both = 2 * fp.len().min(op.len());

@@ -90,7 +90,7 @@ pub fn build(rec: &Recorder, inp: Inputs<'_>) -> Report {
     // starve behind the open connections' traffic (issue 12), and then
     // every figure describes fewer connections than were asked for.
     let attempted = c.conn_ok + c.conn_failed;
-    if inp.peak_open.max(0) as u64 <= attempted && attempted < inp.target_conns {
+    if attempted < inp.target_conns {
         warnings.push(format!(
             "{} of the {} connections wanted never opened, and none of them failed: the run ended while they \
              waited to connect (a --connect-rate or ramp too slow for the run, or a host saturated while \
