@@ -3,7 +3,9 @@
 //! in-memory broker fanning one chunk out to 1, 100 and 1000 connections
 //! of a session, the Redis broker's append+publish script against a
 //! redis-server this bench starts (skipped, with a line saying so, when
-//! redis-server is not installed), and a whole echo round trip through a
+//! redis-server is not installed), an echo request turned into its reply
+//! both ways the node's loops can (decoded and encoded with allocation,
+//! or read borrowed and written in place), and a whole echo round trip through a
 //! real wsnode on loopback (embedded in this process; one connection with
 //! one message in flight, then 8 connections with one each). Throughput is
 //! per message, delivery, append or round trip.
@@ -144,6 +146,42 @@ fn encode(c: &mut Criterion) {
             b.iter(|| node_encode(black_box(m)))
         });
     }
+    g.finish();
+}
+
+/// An echo request as loadgen sends it, to its reply's bytes: through
+/// `decode_client` and `frames::echo` (owned strings, a new buffer per
+/// reply), and through `plain_echo` and `frames::echo_plain_into` (what the
+/// connection loops do for the plain form).
+fn echo_request_to_reply(c: &mut Criterion) {
+    let request =
+        r#"{"type":"echo","id":123456,"ts":98765432,"payload":"98765501.xxxxxxxxxxxxxxxx"}"#;
+    let node_id = "n1-8081";
+    let node_id_json = frames::json_string(node_id);
+    let owned = |text: &str| match protocol::decode_client(text) {
+        Ok(protocol::ClientMsg::Echo { id, ts, payload }) => {
+            frames::echo(id, ts, payload.as_deref(), node_id)
+        }
+        other => panic!("not an echo: {other:?}"),
+    };
+    let mut out = Vec::new();
+    let plain = protocol::plain_echo(request).expect("the plain form");
+    frames::echo_plain_into(&mut out, &plain, &node_id_json);
+    assert_eq!(out, owned(request), "both ways give the same reply");
+    let mut g = c.benchmark_group("echo_request_to_reply");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("decode_and_encode", |b| {
+        b.iter(|| owned(black_box(request)))
+    });
+    g.bench_function("plain_in_place", |b| {
+        b.iter(|| {
+            out.clear();
+            if let Some(e) = protocol::plain_echo(black_box(request)) {
+                frames::echo_plain_into(&mut out, &e, &node_id_json);
+            }
+            out.len()
+        })
+    });
     g.finish();
 }
 
@@ -338,6 +376,7 @@ where
 criterion_group!(
     benches,
     encode,
+    echo_request_to_reply,
     broker_fan_out,
     redis_append,
     echo_round_trip

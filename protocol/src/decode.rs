@@ -138,13 +138,7 @@ fn flat(text: &str) -> Option<ClientMsg> {
         f.text.is_some() || f.chunks.is_some() || f.interval_ms.is_some(),
     );
     match ty {
-        "echo" if !chat && f.message_id.is_none() && f.last_index.is_none() => {
-            Some(ClientMsg::Echo {
-                id: uint(f.id?)?,
-                ts: uint(f.ts?)?,
-                payload: opt(f.payload, string)?,
-            })
-        }
+        "echo" => echo_of(&f).map(PlainEcho::into_msg),
         "chat" if !echo && f.last_index.is_none() => Some(ClientMsg::Chat {
             message_id: opt(f.message_id, string)?,
             text: string(f.text?)?,
@@ -163,6 +157,56 @@ fn flat(text: &str) -> Option<ClientMsg> {
     }
 }
 
+/// An echo request in the plain form, borrowed from its frame: what
+/// [`decode_client`] returns as [`ClientMsg::Echo`], without allocating.
+/// The payload has no escapes, quotes or control characters (that is the
+/// plain form), so a reply may carry it back verbatim as a JSON string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlainEcho<'a> {
+    pub id: u64,
+    pub ts: u64,
+    pub payload: Option<&'a str>,
+}
+
+impl PlainEcho<'_> {
+    /// The message [`decode_client`] gives for the same text.
+    pub fn into_msg(self) -> ClientMsg {
+        ClientMsg::Echo {
+            id: self.id,
+            ts: self.ts,
+            payload: self.payload.map(str::to_owned),
+        }
+    }
+}
+
+/// `text` as a [`PlainEcho`] when it is one; `None` for anything else
+/// (another message, or an echo serde must read), which
+/// [`decode_client`] then decodes as before.
+pub fn plain_echo(text: &str) -> Option<PlainEcho<'_>> {
+    let mut p = Scan::new(text);
+    let f = object(&mut p)?;
+    if !p.at_end() || !matches!(f.ty, Some(Val::Str("echo"))) {
+        return None;
+    }
+    echo_of(&f)
+}
+
+/// The echo of fields whose type is `echo`, if serde would read it so.
+fn echo_of<'a>(f: &Fields<'a>) -> Option<PlainEcho<'a>> {
+    let chat = f.text.is_some() || f.chunks.is_some() || f.interval_ms.is_some();
+    if chat || f.message_id.is_some() || f.last_index.is_some() {
+        return None;
+    }
+    Some(PlainEcho {
+        id: uint(f.id?)?,
+        ts: uint(f.ts?)?,
+        payload: opt(f.payload, |v| match v {
+            Val::Str(s) => Some(s),
+            _ => None,
+        })?,
+    })
+}
+
 fn uint(v: Val<'_>) -> Option<u64> {
     match v {
         Val::Uint(n) => Some(n),
@@ -179,7 +223,7 @@ fn string(v: Val<'_>) -> Option<String> {
 
 /// An optional field: absent or `null` is `Some(None)`; a value `get`
 /// cannot take is `None` (serde's to judge).
-fn opt<T>(v: Option<Val<'_>>, get: impl FnOnce(Val<'_>) -> Option<T>) -> Option<Option<T>> {
+fn opt<'a, T>(v: Option<Val<'a>>, get: impl FnOnce(Val<'a>) -> Option<T>) -> Option<Option<T>> {
     match v {
         None | Some(Val::Null) => Some(None),
         Some(v) => get(v).map(Some),
@@ -327,7 +371,11 @@ mod tests {
             r#"{"type":"recover","message_id":"m-1","last_index":9223372036854775807}"#,
         ] {
             let fast = flat(text).unwrap_or_else(|| panic!("fast path: {text}"));
-            assert_eq!(Ok(fast), decode_client_serde(text), "{text}");
+            assert_eq!(Ok(fast.clone()), decode_client_serde(text), "{text}");
+            // The borrowed echo: the echoes, and only them.
+            let plain = plain_echo(text).map(PlainEcho::into_msg);
+            let is_echo = matches!(fast, ClientMsg::Echo { .. });
+            assert_eq!(plain, is_echo.then_some(fast), "{text}");
         }
     }
 
@@ -359,6 +407,7 @@ mod tests {
             r#"{"type":"echo","id":1,"ts":2"#,
         ] {
             assert!(flat(text).is_none(), "left to serde: {text}");
+            assert_eq!(plain_echo(text), None, "left to serde: {text}");
             assert_eq!(decode_client(text), decode_client_serde(text), "{text}");
         }
     }
@@ -404,6 +453,7 @@ mod garbage {
             state ^= state << 17;
             state
         };
+        let mut echoes = 0;
         for round in 0..20_000 {
             let mut bytes = seeds[round % seeds.len()].as_bytes().to_vec();
             for _ in 0..(next() % 6) {
@@ -426,6 +476,10 @@ mod garbage {
             };
             let decoded = decode_client(text);
             assert_eq!(decoded, decode_client_serde(text), "{text:?}");
+            if let Some(e) = plain_echo(text) {
+                assert_eq!(decoded, Ok(e.into_msg()), "{text:?}");
+                echoes += 1;
+            }
             match decoded {
                 Ok(msg) if text.trim_start().starts_with('{') => {
                     assert_eq!(decode_client(&msg.to_json()).unwrap(), msg, "{text}");
@@ -434,5 +488,7 @@ mod garbage {
                 Err(e) => assert!(e.to_string().len() < 256),
             }
         }
+        // The plain echo was met (not only its refusals).
+        assert!(echoes > 100, "{echoes}");
     }
 }

@@ -29,6 +29,6 @@ mod msg;
 pub mod scan;
 pub mod wsframe;
 
-pub use decode::{DecodeError, decode_client, decode_client_serde};
+pub use decode::{DecodeError, PlainEcho, decode_client, decode_client_serde, plain_echo};
 pub use health::{HealthStats, NodeRegistration};
 pub use msg::{ClientMsg, ErrorCode, ServerMsg, StreamInfo, StreamStatus};

@@ -46,6 +46,7 @@ pub async fn serve<B: Broker>(
             metrics: metrics.clone(),
             shutdown: shutdown_rx.clone(),
             node_id: Arc::from(node_id.as_str()),
+            node_id_json: crate::frames::json_string(&node_id).into(),
             ping_interval: cfg.ping_interval,
             idle_timeout: cfg.idle_timeout,
         };

@@ -75,8 +75,10 @@ pub struct Conn {
     pub global: u64,
     pub state: ConnState,
     pub seq: u64,
-    first: Instant,
-    interval: Duration,
+    /// When message `seq` is due: the slot's `first + seq * interval`,
+    /// moved on by the run's interval at each send (the same instant:
+    /// durations add exactly).
+    due: Instant,
     phase: Phase,
     /// Still in the process's `closing` count.
     counted: bool,
@@ -112,8 +114,7 @@ impl Conn {
             global,
             state,
             seq,
-            first,
-            interval: ctx.interval.unwrap_or(Duration::from_secs(1)),
+            due: intended_at(first, interval(ctx), seq),
             phase: Phase::Sending,
             counted: true,
             session: session.into(),
@@ -124,7 +125,7 @@ impl Conn {
     }
 
     fn intended(&self) -> Instant {
-        intended_at(self.first, self.interval, self.seq)
+        self.due
     }
 
     /// When this session next needs the loop, if nothing happens first.
@@ -155,9 +156,9 @@ impl Conn {
         !self.out.is_empty()
     }
 
-    /// The session's time came (a send due, a deadline, a stop to notice).
-    pub fn on_timer(&mut self, ctx: &RunCtx, scratch: &mut Scratch) -> Step {
-        let now = Instant::now();
+    /// The session's time came (a send due, a deadline, a stop to notice);
+    /// `now` is the loop's reading for its due timers (a send reads its own).
+    pub fn on_timer(&mut self, ctx: &RunCtx, scratch: &mut Scratch, now: Instant) -> Step {
         match self.phase {
             Phase::Sending => self.send_due(ctx, scratch),
             Phase::Draining { .. } => self.check_drained(ctx, now, scratch),
@@ -177,8 +178,8 @@ impl Conn {
 
     /// Every message due by now, unless sending ended or is blocked.
     fn send_due(&mut self, ctx: &RunCtx, scratch: &mut Scratch) -> Step {
+        let mut now = Instant::now();
         loop {
-            let now = Instant::now();
             if ctx.is_aborted() || ctx.slot_stopped(self.local) {
                 return self.drain(ctx, now, true, scratch);
             }
@@ -204,6 +205,7 @@ impl Conn {
             let full = book(ctx, &mut self.state, n, intended_us, sent_us);
             count_sent(ctx, 1, full, intended_us, sent_us);
             self.seq = n + 1;
+            self.due += interval(ctx);
             let mut payload = std::mem::take(&mut scratch.payload);
             let frame = if ctx.profile.binary {
                 Frame::binary(Payload::BorrowedMut(&mut payload))
@@ -215,6 +217,12 @@ impl Conn {
             if let Err(e) = res {
                 ctx.fail(ErrorKind::Write, &format!("write failed: {e}"));
                 return Step::Done(End::Dropped);
+            }
+            // The clock again only for a backlog: a next message not due
+            // by the last reading is left to its timer (which fires at the
+            // next turn if its time passed meanwhile).
+            if self.intended() <= now {
+                now = Instant::now();
             }
         }
     }
@@ -430,6 +438,12 @@ impl Conn {
         }
         Ok(())
     }
+}
+
+/// The run's interval between a session's messages (the loop only holds
+/// paced sessions).
+fn interval(ctx: &RunCtx) -> Duration {
+    ctx.interval.unwrap_or(Duration::from_secs(1))
 }
 
 /// Write as much of `bytes` as the socket takes now; how much it took.

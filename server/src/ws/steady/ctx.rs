@@ -14,6 +14,8 @@ pub struct LoopCtx {
     /// which closes it with 1001.
     pub shutdown: watch::Receiver<bool>,
     pub node_id: Arc<str>,
+    /// `node_id` as a JSON string, for the echo replies written in place.
+    pub node_id_json: Arc<str>,
     pub ping_interval: Duration,
     pub idle_timeout: Duration,
 }

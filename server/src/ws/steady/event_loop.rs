@@ -54,6 +54,7 @@ pub async fn run(cx: LoopCtx, mut inbox: mpsc::UnboundedReceiver<Msg>) {
         timers: BinaryHeap::new(),
         again: Vec::new(),
         closing: false,
+        scratch: Vec::new(),
     };
     let mut events = Events::with_capacity(EVENTS);
     let mut open = true;
@@ -114,13 +115,15 @@ pub async fn run(cx: LoopCtx, mut inbox: mpsc::UnboundedReceiver<Msg>) {
                 Err(mpsc::error::TryRecvError::Disconnected) => open = false,
             }
         }
+        // One clock reading per turn, for its reads and its timers.
+        let now = Instant::now();
         for ev in events.iter() {
-            lp.on_readable(ev.token().0);
+            lp.on_readable(ev.token().0, now);
         }
         for idx in std::mem::take(&mut lp.again) {
-            lp.on_readable(idx);
+            lp.on_readable(idx, now);
         }
-        lp.run_timers(Instant::now());
+        lp.run_timers(now);
     }
 }
 
@@ -159,6 +162,8 @@ struct Loop {
     again: Vec<usize>,
     /// The node is shutting down: no connection stays.
     closing: bool,
+    /// Where echo replies are written, one at a time.
+    scratch: Vec<u8>,
 }
 
 impl Loop {
@@ -221,15 +226,15 @@ impl Loop {
         };
         match e.session.send_first(&welcome) {
             Step::Back(rest) => self.give_back(idx, rest),
-            _ => self.on_readable(idx),
+            _ => self.on_readable(idx, Instant::now()),
         }
     }
 
-    fn on_readable(&mut self, idx: usize) {
+    fn on_readable(&mut self, idx: usize, now: Instant) {
         let Some(Some(e)) = self.entries.get_mut(idx) else {
             return;
         };
-        match e.session.on_readable(&self.cx) {
+        match e.session.on_readable(&self.cx, now, &mut self.scratch) {
             Step::Go => {}
             Step::ReadMore => self.again.push(idx),
             Step::Back(rest) => self.give_back(idx, rest),

@@ -8,7 +8,12 @@
 //! for the task's reader to meet, and a reply the socket does not take
 //! whole goes back as bytes owed first. So the task's rules (fragments,
 //! close handshake, chat and recovery, fencing, the slow-consumer cut)
-//! apply unchanged, and the loop holds no output buffer.
+//! apply unchanged, and the loop holds no output buffer per connection.
+//!
+//! A plain echo (the form loadgen and most clients send) is read borrowed
+//! from the frame (`protocol::plain_echo`) and its reply written in place
+//! into the loop's one scratch buffer, head and body together, then sent
+//! with one send(2): no allocation per message.
 
 use super::ctx::LoopCtx;
 use super::handoff::Kept;
@@ -18,14 +23,18 @@ use crate::ws::direct::{Sent, frame_bytes, write_now};
 use crate::ws::outbox::{MAX_HEAD, Outbox};
 use bytes::Bytes;
 use protocol::wsframe::{OP_PING, OP_PONG, OP_TEXT, RawFrame};
-use protocol::{ClientMsg, ErrorCode, decode_client};
-use std::io::{ErrorKind, Read, Write};
+use protocol::{ClientMsg, ErrorCode, PlainEcho, decode_client, plain_echo};
+use std::io::{ErrorKind, IoSlice, Read, Write};
 use std::task::Poll;
 use tokio::time::Instant;
 
 /// Bytes read from one socket per turn; the rest waits for the next turn,
 /// so one flooding client cannot starve the loop's other connections.
 const READ_BUDGET: usize = 64 * 1024;
+
+/// Past this the loop's scratch buffer is given back after use (one huge
+/// echo must not pin its size).
+const SCRATCH_KEEP: usize = 64 * 1024;
 
 /// A keep-alive ping (no payload).
 const PING: [u8; 2] = [0x89, 0x00];
@@ -35,6 +44,13 @@ pub struct Session {
     pub sock: mio::net::TcpStream,
     pub kept: Kept,
     next_ping: Instant,
+}
+
+/// An echo request: borrowed from its frame in the plain form, else as
+/// serde decoded it.
+enum Echo<'a> {
+    Plain(PlainEcho<'a>),
+    Owned(u64, u64, Option<String>),
 }
 
 /// What the loop does with a session after an event.
@@ -82,12 +98,14 @@ impl Session {
     }
 
     /// Read and answer what arrived, within the turn's budget.
-    pub fn on_readable(&mut self, cx: &LoopCtx) -> Step {
+    /// `now` is the loop's turn's clock reading: a frame read marks the
+    /// client seen then (the idle deadline is coarse; a clock read per
+    /// frame cost the loop several percent of its CPU).
+    pub fn on_readable(&mut self, cx: &LoopCtx, now: Instant, out: &mut Vec<u8>) -> Step {
         let mut budget = READ_BUDGET;
-        let mut seen = false;
         loop {
             // Every whole frame already here first.
-            if let Some(back) = self.answer_buffered(cx, &mut seen) {
+            if let Some(back) = self.answer_buffered(cx, now, out) {
                 return back;
             }
             if budget == 0 {
@@ -111,7 +129,7 @@ impl Session {
                 Poll::Ready(Ok(n)) if n < room => {
                     // A short read drained the socket (as tokio takes it):
                     // the next bytes bring a new edge.
-                    if let Some(back) = self.answer_buffered(cx, &mut seen) {
+                    if let Some(back) = self.answer_buffered(cx, now, out) {
                         return back;
                     }
                     self.kept.frames.release();
@@ -123,7 +141,7 @@ impl Session {
     }
 
     /// Answer every whole frame buffered; `Some` when the session must leave.
-    fn answer_buffered(&mut self, cx: &LoopCtx, seen: &mut bool) -> Option<Step> {
+    fn answer_buffered(&mut self, cx: &LoopCtx, now: Instant, out: &mut Vec<u8>) -> Option<Step> {
         loop {
             let f = match self.kept.frames.next_frame() {
                 Ok(Some(f)) => f,
@@ -132,19 +150,15 @@ impl Session {
                 // connection with the right close code.
                 Err(_) => return Some(Step::Back(None)),
             };
-            if !*seen {
-                // One clock read per event: the idle deadline is coarse.
-                self.kept.last_seen = Instant::now();
-                *seen = true;
-            }
-            if let Some(back) = self.on_frame(cx, f) {
+            self.kept.last_seen = now;
+            if let Some(back) = self.on_frame(cx, f, out) {
                 return Some(back);
             }
         }
     }
 
     /// Handle one frame; `Some` when the session must leave the loop.
-    fn on_frame(&mut self, cx: &LoopCtx, f: RawFrame) -> Option<Step> {
+    fn on_frame(&mut self, cx: &LoopCtx, f: RawFrame, out: &mut Vec<u8>) -> Option<Step> {
         let m = &cx.metrics;
         let payload = self.kept.frames.payload(&f);
         let (text, frame) = match f.opcode {
@@ -154,11 +168,14 @@ impl Session {
                 let Ok(text) = std::str::from_utf8(payload) else {
                     return self.put_back(&f);
                 };
-                let echo = match decode_client(text) {
-                    Ok(ClientMsg::Echo { id, ts, payload }) => Ok((id, ts, payload)),
-                    // Chat and recovery: the task's.
-                    Ok(_) => return self.put_back(&f),
-                    Err(e) => Err(e),
+                let echo = match plain_echo(text) {
+                    Some(e) => Ok(Echo::Plain(e)),
+                    None => match decode_client(text) {
+                        Ok(ClientMsg::Echo { id, ts, payload }) => Ok(Echo::Owned(id, ts, payload)),
+                        // Chat and recovery: the task's.
+                        Ok(_) => return self.put_back(&f),
+                        Err(e) => Err(e),
+                    },
                 };
                 // Counted and limited as the task does: every text message.
                 inc(&m.messages_in);
@@ -169,7 +186,17 @@ impl Session {
                     frames::error(ErrorCode::RateLimited, "too many messages per second", None)
                 } else {
                     match echo {
-                        Ok((id, ts, payload)) => {
+                        Ok(Echo::Plain(e)) => {
+                            out.clear();
+                            out.resize(MAX_HEAD, 0);
+                            frames::echo_plain_into(out, &e, &cx.node_id_json);
+                            let step = self.write_built(out);
+                            if out.capacity() > SCRATCH_KEEP {
+                                *out = Vec::new();
+                            }
+                            return step;
+                        }
+                        Ok(Echo::Owned(id, ts, payload)) => {
                             frames::echo(id, ts, payload.as_deref(), &cx.node_id)
                         }
                         Err(e) => {
@@ -190,6 +217,21 @@ impl Session {
             Step::Go => None,
             back => Some(back),
         }
+    }
+
+    /// Write the text frame whose body `out` holds after `MAX_HEAD` bytes
+    /// kept for its head, with one send; what the socket does not take
+    /// goes back to the task as bytes owed.
+    fn write_built(&self, out: &mut [u8]) -> Option<Step> {
+        let mut head = [0u8; MAX_HEAD];
+        let n = Outbox::head(true, &out[MAX_HEAD..], &mut head);
+        let start = MAX_HEAD - n;
+        out[start..MAX_HEAD].copy_from_slice(&head[..n]);
+        let frame = &out[start..];
+        // Not writable now, or broken: the task waits for room (or meets
+        // the error) as it would have.
+        let sent = write_to(&self.sock, &[IoSlice::new(frame)]).unwrap_or(0);
+        (sent < frame.len()).then(|| Step::Back(Some(Bytes::copy_from_slice(&frame[sent..]))))
     }
 
     fn put_back(&mut self, f: &RawFrame) -> Option<Step> {
