@@ -124,11 +124,7 @@ struct Fields<'a> {
 /// The message if `text` is one object of plain fields that serde would
 /// decode to exactly this; `None` sends the frame to serde.
 fn flat(text: &str) -> Option<ClientMsg> {
-    let mut p = Scan::new(text);
-    let f = object(&mut p)?;
-    if !p.at_end() {
-        return None;
-    }
+    let f = whole_object(text)?;
     let Some(Val::Str(ty)) = f.ty else {
         return None;
     };
@@ -183,12 +179,19 @@ impl PlainEcho<'_> {
 /// (another message, or an echo serde must read), which
 /// [`decode_client`] then decodes as before.
 pub fn plain_echo(text: &str) -> Option<PlainEcho<'_>> {
-    let mut p = Scan::new(text);
-    let f = object(&mut p)?;
-    if !p.at_end() || !matches!(f.ty, Some(Val::Str("echo"))) {
+    let f = whole_object(text)?;
+    if !matches!(f.ty, Some(Val::Str("echo"))) {
         return None;
     }
     echo_of(&f)
+}
+
+/// The fields of `text` when it is one object of plain fields and nothing
+/// after it but whitespace.
+fn whole_object(text: &str) -> Option<Fields<'_>> {
+    let mut p = Scan::new(text);
+    let f = object(&mut p)?;
+    p.at_end().then_some(f)
 }
 
 /// The echo of fields whose type is `echo`, if serde would read it so.

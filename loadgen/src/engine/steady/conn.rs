@@ -124,15 +124,11 @@ impl Conn {
         }
     }
 
-    fn intended(&self) -> Instant {
-        self.due
-    }
-
     /// When this session next needs the loop, if nothing happens first.
     pub fn next_wake(&self, ctx: &RunCtx, now: Instant) -> Instant {
         let check = now + CHECK_EVERY;
         match self.phase {
-            Phase::Sending if self.out.is_empty() => self.intended().min(check),
+            Phase::Sending if self.out.is_empty() => self.due.min(check),
             Phase::Sending => check,
             Phase::Draining { deadline, .. } => {
                 // The oldest reply's give-up time, as `send::drain` wakes for.
@@ -183,7 +179,7 @@ impl Conn {
             if ctx.is_aborted() || ctx.slot_stopped(self.local) {
                 return self.drain(ctx, now, true, scratch);
             }
-            let intended = self.intended();
+            let intended = self.due;
             if intended >= ctx.send_end || now >= ctx.send_end {
                 return self.drain(ctx, now, false, scratch);
             }
@@ -221,7 +217,7 @@ impl Conn {
             // The clock again only for a backlog: a next message not due
             // by the last reading is left to its timer (which fires at the
             // next turn if its time passed meanwhile).
-            if self.intended() <= now {
+            if self.due <= now {
                 now = Instant::now();
             }
         }
