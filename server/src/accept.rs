@@ -50,7 +50,7 @@ pub async fn serve<B: Broker>(
             ping_interval: cfg.ping_interval,
             idle_timeout: cfg.idle_timeout,
         };
-        // One loop per runtime thread.
+        // One loop per core (or per `--threads`), each on a thread of its own.
         let n = cfg.threads.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         });

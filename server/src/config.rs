@@ -159,14 +159,15 @@ pub struct Opts {
     #[arg(long, env = "WSNODE_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
-    /// Tokio worker threads [default: one per CPU]. One keeps every wake on
-    /// one thread (no cross-thread hand-offs), which costs less CPU per message
-    /// when a load generator shares the machine.
+    /// Tokio worker threads, and with `--io epoll` as many connection loops,
+    /// each a thread of its own [default: one per CPU]. One keeps every wake
+    /// on one thread (no cross-thread hand-offs), which costs less CPU per
+    /// message when a load generator shares the machine.
     #[arg(long, env = "WSNODE_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
 
     /// How established connections are served: `epoll` hands a connection
-    /// that only echoes, pings and pongs to an epoll loop per runtime thread
+    /// that only echoes, pings and pongs to one of `--threads` epoll loops
     /// (anything else takes it back to its task); `tasks` keeps one tokio task
     /// per connection throughout.
     #[arg(long, env = "WSNODE_IO", value_enum, default_value = "epoll")]

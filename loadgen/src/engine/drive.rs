@@ -24,8 +24,8 @@ pub async fn drive(ctx: Arc<RunCtx>) -> usize {
     // worker process's share of it).
     let threads = SlotThreads::start(tokio::runtime::Handle::current().metrics().num_workers());
     let mut set = JoinSet::new();
-    // Each slot thread's epoll loop (`--io epoll`): sessions move there
-    // after their handshake.
+    // An epoll loop per slot thread, each a thread of its own (`--io
+    // epoll`): sessions move there after their handshake.
     let mut loop_set = JoinSet::new();
     let loops = Loops::start(&ctx, &threads, &mut loop_set);
     let mut active = 0u64;

@@ -1,25 +1,29 @@
-//! One slot thread's epoll loop: the sessions handed to it, one `mio::Poll`
-//! for their sockets, one timer heap for their due messages and deadlines.
+//! One loop: the sessions handed to it, one `mio::Poll` for their
+//! sockets, one timer queue for their due messages and deadlines.
 //!
-//! The loop is a tokio task on the slot thread, so the thread's handshakes
-//! and the loop share it without either blocking the other: tokio's
-//! reactor watches the loop's epoll descriptor (`server::epoll`, shared
-//! with wsnode's connection loops), and the loop waits on that, on its inbox, on its next timer
-//! and on the end-of-sending barrier. Each turn then takes every ready
-//! socket from its own set in one `epoll_wait` and every due timer from
-//! the heap.
+//! The loop is a thread of its own, blocked in its own `epoll_wait` with
+//! its next timer as the timeout: a turn costs that one system call. As a
+//! tokio task on the slot thread (sessions 7-10) every turn also cost
+//! tokio's `epoll_wait` on the loop's descriptor, the task's wake and poll,
+//! a `select!` and a timer reset (docs/BENCHMARKS.md, "Both loops on
+//! threads of their own"). The slot threads keep connecting, handshakes
+//! and everything else; sessions reach the loop through its inbox and a
+//! `mio::Waker`. Each turn takes every ready socket in one `epoll_wait`
+//! and every due timer from the queue.
 
 use super::conn::{Conn, Scratch, Step};
-use super::handoff::{Handoff, Returned};
+use super::handoff::{Handoff, Inbox, Returned};
 use super::timers::Timers;
 use crate::engine::ctx::RunCtx;
 use crate::engine::session::End;
 use crate::engine::stats::ErrorKind;
-use mio::{Events, Interest, Registry, Token};
-use server::epoll::EpollSet;
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use server::looping::{self, StopFlag};
+use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
 
 /// Events taken per `epoll_wait`.
 const EVENTS: usize = 1024;
@@ -27,6 +31,8 @@ const EVENTS: usize = 1024;
 const PREFETCH_AHEAD: usize = 4;
 /// Timers run at most this often, unless their own wake-up comes first.
 const TIMER_TICK: Duration = Duration::from_millis(1);
+/// The waker's token: never a session's (those are entry indexes).
+const WAKE: Token = Token(usize::MAX);
 
 /// A live session and what its slot waits on.
 struct Entry {
@@ -34,14 +40,36 @@ struct Entry {
     done: oneshot::Sender<Returned>,
 }
 
-/// Run the loop until its inbox closes and its last session has ended.
-pub async fn run(ctx: Arc<RunCtx>, mut inbox: mpsc::UnboundedReceiver<Handoff>) {
-    let (mut set, registry) = match EpollSet::open() {
-        Ok(p) => p,
+/// Start loop `i` on a thread of its own. `set` gets a task that ends when
+/// the thread does; aborting (or dropping) that task stops the loop, its
+/// sessions dropped.
+pub fn spawn(ctx: Arc<RunCtx>, i: usize, set: &mut JoinSet<()>) -> io::Result<Inbox> {
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (ended_tx, ended) = oneshot::channel::<()>();
+    let stopper = looping::spawn(format!("loadgen-loop-{i}"), &waker, move |stop| {
+        run(ctx, poll, rx, stop);
+        drop(ended_tx);
+    })?;
+    // Aborting (or dropping) this task stops the loop.
+    set.spawn(async move {
+        let _stopper = stopper;
+        let _ = ended.await;
+    });
+    Ok(Inbox::new(tx, waker))
+}
+
+/// Run the loop until its inbox closes and its last session has ended, or
+/// until `stop`.
+fn run(ctx: Arc<RunCtx>, poll: Poll, mut inbox: mpsc::UnboundedReceiver<Handoff>, stop: &StopFlag) {
+    let registry = match poll.registry().try_clone() {
+        Ok(r) => r,
         Err(e) => {
             // Without a loop, every session handed here ends at once.
             let note = format!("the connection loop could not start: {e}");
-            while let Some(h) = inbox.recv().await {
+            inbox.close();
+            while let Ok(h) = inbox.try_recv() {
                 ctx.fail(ErrorKind::Read, &note);
                 let _ = h.done.send(Returned {
                     end: End::Dropped,
@@ -62,73 +90,70 @@ pub async fn run(ctx: Arc<RunCtx>, mut inbox: mpsc::UnboundedReceiver<Handoff>) 
         again: Vec::new(),
         waiting: 0,
     };
-    turns(&mut lp, &mut set, inbox).await;
+    turns(&mut lp, poll, inbox, stop);
 }
 
 /// The loop's turns, until its inbox closed and its last session ended.
-async fn turns(lp: &mut Loop, set: &mut EpollSet, mut inbox: mpsc::UnboundedReceiver<Handoff>) {
+fn turns(
+    lp: &mut Loop,
+    mut poll: Poll,
+    mut inbox: mpsc::UnboundedReceiver<Handoff>,
+    stop: &StopFlag,
+) {
     let mut events = Events::with_capacity(EVENTS);
     let mut open = true;
     let mut last_timers = Instant::now();
     loop {
-        events.clear();
+        if stop.raised() {
+            // Given up on: the sessions drop with the loop (their slots
+            // learn it from their books' channel).
+            return;
+        }
+        while open {
+            match inbox.try_recv() {
+                Ok(h) => lp.add(h),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => open = false,
+            }
+        }
         if !open && lp.live() == 0 {
             return;
         }
-        let ctx = lp.ctx.clone();
-        // Registered before the count is read: the last session's wake
-        // cannot fall between the check and the wait.
-        let drained = ctx.closing.drained();
-        if lp.waiting > 0 && ctx.closing.open() == 0 {
+        if lp.waiting > 0 && lp.ctx.closing.open() == 0 {
             lp.release_waiting();
             continue;
         }
-        let waiting = lp.waiting > 0;
+        // Sockets left with unread bytes: read on at once, taking the other
+        // sockets' events too, so a flooding server cannot starve them.
+        // Otherwise sleep until the next timer, an event or a wake; while
+        // sessions wait for the others to drain, look again each tick.
         let next = lp.timers.next();
-        let mut timer = false;
-        if lp.again.is_empty() {
-            tokio::select! {
-                biased;
-                r = set.ready(&mut events) => {
-                    if let Err(e) = r {
-                        lp.fail_all(&format!("the connection loop's epoll failed: {e}"));
-                        return;
-                    }
-                }
-                h = inbox.recv(), if open => match h {
-                    Some(h) => lp.add(h),
-                    None => open = false,
-                },
-                _ = drained, if waiting => {}
-                _ = sleep_until(next), if next.is_some() => timer = true,
-            }
-        } else {
-            // Sockets left with unread bytes: let the thread's other tasks
-            // run, then read on, taking the other sockets' events and new
-            // sessions too, so a flooding server cannot starve them.
-            tokio::task::yield_now().await;
-            if let Err(e) = set.poll_now(&mut events) {
-                lp.fail_all(&format!("the connection loop's epoll failed: {e}"));
-                return;
-            }
-            loop {
-                match inbox.try_recv() {
-                    Ok(h) => lp.add(h),
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                    Err(mpsc::error::TryRecvError::Disconnected) => {
-                        open = false;
-                        break;
-                    }
-                }
-            }
+        let now = Instant::now();
+        let mut timeout = next.map(|at| at.saturating_duration_since(now));
+        if lp.waiting > 0 {
+            timeout = Some(timeout.map_or(TIMER_TICK, |t| t.min(TIMER_TICK)));
+        }
+        if !lp.again.is_empty() {
+            timeout = Some(Duration::ZERO);
+        }
+        events.clear();
+        if let Err(e) = poll.poll(&mut events, timeout)
+            && e.kind() != io::ErrorKind::Interrupted
+        {
+            lp.fail_all(&format!("the connection loop's epoll failed: {e}"));
+            return;
         }
         // One clock reading for the turn's socket events (their wakes are
         // coarse); sends and replies read their own.
         let now = Instant::now();
+        let timer = next.is_some_and(|at| now >= at);
         let mut ahead = events.iter().skip(PREFETCH_AHEAD);
         for ev in events.iter() {
             if let Some(slot) = ahead.next().and_then(|a| lp.entries.get(a.token().0)) {
                 prefetch(slot);
+            }
+            if ev.token() == WAKE {
+                continue;
             }
             let idx = ev.token().0;
             if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
@@ -166,12 +191,6 @@ fn prefetch<T>(v: &T) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = v;
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    if let Some(at) = at {
-        tokio::time::sleep_until(at.into()).await;
-    }
 }
 
 #[derive(Clone, Copy)]

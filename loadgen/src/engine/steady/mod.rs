@@ -1,5 +1,6 @@
 //! The steady state of plain-TCP connections: one epoll loop per slot
-//! thread owns them after their handshake (`--io epoll`, the default).
+//! thread, each a thread of its own, owns them after their handshake
+//! (`--io epoll`, the default).
 //!
 //! Why: tcp_floor measured that a tokio task per connection, with nothing
 //! else in it, loses the tail near the machine's rate where one epoll loop
@@ -38,7 +39,7 @@ use crate::opts::Io;
 use protocol::wsframe::FrameBuf;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
 /// The loops of one run, one per slot thread; dropping this (and every
@@ -48,25 +49,30 @@ pub struct Loops {
 }
 
 impl Loops {
-    /// Start a loop on each slot thread (or one on the caller's runtime
-    /// when the slots run there); none with `--io tasks`.
+    /// Start as many loops as there are slot threads (one when the slots
+    /// run on the caller's runtime), each on a thread of its own; none with
+    /// `--io tasks`. `set` gets a task per loop that ends when the loop's
+    /// thread does (aborting it stops the loop).
     pub fn start(ctx: &Arc<RunCtx>, threads: &SlotThreads, set: &mut JoinSet<()>) -> Loops {
         let n = if ctx.cfg.io == Io::Epoll {
             threads.count().max(1)
         } else {
             0
         };
-        let inboxes = (0..n as u64)
-            .map(|i| {
-                let (tx, rx) = mpsc::unbounded_channel();
-                threads.spawn(set, i, event_loop::run(ctx.clone(), rx));
-                tx
-            })
-            .collect();
+        let mut inboxes = Vec::new();
+        for i in 0..n {
+            match event_loop::spawn(ctx.clone(), i, set) {
+                Ok(inbox) => inboxes.push(inbox),
+                // The sessions of that loop's slots stay tasks.
+                Err(e) => eprintln!(
+                    "loadgen: connection loop {i} not started ({e}); its sessions run as tasks"
+                ),
+            }
+        }
         Loops { inboxes }
     }
 
-    /// The inbox of the loop on slot `local`'s thread. Unbounded, but each
+    /// The inbox of the loop slot `local` belongs to. Unbounded, but each
     /// slot has at most one session in flight to it.
     pub fn inbox(&self, local: u64) -> Option<Inbox> {
         (!self.inboxes.is_empty())
@@ -129,7 +135,7 @@ pub fn run<'a>(
             first,
             done,
         };
-        if let Err(mpsc::error::SendError(h)) = inbox.send(h) {
+        if let Err(h) = inbox.send(h) {
             return dropped(
                 h.state,
                 "the connection loop had ended before the session began",

@@ -1,21 +1,28 @@
 //! One loop: the connections handed to it, one `mio::Poll` for their
 //! sockets, one timer heap for their pings and idle deadlines.
 //!
-//! The loop is a tokio task, so the node's handshakes, broker and answer
-//! streams share the runtime with it: tokio's reactor watches the loop's
-//! epoll descriptor (an epoll set is itself pollable), and the loop waits
-//! on that, on its inbox and on its next timer. Each turn takes every
-//! ready socket from its own set with one `epoll_wait`.
+//! The loop is a thread of its own, blocked in its own `epoll_wait` with
+//! its next timer as the timeout: a turn costs that one system call. As a
+//! tokio task (sessions 8-10) every turn cost tokio's `epoll_wait` on the
+//! loop's descriptor, the task's wake and poll, a `select!` over four
+//! futures, a timer reset and then the loop's own `epoll_wait`: about a
+//! third of the node's user time at 30,000 msg/s (docs/BENCHMARKS.md, "The
+//! node's loops on threads of their own"). The node's handshakes, broker
+//! and answer streams stay on the runtime; what reaches the loop from there
+//! (a connection, a reclaim, the shutdown) comes through its inbox and a
+//! `mio::Waker`.
 
 use super::ctx::LoopCtx;
-use super::handoff::{Handoff, Msg, Returned};
+use super::handoff::{Handoff, Inbox, Msg, Returned};
 use super::session::{Session, Step};
-use crate::epoll::EpollSet;
+use crate::looping::{self, StopFlag};
 use crate::metrics::inc;
 use bytes::Bytes;
-use mio::{Events, Interest, Registry, Token};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::io;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -23,26 +30,45 @@ use tokio::time::Instant;
 
 /// Events taken per `epoll_wait`.
 const EVENTS: usize = 1024;
+/// The waker's token: never a connection's (those are entry indexes).
+const WAKE: Token = Token(usize::MAX);
 
 struct Entry {
     session: Session,
     done: oneshot::Sender<Returned>,
 }
 
-/// Run the loop until its inbox closes (the node is gone) and its last
-/// connection has left.
-pub async fn run(cx: LoopCtx, mut inbox: mpsc::UnboundedReceiver<Msg>) {
-    let (mut set, registry) = match EpollSet::open() {
-        Ok(p) => p,
-        Err(e) => {
-            // Without a loop, every connection goes straight back.
-            tracing::error!(error = %e, "a connection loop could not start; its connections run as tasks");
-            while let Some(m) = inbox.recv().await {
-                if let Msg::Add(h) = m {
-                    refuse(h);
-                }
+/// Start loop `i` on a thread of its own; its inbox is how the node
+/// reaches it.
+pub fn spawn(cx: LoopCtx, i: usize) -> io::Result<Inbox> {
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut shutdown = cx.shutdown.clone();
+    let signal = looping::spawn(format!("wsnode-loop-{i}"), &waker, move |stop| {
+        run(cx, poll, rx, stop)
+    })?;
+    // The node's shutdown (or its runtime's end, which drops this task)
+    // reaches the blocked thread as a flag and a wake.
+    tokio::spawn(async move {
+        let _signal = signal;
+        while !*shutdown.borrow_and_update() {
+            if shutdown.changed().await.is_err() {
+                break;
             }
-            return;
+        }
+    });
+    Ok(Inbox::new(tx, waker))
+}
+
+/// Run the loop until its inbox closes (the node is gone) or the node
+/// stops, and its last connection has left.
+fn run(cx: LoopCtx, mut poll: Poll, mut inbox: mpsc::UnboundedReceiver<Msg>, stop: &StopFlag) {
+    let registry = match poll.registry().try_clone() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "a connection loop could not start; its connections run as tasks");
+            return close(&mut inbox);
         }
     };
     let mut lp = Loop {
@@ -58,56 +84,15 @@ pub async fn run(cx: LoopCtx, mut inbox: mpsc::UnboundedReceiver<Msg>) {
     };
     let mut events = Events::with_capacity(EVENTS);
     let mut open = true;
-    let mut shutdown = lp.cx.shutdown.clone();
     loop {
-        events.clear();
-        if !open && lp.live() == 0 {
-            return;
-        }
-        if !lp.closing && *shutdown.borrow() {
+        if !lp.closing && stop.raised() {
             // Every connection back to its task, which closes it; any
             // handed over from now on goes straight back.
             lp.closing = true;
             lp.return_all();
+            inbox.close();
         }
-        let next = lp.timers.peek().map(|Reverse((at, _, _))| *at);
-        if lp.again.is_empty() {
-            tokio::select! {
-                biased;
-                r = set.ready(&mut events) => {
-                    if let Err(e) = r {
-                        tracing::error!(error = %e, "a connection loop's epoll failed; its connections go back to tasks");
-                        lp.return_all();
-                        fail(&mut inbox).await;
-                        return;
-                    }
-                }
-                m = inbox.recv(), if open => match m {
-                    Some(m) => lp.take(m),
-                    None => open = false,
-                },
-                _ = sleep_until(next), if next.is_some() => {}
-                r = shutdown.changed(), if !lp.closing => {
-                    if r.is_err() {
-                        // The node is gone without a shutdown signal.
-                        lp.closing = true;
-                        lp.return_all();
-                    }
-                }
-            }
-        } else {
-            // Sockets left with unread bytes: let the other tasks run, then
-            // read on, taking the other sockets' events too, so a flooding
-            // client cannot starve them.
-            tokio::task::yield_now().await;
-            if let Err(e) = set.poll_now(&mut events) {
-                tracing::error!(error = %e, "a connection loop's epoll failed; its connections go back to tasks");
-                lp.return_all();
-                fail(&mut inbox).await;
-                return;
-            }
-        }
-        // Everything already in the inbox, each turn.
+        // Everything in the inbox (after a close, what was sent before it).
         while open {
             match inbox.try_recv() {
                 Ok(m) => lp.take(m),
@@ -115,10 +100,34 @@ pub async fn run(cx: LoopCtx, mut inbox: mpsc::UnboundedReceiver<Msg>) {
                 Err(mpsc::error::TryRecvError::Disconnected) => open = false,
             }
         }
+        if !open && lp.live() == 0 {
+            return;
+        }
+        // Sockets left with unread bytes: read on at once, taking the
+        // other sockets' events too, so a flooding client cannot starve
+        // them. Otherwise sleep until the next timer or event.
+        let timeout = if lp.again.is_empty() {
+            lp.timers
+                .peek()
+                .map(|Reverse((at, _, _))| at.saturating_duration_since(Instant::now()))
+        } else {
+            Some(Duration::ZERO)
+        };
+        events.clear();
+        if let Err(e) = poll.poll(&mut events, timeout)
+            && e.kind() != io::ErrorKind::Interrupted
+        {
+            tracing::error!(error = %e, "a connection loop's epoll failed; its connections go back to tasks");
+            lp.closing = true;
+            lp.return_all();
+            return close(&mut inbox);
+        }
         // One clock reading per turn, for its reads and its timers.
         let now = Instant::now();
         for ev in events.iter() {
-            lp.on_readable(ev.token().0, now);
+            if ev.token() != WAKE {
+                lp.on_readable(ev.token().0, now);
+            }
         }
         for idx in std::mem::take(&mut lp.again) {
             lp.on_readable(idx, now);
@@ -127,9 +136,11 @@ pub async fn run(cx: LoopCtx, mut inbox: mpsc::UnboundedReceiver<Msg>) {
     }
 }
 
-/// After the loop failed: every connection still coming goes back.
-async fn fail(inbox: &mut mpsc::UnboundedReceiver<Msg>) {
-    while let Some(m) = inbox.recv().await {
+/// The loop is ending: nothing more comes in, and every connection sent
+/// before goes back.
+fn close(inbox: &mut mpsc::UnboundedReceiver<Msg>) {
+    inbox.close();
+    while let Ok(m) = inbox.try_recv() {
         if let Msg::Add(h) = m {
             refuse(h);
         }
@@ -140,12 +151,6 @@ async fn fail(inbox: &mut mpsc::UnboundedReceiver<Msg>) {
 fn refuse(h: Handoff) {
     let (done, back) = h.refused();
     let _ = done.send(back);
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    if let Some(at) = at {
-        tokio::time::sleep_until(at).await;
-    }
 }
 
 struct Loop {

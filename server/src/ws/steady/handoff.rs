@@ -7,6 +7,7 @@
 use crate::ws::rate::RateLimit;
 use bytes::Bytes;
 use protocol::wsframe::FrameBuf;
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -64,19 +65,55 @@ pub enum Msg {
     Reclaim(u64),
 }
 
+/// Where a loop is sent connections and reclaims: its channel, and the
+/// waker of its `epoll_wait` (the loop is a thread blocked there).
+pub struct Inbox {
+    tx: mpsc::UnboundedSender<Msg>,
+    waker: Arc<mio::Waker>,
+}
+
+impl Inbox {
+    pub fn new(tx: mpsc::UnboundedSender<Msg>, waker: Arc<mio::Waker>) -> Inbox {
+        Inbox { tx, waker }
+    }
+
+    /// Queue `m` and wake the loop; `Err(m)` when the loop has ended.
+    // The message comes back whole, so nothing is lost; boxing it would
+    // cost an allocation on a path that only a stopping loop takes.
+    #[allow(clippy::result_large_err)]
+    pub fn send(&self, m: Msg) -> Result<(), Msg> {
+        self.tx.send(m).map_err(|mpsc::error::SendError(m)| m)?;
+        // A failed wake (the eventfd full: the loop is behind on wakes
+        // already) still leaves the message where its next turn looks.
+        let _ = self.waker.wake();
+        Ok(())
+    }
+}
+
 /// The inboxes of the node's loops; none with `--io tasks`.
 pub struct Loops {
-    inboxes: Vec<mpsc::UnboundedSender<Msg>>,
+    inboxes: Vec<Inbox>,
 }
 
 impl Loops {
-    pub fn new(inboxes: Vec<mpsc::UnboundedSender<Msg>>) -> Loops {
+    pub fn new(inboxes: Vec<Inbox>) -> Loops {
         Loops { inboxes }
     }
 
     /// The loop that owns connection `id` while it is in one.
-    pub fn inbox(&self, id: u64) -> Option<&mpsc::UnboundedSender<Msg>> {
+    pub fn inbox(&self, id: u64) -> Option<&Inbox> {
         let n = self.inboxes.len() as u64;
         (n > 0).then(|| &self.inboxes[(id % n) as usize])
+    }
+}
+
+impl Drop for Loops {
+    /// Close every inbox, then wake its loop to see it closed: a loop ends
+    /// once its inbox is closed and its last connection has left.
+    fn drop(&mut self) {
+        for Inbox { tx, waker } in self.inboxes.drain(..) {
+            drop(tx);
+            let _ = waker.wake();
+        }
     }
 }

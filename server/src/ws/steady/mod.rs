@@ -28,21 +28,25 @@ pub mod handoff;
 mod session;
 
 pub use ctx::LoopCtx;
-pub use handoff::{Handoff, Kept, Loops, Msg, Returned};
+pub use handoff::{Handoff, Inbox, Kept, Loops, Msg, Returned};
 
 use crate::broker::OutQueue;
 use crate::ws::direct::text_frame;
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
-/// Start `n` loops on the current runtime.
+/// Start `n` loops, each on a thread of its own, and (on the current
+/// runtime) a task per loop that tells it of the node's shutdown. A loop
+/// that cannot start is left out: its connections stay tasks.
 pub fn start(cx: &LoopCtx, n: usize) -> Loops {
     Loops::new(
         (0..n)
-            .map(|_| {
-                let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(event_loop::run(cx.clone(), rx));
-                tx
+            .filter_map(|i| match event_loop::spawn(cx.clone(), i) {
+                Ok(inbox) => Some(inbox),
+                Err(e) => {
+                    tracing::error!(error = %e, "a connection loop could not start; its connections run as tasks");
+                    None
+                }
             })
             .collect(),
     )
@@ -62,7 +66,7 @@ pub enum Entered<'a> {
     /// In the loop.
     In {
         id: u64,
-        inbox: &'a mpsc::UnboundedSender<Msg>,
+        inbox: &'a Inbox,
         back: oneshot::Receiver<Returned>,
     },
     /// No loop took it: it goes on as a task at once. (Boxed: rare, and
@@ -73,7 +77,8 @@ pub enum Entered<'a> {
 }
 
 /// Hand a connection to its loop (no waiting: the loop's inbox is unbounded
-/// and holds at most one hand-over per connection).
+/// and holds at most one hand-over per connection; one `eventfd` write
+/// wakes the loop).
 pub fn enter(loops: &Loops, going: Going) -> Entered<'_> {
     let Going {
         id,
@@ -97,7 +102,7 @@ pub fn enter(loops: &Loops, going: Going) -> Entered<'_> {
     };
     match inbox.send(Msg::Add(h)) {
         Ok(()) => Entered::In { id, inbox, back },
-        Err(mpsc::error::SendError(Msg::Add(h))) => Entered::Refused(Box::new(h.refused().1)),
+        Err(Msg::Add(h)) => Entered::Refused(Box::new(h.refused().1)),
         Err(_) => Entered::Lost,
     }
 }
