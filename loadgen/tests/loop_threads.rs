@@ -1,0 +1,65 @@
+//! loadgen's epoll loops are threads of their own (`engine::steady`): one
+//! per slot thread while a run lasts, none once it has ended (a leaked
+//! thread would outlive every run of a long-lived process, such as a
+//! worker or an agent). Alone in this file (its own process), so no other
+//! test's run owns a thread it counts.
+
+mod support;
+
+use clap::Parser;
+use loadgen::Opts;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Threads of this process whose name starts with `prefix`.
+fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with(prefix))
+        .count()
+}
+
+#[test]
+fn a_run_has_a_loop_thread_per_slot_thread_and_leaves_none() {
+    let node = support::start_wsnode(&[]);
+    for threads in [1, 2] {
+        // The most loop threads seen while the run lasts.
+        let (most, done) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let watcher = std::thread::spawn({
+            let (most, done) = (most.clone(), done.clone());
+            move || {
+                while !done.load(Ordering::Relaxed) {
+                    most.fetch_max(threads_named("loadgen-loop"), Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        });
+        let args = format!(
+            "loadgen --quiet --url {} --threads {threads} --conns 4 --rate 10 --duration 1s",
+            node.url()
+        );
+        let opts = Opts::try_parse_from(args.split_whitespace()).expect("valid options");
+        let report = loadgen::run(opts)
+            .expect("the run succeeds")
+            .report
+            .expect("a report");
+        done.store(true, Ordering::Relaxed);
+        watcher.join().expect("watcher");
+        assert_eq!(report.connections.in_loop, 4, "every session ran in a loop");
+        assert_eq!(most.load(Ordering::Relaxed), threads, "--threads {threads}");
+        // Gone when the run returns (a moment's grace for the exit itself).
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while threads_named("loadgen-loop") > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "--threads {threads}: a loop thread outlived its run"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
