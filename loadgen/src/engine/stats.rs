@@ -5,10 +5,17 @@
 //! collector ever contends for). Shards are merged losslessly: histograms
 //! with identical bounds add bucket by bucket, and counts add. The same
 //! merge combines the results of `--workers` processes.
+//!
+//! An epoll loop records several figures per message; a lock and an unlock
+//! each time (two full barriers) were 8 % of loadgen's user time at 50,000
+//! msg/s. So a loop [`Stats::hold`]s its shard for a whole turn, and every
+//! record of that turn on that thread goes straight to it: the collector
+//! waits for at most the end of a turn.
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -336,6 +343,22 @@ static NEXT_RUN: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
     static LOCAL: RefCell<Option<(u64, Arc<Mutex<Recorder>>)>> = const { RefCell::new(None) };
+    /// While a [`Held`] lives on this thread: its run and its locked
+    /// shard. Taken out while a record uses it, so it is never lent twice.
+    static HELD: Cell<Option<(u64, NonNull<Recorder>)>> = const { Cell::new(None) };
+}
+
+/// This thread's shard, locked until dropped; meanwhile [`Stats::with`]
+/// on this thread records into it without locking.
+pub struct Held<'a> {
+    _guard: MutexGuard<'a, Recorder>,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        // Cleared before the guard unlocks (fields drop after this).
+        HELD.set(None);
+    }
 }
 
 fn lock(m: &Mutex<Recorder>) -> MutexGuard<'_, Recorder> {
@@ -372,6 +395,29 @@ impl Default for Stats {
 impl Stats {
     /// Run `f` on this thread's shard, creating it on first use.
     pub fn with<R>(&self, f: impl FnOnce(&mut Recorder) -> R) -> R {
+        if let Some((run, mut shard)) = HELD.take() {
+            if run == self.run {
+                // SAFETY: `shard` came from the `MutexGuard` inside a
+                // `Held` that is alive on this thread (its drop clears
+                // `HELD` before unlocking), so the mutex is locked by us
+                // and nothing else reaches the recorder; the guard itself
+                // is not used until its drop. `HELD` stays empty while `f`
+                // runs, so this `&mut` is the only one.
+                let out = f(unsafe { shard.as_mut() });
+                HELD.set(Some((run, shard)));
+                return out;
+            }
+            HELD.set(Some((run, shard)));
+        }
+        self.with_lock(f)
+    }
+
+    fn with_lock<R>(&self, f: impl FnOnce(&mut Recorder) -> R) -> R {
+        self.with_shard(|shard| f(&mut lock(shard)))
+    }
+
+    /// Run `f` with this thread's shard, creating it on first use.
+    fn with_shard<R>(&self, f: impl FnOnce(&Arc<Mutex<Recorder>>) -> R) -> R {
         LOCAL.with(|cell| {
             let mut slot = cell.borrow_mut();
             let shard = match &*slot {
@@ -385,8 +431,24 @@ impl Stats {
                     &slot.insert((self.run, shard)).1
                 }
             };
-            f(&mut lock(shard))
+            f(shard)
         })
+    }
+
+    /// This thread's shard (created on first use), for a loop to
+    /// [`hold`](Stats::hold) each turn.
+    pub fn local_shard(&self) -> Arc<Mutex<Recorder>> {
+        self.with_shard(Arc::clone)
+    }
+
+    /// Lock `shard` (this thread's, from [`local_shard`](Stats::local_shard))
+    /// until the [`Held`] drops: this thread's records go to it meanwhile
+    /// without a lock each. Not nested: a second hold on the same thread
+    /// would wait for the first.
+    pub fn hold<'a>(&self, shard: &'a Mutex<Recorder>) -> Held<'a> {
+        let mut guard = lock(shard);
+        HELD.set(Some((self.run, NonNull::from(&mut *guard))));
+        Held { _guard: guard }
     }
 
     pub fn count(&self, f: impl FnOnce(&mut Counts)) {
@@ -568,6 +630,35 @@ mod tests {
         record(&mut b, 9);
         assert_eq!(since(&a, &b).len(), 1);
         assert_eq!(since(&a, &a).len(), 0);
+    }
+
+    #[test]
+    fn a_held_shard_takes_this_threads_records_and_the_collector_sees_them_after() {
+        let (stats, other) = (Arc::new(Stats::default()), Stats::default());
+        let shard = stats.local_shard();
+        {
+            let held = stats.hold(&shard);
+            for i in 0..100 {
+                stats.with(|r| r.latency(1000 + i, 10));
+                stats.count(|c| c.sent += 1);
+            }
+            // Another run's stats on this thread keep their own shard.
+            other.count(|c| c.sent += 7);
+            // The collector waits while the turn holds the shard.
+            let collector = std::thread::spawn({
+                let stats = stats.clone();
+                move || stats.take_second()
+            });
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            assert!(!collector.is_finished(), "the collector read a held shard");
+            drop(held);
+            let t = collector.join().unwrap();
+            assert_eq!((t.counts.sent, t.corrected.len()), (100, 100));
+        }
+        assert_eq!(other.total().counts.sent, 7);
+        // Without a hold, records lock as before.
+        stats.count(|c| c.sent += 1);
+        assert_eq!(stats.total().counts.sent, 101);
     }
 
     #[test]

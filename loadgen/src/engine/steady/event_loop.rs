@@ -103,6 +103,8 @@ fn turns(
     let mut events = Events::with_capacity(EVENTS);
     let mut open = true;
     let mut last_timers = Instant::now();
+    // This thread's stats, held for each turn's work (`stats::Held`).
+    let shard = lp.ctx.stats.local_shard();
     loop {
         if stop.raised() {
             // Given up on: the sessions drop with the loop (their slots
@@ -143,6 +145,7 @@ fn turns(
             lp.fail_all(&format!("the connection loop's epoll failed: {e}"));
             return;
         }
+        let _held = lp.ctx.stats.hold(&shard);
         // One clock reading for the turn's socket events (their wakes are
         // coarse); sends and replies read their own.
         let now = Instant::now();
