@@ -6,8 +6,8 @@
 //! tokio task (sessions 8-10) every turn cost tokio's `epoll_wait` on the
 //! loop's descriptor, the task's wake and poll, a `select!` over four
 //! futures, a timer reset and then the loop's own `epoll_wait`: about a
-//! third of the node's user time at 30,000 msg/s (docs/BENCHMARKS.md, "The
-//! node's loops on threads of their own"). The node's handshakes, broker
+//! third of the node's user time at 30,000 msg/s (docs/BENCHMARKS.md,
+//! "Both loops on threads of their own"). The node's handshakes, broker
 //! and answer streams stay on the runtime; what reaches the loop from there
 //! (a connection, a reclaim, the shutdown) comes through its inbox and a
 //! `mio::Waker`.
