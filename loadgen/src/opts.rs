@@ -315,7 +315,8 @@ pub struct LoadOpts {
     pub agent_source_ips: Option<String>,
 
     /// Threads per loadgen process that run its connections, each with its
-    /// own single-threaded tokio runtime, plus as many tokio workers for the
+    /// own single-threaded tokio runtime, plus as many epoll loop threads for
+    /// the established ones (`--io epoll`) and as many tokio workers for the
     /// rest (default: CPU count). Example: --threads 2
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
