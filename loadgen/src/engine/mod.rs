@@ -4,7 +4,7 @@
 //! `threads` (a single-threaded runtime per thread); each slot
 //! (`slot`) runs sessions whose sender (`send`) and receiver (`recv`) share
 //! the outstanding messages (`pending`); replies are classified by the pure
-//! `reply`; figures go to per-thread `stats` shards, and `collect` hands one
+//! `reply`; figures go to per-thread `stats` shards (their counts in `counts`), and `collect` hands one
 //! `Second` a second to whatever sinks the caller gave. `backend::measure`
 //! runs all of it and returns the `Measured` value every backend returns.
 //! Nothing here imports the orchestration above it.
@@ -12,6 +12,7 @@
 pub mod backend;
 pub mod closing;
 pub mod collect;
+pub mod counts;
 pub mod ctx;
 pub mod drive;
 pub mod fanout;
