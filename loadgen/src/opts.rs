@@ -241,6 +241,13 @@ pub struct LoadOpts {
     #[arg(long, value_enum, default_value_t = Io::Epoll)]
     pub io: Io,
 
+    /// Epoll loop threads per loadgen process (`--io epoll`), each running
+    /// its share of the established connections (default: one per 40,000
+    /// messages/s this process plans to send, at most --threads; every
+    /// --threads for a streamed-answer profile). Example: --loops 2
+    #[arg(long, value_name = "N")]
+    pub loops: Option<usize>,
+
     /// Extra handshake header (repeatable). The value may use {conn},
     /// {session}, {run} and {rand}, e.g. a per-connection token.
     /// Example: --header 'Authorization: Bearer {session}'

@@ -1,5 +1,6 @@
-//! loadgen's epoll loops are threads of their own (`engine::steady`): one
-//! per slot thread while a run lasts, none once it has ended (a leaked
+//! loadgen's epoll loops are threads of their own (`engine::steady`): as
+//! many as the planned rate needs or `--loops` asks while a run lasts, none
+//! once it has ended (a leaked
 //! thread would outlive every run of a long-lived process, such as a
 //! worker or an agent). Alone in this file (its own process), so no other
 //! test's run owns a thread it counts.
@@ -22,9 +23,10 @@ fn threads_named(prefix: &str) -> usize {
 }
 
 #[test]
-fn a_run_has_a_loop_thread_per_slot_thread_and_leaves_none() {
+fn a_run_has_the_loop_threads_it_needs_and_leaves_none() {
     let node = support::start_wsnode(&[]);
-    for threads in [1, 2] {
+    // (--threads, --loops, loops expected): 40 msg/s need one loop.
+    for (threads, loops, want) in [(1, None, 1), (2, None, 1), (2, Some(2), 2), (1, Some(3), 3)] {
         // The most loop threads seen while the run lasts.
         let (most, done) = (
             Arc::new(AtomicUsize::new(0)),
@@ -39,10 +41,13 @@ fn a_run_has_a_loop_thread_per_slot_thread_and_leaves_none() {
                 }
             }
         });
-        let args = format!(
+        let mut args = format!(
             "loadgen --quiet --url {} --threads {threads} --conns 4 --rate 10 --duration 1s",
             node.url()
         );
+        if let Some(n) = loops {
+            args.push_str(&format!(" --loops {n}"));
+        }
         let opts = Opts::try_parse_from(args.split_whitespace()).expect("valid options");
         let report = loadgen::run(opts)
             .expect("the run succeeds")
@@ -51,13 +56,20 @@ fn a_run_has_a_loop_thread_per_slot_thread_and_leaves_none() {
         done.store(true, Ordering::Relaxed);
         watcher.join().expect("watcher");
         assert_eq!(report.connections.in_loop, 4, "every session ran in a loop");
-        assert_eq!(most.load(Ordering::Relaxed), threads, "--threads {threads}");
+        // The report says how many loops ran.
+        let said = format!("({want} epoll loop{})", if want == 1 { "" } else { "s" });
+        assert!(report.environment.contains(&said), "{}", report.environment);
+        assert_eq!(
+            most.load(Ordering::Relaxed),
+            want,
+            "--threads {threads} --loops {loops:?}"
+        );
         // Gone when the run returns (a moment's grace for the exit itself).
         let deadline = Instant::now() + Duration::from_secs(2);
         while threads_named("loadgen-loop") > 0 {
             assert!(
                 Instant::now() < deadline,
-                "--threads {threads}: a loop thread outlived its run"
+                "--threads {threads} --loops {loops:?}: a loop thread outlived its run"
             );
             std::thread::sleep(Duration::from_millis(10));
         }

@@ -18,9 +18,12 @@
 mod beside;
 #[path = "../bisect.rs"]
 mod bisect;
+#[path = "../sides.rs"]
+mod sides;
 use beside::{beside, loadgen_report};
 use bisect::Bisect;
 use clap::Parser;
+use sides::{Round, Side, parse_floor, parse_loadgen, protocol_table, table};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -103,20 +106,25 @@ struct Opts {
     /// sides (the floor of the runtime loadgen and wsnode are built on).
     #[arg(long = "floor-arg", value_name = "ARG", allow_hyphen_values = true)]
     floor_args: Vec<String>,
-}
-
-/// One side's figures at one step.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Side {
-    p99_ms: f64,
-    /// CPU per round trip: the client's (or loadgen's) and the server's (or node's).
-    client_us: f64,
-    server_us: f64,
-    per_sec: f64,
-    /// The whole machine's busy CPU per round trip (/proc/stat): every
-    /// process and the kernel, ksoftirqd's share of TCP included, which
-    /// neither process is charged for. `None` when not measured.
-    machine_us: Option<f64>,
+    /// At each step, also run the protocol floor (`tcp_floor --ws`: the
+    /// messages loadgen sends, masked WebSocket frames of JSON, with
+    /// nothing else) and print each side of ours against both floors, with
+    /// the issue's CPU goals. Not with --search or --floor-arg.
+    #[arg(long, conflicts_with = "search")]
+    protocol_floor: bool,
+    /// Runs of each step, in rounds (the floor, the protocol floor with
+    /// --protocol-floor, then ours): a row per round, and with
+    /// --protocol-floor the medians after. Example: --rounds 3
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10), conflicts_with = "search")]
+    rounds: u32,
+    /// With --verify: each round also runs loadgen + node at the floor's
+    /// highest passing rate and tcp_floor at --goal-ratio of it, so both
+    /// stacks' pass counts are seen at both rates, in the same minutes. On
+    /// a host whose stalls make a pass at the edge a coin toss for either
+    /// stack, this says whether ours holds --goal-ratio as often as the
+    /// floor holds its own best.
+    #[arg(long)]
+    paired: bool,
 }
 
 fn main() {
@@ -181,6 +189,15 @@ fn run(o: &Opts) -> Result<(), String> {
             o.goal_ratio
         ));
     }
+    if o.protocol_floor && !o.floor_args.is_empty() {
+        return Err(
+            "--protocol-floor runs the bare floor and `tcp_floor --ws` itself: give no --floor-arg"
+                .into(),
+        );
+    }
+    if o.paired && o.verify == 0 {
+        return Err("--paired pairs the rounds of --verify: give --verify N too".into());
+    }
     let floor_bin = beside("tcp_floor")?;
     let loadgen = match &o.loadgen {
         Some(p) => p.clone(),
@@ -193,20 +210,44 @@ fn run(o: &Opts) -> Result<(), String> {
         let _ = std::fs::remove_dir_all(&dir);
         return r;
     }
-    let mut rows = Vec::new();
+    let (mut rows, mut rounds) = (Vec::new(), Vec::new());
     for &conns in &steps {
-        eprintln!("floor_compare: {conns} x {}/s: tcp_floor", o.rate);
-        let floor = tcp_floor(&floor_bin, conns, o)?;
-        eprintln!(
-            "floor_compare: {conns} x {}/s: loadgen + embedded wsnode",
-            o.rate
-        );
-        let json = dir.join(format!("loadgen-{conns}.json"));
-        let ours = loadgen_run(&loadgen, conns, o, &json)?;
-        rows.push((conns, floor, ours));
+        for round in 1..=o.rounds {
+            let of = if o.rounds > 1 {
+                format!(" (round {round} of {})", o.rounds)
+            } else {
+                String::new()
+            };
+            eprintln!("floor_compare: {conns} x {}/s{of}: tcp_floor", o.rate);
+            let floor = tcp_floor(&floor_bin, conns, o, &[])?;
+            let protocol = if o.protocol_floor {
+                eprintln!("floor_compare: {conns} x {}/s{of}: tcp_floor --ws", o.rate);
+                Some(tcp_floor(&floor_bin, conns, o, &["--ws"])?)
+            } else {
+                None
+            };
+            eprintln!(
+                "floor_compare: {conns} x {}/s{of}: loadgen + embedded wsnode",
+                o.rate
+            );
+            let json = dir.join(format!("loadgen-{conns}-{round}.json"));
+            let ours = loadgen_run(&loadgen, conns, o, &json)?;
+            rows.push((conns, floor, ours));
+            if let Some(protocol) = protocol {
+                rounds.push(Round {
+                    conns,
+                    bare: floor,
+                    protocol,
+                    ours,
+                });
+            }
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
     print!("{}", table(o.rate, &rows));
+    if o.protocol_floor {
+        print!("{}", protocol_table(o.rate, &rounds));
+    }
     Ok(())
 }
 
@@ -259,7 +300,7 @@ fn search_both(o: &Opts, floor_bin: &Path, loadgen: &Path, dir: &Path) -> Result
         o,
         |conns| {
             eprintln!("floor_compare: search: tcp_floor at {conns} x {}/s", o.rate);
-            tcp_floor(floor_bin, conns, o)
+            tcp_floor(floor_bin, conns, o, &[])
         },
         |conns| {
             eprintln!(
@@ -283,7 +324,8 @@ fn search_both(o: &Opts, floor_bin: &Path, loadgen: &Path, dir: &Path) -> Result
 
 /// The goal, checked again and again at its own point: tcp_floor at its
 /// highest passing rate, loadgen + node at `--goal-ratio` of it, one after
-/// the other so both see the same host, `--verify` times each.
+/// the other so both see the same host, `--verify` times each; with
+/// `--paired`, each stack at the other's rate too.
 fn verify(
     o: &Opts,
     floor_bin: &Path,
@@ -298,46 +340,109 @@ fn verify(
             o.search_to
         ));
     }
-    let mut s = format!(
-        "\nGoal check, {} rounds: tcp_floor at {} x {}/s, loadgen + node at {} x {}/s ({:.0} %)\n\n| round | tcp_floor p99 | passes | loadgen + node p99 | passes |\n|---|---|---|---|---|\n",
-        o.verify,
+    let mut n = 0;
+    verify_with(
+        o,
         floor_at,
-        o.rate,
-        ours_at,
-        o.rate,
-        100.0 * o.goal_ratio
-    );
-    let (mut floor_ok, mut ours_ok) = (0, 0);
-    for round in 1..=o.verify {
-        eprintln!(
-            "floor_compare: verify {round}/{}: tcp_floor at {floor_at}",
-            o.verify
-        );
-        let f = tcp_floor(floor_bin, floor_at, o)?;
-        eprintln!(
-            "floor_compare: verify {round}/{}: loadgen + node at {ours_at}",
-            o.verify
-        );
-        let json = dir.join(format!("verify-{round}.json"));
-        let w = loadgen_run(loadgen, ours_at, o, &json)?;
-        let (fp, wp) = (passes(&f, floor_at, o), passes(&w, ours_at, o));
-        floor_ok += u32::from(fp);
-        ours_ok += u32::from(wp);
-        let yn = |b: bool| if b { "yes" } else { "no" };
-        s.push_str(&format!(
-            "| {round} | {:.2} ms | {} | {:.2} ms | {} |\n",
-            f.p99_ms,
-            yn(fp),
-            w.p99_ms,
-            yn(wp)
+        |conns| {
+            eprintln!("floor_compare: verify: tcp_floor at {conns}");
+            tcp_floor(floor_bin, conns, o, &[])
+        },
+        |conns| {
+            eprintln!("floor_compare: verify: loadgen + node at {conns}");
+            n += 1;
+            loadgen_run(loadgen, conns, o, &dir.join(format!("verify-{n}.json")))
+        },
+    )
+}
+
+/// The runs of a goal check and their table, with each stack's runs
+/// given as closures (so the order and the counts are unit-tested).
+fn verify_with(
+    o: &Opts,
+    floor_at: u32,
+    mut floor: impl FnMut(u32) -> Result<Side, String>,
+    mut ours: impl FnMut(u32) -> Result<Side, String>,
+) -> Result<String, String> {
+    let ours_at = ((f64::from(floor_at) * o.goal_ratio).ceil() as u32).max(1);
+    let pct = 100.0 * o.goal_ratio;
+    // (stack is ours, connections, heading): the goal's pair first.
+    let mut cells = vec![
+        (false, floor_at, format!("tcp_floor at {floor_at}")),
+        (
+            true,
+            ours_at,
+            format!("loadgen + node at {ours_at} ({pct:.0} %)"),
+        ),
+    ];
+    if o.paired {
+        cells.push((
+            false,
+            ours_at,
+            format!("tcp_floor at {ours_at} ({pct:.0} %)"),
         ));
+        // loadgen and its node hold two descriptors per connection.
+        if floor_at <= o.search_to {
+            cells.push((true, floor_at, format!("loadgen + node at {floor_at}")));
+        }
+    }
+    let mut s = format!(
+        "\nGoal check, {} rounds at {}/s per connection{}\n\n| round |",
+        o.verify,
+        o.rate,
+        if o.paired {
+            ", paired: each stack at both rates"
+        } else {
+            ""
+        }
+    );
+    for (_, _, head) in &cells {
+        s.push_str(&format!(" {head}: p99 | passes |"));
+    }
+    s.push_str(&format!("\n|---|{}\n", "---|---|".repeat(cells.len())));
+    let mut ok = vec![0u32; cells.len()];
+    for round in 1..=o.verify {
+        s.push_str(&format!("| {round} |"));
+        for (i, (is_ours, conns, _)) in cells.iter().enumerate() {
+            let side = if *is_ours {
+                ours(*conns)?
+            } else {
+                floor(*conns)?
+            };
+            let pass = passes(&side, *conns, o);
+            ok[i] += u32::from(pass);
+            s.push_str(&format!(
+                " {:.2} ms | {} |",
+                side.p99_ms,
+                if pass { "yes" } else { "no" }
+            ));
+        }
+        s.push('\n');
     }
     s.push_str(&format!(
-        "\nloadgen + node passed {ours_ok} of {} rounds at {:.0} % of the floor's rate; tcp_floor passed {floor_ok} of {} at its own\n",
-        o.verify,
-        100.0 * o.goal_ratio,
-        o.verify
+        "\nloadgen + node passed {} of {} rounds at {pct:.0} % of the floor's rate; tcp_floor passed {} of {} at its own\n",
+        ok[1], o.verify, ok[0], o.verify
     ));
+    if o.paired {
+        if let Some(at_best) = ok.get(3) {
+            s.push_str(&format!(
+                "At the same rates: tcp_floor passed {} of {} at {pct:.0} %, loadgen + node {at_best} of {} at the floor's best\n",
+                ok[2], o.verify, o.verify
+            ));
+        } else {
+            s.push_str(&format!(
+                "At the same rates: tcp_floor passed {} of {} at {pct:.0} %; loadgen + node was not run at the floor's {floor_at} (above --search-to {})\n",
+                ok[2], o.verify, o.search_to
+            ));
+        }
+        s.push_str(&format!(
+            "Paired reading: loadgen + node held {pct:.0} % of the floor's best {} the floor held its own best ({} against {} of {})\n",
+            if ok[1] >= ok[0] { "at least as often as" } else { "less often than" },
+            ok[1],
+            ok[0],
+            o.verify
+        ));
+    }
     Ok(s)
 }
 
@@ -406,12 +511,14 @@ fn floor_name(o: &Opts) -> String {
         .join(" ")
 }
 
-fn tcp_floor(bin: &Path, conns: u32, o: &Opts) -> Result<Side, String> {
+/// One run of tcp_floor with the run's --floor-arg options and `extra`.
+fn tcp_floor(bin: &Path, conns: u32, o: &Opts, extra: &[&str]) -> Result<Side, String> {
     let mut cmd = Command::new(bin);
     cmd.args(["--conns", &conns.to_string()])
         .args(["--rate", &o.rate.to_string()])
         .args(["--duration", &o.duration.to_string()])
-        .args(&o.floor_args);
+        .args(&o.floor_args)
+        .args(extra);
     let out = cmd
         .output()
         .map_err(|e| format!("{}: {e}", bin.display()))?;
@@ -422,44 +529,6 @@ fn tcp_floor(bin: &Path, conns: u32, o: &Opts) -> Result<Side, String> {
         ));
     }
     parse_floor(&String::from_utf8_lossy(&out.stdout))
-}
-
-/// The figures in tcp_floor's output.
-fn parse_floor(text: &str) -> Result<Side, String> {
-    let after = |line: &str, key: &str| -> Option<f64> {
-        let rest = &line[line.find(key)? + key.len()..];
-        let num: String = rest
-            .trim_start()
-            .chars()
-            .take_while(|c| c.is_ascii_digit() || *c == '.')
-            .collect();
-        num.parse().ok()
-    };
-    let find = |prefix: &str| text.lines().find(|l| l.contains(prefix));
-    let lat = find("latency from the intended").ok_or("tcp_floor: no latency line")?;
-    let cpu = find("CPU: client").ok_or("tcp_floor: no CPU line")?;
-    let rate = find("round trips/s over").ok_or("tcp_floor: no rate line")?;
-    let machine = find("machine:").and_then(|l| after(l.rsplit(";").next()?, ""));
-    let per_trip: Vec<f64> = cpu
-        .split('(')
-        .skip(1)
-        .filter_map(|p| after(p, ""))
-        .collect();
-    let per_sec = rate
-        .split(';')
-        .nth(1)
-        .and_then(|p| after(p, ""))
-        .ok_or("tcp_floor: no rate")?;
-    match (after(lat, "p99"), &per_trip[..]) {
-        (Some(p99_ms), [client_us, server_us]) => Ok(Side {
-            p99_ms,
-            client_us: *client_us,
-            server_us: *server_us,
-            per_sec,
-            machine_us: machine,
-        }),
-        _ => Err(format!("tcp_floor: unexpected output:\n{text}")),
-    }
 }
 
 fn loadgen_run(bin: &Path, conns: u32, o: &Opts, json: &Path) -> Result<Side, String> {
@@ -486,91 +555,19 @@ fn loadgen_run(bin: &Path, conns: u32, o: &Opts, json: &Path) -> Result<Side, St
     parse_loadgen(&doc)
 }
 
-/// The steady phase's p99 and each process's CPU per message.
-fn parse_loadgen(doc: &serde_json::Value) -> Result<Side, String> {
-    // An empty steady phase (a run that never reached its plan) reports
-    // p99 0: the whole run's figure is the honest one then.
-    let lat = doc["phases"]["steady"]["latency_us"]["corrected"]["p99"]
-        .as_f64()
-        .filter(|p| *p > 0.0)
-        .or_else(|| doc["latency_us"]["corrected"]["p99"].as_f64())
-        .ok_or("loadgen: no p99 in the report")?;
-    let cpu = |role: &str| {
-        doc["resources"]
-            .as_array()?
-            .iter()
-            .find(|r| r["role"] == role)?["cpu_us_per_msg"]
-            .as_f64()
-    };
-    Ok(Side {
-        p99_ms: lat / 1000.0,
-        client_us: cpu("loadgen").ok_or("loadgen: its own CPU per message missing")?,
-        server_us: cpu("node").ok_or("loadgen: the node's CPU per message missing")?,
-        // The steady phase's rate: ramp-up and drain are not the rate kept.
-        per_sec: doc["phases"]["steady"]["messages"]["per_sec"]
-            .as_f64()
-            .filter(|r| *r > 0.0)
-            .or_else(|| doc["messages"]["per_sec"].as_f64())
-            .unwrap_or(0.0),
-        machine_us: doc["host"]["cpu_us_per_msg"].as_f64(),
-    })
-}
-
-fn table(rate: u32, rows: &[(u32, Side, Side)]) -> String {
-    let mut s = String::from(
-        "| conns x rate | answered/s floor / ours | p99 floor | p99 loadgen + node | p99 ratio | CPU/trip floor (client + server) | CPU/msg loadgen + node | CPU ratio | machine CPU/trip floor / ours (ratio) |\n|---|---|---|---|---|---|---|---|---|\n",
-    );
-    for (conns, f, w) in rows {
-        let (fc, wc) = (f.client_us + f.server_us, w.client_us + w.server_us);
-        s.push_str(&format!(
-            "| {conns} x {rate}/s | {:.0} / {:.0} | {:.2} ms | {:.2} ms | {:.1}x | {:.1} + {:.1} = {fc:.1} us | {:.1} + {:.1} = {wc:.1} us | {:.2}x | {} |\n",
-            f.per_sec,
-            w.per_sec,
-            f.p99_ms,
-            w.p99_ms,
-            w.p99_ms / f.p99_ms.max(0.001),
-            f.client_us,
-            f.server_us,
-            w.client_us,
-            w.server_us,
-            wc / fc.max(0.001),
-            match (f.machine_us, w.machine_us) {
-                (Some(a), Some(b)) => format!("{a:.1} / {b:.1} us ({:.2}x)", b / a.max(0.001)),
-                _ => "n/a".to_string(),
-            }
-        ));
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn tcp_floor_output_is_read() {
-        let text =
-            "tcp_floor: 1000 conns x 10 msg/s = 10000 offered/s; measured 5 s after a 3 s warm-up
-  answered 80000 of 80000 sent; 9998 round trips/s over the measured window
-  latency from the intended send time: p50 0.21 ms, p99 1.40 ms, max 3.00 ms (50000 measured)
-  CPU: client 17% (16.8 us per round trip), server 11% (11.3 us per round trip)
-  both sides: 28.1 us of CPU per round trip; 2 cores allow at most 71174 round trips/s at this cost
-  machine: 40% busy (user 2%, system 25%, softirq 13%; 100% = one core); 31.5 us per round trip, every process and the kernel together
-";
-        assert_eq!(
-            parse_floor(text).unwrap(),
-            Side {
-                p99_ms: 1.40,
-                client_us: 16.8,
-                server_us: 11.3,
-                per_sec: 9998.0,
-                machine_us: Some(31.5),
-            }
-        );
-        // Output without the machine line (an older tcp_floor) still reads.
-        let old: String = text.lines().take(5).map(|l| format!("{l}\n")).collect();
-        assert_eq!(parse_floor(&old).unwrap().machine_us, None);
-        assert!(parse_floor("nothing").is_err());
+    /// A side that keeps p99 under the goal up to `limit` connections x 10/s.
+    fn held_to(limit: u32, conns: u32) -> Side {
+        Side {
+            p99_ms: if conns <= limit { 5.0 } else { 400.0 },
+            client_us: 10.0,
+            server_us: 8.0,
+            per_sec: f64::from(conns * 10),
+            machine_us: None,
+        }
     }
 
     #[test]
@@ -670,13 +667,7 @@ mod tests {
         ]);
         // One log of the runs in the order they happened.
         let log = std::cell::RefCell::new(Vec::new());
-        let side = |limit: u32, conns: u32| Side {
-            p99_ms: if conns <= limit { 5.0 } else { 400.0 },
-            client_us: 10.0,
-            server_us: 8.0,
-            per_sec: f64::from(conns * 10),
-            machine_us: None,
-        };
+        let side = held_to;
         let (mut fp, mut op) = (Vec::new(), Vec::new());
         let (f, w) = interleave(
             &o,
@@ -707,5 +698,77 @@ mod tests {
             "{log:?}"
         );
         assert_eq!(&log[..2], &[('f', 1000), ('o', 1000)]);
+    }
+
+    #[test]
+    fn a_paired_goal_check_runs_each_stack_at_both_rates_and_counts_each() {
+        let o = Opts::parse_from(["fc", "--search", "--verify", "2", "--paired"]);
+        let log = std::cell::RefCell::new(Vec::new());
+        // The floor holds to 8,000 connections, ours to 7,300.
+        let side = held_to;
+        let out = verify_with(
+            &o,
+            8000,
+            |c| {
+                log.borrow_mut().push(('f', c));
+                Ok(side(8000, c))
+            },
+            |c| {
+                log.borrow_mut().push(('o', c));
+                Ok(side(7300, c))
+            },
+        )
+        .unwrap();
+        let round = [('f', 8000), ('o', 7200), ('f', 7200), ('o', 8000)];
+        assert_eq!(log.into_inner(), [round, round].concat());
+        assert!(out.contains("passed 2 of 2 rounds at 90 %"), "{out}");
+        assert!(
+            out.contains(
+                "tcp_floor passed 2 of 2 at 90 %, loadgen + node 0 of 2 at the floor's best"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("at least as often as the floor held its own best (2 against 2 of 2)"),
+            "{out}"
+        );
+        // Unpaired: the goal's pair alone, and no paired reading.
+        let o = Opts::parse_from(["fc", "--search", "--verify", "1"]);
+        let mut runs = 0;
+        let out = verify_with(
+            &o,
+            8000,
+            |c| {
+                runs += 1;
+                Ok(side(100, c))
+            },
+            |c| Ok(side(9000, c)),
+        )
+        .unwrap();
+        assert_eq!(runs, 1);
+        assert!(
+            out.contains(
+                "passed 1 of 1 rounds at 90 % of the floor's rate; tcp_floor passed 0 of 1"
+            ),
+            "{out}"
+        );
+        assert!(!out.contains("Paired reading"), "{out}");
+    }
+
+    #[test]
+    fn options_that_cannot_go_together_are_refused() {
+        for args in [
+            &["fc", "--protocol-floor", "--floor-arg=--ws"][..],
+            &["fc", "--paired"][..],
+        ] {
+            let e = run(&Opts::parse_from(args)).unwrap_err();
+            assert!(
+                e.contains("--protocol-floor") || e.contains("--paired"),
+                "{e}"
+            );
+        }
+        assert!(Opts::try_parse_from(["fc", "--search", "--protocol-floor"]).is_err());
+        assert!(Opts::try_parse_from(["fc", "--search", "--rounds", "2"]).is_err());
+        assert!(Opts::try_parse_from(["fc", "--rounds", "11"]).is_err());
     }
 }

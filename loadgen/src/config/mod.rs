@@ -161,6 +161,11 @@ impl Config {
             Some(t) => t,
             None => std::thread::available_parallelism().map_or(2, |n| n.get()),
         };
+        if let Some(n) = o.loops
+            && !(1..=256).contains(&n)
+        {
+            return bad("--loops must be 1 to 256");
+        }
         let profile = match &o.profile {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
@@ -294,6 +299,7 @@ impl Config {
                 profile: profile.map(|(src, _)| src),
                 group_size,
                 io: o.io,
+                loops: o.loops,
             },
             targets,
             node_pids: o.node_pids.clone(),

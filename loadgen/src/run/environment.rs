@@ -2,7 +2,10 @@
 
 use crate::config::{Config, Targets};
 use crate::engine::measured::Part;
+use crate::engine::settings::Share;
+use crate::engine::steady::loop_count;
 use crate::monitor::procs::{ProcReport, ProcRole};
+use crate::opts::Io;
 
 /// The "Environment" line of the template.
 pub fn environment(
@@ -60,9 +63,25 @@ pub fn environment(
         cfg.threads
     };
     format!(
-        "{nodes}; loadgen {} process{} x {threads} thread{} on a {cpus}-CPU host",
+        "{nodes}; loadgen {} process{} x {threads} thread{}{} on a {cpus}-CPU host",
         cfg.workers,
         if cfg.workers == 1 { "" } else { "es" },
         if threads == 1 { "" } else { "s" },
+        loops(cfg, threads),
     )
+}
+
+/// Each process's epoll loops, as `engine::steady` counts them (its first
+/// worker's share: the others have as many or one connection fewer).
+fn loops(cfg: &Config, threads: usize) -> String {
+    if cfg.load.io != Io::Epoll {
+        return String::new();
+    }
+    let streams = cfg.load.compile_profile().is_ok_and(|p| p.stream.is_some());
+    let share = Share {
+        index: 0,
+        of: cfg.workers.max(1) as u64,
+    };
+    let n = loop_count(&cfg.load, streams, share, threads);
+    format!(" ({n} epoll loop{})", if n == 1 { "" } else { "s" })
 }

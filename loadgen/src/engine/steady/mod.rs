@@ -1,6 +1,6 @@
-//! The steady state of plain-TCP connections: one epoll loop per slot
-//! thread, each a thread of its own, owns them after their handshake
-//! (`--io epoll`, the default).
+//! The steady state of plain-TCP connections: epoll loops, each a thread
+//! of its own, as many as the planned rate needs (at most one per slot
+//! thread), own them after their handshake (`--io epoll`, the default).
 //!
 //! Why: tcp_floor measured that a tokio task per connection, with nothing
 //! else in it, loses the tail near the machine's rate where one epoll loop
@@ -31,6 +31,7 @@ pub use handoff::{Handoff, Inbox, Returned};
 use crate::engine::ctx::RunCtx;
 use crate::engine::pending::ConnState;
 use crate::engine::session::End;
+use crate::engine::settings::{Settings, Share};
 use crate::engine::stats::ErrorKind;
 use crate::engine::threads::SlotThreads;
 use crate::net::connect::{WsRead, WsWrite};
@@ -49,13 +50,17 @@ pub struct Loops {
 }
 
 impl Loops {
-    /// Start as many loops as there are slot threads (one when the slots
-    /// run on the caller's runtime), each on a thread of its own; none with
-    /// `--io tasks`. `set` gets a task per loop that ends when the loop's
+    /// Start [`loop_count`] loops, each on a thread of its own; none with
+    /// `--io tasks`. Slot `local` hands its sessions to loop `local % n`. `set` gets a task per loop that ends when the loop's
     /// thread does (aborting it stops the loop).
     pub fn start(ctx: &Arc<RunCtx>, threads: &SlotThreads, set: &mut JoinSet<()>) -> Loops {
         let n = if ctx.cfg.io == Io::Epoll {
-            threads.count().max(1)
+            loop_count(
+                &ctx.cfg,
+                ctx.profile.stream.is_some(),
+                ctx.share,
+                threads.count(),
+            )
         } else {
             0
         };
@@ -78,6 +83,32 @@ impl Loops {
         (!self.inboxes.is_empty())
             .then(|| self.inboxes[(local % self.inboxes.len() as u64) as usize].clone())
     }
+}
+
+/// Messages per second one loop is given before a second one starts.
+///
+/// A loop more than the rate needs costs CPU: on a 2-core host, at
+/// 3,000 x 10/s beside its embedded node, one loop took about 10 % less CPU
+/// per message than two (half the context switches), and at 48,000 msg/s
+/// the tail was the same with one loop as with two (docs/BENCHMARKS.md,
+/// "One loop until the rate needs two"). 40,000 leaves a margin below that.
+pub const LOOP_MSGS_PER_SEC: f64 = 40_000.0;
+
+/// How many loops a process runs: `--loops`, or one per
+/// [`LOOP_MSGS_PER_SEC`] of the messages its share of the plan sends at
+/// its peak, from 1 to `threads`. A profile with streamed answers reads
+/// several frames per message, a count the plan does not know: it gets
+/// `threads`, as every run did before.
+pub fn loop_count(cfg: &Settings, streams: bool, share: Share, threads: usize) -> usize {
+    let threads = threads.max(1);
+    if let Some(n) = cfg.loops {
+        return n.max(1);
+    }
+    if streams {
+        return threads;
+    }
+    let msgs = share.of_count(cfg.plan.max_conns()) as f64 * cfg.plan.rate;
+    ((msgs / LOOP_MSGS_PER_SEC).ceil() as usize).clamp(1, threads)
 }
 
 /// Whether a session of slot `global` runs in the loop: open-model sends,
@@ -177,5 +208,72 @@ pub fn into_parts(rx: WsRead, tx: WsWrite) -> Parts {
             Err(e) => Parts::Failed(format!("taking the socket from tokio: {e}")),
         },
         Err(e) => Parts::Failed(format!("rejoining the socket's halves: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use clap::Parser;
+
+    fn settings(args: &str) -> Settings {
+        let argv = format!("loadgen --url ws://127.0.0.1:9/ws/chat {args}");
+        let o = crate::opts::Opts::try_parse_from(argv.split_whitespace()).unwrap();
+        Config::from_opts(&o.load).unwrap().load
+    }
+
+    #[test]
+    fn loops_follow_the_planned_rate_up_to_the_threads() {
+        let all = Share::ALL;
+        // 30,000 msg/s: one loop; 40,001: two; the peak stage counts.
+        assert_eq!(
+            loop_count(&settings("--conns 3000 --rate 10"), false, all, 2),
+            1
+        );
+        assert_eq!(
+            loop_count(&settings("--conns 4000 --rate 10"), false, all, 2),
+            1
+        );
+        assert_eq!(
+            loop_count(&settings("--conns 4001 --rate 10"), false, all, 2),
+            2
+        );
+        let staged = settings("--stages 2s:1000,2s:9000,2s:1000 --rate 10");
+        assert_eq!(loop_count(&staged, false, all, 4), 3);
+        // Never more than the slot threads, never fewer than one.
+        assert_eq!(
+            loop_count(&settings("--conns 19000 --rate 100"), false, all, 2),
+            2
+        );
+        assert_eq!(
+            loop_count(&settings("--conns 10 --rate 0"), false, all, 2),
+            1
+        );
+        assert_eq!(loop_count(&settings("--conns 10"), false, all, 0), 1);
+        // A worker counts its own share of the connections.
+        let s = settings("--conns 12000 --rate 10");
+        assert_eq!(loop_count(&s, false, all, 4), 3);
+        assert_eq!(loop_count(&s, false, Share { index: 0, of: 3 }, 4), 1);
+        // Streamed answers: every thread; --loops: as given.
+        assert_eq!(loop_count(&s, true, all, 4), 4);
+        assert_eq!(
+            loop_count(&settings("--conns 10 --loops 3"), false, all, 2),
+            3
+        );
+        assert_eq!(
+            loop_count(&settings("--conns 10 --loops 3"), true, all, 2),
+            3
+        );
+    }
+
+    #[test]
+    fn a_loop_count_out_of_bounds_is_refused() {
+        for bad in ["0", "257"] {
+            let argv = format!("loadgen --url ws://127.0.0.1:9/ws/chat --loops {bad}");
+            let o = crate::opts::Opts::try_parse_from(argv.split_whitespace()).unwrap();
+            let e = Config::from_opts(&o.load).unwrap_err().to_string();
+            assert!(e.contains("--loops must be 1 to 256"), "{e}");
+        }
     }
 }
