@@ -435,12 +435,22 @@ fn verify_with(
                 ok[2], o.verify, o.search_to
             ));
         }
+        let often = |a: u32, b: u32| {
+            if a >= b {
+                "at least as often as"
+            } else {
+                "less often than"
+            }
+        };
         s.push_str(&format!(
-            "Paired reading: loadgen + node held {pct:.0} % of the floor's best {} the floor held its own best ({} against {} of {})\n",
-            if ok[1] >= ok[0] { "at least as often as" } else { "less often than" },
+            "Paired reading: loadgen + node held {pct:.0} % of the floor's best {} the floor held its own best ({} against {} of {}), and {} the floor at the same rate ({} against {})\n",
+            often(ok[1], ok[0]),
             ok[1],
             ok[0],
-            o.verify
+            o.verify,
+            often(ok[1], ok[2]),
+            ok[1],
+            ok[2],
         ));
     }
     Ok(s)
@@ -729,7 +739,7 @@ mod tests {
             "{out}"
         );
         assert!(
-            out.contains("at least as often as the floor held its own best (2 against 2 of 2)"),
+            out.contains("at least as often as the floor held its own best (2 against 2 of 2), and at least as often as the floor at the same rate (2 against 2)"),
             "{out}"
         );
         // Unpaired: the goal's pair alone, and no paired reading.
