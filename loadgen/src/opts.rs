@@ -242,9 +242,9 @@ pub struct LoadOpts {
     pub io: Io,
 
     /// Epoll loop threads per loadgen process (`--io epoll`), each running
-    /// its share of the established connections (default: one per 40,000
-    /// messages/s this process plans to send, at most --threads; every
-    /// --threads for a streamed-answer profile). Example: --loops 2
+    /// its share of the established connections (default: one per
+    /// --threads). `--loops 1` beside a node on a small machine saves some
+    /// CPU, at a cost to the tail. Example: --loops 1
     #[arg(long, value_name = "N")]
     pub loops: Option<usize>,
 

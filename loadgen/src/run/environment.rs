@@ -2,7 +2,6 @@
 
 use crate::config::{Config, Targets};
 use crate::engine::measured::Part;
-use crate::engine::settings::Share;
 use crate::engine::steady::loop_count;
 use crate::monitor::procs::{ProcReport, ProcRole};
 use crate::opts::Io;
@@ -71,17 +70,11 @@ pub fn environment(
     )
 }
 
-/// Each process's epoll loops, as `engine::steady` counts them (its first
-/// worker's share: the others have as many or one connection fewer).
+/// Each process's epoll loops, as `engine::steady` counts them.
 fn loops(cfg: &Config, threads: usize) -> String {
     if cfg.load.io != Io::Epoll {
         return String::new();
     }
-    let streams = cfg.load.compile_profile().is_ok_and(|p| p.stream.is_some());
-    let share = Share {
-        index: 0,
-        of: cfg.workers.max(1) as u64,
-    };
-    let n = loop_count(&cfg.load, streams, share, threads);
+    let n = loop_count(&cfg.load, threads);
     format!(" ({n} epoll loop{})", if n == 1 { "" } else { "s" })
 }
