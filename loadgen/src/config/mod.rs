@@ -17,7 +17,7 @@ use crate::config::target::{Target, parse_url};
 use crate::engine::plan::{Plan, parse_stages};
 use crate::engine::settings::{ProfileSource, SessionPattern, Settings};
 use crate::net::dial::{DialSettings, Dialer};
-use crate::opts::{FailOn, GradePhase, LoadOpts, Mode};
+use crate::opts::{FailOn, GradePhase, Io, LoadOpts, Mode};
 use crate::profile::rules::Profile;
 use crate::report::grades::Thresholds;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -161,10 +161,13 @@ impl Config {
             Some(t) => t,
             None => std::thread::available_parallelism().map_or(2, |n| n.get()),
         };
-        if let Some(n) = o.loops
-            && !(1..=256).contains(&n)
-        {
-            return bad("--loops must be 1 to 256");
+        if let Some(n) = o.loops {
+            if !(1..=256).contains(&n) {
+                return bad("--loops must be 1 to 256");
+            }
+            if o.io != Io::Epoll {
+                return bad("--loops sets the epoll loops: it needs --io epoll (the default)");
+            }
         }
         let profile = match &o.profile {
             Some(p) => {

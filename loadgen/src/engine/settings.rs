@@ -52,8 +52,8 @@ pub struct Settings {
     /// How established connections are driven (`--io`). Default: epoll.
     #[serde(default)]
     pub io: Io,
-    /// Epoll loop threads per process (`--loops`); `None`: as many as the
-    /// planned rate needs (`engine::steady::loop_count`). Default: `None`.
+    /// Epoll loop threads per process (`--loops`); `None`: one per slot
+    /// thread (`engine::steady::loop_count`). Default: `None`.
     #[serde(default)]
     pub loops: Option<usize>,
 }

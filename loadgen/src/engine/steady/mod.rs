@@ -222,5 +222,9 @@ mod tests {
             let e = Config::from_opts(&o.load).unwrap_err().to_string();
             assert!(e.contains("--loops must be 1 to 256"), "{e}");
         }
+        let argv = "loadgen --url ws://127.0.0.1:9/ws/chat --loops 2 --io tasks";
+        let o = crate::opts::Opts::try_parse_from(argv.split_whitespace()).unwrap();
+        let e = Config::from_opts(&o.load).unwrap_err().to_string();
+        assert!(e.contains("--loops sets the epoll loops"), "{e}");
     }
 }
