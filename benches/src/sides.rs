@@ -163,7 +163,9 @@ pub fn protocol_table(rate: u32, rounds: &[Round]) -> String {
     let mut s = String::from(
         "\nEach side against both floors, CPU per round trip (bare: tcp_floor; protocol: tcp_floor --ws)\n\n| conns x rate | round | side | bare floor | protocol floor | ours | protocol / bare | ours / bare | ours / protocol |\n|---|---|---|---|---|---|---|---|---|\n",
     );
+    // Each step once (a step given twice has its rounds together).
     let mut steps: Vec<u32> = rounds.iter().map(|r| r.conns).collect();
+    steps.sort_unstable();
     steps.dedup();
     for &conns in &steps {
         let of_step: Vec<&Round> = rounds.iter().filter(|r| r.conns == conns).collect();
@@ -275,6 +277,29 @@ mod tests {
             ours: side(ours_client, 10.0),
         };
         let t = protocol_table(10, &[round(13.0), round(15.0), round(14.0)]);
+        let again = protocol_table(
+            10,
+            &[
+                round(13.0),
+                Round {
+                    conns: 6000,
+                    ..round(1.0)
+                },
+                round(15.0),
+                round(14.0),
+            ],
+        );
+        assert_eq!(
+            again
+                .matches("Medians of 3 round(s) at 3000 x 10/s")
+                .count(),
+            1,
+            "{again}"
+        );
+        assert!(
+            again.contains("Medians of 1 round(s) at 6000 x 10/s"),
+            "{again}"
+        );
         // A row per round and side, with the three ratios.
         assert!(t.contains("| 3000 x 10/s | 1 | client (loadgen) | 10.0 us | 12.0 us | 13.0 us | 1.20x | 1.30x | 1.08x |"), "{t}");
         assert!(t.contains("| 3000 x 10/s | 3 | server (node) | 8.0 us | 10.0 us | 10.0 us | 1.25x | 1.25x | 1.00x |"), "{t}");
