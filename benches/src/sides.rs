@@ -167,8 +167,11 @@ pub fn protocol_table(rate: u32, rounds: &[Round]) -> String {
     let mut steps: Vec<u32> = rounds.iter().map(|r| r.conns).collect();
     steps.sort_unstable();
     steps.dedup();
-    for &conns in &steps {
-        let of_step: Vec<&Round> = rounds.iter().filter(|r| r.conns == conns).collect();
+    let by_step: Vec<(u32, Vec<&Round>)> = steps
+        .iter()
+        .map(|&c| (c, rounds.iter().filter(|r| r.conns == c).collect()))
+        .collect();
+    for (conns, of_step) in &by_step {
         for (i, r) in of_step.iter().enumerate() {
             for (client, name) in [(true, "client (loadgen)"), (false, "server (node)")] {
                 let (b, p, w) = (
@@ -186,8 +189,7 @@ pub fn protocol_table(rate: u32, rounds: &[Round]) -> String {
             }
         }
     }
-    for &conns in &steps {
-        let of_step: Vec<&Round> = rounds.iter().filter(|r| r.conns == conns).collect();
+    for (conns, of_step) in &by_step {
         s.push_str(&format!(
             "\nMedians of {} round(s) at {conns} x {rate}/s:\n",
             of_step.len()

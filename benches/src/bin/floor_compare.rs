@@ -333,13 +333,6 @@ fn verify(
     dir: &Path,
     floor_at: u32,
 ) -> Result<String, String> {
-    let ours_at = ((f64::from(floor_at) * o.goal_ratio).ceil() as u32).max(1);
-    if ours_at > o.search_to {
-        return Err(format!(
-            "verify: {ours_at} connections for loadgen + node is above --search-to {}",
-            o.search_to
-        ));
-    }
     let mut n = 0;
     verify_with(
         o,
@@ -365,6 +358,12 @@ fn verify_with(
     mut ours: impl FnMut(u32) -> Result<Side, String>,
 ) -> Result<String, String> {
     let ours_at = ((f64::from(floor_at) * o.goal_ratio).ceil() as u32).max(1);
+    if ours_at > o.search_to {
+        return Err(format!(
+            "verify: {ours_at} connections for loadgen + node is above --search-to {}",
+            o.search_to
+        ));
+    }
     let pct = 100.0 * o.goal_ratio;
     // (stack is ours, connections, heading): the goal's pair first.
     let mut cells = vec![

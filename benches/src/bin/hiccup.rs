@@ -8,7 +8,8 @@
 //! run on the other CPU and see nothing.
 //!
 //! Prints each second's worst wake per CPU, then each CPU's p50, p99 and
-//! max. Bounded: at most 600 s, one thread per CPU (at most 256).
+//! max. Bounded: at most 600 s, one thread per CPU this process may run
+//! on (at most 256).
 //!
 //! ```sh
 //! cargo build --release -p wsbench-benches --bin hiccup
@@ -39,10 +40,10 @@ struct Sleeper {
 
 fn main() {
     let o = Opts::parse();
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get().min(256));
     let period = Duration::from_micros(o.period_us);
     let until = Instant::now() + Duration::from_secs(o.seconds);
-    let handles: Vec<_> = (0..cpus)
+    let handles: Vec<_> = allowed_cpus()
+        .into_iter()
         .map(|cpu| std::thread::spawn(move || sleep_on(cpu, period, until)))
         .collect();
     let sleepers: Vec<Sleeper> = handles.into_iter().filter_map(|h| h.join().ok()).collect();
@@ -73,10 +74,33 @@ fn sleep_on(cpu: usize, period: Duration, until: Instant) -> Sleeper {
     s
 }
 
+/// The CPUs this process may run on (at most 256), by their numbers: under
+/// a cgroup or `taskset` they need not be 0..n.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity
+    // writes at most its size into it; CPU_ISSET reads within it.
+    let cpus: Vec<usize> = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
+            (0..libc::CPU_SETSIZE as usize)
+                .filter(|&c| libc::CPU_ISSET(c, &set))
+                .take(256)
+                .collect()
+        } else {
+            Vec::new()
+        }
+    };
+    if cpus.is_empty() {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get().min(256));
+        return (0..n).collect();
+    }
+    cpus
+}
+
 fn pin(cpu: usize) {
     // SAFETY: a zeroed cpu_set_t is a valid empty set, CPU_SET writes
-    // within it (cpu < 256 < CPU_SETSIZE), and sched_setaffinity(0, ..)
-    // only reads the set, for the calling thread.
+    // within it (cpu < CPU_SETSIZE, from `allowed_cpus`), and
+    // sched_setaffinity(0, ..) only reads the set, for the calling thread.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut set);
@@ -153,6 +177,17 @@ mod tests {
             r.contains("CPU 1: 1 wakes, late by p50 2.50 ms, p99 2.50 ms, max 2.50 ms"),
             "{r}"
         );
+    }
+
+    #[test]
+    fn a_sleeper_goes_to_each_cpu_this_process_may_use() {
+        let cpus = allowed_cpus();
+        assert!(!cpus.is_empty() && cpus.len() <= 256, "{cpus:?}");
+        assert!(cpus.windows(2).all(|w| w[0] < w[1]), "{cpus:?}");
+        // This thread runs on one of them.
+        // SAFETY: sched_getcpu takes no argument and only reads.
+        let here = unsafe { libc::sched_getcpu() };
+        assert!(cpus.contains(&(here as usize)), "{here} not in {cpus:?}");
     }
 
     #[test]
