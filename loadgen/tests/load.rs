@@ -290,7 +290,9 @@ fn embedded_node_child_process_default_mode() {
         h.system_pct.unwrap(),
         h.softirq_pct.unwrap(),
     );
-    assert!(u > 0.0 && s > 0.0 && i >= 0.0, "{h:?}");
+    // Loopback work is charged as system or softirq time: a quiet host can
+    // show no system tick at all over a short plateau.
+    assert!(u > 0.0 && s >= 0.0 && i >= 0.0 && s + i > 0.0, "{h:?}");
     assert!(u + s + i <= h.cpus as f64 * 100.0 + 1.0, "{h:?}");
     assert_balanced(&r);
 }
@@ -799,9 +801,22 @@ fn answers_cut_by_a_drop_are_recovered_whole_and_timed() {
         "the node lived on, so every cut answer continued: {chat:?}"
     );
     // Recovered answers are whole: no chunk missing, repeated or wrong.
+    // A chat sent in the instant of the cut may never reach the node: the
+    // node then answers the resume with "not found", and loadgen counts it
+    // lost and names it. Any other loss is a defect.
     let m = &r.messages;
-    assert_eq!((m.lost, m.timeouts), (0, 0), "{m:?}");
-    assert_eq!(m.ok + m.in_flight, m.sent, "{m:?} {:?}", r.error_samples);
+    assert_eq!(
+        (m.lost, m.timeouts),
+        (chat.requests_never_reached, 0),
+        "{m:?} {chat:?}"
+    );
+    assert!(chat.requests_never_reached <= 6, "{chat:?}");
+    assert_eq!(
+        m.ok + m.in_flight + m.lost,
+        m.sent,
+        "{m:?} {:?}",
+        r.error_samples
+    );
     for kind in ["chunk_order", "chunk_text", "server_error", "bad_reply"] {
         assert!(!m.errors.contains_key(kind), "{kind}: {m:?}");
     }
