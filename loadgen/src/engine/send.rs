@@ -149,9 +149,24 @@ pub(crate) fn render(
     global: u64,
     session: &str,
     n: u64,
-    (intended_us, sent_us): (u64, u64),
+    times: (u64, u64),
     text: &mut String,
     buf: &mut Vec<u8>,
+) {
+    render_text(ctx, global, session, n, times, text);
+    buf.clear();
+    buf.extend_from_slice(text.as_bytes());
+}
+
+/// Message `n`'s text into `text` (what [`render`] copies into bytes; the
+/// epoll loop frames the text's own bytes instead).
+pub(crate) fn render_text(
+    ctx: &RunCtx,
+    global: u64,
+    session: &str,
+    n: u64,
+    (intended_us, sent_us): (u64, u64),
+    text: &mut String,
 ) {
     let vars = Values {
         seq: n,
@@ -161,8 +176,6 @@ pub(crate) fn render(
         ..ctx.conn_values(global, session)
     };
     ctx.profile.message.render_into(text, &vars);
-    buf.clear();
-    buf.extend_from_slice(text.as_bytes());
 }
 
 /// Track message `n` as waiting for its reply (expiring what timed out

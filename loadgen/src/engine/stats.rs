@@ -67,10 +67,6 @@ pub struct Recorder {
     /// it moves again on the next connection (its first chunk generated
     /// after the `recovered` replay, or `done`).
     pub recovery: Histogram<u64>,
-    /// This second's corrected latencies; reset by the collector.
-    pub sec_corrected: Histogram<u64>,
-    /// This second's uncorrected latencies; reset by the collector.
-    pub sec_uncorrected: Histogram<u64>,
 }
 
 impl Default for Recorder {
@@ -89,8 +85,6 @@ impl Default for Recorder {
             parts: new_hist(),
             failover: new_hist(),
             recovery: new_hist(),
-            sec_corrected: new_hist(),
-            sec_uncorrected: new_hist(),
         }
     }
 }
@@ -112,8 +106,6 @@ impl Recorder {
             (&mut self.parts, &o.parts),
             (&mut self.failover, &o.failover),
             (&mut self.recovery, &o.recovery),
-            (&mut self.sec_corrected, &o.sec_corrected),
-            (&mut self.sec_uncorrected, &o.sec_uncorrected),
         ] {
             // Same bounds on both sides, so this cannot fail; saturate otherwise.
             if a.add(b).is_err() {
@@ -124,12 +116,11 @@ impl Recorder {
         }
     }
 
-    /// A latency sample: records both views plus this second's views.
+    /// A latency sample: both views, recorded once (the collector cuts
+    /// each second's share from the running totals).
     pub fn latency(&mut self, corrected_us: u64, uncorrected_us: u64) {
         record(&mut self.corrected, corrected_us);
         record(&mut self.uncorrected, uncorrected_us);
-        record(&mut self.sec_corrected, corrected_us);
-        record(&mut self.sec_uncorrected, uncorrected_us);
     }
 }
 
@@ -149,8 +140,21 @@ pub struct Taken {
 /// a second's share of a running total is cut (`now - then`, exact: the
 /// totals only grow).
 struct Marks {
+    corrected: Histogram<u64>,
+    uncorrected: Histogram<u64>,
     conn_time: Histogram<u64>,
     send_lag: Histogram<u64>,
+}
+
+impl Default for Marks {
+    fn default() -> Self {
+        Marks {
+            corrected: new_hist(),
+            uncorrected: new_hist(),
+            conn_time: new_hist(),
+            send_lag: new_hist(),
+        }
+    }
 }
 
 /// `now - then` for two cumulative snapshots of the same histogram.
@@ -210,10 +214,7 @@ impl Default for Stats {
     fn default() -> Self {
         Stats {
             run: NEXT_RUN.fetch_add(1, Ordering::Relaxed),
-            marks: Mutex::new(Marks {
-                conn_time: new_hist(),
-                send_lag: new_hist(),
-            }),
+            marks: Mutex::new(Marks::default()),
             shards: Mutex::new(Vec::new()),
             open: AtomicI64::new(0),
             peak_open: AtomicI64::new(0),
@@ -300,35 +301,31 @@ impl Stats {
             .clone()
     }
 
-    /// Cumulative counts plus this second's histograms: the latency ones
-    /// are reset; connection times and send lags are cut from their running
-    /// totals (recorded straight into them by the connection code).
+    /// Cumulative counts plus this second's histograms, each cut from its
+    /// running total (`now - then`): a value is recorded once, in the
+    /// total, rather than again in a per-second histogram on the hot path.
+    /// A shard's counts and histograms are read under one lock, so a
+    /// second's counts and its latencies cover the same replies.
     pub fn take_second(&self) -> Taken {
-        let mut out = Taken {
-            counts: Counts::default(),
-            corrected: new_hist(),
-            uncorrected: new_hist(),
-            conn_time: new_hist(),
-            send_lag: new_hist(),
-        };
-        let (mut conn_total, mut lag_total) = (new_hist(), new_hist());
+        let mut now = Marks::default();
+        let mut counts = Counts::default();
         for s in self.shard_list() {
-            let mut r = lock(&s);
-            out.counts.add(&r.counts);
-            let _ = out.corrected.add(&r.sec_corrected);
-            let _ = out.uncorrected.add(&r.sec_uncorrected);
-            let _ = conn_total.add(&r.conn_time);
-            let _ = lag_total.add(&r.send_lag);
-            r.sec_corrected.reset();
-            r.sec_uncorrected.reset();
+            let r = lock(&s);
+            counts.add(&r.counts);
+            let _ = now.corrected.add(&r.corrected);
+            let _ = now.uncorrected.add(&r.uncorrected);
+            let _ = now.conn_time.add(&r.conn_time);
+            let _ = now.send_lag.add(&r.send_lag);
         }
         let mut marks = self.marks.lock().unwrap_or_else(|e| e.into_inner());
-        out.conn_time = since(&conn_total, &marks.conn_time);
-        out.send_lag = since(&lag_total, &marks.send_lag);
-        *marks = Marks {
-            conn_time: conn_total,
-            send_lag: lag_total,
+        let out = Taken {
+            counts,
+            corrected: since(&now.corrected, &marks.corrected),
+            uncorrected: since(&now.uncorrected, &marks.uncorrected),
+            conn_time: since(&now.conn_time, &marks.conn_time),
+            send_lag: since(&now.send_lag, &marks.send_lag),
         };
+        *marks = now;
         out
     }
 
@@ -425,10 +422,11 @@ mod tests {
     }
 
     #[test]
-    fn each_second_gets_the_connection_times_and_lags_recorded_in_it() {
+    fn each_second_gets_the_latencies_times_and_lags_recorded_in_it() {
         let stats = Stats::default();
         let mut all = new_hist();
         let mut seconds = new_hist();
+        let (mut corrected, mut uncorrected) = (new_hist(), new_hist());
         for round in 0..3u64 {
             std::thread::scope(|s| {
                 for t in 0..2u64 {
@@ -438,6 +436,7 @@ mod tests {
                             stats.with(|r| {
                                 record(&mut r.conn_time, 100 * (t + 1) + i);
                                 record(&mut r.send_lag, 7);
+                                r.latency(1000 * (round + 1) + i, 500 + i);
                             });
                         }
                     });
@@ -446,12 +445,22 @@ mod tests {
             let sec = stats.take_second();
             assert_eq!(sec.conn_time.len(), 2 * (round * 10 + 1), "round {round}");
             assert_eq!(sec.send_lag.len(), sec.conn_time.len());
+            assert_eq!(sec.corrected.len(), sec.conn_time.len());
+            assert_eq!(sec.uncorrected.len(), sec.conn_time.len());
+            // This second's latencies only: each round records above the last.
+            assert_eq!(sec.corrected.min(), 1000 * (round + 1), "round {round}");
             let _ = seconds.add(&sec.conn_time);
+            let _ = corrected.add(&sec.corrected);
+            let _ = uncorrected.add(&sec.uncorrected);
         }
-        let _ = all.add(&stats.total().conn_time);
+        let total = stats.total();
+        let _ = all.add(&total.conn_time);
         // The seconds add up to the run's total exactly.
         assert_eq!(seconds, all);
-        assert!(stats.take_second().conn_time.is_empty());
+        assert_eq!(corrected, total.corrected);
+        assert_eq!(uncorrected, total.uncorrected);
+        let idle = stats.take_second();
+        assert!(idle.conn_time.is_empty() && idle.corrected.is_empty());
         let mut a = new_hist();
         record(&mut a, 5);
         record(&mut a, 9);

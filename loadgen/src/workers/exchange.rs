@@ -186,7 +186,6 @@ impl WorkerResult {
             parts: hist_from_pairs(&self.parts),
             failover: hist_from_pairs(&self.failover),
             recovery: hist_from_pairs(&self.recovery),
-            ..Recorder::default()
         }
     }
 }

@@ -26,10 +26,21 @@ impl RateLimit {
         if self.rate == 0.0 {
             return true;
         }
-        let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
-        self.tokens = (self.tokens + refill).min(self.rate);
-        self.last = now;
+        self.allow_at(Instant::now())
+    }
+
+    /// [`allow`](Self::allow) with a recent clock reading (the epoll
+    /// loop's, one per turn, rather than one per message). A reading older
+    /// than the last refill refills nothing, so time is never counted twice.
+    pub fn allow_at(&mut self, now: Instant) -> bool {
+        if self.rate == 0.0 {
+            return true;
+        }
+        if now > self.last {
+            let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
+            self.tokens = (self.tokens + refill).min(self.rate);
+            self.last = now;
+        }
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
@@ -56,6 +67,19 @@ mod tests {
             10,
             "bucket holds one second at most"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stale_reading_refills_nothing_twice() {
+        let mut r = RateLimit::new(10);
+        let before = Instant::now();
+        assert_eq!((0..20).filter(|_| r.allow()).count(), 10);
+        tokio::time::advance(Duration::from_millis(500)).await;
+        let now = Instant::now();
+        assert_eq!((0..3).filter(|_| r.allow_at(now)).count(), 3);
+        // A reading from before the last refill: no tokens from it.
+        assert_eq!((0..20).filter(|_| r.allow_at(before)).count(), 2);
+        assert!(!r.allow_at(now), "the half second was counted once");
     }
 
     #[test]

@@ -151,14 +151,20 @@ impl Session {
                 Err(_) => return Some(Step::Back(None)),
             };
             self.kept.last_seen = now;
-            if let Some(back) = self.on_frame(cx, f, out) {
+            if let Some(back) = self.on_frame(cx, f, now, out) {
                 return Some(back);
             }
         }
     }
 
     /// Handle one frame; `Some` when the session must leave the loop.
-    fn on_frame(&mut self, cx: &LoopCtx, f: RawFrame, out: &mut Vec<u8>) -> Option<Step> {
+    fn on_frame(
+        &mut self,
+        cx: &LoopCtx,
+        f: RawFrame,
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> Option<Step> {
         let m = &cx.metrics;
         let payload = self.kept.frames.payload(&f);
         let (text, frame) = match f.opcode {
@@ -180,7 +186,7 @@ impl Session {
                 // Counted and limited as the task does: every text message.
                 inc(&m.messages_in);
                 inc(&m.messages_out);
-                let frame = if !self.kept.rate.allow() {
+                let frame = if !self.kept.rate.allow_at(now) {
                     inc(&m.rate_limited);
                     inc(&m.errors_sent);
                     frames::error(ErrorCode::RateLimited, "too many messages per second", None)
