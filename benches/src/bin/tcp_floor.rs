@@ -158,9 +158,14 @@ fn serve(port: u16, wire: Wire, tokio: bool) -> std::io::Result<()> {
             let Some(Some((s, sc))) = conns.get_mut(ev.token().0) else {
                 continue;
             };
-            // Edge-triggered: read until the socket is empty.
+            // Edge-triggered: read until the socket is empty. A read that
+            // did not fill its room took all there was (new bytes bring a
+            // new edge), so no read is spent on EAGAIN: loadgen and wsnode
+            // read the same way, and the floor must not do work they skip.
             let alive = loop {
-                match s.read(sc.spare(&mut buf)) {
+                let room = sc.spare(&mut buf);
+                let want = room.len();
+                match s.read(room) {
                     Ok(0) => break false,
                     // The client reads everything it is sent, and a reply is
                     // about as big as what came in, so a short write means
@@ -171,6 +176,9 @@ fn serve(port: u16, wire: Wire, tokio: bool) -> std::io::Result<()> {
                             || s.write(&out).ok() != Some(out.len())
                         {
                             break false;
+                        }
+                        if n < want {
+                            break true;
                         }
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break true,
@@ -347,7 +355,9 @@ fn drive(
         for ev in events.iter() {
             let c = &mut conns[ev.token().0];
             loop {
-                match c.stream.read(c.rx.spare(&mut buf)) {
+                let room = c.rx.spare(&mut buf);
+                let want = room.len();
+                match c.stream.read(room) {
                     Ok(0) => return Err("the server closed a connection".into()),
                     Ok(len) => {
                         let got = t0.elapsed().as_nanos() as u64;
@@ -357,6 +367,10 @@ fn drive(
                                 .write_all(&ctl)
                                 .map_err(|e| format!("write: {e}"))?;
                             ctl.clear();
+                        }
+                        // A short read drained the socket (as on the server).
+                        if len < want {
+                            break;
                         }
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
