@@ -132,8 +132,8 @@ impl<'a> Scan<'a> {
 
 /// Where the first `"`, `\\` or control character (below 0x20) is in `b`.
 ///
-/// Eight bytes at a time (SWAR): a byte-by-byte search with three tests a
-/// byte was most of the time it takes to read a reply's members.
+/// Eight bytes at a time (SWAR) rather than one byte and three tests at a
+/// time: every string of every reply and client message is searched so.
 #[inline]
 pub fn first_special(b: &[u8]) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
