@@ -16,11 +16,13 @@
 # rounds each: on a shared 2-core host one reading moves by 10-20 %.
 # Figures: docs/BENCHMARKS.md. Build first:
 #   cargo build --release -p loadgen -p wsbench-benches --bins
+# WSBENCH_BIN names another directory holding loadgen and tcp_floor (the
+# test of this script runs the debug builds).
 set -euo pipefail
 kind=${1:?ours|bare|ws}
 conns=${2:?connections}
 root=$(cd "$(dirname "$0")/.." && pwd)
-bin=$root/target/release
+bin=${WSBENCH_BIN:-$root/target/release}
 loadgen=${3:-$bin/loadgen}
 ulimit -n 20000
 case $kind in
