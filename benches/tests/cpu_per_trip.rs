@@ -9,13 +9,10 @@ use std::process::Command;
 /// order printed: client user, client system, server user, server system,
 /// total, then switches per message of the client and the server.
 fn run(kind: &str) -> Vec<f64> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let bin = Path::new(env!("CARGO_BIN_EXE_tcp_floor"))
         .parent()
         .expect("the binaries' directory");
-    let out = Command::new("bash")
-        .arg(root.join("scripts/cpu-per-trip.sh"))
-        .args([kind, "100"])
+    let out = script(kind)
         .env("WSBENCH_BIN", bin)
         .output()
         .expect("bash runs");
@@ -37,6 +34,15 @@ fn run(kind: &str) -> Vec<f64> {
     nums
 }
 
+/// The script for side `kind` at 100 connections.
+fn script(kind: &str) -> Command {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut c = Command::new("bash");
+    c.arg(root.join("scripts/cpu-per-trip.sh"))
+        .args([kind, "100"]);
+    c
+}
+
 #[test]
 fn each_side_is_measured_and_its_parts_add_up() {
     for kind in ["ours", "ws"] {
@@ -52,12 +58,7 @@ fn each_side_is_measured_and_its_parts_add_up() {
 
 #[test]
 fn an_unknown_side_is_refused() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = Command::new("bash")
-        .arg(root.join("scripts/cpu-per-trip.sh"))
-        .args(["neither", "100"])
-        .output()
-        .expect("bash runs");
+    let out = script("neither").output().expect("bash runs");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("usage:"));
 }

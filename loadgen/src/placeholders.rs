@@ -195,8 +195,9 @@ impl Template {
 }
 
 /// A cheap, non-cryptographic random number (per-thread xorshift seeded
-/// from the clock and the thread), enough to make values differ.
-fn random_u64() -> u64 {
+/// from the clock and the thread), enough to make values differ: `{rand}`,
+/// and the epoll loop's masking keys (`engine::steady::conn`).
+pub(crate) fn random_u64() -> u64 {
     use std::cell::Cell;
     thread_local! {
         static STATE: Cell<u64> = Cell::new({
@@ -221,6 +222,21 @@ fn random_u64() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn random_numbers_vary_and_two_threads_start_apart() {
+        // The upper halves, as the loop's masking keys take them.
+        let keys: Vec<u32> = (0..1000).map(|_| (random_u64() >> 32) as u32).collect();
+        let mut distinct = keys.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert!(distinct.len() > 990, "{} distinct of 1000", distinct.len());
+        let other: Vec<u32> =
+            std::thread::spawn(|| (0..4).map(|_| (random_u64() >> 32) as u32).collect())
+                .join()
+                .unwrap();
+        assert_ne!(keys[..4], other[..]);
+    }
 
     #[test]
     fn placeholders_render_and_braces_escape() {

@@ -17,6 +17,7 @@ use crate::engine::send::{book, count_sent, intended_at, render_text};
 use crate::engine::session::{CHECK_EVERY, CLOSE_WAIT, End};
 use crate::engine::stats::ErrorKind;
 use crate::net::frames::{OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_TEXT};
+use crate::placeholders::random_u64;
 use crate::profile::classify::Keys;
 use fastwebsockets::{Frame, OpCode, Payload};
 use protocol::wsframe::FrameBuf;
@@ -35,38 +36,6 @@ const OUT_CAP: usize = 64 << 10;
 pub struct Scratch {
     text: String,
     frame: Vec<u8>,
-    keys: MaskKeys,
-}
-
-/// Masking keys for the loop's messages: xorshift64 from a random seed.
-///
-/// RFC 6455 asks a client for unpredictable keys so that a page's script
-/// cannot steer the bytes an intermediary sees; loadgen runs no one's
-/// script, and `rand`'s thread generator cost about 2 % of its user time
-/// per message (a thread-local lookup and a ChaCha block share). Control
-/// frames (close, pong) keep fastwebsockets' own keys.
-pub struct MaskKeys(u64);
-
-impl Default for MaskKeys {
-    fn default() -> Self {
-        use std::hash::{BuildHasher, Hasher};
-        // std's hasher keys are drawn from the OS's random source.
-        let seed = std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish();
-        MaskKeys(seed | 1)
-    }
-}
-
-impl MaskKeys {
-    pub fn next(&mut self) -> [u8; 4] {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        ((x >> 32) as u32).to_ne_bytes()
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -239,7 +208,12 @@ impl Conn {
             } else {
                 OpCode::Text
             };
-            let key = Some(scratch.keys.next());
+            // A cheap key (xorshift): RFC 6455 asks for unpredictable keys
+            // so that a page's script cannot steer the bytes an
+            // intermediary sees, and loadgen runs no one's script, while
+            // fastwebsockets' own key (`rand`'s thread generator) was about
+            // 2 % of loadgen's user time. Control frames keep its keys.
+            let key = Some(((random_u64() >> 32) as u32).to_ne_bytes());
             let frame = Frame::new(true, op, key, Payload::BorrowedMut(&mut payload));
             let res = self.write_frame(frame, &mut scratch.frame);
             payload.clear();
@@ -522,17 +496,6 @@ mod tests {
         let mut f = vec![0x89, 125];
         f.extend((0..125).map(|k| (i + k) as u8));
         f
-    }
-
-    #[test]
-    fn mask_keys_vary_and_two_loops_start_apart() {
-        let (mut a, mut b) = (MaskKeys::default(), MaskKeys::default());
-        let keys: Vec<[u8; 4]> = (0..1000).map(|_| a.next()).collect();
-        let mut distinct = keys.clone();
-        distinct.sort_unstable();
-        distinct.dedup();
-        assert!(distinct.len() > 990, "{} distinct of 1000", distinct.len());
-        assert_ne!(keys[..4], (0..4).map(|_| b.next()).collect::<Vec<_>>()[..]);
     }
 
     #[test]
