@@ -10,12 +10,14 @@
 //! Nothing here imports the orchestration above it.
 
 pub mod backend;
+pub mod batch;
 pub mod closing;
 pub mod collect;
 pub mod counts;
 pub mod ctx;
 pub mod drive;
 pub mod fanout;
+pub mod hist;
 pub mod measured;
 pub mod opening;
 pub mod pacer;

@@ -9,7 +9,7 @@ use crate::engine::ctx::RunCtx;
 use crate::engine::pacer;
 use crate::engine::pending::{ConnState, Pending, expire, lock, oldest_pending};
 use crate::engine::session::{CHECK_EVERY, CLOSE_WAIT, End, Session, sleep_checking};
-use crate::engine::stats::{ErrorKind, record};
+use crate::engine::stats::ErrorKind;
 use crate::placeholders::Values;
 use fastwebsockets::{Frame, Payload};
 use std::pin::Pin;
@@ -206,7 +206,7 @@ pub(crate) fn count_sent(
             // Bounded bookkeeping: the oldest was given up as timed out.
             r.counts.timeouts += 1;
         }
-        record(&mut r.send_lag, sent_us.saturating_sub(intended_us));
+        r.lag(sent_us.saturating_sub(intended_us));
     });
 }
 

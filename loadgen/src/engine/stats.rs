@@ -19,22 +19,9 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::batch::{Batch, Sinks};
 pub use super::counts::{Counts, ErrorKind};
-
-/// Histogram bounds: 1 us to 1 h at 3 significant figures.
-pub const LOWEST_US: u64 = 1;
-pub const HIGHEST_US: u64 = 3_600_000_000;
-pub const SIGFIG: u8 = 3;
-
-pub fn new_hist() -> Histogram<u64> {
-    // Constant, valid bounds: this cannot fail.
-    Histogram::new_with_bounds(LOWEST_US, HIGHEST_US, SIGFIG).expect("valid histogram bounds")
-}
-
-/// Record one value in microseconds, clamped into the histogram's range.
-pub fn record(h: &mut Histogram<u64>, us: u64) {
-    h.saturating_record(us.clamp(LOWEST_US, HIGHEST_US));
-}
+pub use super::hist::{HIGHEST_US, LOWEST_US, SIGFIG, new_hist, record};
 
 /// One shard of measurements.
 #[derive(Debug, Clone)]
@@ -67,6 +54,9 @@ pub struct Recorder {
     /// it moves again on the next connection (its first chunk generated
     /// after the `recovered` replay, or `done`).
     pub recovery: Histogram<u64>,
+    /// Latencies and send lags held for the turn while a loop holds this
+    /// shard (`engine::batch`); empty otherwise.
+    pub(crate) batch: Batch,
 }
 
 impl Default for Recorder {
@@ -85,6 +75,7 @@ impl Default for Recorder {
             parts: new_hist(),
             failover: new_hist(),
             recovery: new_hist(),
+            batch: Batch::default(),
         }
     }
 }
@@ -93,6 +84,7 @@ impl Recorder {
     /// Lossless merge: same bounds, so buckets add exactly.
     pub fn merge(&mut self, o: &Recorder) {
         self.counts.add(&o.counts);
+        o.batch.merge_into(self.split().1);
         for (a, b) in [
             (&mut self.conn_time, &o.conn_time),
             (&mut self.conn_tcp, &o.conn_tcp),
@@ -118,9 +110,25 @@ impl Recorder {
 
     /// A latency sample: both views, recorded once (the collector cuts
     /// each second's share from the running totals).
+    /// Held until the turn ends while a loop holds the shard.
     pub fn latency(&mut self, corrected_us: u64, uncorrected_us: u64) {
-        record(&mut self.corrected, corrected_us);
-        record(&mut self.uncorrected, uncorrected_us);
+        let (batch, to) = self.split();
+        batch.latency(corrected_us, uncorrected_us, to);
+    }
+
+    /// A send lag (actual minus intended send time); held as latencies are.
+    pub fn lag(&mut self, us: u64) {
+        let (batch, to) = self.split();
+        batch.lag(us, to);
+    }
+
+    fn split(&mut self) -> (&mut Batch, Sinks<'_>) {
+        let to = Sinks {
+            corrected: &mut self.corrected,
+            uncorrected: &mut self.uncorrected,
+            send_lag: &mut self.send_lag,
+        };
+        (&mut self.batch, to)
     }
 }
 
@@ -184,11 +192,14 @@ thread_local! {
 /// This thread's shard, locked until dropped; meanwhile [`Stats::with`]
 /// on this thread records into it without locking.
 pub struct Held<'a> {
-    _guard: MutexGuard<'a, Recorder>,
+    guard: MutexGuard<'a, Recorder>,
 }
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
+        // The turn's held values go in while the shard is still locked.
+        let (batch, to) = self.guard.split();
+        batch.stop(to);
         // Cleared before the guard unlocks (fields drop after this).
         HELD.set(None);
     }
@@ -277,8 +288,9 @@ impl Stats {
     /// would wait for the first.
     pub fn hold<'a>(&self, shard: &'a Mutex<Recorder>) -> Held<'a> {
         let mut guard = lock(shard);
+        guard.batch.start();
         HELD.set(Some((self.run, NonNull::from(&mut *guard))));
-        Held { _guard: guard }
+        Held { guard }
     }
 
     pub fn count(&self, f: impl FnOnce(&mut Counts)) {

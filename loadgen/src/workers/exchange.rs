@@ -186,6 +186,7 @@ impl WorkerResult {
             parts: hist_from_pairs(&self.parts),
             failover: hist_from_pairs(&self.failover),
             recovery: hist_from_pairs(&self.recovery),
+            batch: Default::default(),
         }
     }
 }
