@@ -14,6 +14,11 @@
 # time is what code changes move; system time is mostly the kernel's
 # loopback path). Alternate the builds or sides being compared, several
 # rounds each: on a shared 2-core host one reading moves by 10-20 %.
+# Each side's total is exact (the scheduler's runtime), but its split into
+# user and system time is the kernel's tick sample (250 Hz here): at
+# 3,000 connections about 8 % of noise on loadgen's user figure. Compare
+# user time across builds with perf's shares instead (docs/BENCHMARKS.md,
+# session 14).
 # Figures: docs/BENCHMARKS.md. Build first:
 #   cargo build --release -p loadgen -p wsbench-benches --bins
 # WSBENCH_BIN names another directory holding loadgen and tcp_floor (the
