@@ -109,8 +109,8 @@ impl Recorder {
     }
 
     /// A latency sample: both views, recorded once (the collector cuts
-    /// each second's share from the running totals).
-    /// Held until the turn ends while a loop holds the shard.
+    /// each second's share from the running totals). While a loop holds
+    /// the shard, held until its turn ends (`engine::batch`).
     pub fn latency(&mut self, corrected_us: u64, uncorrected_us: u64) {
         let (batch, to) = self.split();
         batch.latency(corrected_us, uncorrected_us, to);
