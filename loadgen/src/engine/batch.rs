@@ -51,13 +51,7 @@ impl Batch {
         if !self.on {
             record(to.corrected, corrected);
             record(to.uncorrected, uncorrected);
-            return;
-        }
-        if self.lat.capacity() == 0 {
-            self.lat.reserve_exact(CAP);
-        }
-        self.lat.push((corrected, uncorrected));
-        if self.lat.len() >= CAP {
+        } else if held_full(&mut self.lat, (corrected, uncorrected)) {
             self.flush(to);
         }
     }
@@ -66,33 +60,20 @@ impl Batch {
     pub fn lag(&mut self, us: u64, to: Sinks<'_>) {
         if !self.on {
             record(to.send_lag, us);
-            return;
-        }
-        if self.lag.capacity() == 0 {
-            self.lag.reserve_exact(CAP);
-        }
-        self.lag.push(us);
-        if self.lag.len() >= CAP {
+        } else if held_full(&mut self.lag, us) {
             self.flush(to);
         }
     }
 
     /// Record every value waiting.
     pub fn flush(&mut self, to: Sinks<'_>) {
-        for &(c, _) in &self.lat {
-            record(to.corrected, c);
-        }
-        for &(_, u) in &self.lat {
-            record(to.uncorrected, u);
-        }
-        for &l in &self.lag {
-            record(to.send_lag, l);
-        }
+        self.merge_into(to);
         self.lat.clear();
         self.lag.clear();
     }
 
-    /// Record another batch's waiting values too (a merge of shards).
+    /// Record the values waiting here into `to`, leaving them here too (a
+    /// merge of shards reads a batch it may not empty).
     pub fn merge_into(&self, to: Sinks<'_>) {
         for &(c, u) in &self.lat {
             record(to.corrected, c);
@@ -102,6 +83,15 @@ impl Batch {
             record(to.send_lag, l);
         }
     }
+}
+
+/// Hold `v` (room for [`CAP`] taken once); whether the batch is now full.
+fn held_full<T>(held: &mut Vec<T>, v: T) -> bool {
+    if held.capacity() == 0 {
+        held.reserve_exact(CAP);
+    }
+    held.push(v);
+    held.len() >= CAP
 }
 
 #[cfg(test)]
