@@ -248,6 +248,15 @@ pub struct LoadOpts {
     #[arg(long, value_name = "N")]
     pub loops: Option<usize>,
 
+    /// Pin slot thread i and epoll loop i to the i-th CPU this process may
+    /// use (`--io epoll`), and the embedded node's loops likewise. With a
+    /// node that places each connection in the loop on the CPU its packets
+    /// arrive on (the embedded node, or wsnode --pin on this machine), both
+    /// ends of a connection share a core: no message wakes a thread on the
+    /// other CPU. Example: --pin
+    #[arg(long)]
+    pub pin: bool,
+
     /// Extra handshake header (repeatable). The value may use {conn},
     /// {session}, {run} and {rand}, e.g. a per-connection token.
     /// Example: --header 'Authorization: Bearer {session}'

@@ -54,7 +54,13 @@ pub async fn serve<B: Broker>(
         let n = cfg.threads.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         });
-        steady::start(&cx, n.max(1))
+        let n = n.max(1);
+        let placement = if cfg.pin {
+            crate::placement::Placement::pinned(n)
+        } else {
+            crate::placement::Placement::default()
+        };
+        steady::start(&cx, n, placement)
     });
     let node = Arc::new(Node {
         conn_slots: Arc::new(Semaphore::new(cfg.max_connections)),

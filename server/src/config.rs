@@ -173,6 +173,14 @@ pub struct Opts {
     #[arg(long, env = "WSNODE_IO", value_enum, default_value = "epoll")]
     pub io: Io,
 
+    /// Pin connection loop i to the i-th CPU this process may use, and give
+    /// each connection to the loop on the CPU its packets arrive on
+    /// (SO_INCOMING_CPU), so a client loop pinned the same way (loadgen
+    /// --pin) and this node's loop share a core per connection. Only with
+    /// `--io epoll`.
+    #[arg(long, env = "WSNODE_PIN")]
+    pub pin: bool,
+
     /// Tests only: break the node on purpose (see `fault.rs`). Hidden from `--help`.
     #[arg(long, value_enum, hide = true)]
     pub test_fault: Option<TestFault>,
@@ -225,6 +233,8 @@ pub struct Config {
     /// `loadgen __node`); an embedding that brings its runtime ignores it.
     pub threads: Option<usize>,
     pub io: Io,
+    /// Loops pinned to CPUs, connections placed by their incoming CPU.
+    pub pin: bool,
     /// `None` except in tests that break the node on purpose.
     pub test_fault: Option<TestFault>,
 }
@@ -256,6 +266,9 @@ fn bad(option: &'static str, reason: impl Into<String>) -> ConfigError {
 impl Opts {
     /// Validate into a [`Config`].
     pub fn into_config(self) -> Result<Config, ConfigError> {
+        if self.pin && self.io == Io::Tasks {
+            return Err(bad("--pin", "pins the epoll loops: not with --io tasks"));
+        }
         if self.ping_interval.is_zero() {
             return Err(bad("--ping-interval", "must be greater than 0"));
         }
@@ -425,6 +438,7 @@ impl Opts {
             redis_timeout: self.redis_timeout,
             threads: self.threads.map(usize::from),
             io: self.io,
+            pin: self.pin,
             test_fault: self.test_fault,
         })
     }

@@ -10,7 +10,7 @@
 //! Modules depend on each other one way only, top to bottom:
 //! `launch` → `accept` → `routes` → `ws` → `stream` → `state` → `config`,
 //! with `broker`, `generator` (where an answer's text comes from), `metrics`,
-//! `frames`, `looping` (the stop signal of a loop thread, which loadgen uses too), `handshakes` (the `--max-handshakes` set), `respond`, `sessions` and `fault` (test-only deliberate
+//! `frames`, `looping` (the stop signal of a loop thread, which loadgen uses too), `placement` (pinning loop threads, which loadgen uses too), `handshakes` (the `--max-handshakes` set), `respond`, `sessions` and `fault` (test-only deliberate
 //! faults) as leaves
 //! the others share. This file only declares modules and re-exports.
 
@@ -25,6 +25,7 @@ mod handshakes;
 mod launch;
 pub mod looping;
 mod metrics;
+pub mod placement;
 pub mod probe;
 mod respond;
 mod routes;

@@ -39,18 +39,25 @@ impl StopOnDrop {
     }
 }
 
-/// Start a loop thread named `name` that runs `body` with its stop flag;
-/// the guard returned stops it when dropped. The thread holds a handle on
-/// `waker` while it runs.
+/// Start a loop thread named `name` that runs `body` with its stop flag,
+/// pinned to CPU `pin` if given (a refused pin is reported, and the loop
+/// runs unpinned); the guard returned stops it when dropped. The thread
+/// holds a handle on `waker` while it runs.
 pub fn spawn(
     name: String,
+    pin: Option<usize>,
     waker: &Arc<Waker>,
     body: impl FnOnce(&StopFlag) + Send + 'static,
 ) -> std::io::Result<StopOnDrop> {
     let flag = StopFlag::default();
-    std::thread::Builder::new().name(name).spawn({
+    std::thread::Builder::new().name(name.clone()).spawn({
         let (flag, waker) = (flag.clone(), waker.clone());
         move || {
+            if let Some(cpu) = pin
+                && let Err(e) = crate::placement::pin_current(cpu)
+            {
+                tracing::warn!(error = %e, cpu, "{name} runs unpinned");
+            }
             body(&flag);
             drop(waker);
         }

@@ -5,8 +5,8 @@
 //! more than reading a snapshot.
 
 use serde::Serialize;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 #[derive(Default)]
@@ -22,8 +22,12 @@ pub struct Metrics {
     pub idle_closes: AtomicU64,
     /// Connections an epoll loop owns now (`ws::steady`).
     pub in_loop: AtomicU64,
-    /// Connections handed to an epoll loop since start.
+    /// Hand-overs to an epoll loop since start (a moved connection counts twice).
     pub loop_entries: AtomicU64,
+    /// Connections a pinned loop moved to the loop on their packets' CPU.
+    pub loop_moves: AtomicU64,
+    /// Each loop's CPU (when pinned) and the connections it owns now.
+    loops: OnceLock<Box<[LoopGauge]>>,
     pub handshakes_evicted: AtomicU64,
     pub streams_started: AtomicU64,
     pub streams_active: AtomicU64,
@@ -35,6 +39,9 @@ pub struct Metrics {
     /// RSS at the first sample, before clients arrive (0 until then).
     rss_baseline: AtomicU64,
 }
+
+/// A loop's CPU (when pinned) and the connections it owns now.
+type LoopGauge = (Option<usize>, AtomicU64);
 
 /// Once-a-second view of the process.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -54,6 +61,19 @@ pub fn get(c: &AtomicU64) -> u64 {
 }
 
 impl Metrics {
+    /// Set once, when the loops start: loop `i` pinned to `cpus[i]`.
+    pub fn set_loops(&self, cpus: &[Option<usize>]) {
+        let _ = self
+            .loops
+            .set(cpus.iter().map(|&c| (c, AtomicU64::new(0))).collect());
+    }
+
+    /// The connections loop `i` owns now (a loop past those set is not
+    /// counted apart).
+    pub fn loop_conns(&self, i: usize) -> Option<&AtomicU64> {
+        self.loops.get()?.get(i).map(|(_, n)| n)
+    }
+
     pub fn sample(&self) -> Sample {
         *self.sample.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -180,8 +200,14 @@ impl Metrics {
         put(
             "wsnode_loop_entries_total",
             "counter",
-            "WebSocket connections handed to an epoll loop.",
+            "Hand-overs of WebSocket connections to an epoll loop (a connection moved by --pin counts twice).",
             get(&self.loop_entries) as f64,
+        );
+        put(
+            "wsnode_loop_moves_total",
+            "counter",
+            "WebSocket connections a pinned epoll loop moved to the loop on the CPU their packets arrive on (--pin).",
+            get(&self.loop_moves) as f64,
         );
         put(
             "wsnode_handshakes_waiting",
@@ -267,6 +293,22 @@ impl Metrics {
             "Resident memory of the node process.",
             s.rss_bytes as f64,
         );
+        if let Some(loops) = self.loops.get()
+            && !loops.is_empty()
+        {
+            let _ = writeln!(
+                out,
+                "# HELP wsnode_loop_connections WebSocket connections each epoll loop owns now, with the CPU it is pinned to (--pin).\n# TYPE wsnode_loop_connections gauge"
+            );
+            for (i, (cpu, n)) in loops.iter().enumerate() {
+                let cpu = cpu.map_or_else(|| "none".to_string(), |c| c.to_string());
+                let _ = writeln!(
+                    out,
+                    "wsnode_loop_connections{{node=\"{node_id}\",loop=\"{i}\",cpu=\"{cpu}\"}} {}",
+                    get(n)
+                );
+            }
+        }
         out
     }
 }

@@ -125,6 +125,14 @@ struct Opts {
     /// floor holds its own best.
     #[arg(long)]
     paired: bool,
+    /// Both stacks in one placement: loadgen --pin (its loops and its
+    /// embedded node's, loop i on CPU i, each connection's two ends on one
+    /// core) against one tcp_floor per CPU at once (`--cpu N`: its client
+    /// loop and server loop on CPU N), the connections split between them.
+    /// Neither then pays a wake-up across CPUs per message; without it
+    /// both float.
+    #[arg(long)]
+    pin: bool,
 }
 
 fn main() {
@@ -154,7 +162,7 @@ fn steps(s: &str) -> Result<Vec<u32>, String> {
 
 /// loadgen options this program sets itself, or that would measure
 /// something other than loadgen and its embedded node.
-const OWN_LOADGEN_OPTIONS: [&str; 10] = [
+const OWN_LOADGEN_OPTIONS: [&str; 11] = [
     "--stages",
     "--conns",
     "--duration",
@@ -165,6 +173,7 @@ const OWN_LOADGEN_OPTIONS: [&str; 10] = [
     "--agents",
     "--coordinator",
     "--node-arg",
+    "--pin",
 ];
 
 fn check_loadgen_args(args: &[String]) -> Result<(), String> {
@@ -516,28 +525,96 @@ fn search_table(
 fn floor_name(o: &Opts) -> String {
     std::iter::once("tcp_floor")
         .chain(o.floor_args.iter().map(String::as_str))
+        .chain(o.pin.then_some("--cpu N (a pair per CPU)"))
         .collect::<Vec<_>>()
         .join(" ")
 }
 
-/// One run of tcp_floor with the run's --floor-arg options and `extra`.
+/// One run of tcp_floor with the run's --floor-arg options and `extra`;
+/// with --pin, one pinned pair per CPU at once (see [`pairs`]).
 fn tcp_floor(bin: &Path, conns: u32, o: &Opts, extra: &[&str]) -> Result<Side, String> {
-    let mut cmd = Command::new(bin);
-    cmd.args(["--conns", &conns.to_string()])
-        .args(["--rate", &o.rate.to_string()])
-        .args(["--duration", &o.duration.to_string()])
-        .args(&o.floor_args)
-        .args(extra);
-    let out = cmd
-        .output()
-        .map_err(|e| format!("{}: {e}", bin.display()))?;
+    let floor = |conns: u32, cpu: Option<usize>| {
+        let mut cmd = Command::new(bin);
+        cmd.args(["--conns", &conns.to_string()])
+            .args(["--rate", &o.rate.to_string()])
+            .args(["--duration", &o.duration.to_string()])
+            .args(&o.floor_args)
+            .args(extra);
+        if let Some(cpu) = cpu {
+            cmd.args(["--cpu", &cpu.to_string()]);
+        }
+        cmd
+    };
+    if !o.pin {
+        return parse_floor(&run_floor(floor(conns, None))?);
+    }
+    // Started together, so the pairs share the machine's minutes.
+    let cpus = server::placement::allowed_cpus();
+    let shares = split(conns, cpus.len());
+    let children = cpus
+        .iter()
+        .zip(&shares)
+        .filter(|(_, n)| **n > 0)
+        .map(|(&cpu, &n)| {
+            floor(n, Some(cpu))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .map_err(|e| format!("{}: {e}", bin.display()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut sides = Vec::new();
+    for c in children {
+        let out = c.wait_with_output().map_err(|e| e.to_string())?;
+        sides.push(parse_floor(&checked(out)?)?);
+    }
+    Ok(pairs(&sides))
+}
+
+/// Run one tcp_floor to its end; its standard output.
+fn run_floor(mut cmd: Command) -> Result<String, String> {
+    checked(cmd.output().map_err(|e| format!("tcp_floor: {e}"))?)
+}
+
+fn checked(out: std::process::Output) -> Result<String, String> {
     if !out.status.success() {
         return Err(format!(
             "tcp_floor failed: {}",
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    parse_floor(&String::from_utf8_lossy(&out.stdout))
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `conns` in `n` near-equal shares, the larger first.
+fn split(conns: u32, n: usize) -> Vec<u32> {
+    let n = n.max(1) as u32;
+    (0..n)
+        .map(|i| conns / n + u32::from(i < conns % n))
+        .collect()
+}
+
+/// One floor from pinned pairs run at once, each a client loop and a
+/// server loop on one CPU: CPU per trip weighted by each pair's answered
+/// messages, their rates summed, and the worse p99 (their histograms are
+/// not merged). The machine-wide figure is left out: each pair's counts
+/// the whole machine against its own trips only.
+fn pairs(sides: &[Side]) -> Side {
+    let total: f64 = sides.iter().map(|s| s.per_sec).sum();
+    let weighted = |f: fn(&Side) -> f64| {
+        if total > 0.0 {
+            sides.iter().map(|s| f(s) * s.per_sec).sum::<f64>() / total
+        } else {
+            0.0
+        }
+    };
+    Side {
+        p99_ms: sides.iter().map(|s| s.p99_ms).fold(0.0, f64::max),
+        client_us: weighted(|s| s.client_us),
+        server_us: weighted(|s| s.server_us),
+        per_sec: total,
+        machine_us: None,
+    }
 }
 
 fn loadgen_run(bin: &Path, conns: u32, o: &Opts, json: &Path) -> Result<Side, String> {
@@ -560,6 +637,9 @@ fn loadgen_run(bin: &Path, conns: u32, o: &Opts, json: &Path) -> Result<Side, St
     args.extend(["--rate".into(), o.rate.to_string()]);
     args.extend(o.node_args.iter().map(|a| format!("--node-arg={a}")));
     args.extend(o.loadgen_args.iter().cloned());
+    if o.pin {
+        args.push("--pin".into());
+    }
     let doc = loadgen_report(bin, args, json)?;
     parse_loadgen(&doc)
 }

@@ -18,6 +18,7 @@
 
 use clap::Parser;
 use hdrhistogram::Histogram;
+use server::placement::{self, allowed_cpus};
 use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug)]
@@ -74,38 +75,9 @@ fn sleep_on(cpu: usize, period: Duration, until: Instant) -> Sleeper {
     s
 }
 
-/// The CPUs this process may run on (at most 256), by their numbers: under
-/// a cgroup or `taskset` they need not be 0..n.
-fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity
-    // writes at most its size into it; CPU_ISSET reads within it.
-    let cpus: Vec<usize> = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
-            (0..libc::CPU_SETSIZE as usize)
-                .filter(|&c| libc::CPU_ISSET(c, &set))
-                .take(256)
-                .collect()
-        } else {
-            Vec::new()
-        }
-    };
-    if cpus.is_empty() {
-        let n = std::thread::available_parallelism().map_or(1, |n| n.get().min(256));
-        return (0..n).collect();
-    }
-    cpus
-}
-
 fn pin(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set, CPU_SET writes
-    // within it (cpu < CPU_SETSIZE, from `allowed_cpus`), and
-    // sched_setaffinity(0, ..) only reads the set, for the calling thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
+    // A sleeper left unpinned still measures its wakes, only not per CPU.
+    let _ = placement::pin_current(cpu);
 }
 
 fn report(sleepers: &[Sleeper], period_us: u64) -> String {

@@ -77,12 +77,25 @@ struct Opts {
     /// (with --ws, for loadgen to drive: `loadgen --url ws://127.0.0.1:PORT/ws/chat`).
     #[arg(long, value_name = "PORT")]
     serve: Option<u16>,
+    /// Pin the client's loop and the server's loop to CPU N: both ends of
+    /// every connection on one core, no wake-up across CPUs. One such run
+    /// per CPU at once is the floor in the placement `loadgen --pin` gives
+    /// each connection (floor_compare --pin; docs/BENCHMARKS.md,
+    /// "Placement"). With --ws-node, the client only. Example: --cpu 0
+    #[arg(long, value_name = "N")]
+    cpu: Option<usize>,
 }
 
 fn main() {
     let opts = Opts::parse();
     raise_nofile();
     let wire = if opts.ws { Wire::Ws } else { Wire::Bare };
+    if let Some(cpu) = opts.cpu
+        && let Err(e) = server::placement::pin_current(cpu)
+    {
+        eprintln!("tcp_floor: --cpu {cpu}: {e}");
+        std::process::exit(1);
+    }
     let result = match opts.serve {
         Some(port) => serve(port, wire, opts.tokio_server).map_err(|e| format!("server: {e}")),
         None => client(&opts),
@@ -227,6 +240,9 @@ fn start_server(o: &Opts, port: u16) -> Result<ServerChild, String> {
             }
             if o.tokio_server {
                 c.arg("--tokio-server");
+            }
+            if let Some(cpu) = o.cpu {
+                c.args(["--cpu", &cpu.to_string()]);
             }
             c
         }

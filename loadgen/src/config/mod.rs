@@ -169,6 +169,9 @@ impl Config {
                 return bad("--loops sets the epoll loops: it needs --io epoll (the default)");
             }
         }
+        if o.pin && o.io != Io::Epoll {
+            return bad("--pin pins the epoll loops: it needs --io epoll (the default)");
+        }
         let profile = match &o.profile {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
@@ -195,9 +198,13 @@ impl Config {
         check_pattern(&o.session_pattern)?;
         let targets = if o.urls.is_empty() {
             check_node_args(&o.node_args)?;
-            Targets::Embedded {
-                node_args: o.node_args.clone(),
+            let mut node_args = o.node_args.clone();
+            // Pinned loops on one side only would place nothing: the
+            // embedded node is pinned with loadgen.
+            if o.pin && !node_args.iter().any(|a| a == "--pin") {
+                node_args.push("--pin".into());
             }
+            Targets::Embedded { node_args }
         } else {
             if !o.node_args.is_empty() {
                 return bad("--node-arg only applies to the embedded node; drop it or drop --url");
@@ -303,6 +310,7 @@ impl Config {
                 group_size,
                 io: o.io,
                 loops: o.loops,
+                pin: o.pin,
             },
             targets,
             node_pids: o.node_pids.clone(),
@@ -491,6 +499,21 @@ mod tests {
         let o =
             Opts::try_parse_from(std::iter::once("loadgen").chain(args.iter().copied())).unwrap();
         Config::from_opts(&o.load)
+    }
+
+    #[test]
+    fn pin_pins_the_embedded_node_once_and_needs_the_epoll_loops() {
+        let node_args = |args: &[&str]| match cfg(args).unwrap().targets {
+            Targets::Embedded { node_args } => node_args,
+            Targets::Urls(_) => panic!("embedded expected"),
+        };
+        assert_eq!(node_args(&["--pin"]), ["--pin"]);
+        assert_eq!(node_args(&["--pin", "--node-arg=--pin"]), ["--pin"]);
+        assert!(node_args(&[]).is_empty());
+        let e = cfg(&["--pin", "--io", "tasks"]).unwrap_err().to_string();
+        assert!(e.contains("--pin pins the epoll loops"), "{e}");
+        let url = cfg(&["--pin", "--url", "ws://127.0.0.1:9/ws/chat"]).unwrap();
+        assert!(url.load.pin && matches!(url.targets, Targets::Urls(_)));
     }
 
     #[test]

@@ -22,7 +22,11 @@ const FINISH_GRACE: Duration = Duration::from_secs(3);
 pub async fn drive(ctx: Arc<RunCtx>) -> usize {
     // As many slot threads as this runtime has workers (`--threads`, or a
     // worker process's share of it).
-    let threads = SlotThreads::start(tokio::runtime::Handle::current().metrics().num_workers());
+    let n = tokio::runtime::Handle::current().metrics().num_workers();
+    // Pinned, each of a machine's worker processes starts on the CPU after
+    // the previous one's last.
+    let first = ctx.share.index as usize * n;
+    let threads = SlotThreads::start(n, ctx.cfg.pin.then_some(first));
     let mut set = JoinSet::new();
     // An epoll loop per slot thread, each a thread of its own (`--io
     // epoll`): sessions move there after their handshake.

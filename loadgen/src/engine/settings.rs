@@ -56,6 +56,9 @@ pub struct Settings {
     /// thread (`engine::steady::loop_count`). Default: `None`.
     #[serde(default)]
     pub loops: Option<usize>,
+    /// Slot threads and loops pinned to CPUs (`--pin`). Default: off.
+    #[serde(default)]
+    pub pin: bool,
 }
 
 impl Settings {

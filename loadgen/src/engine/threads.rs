@@ -13,6 +13,7 @@
 //! their messages are due.
 
 use crate::engine::pacer;
+use server::placement::{self, Placement};
 use std::future::Future;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
@@ -29,11 +30,19 @@ impl SlotThreads {
     /// Start `n` threads (at least one), each with its own runtime. If the
     /// system refuses a thread or a runtime, the slots run on the caller's
     /// runtime instead, as they did before these threads existed.
-    pub fn start(n: usize) -> SlotThreads {
+    /// With `pin: Some(first)`, thread `i` runs on the `first + i`-th
+    /// allowed CPU (as loop `i` does), so the handshakes it sends arrive
+    /// on that CPU.
+    pub fn start(n: usize, pin: Option<usize>) -> SlotThreads {
         let mut handles = Vec::new();
         let mut stop = Vec::new();
-        for i in 0..n.max(1) {
-            match start_one(i) {
+        let n = n.max(1);
+        let placement = match pin {
+            Some(first) => Placement::pinned_from(first, n),
+            None => Placement::default(),
+        };
+        for i in 0..n {
+            match start_one(i, placement.cpu(i)) {
                 Ok((h, s)) => {
                     handles.push(h);
                     stop.push(s);
@@ -73,7 +82,7 @@ impl SlotThreads {
 }
 
 /// One thread with a current-thread runtime that runs until `stop` drops.
-fn start_one(i: usize) -> std::io::Result<(Handle, oneshot::Sender<()>)> {
+fn start_one(i: usize, cpu: Option<usize>) -> std::io::Result<(Handle, oneshot::Sender<()>)> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -82,6 +91,11 @@ fn start_one(i: usize) -> std::io::Result<(Handle, oneshot::Sender<()>)> {
     std::thread::Builder::new()
         .name(format!("loadgen-slots-{i}"))
         .spawn(move || {
+            if let Some(cpu) = cpu
+                && let Err(e) = placement::pin_current(cpu)
+            {
+                eprintln!("loadgen: slot thread {i} runs unpinned ({e})");
+            }
             // Either a stop or the sender dropped: both end the thread, and
             // the runtime (with any task still on it) is dropped here, off
             // every async context.
@@ -94,4 +108,51 @@ fn start_one(i: usize) -> std::io::Result<(Handle, oneshot::Sender<()>)> {
             });
         })?;
     Ok((handle, stop))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CPUs the calling thread may run on.
+    fn my_cpus() -> Vec<usize> {
+        // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity
+        // writes at most its size into it; CPU_ISSET reads within it.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            assert_eq!(
+                libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set),
+                0
+            );
+            (0..libc::CPU_SETSIZE as usize)
+                .filter(|&c| libc::CPU_ISSET(c, &set))
+                .collect()
+        }
+    }
+
+    /// Where slot `local`'s task runs: the CPUs its thread may use.
+    async fn cpus_of_slot(threads: &SlotThreads, local: u64) -> Vec<usize> {
+        let (tx, rx) = oneshot::channel();
+        let mut set = JoinSet::new();
+        threads.spawn(&mut set, local, async move {
+            let _ = tx.send(my_cpus());
+        });
+        rx.await.expect("the slot task ran")
+    }
+
+    #[tokio::test]
+    async fn pinned_slot_threads_run_on_one_cpu_each_and_unpinned_ones_float() {
+        let cpus = placement::allowed_cpus();
+        let n = cpus.len() + 1;
+        let pinned = SlotThreads::start(n, Some(0));
+        for local in 0..n as u64 {
+            let want = cpus[local as usize % cpus.len()];
+            assert_eq!(cpus_of_slot(&pinned, local).await, [want], "slot {local}");
+        }
+        let floating = SlotThreads::start(2, None);
+        assert_eq!(cpus_of_slot(&floating, 1).await, cpus);
+        // A second worker's threads start on the next CPU.
+        let second = SlotThreads::start(1, Some(1));
+        assert_eq!(cpus_of_slot(&second, 0).await, [cpus[1 % cpus.len()]]);
+    }
 }

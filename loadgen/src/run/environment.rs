@@ -76,5 +76,9 @@ fn loops(cfg: &Config, threads: usize) -> String {
         return String::new();
     }
     let n = loop_count(&cfg.load, threads);
-    format!(" ({n} epoll loop{})", if n == 1 { "" } else { "s" })
+    format!(
+        " ({n} epoll loop{}{})",
+        if n == 1 { "" } else { "s" },
+        if cfg.load.pin { ", pinned to CPUs" } else { "" }
+    )
 }

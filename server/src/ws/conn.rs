@@ -193,7 +193,10 @@ impl<B: Broker> Conn<B> {
         inc(&self.node.metrics.messages_out);
         let entered = steady::enter(loops, going);
         async move {
-            let steady::Returned { sock, kept, rest } = steady::wait(entered, rx).await?;
+            let back = steady::wait(loops, entered, rx).await?;
+            let steady::Returned {
+                sock, kept, rest, ..
+            } = *back;
             let sock = TcpStream::from_std(sock).ok()?;
             let seen = kept.last_seen.saturating_duration_since(self.started);
             self.last_seen_ms.store(seen.as_millis() as u64, Relaxed);

@@ -40,15 +40,20 @@ struct Entry {
     done: oneshot::Sender<Returned>,
 }
 
-/// Start loop `i` on a thread of its own. `set` gets a task that ends when
+/// Start loop `i` on a thread of its own, pinned to `cpu` if given. `set` gets a task that ends when
 /// the thread does; aborting (or dropping) that task stops the loop, its
 /// sessions dropped.
-pub fn spawn(ctx: Arc<RunCtx>, i: usize, set: &mut JoinSet<()>) -> io::Result<Inbox> {
+pub fn spawn(
+    ctx: Arc<RunCtx>,
+    i: usize,
+    cpu: Option<usize>,
+    set: &mut JoinSet<()>,
+) -> io::Result<Inbox> {
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
     let (tx, rx) = mpsc::unbounded_channel();
     let (ended_tx, ended) = oneshot::channel::<()>();
-    let stopper = looping::spawn(format!("loadgen-loop-{i}"), &waker, move |stop| {
+    let stopper = looping::spawn(format!("loadgen-loop-{i}"), cpu, &waker, move |stop| {
         run(ctx, poll, rx, stop);
         drop(ended_tx);
     })?;

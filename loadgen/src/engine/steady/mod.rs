@@ -38,6 +38,7 @@ use crate::net::connect::{WsRead, WsWrite};
 use crate::net::stream::{ReadHalf, WriteHalf};
 use crate::opts::Io;
 use protocol::wsframe::FrameBuf;
+use server::placement::Placement;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::oneshot;
@@ -60,9 +61,15 @@ impl Loops {
         } else {
             0
         };
+        // As the slot threads: loop i beside slot thread i (`drive`).
+        let placement = if ctx.cfg.pin {
+            Placement::pinned_from(ctx.share.index as usize * threads.count().max(1), n)
+        } else {
+            Placement::default()
+        };
         let mut inboxes = Vec::new();
         for i in 0..n {
-            match event_loop::spawn(ctx.clone(), i, set) {
+            match event_loop::spawn(ctx.clone(), i, placement.cpu(i), set) {
                 Ok(inbox) => inboxes.push(inbox),
                 // The sessions of that loop's slots stay tasks.
                 Err(e) => eprintln!(

@@ -17,6 +17,7 @@ use super::handoff::{Handoff, Inbox, Msg, Returned};
 use super::session::{Session, Step};
 use crate::looping::{self, StopFlag};
 use crate::metrics::inc;
+use crate::placement::Placement;
 use bytes::Bytes;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use std::cmp::Reverse;
@@ -35,18 +36,26 @@ const WAKE: Token = Token(usize::MAX);
 
 struct Entry {
     session: Session,
-    done: oneshot::Sender<Returned>,
+    done: oneshot::Sender<Box<Returned>>,
+    /// Checked (or needing no check) for the CPU its packets arrive on.
+    placed: bool,
 }
 
-/// Start loop `i` on a thread of its own; its inbox is how the node
-/// reaches it.
-pub fn spawn(cx: LoopCtx, i: usize) -> io::Result<Inbox> {
+/// Start loop `i` on a thread of its own, pinned to its CPU in `placement`
+/// if any; its inbox is how the node reaches it.
+pub fn spawn(
+    cx: LoopCtx,
+    i: usize,
+    cpu: Option<usize>,
+    placement: &Placement,
+) -> io::Result<Inbox> {
+    let placement = placement.clone();
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
     let (tx, rx) = mpsc::unbounded_channel();
     let mut shutdown = cx.shutdown.clone();
-    let signal = looping::spawn(format!("wsnode-loop-{i}"), &waker, move |stop| {
-        run(cx, poll, rx, stop)
+    let signal = looping::spawn(format!("wsnode-loop-{i}"), cpu, &waker, move |stop| {
+        run(cx, i, poll, rx, stop, cpu.map(|home| (home, placement)))
     })?;
     // The node's shutdown (or its runtime's end, which drops this task)
     // reaches the blocked thread as a flag and a wake.
@@ -63,7 +72,14 @@ pub fn spawn(cx: LoopCtx, i: usize) -> io::Result<Inbox> {
 
 /// Run the loop until its inbox closes (the node is gone) or the node
 /// stops, and its last connection has left.
-fn run(cx: LoopCtx, mut poll: Poll, mut inbox: mpsc::UnboundedReceiver<Msg>, stop: &StopFlag) {
+fn run(
+    cx: LoopCtx,
+    index: usize,
+    mut poll: Poll,
+    mut inbox: mpsc::UnboundedReceiver<Msg>,
+    stop: &StopFlag,
+    pinned: Option<(usize, Placement)>,
+) {
     let registry = match poll.registry().try_clone() {
         Ok(r) => r,
         Err(e) => {
@@ -81,6 +97,8 @@ fn run(cx: LoopCtx, mut poll: Poll, mut inbox: mpsc::UnboundedReceiver<Msg>, sto
         again: Vec::new(),
         closing: false,
         scratch: Vec::new(),
+        pinned,
+        index,
     };
     let mut events = Events::with_capacity(EVENTS);
     let mut open = true;
@@ -126,7 +144,7 @@ fn run(cx: LoopCtx, mut poll: Poll, mut inbox: mpsc::UnboundedReceiver<Msg>, sto
         let now = Instant::now();
         for ev in events.iter() {
             if ev.token() != WAKE {
-                lp.on_readable(ev.token().0, now);
+                lp.on_event(ev.token().0, now);
             }
         }
         for idx in std::mem::take(&mut lp.again) {
@@ -169,6 +187,10 @@ struct Loop {
     closing: bool,
     /// Where echo replies are written, one at a time.
     scratch: Vec<u8>,
+    /// This loop's CPU and every loop's, when pinned (`--pin`).
+    pinned: Option<(usize, Placement)>,
+    /// This loop's number, for its gauge.
+    index: usize,
 }
 
 impl Loop {
@@ -196,6 +218,7 @@ impl Loop {
             sock,
             kept,
             welcome,
+            placed,
             done,
         } = h;
         let idx = self.free.pop().unwrap_or(self.entries.len());
@@ -213,6 +236,7 @@ impl Loop {
                 sock: sock.into(),
                 kept,
                 welcome,
+                placed,
                 done,
             });
         }
@@ -221,18 +245,50 @@ impl Loop {
             self.entries.push(None);
         }
         let deadline = session.deadline(&self.cx);
-        self.entries[idx] = Some(Entry { session, done });
+        let placed = placed || self.pinned.is_none();
+        self.entries[idx] = Some(Entry {
+            session,
+            done,
+            placed,
+        });
         self.ids.insert(id, idx);
         self.timers.push(Reverse((deadline, idx, id)));
         inc(&self.cx.metrics.loop_entries);
         self.cx.metrics.in_loop.fetch_add(1, Relaxed);
+        if let Some(n) = self.cx.metrics.loop_conns(self.index) {
+            n.fetch_add(1, Relaxed);
+        }
         let Some(Some(e)) = self.entries.get_mut(idx) else {
             return;
         };
+        if welcome.is_empty() {
+            return self.on_readable(idx, Instant::now());
+        }
         match e.session.send_first(&welcome) {
             Step::Back(rest) => self.give_back(idx, rest),
             _ => self.on_readable(idx, Instant::now()),
         }
+    }
+
+    /// A socket's event. With pinned loops, a connection's first event
+    /// (its client's first bytes since the handover) says which CPU its
+    /// packets arrive on: on another loop's, it goes back unread, to be
+    /// handed to that loop (`steady::wait`), so both ends share a core.
+    fn on_event(&mut self, idx: usize, now: Instant) {
+        if let Some((home, placement)) = &self.pinned
+            && let Some(Some(e)) = self.entries.get_mut(idx)
+            && !e.placed
+        {
+            e.placed = true;
+            if let Some(cpu) = crate::placement::incoming_cpu(&e.session.sock)
+                && cpu != *home
+                && placement.loop_on(cpu).is_some()
+            {
+                inc(&self.cx.metrics.loop_moves);
+                return self.give_back_as(idx, None, true);
+            }
+        }
+        self.on_readable(idx, now);
     }
 
     fn on_readable(&mut self, idx: usize, now: Instant) {
@@ -276,7 +332,14 @@ impl Loop {
 
     /// Connection `idx` leaves the loop, back to its task.
     fn give_back(&mut self, idx: usize, rest: Option<Bytes>) {
-        let Some(Entry { session, done }) = self.entries.get_mut(idx).and_then(Option::take) else {
+        self.give_back_as(idx, rest, false);
+    }
+
+    /// Connection `idx` leaves the loop: back to its task, or `moved` to
+    /// another loop through it.
+    fn give_back_as(&mut self, idx: usize, rest: Option<Bytes>, moved: bool) {
+        let Some(Entry { session, done, .. }) = self.entries.get_mut(idx).and_then(Option::take)
+        else {
             return;
         };
         let Session {
@@ -286,12 +349,16 @@ impl Loop {
         self.ids.remove(&id);
         self.free.push(idx);
         self.cx.metrics.in_loop.fetch_sub(1, Relaxed);
+        if let Some(n) = self.cx.metrics.loop_conns(self.index) {
+            n.fetch_sub(1, Relaxed);
+        }
         // A task gone meanwhile (the node dropped it) closes the socket here.
-        let _ = done.send(Returned {
+        let _ = done.send(Box::new(Returned {
             sock: sock.into(),
             kept,
             rest,
-        });
+            moved,
+        }));
     }
 
     /// The loop cannot go on: every connection goes back to its task.

@@ -29,18 +29,26 @@ pub struct Handoff {
     pub kept: Kept,
     /// The welcome frame, whole (header included): the loop writes it first.
     pub welcome: Bytes,
-    pub done: oneshot::Sender<Returned>,
+    /// Already in the loop its packets arrive on (or moved once): a
+    /// pinned loop does not check again.
+    pub placed: bool,
+    /// Boxed, so that what a parked connection holds (this channel's
+    /// slot, and its wait) stays a pointer wide: a connection comes back
+    /// a few times in its life, not per message.
+    pub done: oneshot::Sender<Box<Returned>>,
 }
 
 impl Handoff {
     /// The connection as it would come back from a loop that never took it
     /// (its welcome still owed), and where it is awaited.
-    pub fn refused(self) -> (oneshot::Sender<Returned>, Returned) {
-        let back = Returned {
+    pub fn refused(self) -> (oneshot::Sender<Box<Returned>>, Box<Returned>) {
+        let back = Box::new(Returned {
             sock: self.sock,
             kept: self.kept,
-            rest: Some(self.welcome),
-        };
+            // A moved connection's welcome was written already.
+            rest: (!self.welcome.is_empty()).then_some(self.welcome),
+            moved: false,
+        });
         (self.done, back)
     }
 }
@@ -54,6 +62,9 @@ pub struct Returned {
     /// Bytes of a frame the loop could not write whole (the welcome, an
     /// echo, a pong or a ping): owed before anything else.
     pub rest: Option<Bytes>,
+    /// Given back unread because its packets arrive on another loop's CPU
+    /// (`--pin`): to be handed to that loop, not run as a task.
+    pub moved: bool,
 }
 
 /// What a loop's inbox takes. Each connection has at most one `Add` and
@@ -93,15 +104,25 @@ impl Inbox {
 /// The inboxes of the node's loops; none with `--io tasks`.
 pub struct Loops {
     inboxes: Vec<Inbox>,
+    /// Each loop's CPU, when pinned (`--pin`).
+    cpus: Vec<Option<usize>>,
 }
 
 impl Loops {
-    pub fn new(inboxes: Vec<Inbox>) -> Loops {
-        Loops { inboxes }
+    pub fn new(inboxes: Vec<Inbox>, cpus: Vec<Option<usize>>) -> Loops {
+        Loops { inboxes, cpus }
     }
 
-    /// The loop that owns connection `id` while it is in one.
-    pub fn inbox(&self, id: u64) -> Option<&Inbox> {
+    /// The loop connection `id` on `sock` goes to: with pinned loops, the
+    /// one on the CPU its packets arrive on; else (or when no loop is on
+    /// that CPU) one by its id.
+    pub fn pick(&self, id: u64, sock: &std::net::TcpStream) -> Option<&Inbox> {
+        if self.cpus.iter().any(Option::is_some)
+            && let Some(cpu) = crate::placement::incoming_cpu(sock)
+            && let Some(i) = self.cpus.iter().position(|&c| c == Some(cpu))
+        {
+            return Some(&self.inboxes[i]);
+        }
         let n = self.inboxes.len() as u64;
         (n > 0).then(|| &self.inboxes[(id % n) as usize])
     }

@@ -31,25 +31,33 @@ pub use ctx::LoopCtx;
 pub use handoff::{Handoff, Inbox, Kept, Loops, Msg, Returned};
 
 use crate::broker::OutQueue;
+use crate::placement::Placement;
 use crate::ws::direct::text_frame;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-/// Start `n` loops, each on a thread of its own, and (on the current
-/// runtime) a task per loop that tells it of the node's shutdown. A loop
-/// that cannot start is left out: its connections stay tasks.
-pub fn start(cx: &LoopCtx, n: usize) -> Loops {
-    Loops::new(
-        (0..n)
-            .filter_map(|i| match event_loop::spawn(cx.clone(), i) {
-                Ok(inbox) => Some(inbox),
-                Err(e) => {
-                    tracing::error!(error = %e, "a connection loop could not start; its connections run as tasks");
-                    None
-                }
-            })
-            .collect(),
-    )
+/// Start `n` loops, each on a thread of its own (pinned to its CPU in
+/// `placement`, if any), and (on the current runtime) a task per loop that
+/// tells it of the node's shutdown. A loop that cannot start is left out:
+/// its connections stay tasks.
+pub fn start(cx: &LoopCtx, n: usize, placement: Placement) -> Loops {
+    let mut inboxes = Vec::new();
+    let mut cpus = Vec::new();
+    // Before any loop runs: each counts its connections from the start.
+    cx.metrics
+        .set_loops(&(0..n).map(|i| placement.cpu(i)).collect::<Vec<_>>());
+    for i in 0..n {
+        match event_loop::spawn(cx.clone(), i, placement.cpu(i), &placement) {
+            Ok(inbox) => {
+                inboxes.push(inbox);
+                cpus.push(placement.cpu(i));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a connection loop could not start; its connections run as tasks");
+            }
+        }
+    }
+    Loops::new(inboxes, cpus)
 }
 
 /// A connection taken in by a loop, as its task hands it over.
@@ -67,7 +75,7 @@ pub enum Entered<'a> {
     In {
         id: u64,
         inbox: &'a Inbox,
-        back: oneshot::Receiver<Returned>,
+        back: oneshot::Receiver<Box<Returned>>,
     },
     /// No loop took it: it goes on as a task at once. (Boxed: rare, and
     /// this value is kept in a parked connection's future.)
@@ -95,34 +103,80 @@ pub fn enter(loops: &Loops, going: Going) -> Entered<'_> {
         sock,
         kept,
         welcome: text_frame(&welcome),
+        placed: false,
         done,
     };
-    let Some(inbox) = loops.inbox(id) else {
-        return Entered::Refused(Box::new(h.refused().1));
-    };
-    match inbox.send(Msg::Add(h)) {
-        Ok(()) => Entered::In { id, inbox, back },
-        Err(Msg::Add(h)) => Entered::Refused(Box::new(h.refused().1)),
-        Err(_) => Entered::Lost,
-    }
+    send(loops, h, back)
 }
 
 /// Wait, parked, until the connection comes back: by the loop's choice
 /// (the node's shutdown is one), or on the first item in `queue`. `None`
-/// when it was lost, or the loop was dropped with the runtime. Small on
-/// purpose: this future is what a parked connection holds besides its task.
-pub async fn wait(entered: Entered<'_>, queue: &mut OutQueue) -> Option<Returned> {
-    let (id, inbox, mut back) = match entered {
+/// when it was lost, or the loop was dropped with the runtime. A
+/// connection a pinned loop gave back to be moved goes to the loop its
+/// packets arrive on, once. Small on purpose: this future is what a parked
+/// connection holds besides its task (nothing but the wait's own handles
+/// is kept across its awaits).
+pub async fn wait<'a>(
+    loops: &'a Loops,
+    entered: Entered<'a>,
+    queue: &mut OutQueue,
+) -> Option<Box<Returned>> {
+    let (id, mut inbox, mut back) = match entered {
         Entered::In { id, inbox, back } => (id, inbox, back),
-        Entered::Refused(back) => return Some(*back),
+        Entered::Refused(back) => return Some(back),
         Entered::Lost => return None,
     };
-    tokio::select! {
-        biased;
-        r = &mut back => return r.ok(),
-        _ = queue.ready() => {}
+    loop {
+        let r = tokio::select! {
+            biased;
+            r = &mut back => r.ok()?,
+            _ = queue.ready() => {
+                // The loop may have sent it back meanwhile: a stale
+                // reclaim is ignored.
+                let _ = inbox.send(Msg::Reclaim(id));
+                (&mut back).await.ok()?
+            }
+        };
+        if !r.moved {
+            return Some(r);
+        }
+        match reenter(loops, id, *r) {
+            Entered::In {
+                inbox: i, back: b, ..
+            } => (inbox, back) = (i, b),
+            Entered::Refused(back) => return Some(back),
+            Entered::Lost => return None,
+        }
     }
-    // The loop may have sent it back meanwhile: a stale reclaim is ignored.
-    let _ = inbox.send(Msg::Reclaim(id));
-    back.await.ok()
+}
+
+/// Hand a connection a loop gave back to be moved to the loop its packets
+/// arrive on, marked placed (it moves once).
+fn reenter(loops: &Loops, id: u64, r: Returned) -> Entered<'_> {
+    let Returned {
+        sock, kept, rest, ..
+    } = r;
+    let (done, back) = oneshot::channel();
+    let h = Handoff {
+        id,
+        sock,
+        kept,
+        welcome: rest.unwrap_or_default(),
+        placed: true,
+        done,
+    };
+    send(loops, h, back)
+}
+
+/// Send `h` to the loop it belongs to; refused when none takes it.
+fn send(loops: &Loops, h: Handoff, back: oneshot::Receiver<Box<Returned>>) -> Entered<'_> {
+    let id = h.id;
+    let Some(inbox) = loops.pick(id, &h.sock) else {
+        return Entered::Refused(h.refused().1);
+    };
+    match inbox.send(Msg::Add(h)) {
+        Ok(()) => Entered::In { id, inbox, back },
+        Err(Msg::Add(h)) => Entered::Refused(h.refused().1),
+        Err(_) => Entered::Lost,
+    }
 }
