@@ -21,6 +21,20 @@ fn bad_options_are_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--conns"));
 }
 
+#[test]
+fn a_pinned_pair_answers_every_message_and_a_cpu_it_may_not_use_is_refused() {
+    let cpu = *server::placement::allowed_cpus().last().unwrap();
+    let (got, sent, text) = answered(&["--ws", "--cpu", &cpu.to_string()]);
+    assert!(got == sent && got >= 40 * 20 * 4 - 40, "{text}");
+    let out = Command::new(env!("CARGO_BIN_EXE_tcp_floor"))
+        .args(["--cpu", "100000", "--duration", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--cpu 100000"), "{err}");
+}
+
 /// The answered line's two counts (answered, sent) and the rate.
 fn answered(args: &[&str]) -> (u64, u64, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_tcp_floor"))

@@ -660,6 +660,36 @@ mod tests {
     }
 
     #[test]
+    fn pinned_pairs_split_the_connections_and_weigh_their_figures() {
+        assert_eq!(split(3001, 2), [1501, 1500]);
+        assert_eq!(split(1, 2), [1, 0]);
+        assert_eq!(split(7, 0), [7]);
+        let a = Side {
+            p99_ms: 9.0,
+            client_us: 10.0,
+            server_us: 6.0,
+            per_sec: 3000.0,
+            machine_us: Some(20.0),
+        };
+        let b = Side {
+            p99_ms: 30.0,
+            client_us: 14.0,
+            server_us: 10.0,
+            per_sec: 1000.0,
+            machine_us: Some(20.0),
+        };
+        let both = pairs(&[a, b]);
+        // The worse p99, the rates summed, CPU weighted by messages.
+        assert_eq!((both.p99_ms, both.per_sec), (30.0, 4000.0));
+        assert_eq!((both.client_us, both.server_us), (11.0, 7.0));
+        assert_eq!(both.machine_us, None);
+        assert_eq!(pairs(&[]).client_us, 0.0);
+        // --pin is floor_compare's to give, with the floors pinned alike.
+        let own = check_loadgen_args(&["--pin".to_string()]).unwrap_err();
+        assert!(own.contains("--pin"), "{own}");
+    }
+
+    #[test]
     fn loadgen_options_it_sets_itself_are_refused() {
         let args = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
         assert!(check_loadgen_args(&args(&["--threads=1", "--io", "tasks"])).is_err());
