@@ -55,11 +55,7 @@ pub async fn serve<B: Broker>(
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         });
         let n = n.max(1);
-        let placement = if cfg.pin {
-            crate::placement::Placement::pinned(n)
-        } else {
-            crate::placement::Placement::default()
-        };
+        let placement = crate::placement::Placement::new(cfg.pin.then_some(0), n);
         steady::start(&cx, n, placement)
     });
     let node = Arc::new(Node {

@@ -89,16 +89,13 @@ pub struct Placement {
 }
 
 impl Placement {
-    /// Loop `i` on the `i`-th allowed CPU (wrapping when there are more
-    /// loops than CPUs).
-    pub fn pinned(n: usize) -> Placement {
-        Placement::pinned_from(0, n)
-    }
-
-    /// Loop `i` on the `first + i`-th allowed CPU, wrapping: several
-    /// processes on one machine (loadgen's workers) each start where the
-    /// one before ended.
-    pub fn pinned_from(first: usize, n: usize) -> Placement {
+    /// With `first`, loop `i` of `n` on the `first + i`-th allowed CPU,
+    /// wrapping (several processes on one machine, loadgen's workers, each
+    /// start where the one before ended); without, no loop pinned.
+    pub fn new(first: Option<usize>, n: usize) -> Placement {
+        let Some(first) = first else {
+            return Placement::default();
+        };
         let allowed = allowed_cpus();
         Placement {
             cpus: (0..n)
@@ -149,14 +146,14 @@ mod tests {
     fn a_cpu_past_the_set_is_refused_and_loops_wrap_over_the_cpus() {
         assert!(pin_current(1 << 20).is_err());
         let cpus = allowed_cpus();
-        let p = Placement::pinned(cpus.len() + 1);
+        let p = Placement::new(Some(0), cpus.len() + 1);
         assert_eq!(p.cpu(0), Some(cpus[0]));
         assert_eq!(p.cpu(cpus.len()), Some(cpus[0]));
         assert_eq!(p.loop_on(cpus[0]), Some(0));
-        let from = Placement::pinned_from(1, cpus.len());
+        let from = Placement::new(Some(1), cpus.len());
         assert_eq!(from.cpu(0), Some(cpus[1 % cpus.len()]));
         assert_eq!(from.cpu(cpus.len() - 1), Some(cpus[0]));
-        assert_eq!(Placement::default().cpu(0), None);
-        assert_eq!(Placement::default().loop_on(cpus[0]), None);
+        assert_eq!(Placement::new(None, 2).cpu(0), None);
+        assert_eq!(Placement::new(None, 2).loop_on(cpus[0]), None);
     }
 }

@@ -37,10 +37,7 @@ impl SlotThreads {
         let mut handles = Vec::new();
         let mut stop = Vec::new();
         let n = n.max(1);
-        let placement = match pin {
-            Some(first) => Placement::pinned_from(first, n),
-            None => Placement::default(),
-        };
+        let placement = Placement::new(pin, n);
         for i in 0..n {
             match start_one(i, placement.cpu(i)) {
                 Ok((h, s)) => {
@@ -114,28 +111,12 @@ fn start_one(i: usize, cpu: Option<usize>) -> std::io::Result<(Handle, oneshot::
 mod tests {
     use super::*;
 
-    /// The CPUs the calling thread may run on.
-    fn my_cpus() -> Vec<usize> {
-        // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity
-        // writes at most its size into it; CPU_ISSET reads within it.
-        unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            assert_eq!(
-                libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set),
-                0
-            );
-            (0..libc::CPU_SETSIZE as usize)
-                .filter(|&c| libc::CPU_ISSET(c, &set))
-                .collect()
-        }
-    }
-
     /// Where slot `local`'s task runs: the CPUs its thread may use.
     async fn cpus_of_slot(threads: &SlotThreads, local: u64) -> Vec<usize> {
         let (tx, rx) = oneshot::channel();
         let mut set = JoinSet::new();
         threads.spawn(&mut set, local, async move {
-            let _ = tx.send(my_cpus());
+            let _ = tx.send(placement::allowed_cpus());
         });
         rx.await.expect("the slot task ran")
     }

@@ -62,11 +62,8 @@ impl Loops {
             0
         };
         // As the slot threads: loop i beside slot thread i (`drive`).
-        let placement = if ctx.cfg.pin {
-            Placement::pinned_from(ctx.share.index as usize * threads.count().max(1), n)
-        } else {
-            Placement::default()
-        };
+        let first = ctx.share.index as usize * threads.count().max(1);
+        let placement = Placement::new(ctx.cfg.pin.then_some(first), n);
         let mut inboxes = Vec::new();
         for i in 0..n {
             match event_loop::spawn(ctx.clone(), i, placement.cpu(i), set) {

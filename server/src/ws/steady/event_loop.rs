@@ -43,12 +43,8 @@ struct Entry {
 
 /// Start loop `i` on a thread of its own, pinned to its CPU in `placement`
 /// if any; its inbox is how the node reaches it.
-pub fn spawn(
-    cx: LoopCtx,
-    i: usize,
-    cpu: Option<usize>,
-    placement: &Placement,
-) -> io::Result<Inbox> {
+pub fn spawn(cx: LoopCtx, i: usize, placement: &Placement) -> io::Result<Inbox> {
+    let cpu = placement.cpu(i);
     let placement = placement.clone();
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
@@ -261,11 +257,8 @@ impl Loop {
         let Some(Some(e)) = self.entries.get_mut(idx) else {
             return;
         };
-        if welcome.is_empty() {
-            return self.on_readable(idx, Instant::now());
-        }
-        match e.session.send_first(&welcome) {
-            Step::Back(rest) => self.give_back(idx, rest),
+        match welcome.map(|w| e.session.send_first(&w)) {
+            Some(Step::Back(rest)) => self.give_back(idx, rest),
             _ => self.on_readable(idx, Instant::now()),
         }
     }

@@ -27,8 +27,10 @@ pub struct Handoff {
     pub id: u64,
     pub sock: std::net::TcpStream,
     pub kept: Kept,
-    /// The welcome frame, whole (header included): the loop writes it first.
-    pub welcome: Bytes,
+    /// A frame owed first, whole (header included), which the loop writes
+    /// before anything: the welcome. `None` for a connection moved between
+    /// loops, whose welcome was written already.
+    pub welcome: Option<Bytes>,
     /// Already in the loop its packets arrive on (or moved once): a
     /// pinned loop does not check again.
     pub placed: bool,
@@ -45,8 +47,7 @@ impl Handoff {
         let back = Box::new(Returned {
             sock: self.sock,
             kept: self.kept,
-            // A moved connection's welcome was written already.
-            rest: (!self.welcome.is_empty()).then_some(self.welcome),
+            rest: self.welcome,
             moved: false,
         });
         (self.done, back)

@@ -47,7 +47,7 @@ pub fn start(cx: &LoopCtx, n: usize, placement: Placement) -> Loops {
     cx.metrics
         .set_loops(&(0..n).map(|i| placement.cpu(i)).collect::<Vec<_>>());
     for i in 0..n {
-        match event_loop::spawn(cx.clone(), i, placement.cpu(i), &placement) {
+        match event_loop::spawn(cx.clone(), i, &placement) {
             Ok(inbox) => {
                 inboxes.push(inbox);
                 cpus.push(placement.cpu(i));
@@ -97,16 +97,7 @@ pub fn enter(loops: &Loops, going: Going) -> Entered<'_> {
     let Ok(sock) = sock.into_std() else {
         return Entered::Lost;
     };
-    let (done, back) = oneshot::channel();
-    let h = Handoff {
-        id,
-        sock,
-        kept,
-        welcome: text_frame(&welcome),
-        placed: false,
-        done,
-    };
-    send(loops, h, back)
+    hand(loops, id, sock, kept, Some(text_frame(&welcome)), false)
 }
 
 /// Wait, parked, until the connection comes back: by the loop's choice
@@ -140,7 +131,11 @@ pub async fn wait<'a>(
         if !r.moved {
             return Some(r);
         }
-        match reenter(loops, id, *r) {
+        // A move: to the loop its packets arrive on, marked placed.
+        let Returned {
+            sock, kept, rest, ..
+        } = *r;
+        match hand(loops, id, sock, kept, rest, true) {
             Entered::In {
                 inbox: i, back: b, ..
             } => (inbox, back) = (i, b),
@@ -150,27 +145,26 @@ pub async fn wait<'a>(
     }
 }
 
-/// Hand a connection a loop gave back to be moved to the loop its packets
-/// arrive on, marked placed (it moves once).
-fn reenter(loops: &Loops, id: u64, r: Returned) -> Entered<'_> {
-    let Returned {
-        sock, kept, rest, ..
-    } = r;
+/// Hand connection `id` to the loop it belongs to (`placed`: moved once
+/// already, not to be checked again), `welcome` owed first; refused when
+/// no loop takes it.
+fn hand(
+    loops: &Loops,
+    id: u64,
+    sock: std::net::TcpStream,
+    kept: Kept,
+    welcome: Option<Bytes>,
+    placed: bool,
+) -> Entered<'_> {
     let (done, back) = oneshot::channel();
     let h = Handoff {
         id,
         sock,
         kept,
-        welcome: rest.unwrap_or_default(),
-        placed: true,
+        welcome,
+        placed,
         done,
     };
-    send(loops, h, back)
-}
-
-/// Send `h` to the loop it belongs to; refused when none takes it.
-fn send(loops: &Loops, h: Handoff, back: oneshot::Receiver<Box<Returned>>) -> Entered<'_> {
-    let id = h.id;
     let Some(inbox) = loops.pick(id, &h.sock) else {
         return Entered::Refused(h.refused().1);
     };
