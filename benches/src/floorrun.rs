@@ -94,6 +94,15 @@ impl Outcome {
         }
     }
 
+    /// Open the measured window once the warm-up has passed (`now_ns`
+    /// since the run's start); the CPU readings start there.
+    pub fn window_at(&mut self, s: &Schedule, now_ns: u64, server_pid: u32) -> Result<(), String> {
+        if self.window.is_none() && now_ns >= s.warmup_ns {
+            self.window = Some(Window::open(server_pid, self.answered)?);
+        }
+        Ok(())
+    }
+
     /// The message due at `at_ns` was sent.
     pub fn sent(&mut self, s: &Schedule, at_ns: u64) {
         self.sent += 1;

@@ -11,7 +11,7 @@
 //! runs) and a task per connection that reads, answers and writes.
 
 use crate::floorrun::{Outcome, Schedule, Window};
-use crate::floorwire::{ServerConn, Wire};
+use crate::floorwire::{MaskKeys, ServerConn, Wire};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -124,7 +124,7 @@ async fn conn(
     let (mut k, mut mine) = (0u64, 0u64);
     let mut buf = [0u8; 4096];
     let (mut msg, mut ctl) = (Vec::with_capacity(256), Vec::new());
-    let mut key = 0x9e37_79b9_7f4a_7c15u64 ^ i;
+    let mut keys = MaskKeys::new(0x9e37_79b9_7f4a_7c15 ^ i);
     let give_up = t0 + Duration::from_nanos(sched.give_up_ns());
     loop {
         let at = sched.due(i, k);
@@ -161,11 +161,8 @@ async fn conn(
                 if !sending {
                     return Ok(());
                 }
-                key ^= key << 13;
-                key ^= key >> 7;
-                key ^= key << 17;
                 let now = t0.elapsed().as_nanos() as u64;
-                wire.message(k, at, now, (key as u32).to_ne_bytes(), &mut msg);
+                wire.message(k, at, now, keys.next_key(), &mut msg);
                 s.write_all(&msg).await.map_err(|e| format!("write: {e}"))?;
                 out.borrow_mut().sent(&sched, at);
                 k += 1;

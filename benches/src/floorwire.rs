@@ -33,6 +33,25 @@ const FILLER: &str = "xxxxxxxxxxxxxxxx";
 const CLIENT_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
+/// Mask keys for a client's frames (xorshift): masked, as RFC 6455 asks,
+/// at the cost of a few instructions per message.
+pub struct MaskKeys(u64);
+
+impl MaskKeys {
+    /// Keys from `seed` (any value but zero, which xorshift never leaves).
+    pub fn new(seed: u64) -> MaskKeys {
+        MaskKeys(seed.max(1))
+    }
+
+    pub fn next_key(&mut self) -> [u8; 4] {
+        let k = &mut self.0;
+        *k ^= *k << 13;
+        *k ^= *k >> 7;
+        *k ^= *k << 17;
+        (*k as u32).to_ne_bytes()
+    }
+}
+
 /// Which messages the floor sends and answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wire {

@@ -3,9 +3,10 @@
 //! bench files share: one sample of every wire message and frame builders
 //! ([`samples`]), so every file measures the same bytes, and what
 //! tcp_floor puts on the wire ([`floorwire`]), its run ([`floorrun`]) and
-//! its tokio sides ([`floortokio`]).
+//! its tokio sides ([`floortokio`]) and io_uring client ([`flooruring`]).
 
 pub mod floorrun;
 pub mod floortokio;
+pub mod flooruring;
 pub mod floorwire;
 pub mod samples;

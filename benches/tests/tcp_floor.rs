@@ -67,6 +67,8 @@ fn every_layout_answers_every_message_over_websocket() {
         &["--ws", "--tokio-server"],
         &["--ws", "--tokio-client", "--tokio-server"],
         &["--tokio-client", "--tokio-server"],
+        &["--uring-client"],
+        &["--ws", "--uring-client"],
     ] {
         let (got, sent, text) = answered(args);
         // 40 conns x 20/s over 3 s warm-up + 1 s measured.

@@ -22,6 +22,8 @@
 //! sides measured against the floor's other. `--tokio-client` and
 //! `--tokio-server` replace a side's epoll loop with one tokio task per
 //! connection (`wsbench_benches::floortokio`): what the runtime itself costs.
+//! `--uring-client` puts the client on io_uring instead of epoll
+//! (`wsbench_benches::flooruring`): what batching the system calls saves.
 //!
 //! ```sh
 //! cargo run --release -p wsbench-benches --bin tcp_floor -- --conns 10000 --rate 10 --duration 20
@@ -37,9 +39,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use wsbench_benches::floorrun::{Outcome, Schedule, Window, cpu_time};
-use wsbench_benches::floortokio;
-use wsbench_benches::floorwire::{Rx, ServerConn, Wire};
+use wsbench_benches::floorrun::{Outcome, Schedule, cpu_time};
+use wsbench_benches::floorwire::{MaskKeys, Rx, ServerConn, Wire};
+use wsbench_benches::{floortokio, flooruring};
 
 const LISTENER: Token = Token(usize::MAX);
 
@@ -69,6 +71,10 @@ struct Opts {
     /// runtime, instead of one epoll loop.
     #[arg(long)]
     tokio_client: bool,
+    /// The client is one io_uring loop (sends and receives batched into
+    /// one system call per turn, sockets registered) instead of epoll.
+    #[arg(long, conflicts_with = "tokio_client")]
+    uring_client: bool,
     /// The server is one tokio task per connection on a runtime with a
     /// worker per core, instead of one epoll loop.
     #[arg(long, conflicts_with = "ws_node")]
@@ -293,6 +299,8 @@ fn client(o: &Opts) -> Result<(), String> {
     let sched = Schedule::new(conns.len() as u64, o.rate, o.duration);
     let outcome = if o.tokio_client {
         floortokio::drive(conns, wire, sched, server.0.id())?
+    } else if o.uring_client {
+        flooruring::drive(conns, wire, sched, server.0.id())?
     } else {
         drive(conns, wire, sched, server.0.id())?
     };
@@ -336,16 +344,13 @@ fn drive(
     let mut events = Events::with_capacity(1024);
     let mut buf = [0u8; 4096];
     let (mut msg, mut ctl) = (Vec::with_capacity(256), Vec::new());
-    // Mask keys (xorshift): a client's frames are masked, as RFC 6455 asks.
-    let mut key = 0x9e37_79b9_7f4a_7c15u64;
+    let mut keys = MaskKeys::new(0x9e37_79b9_7f4a_7c15);
     loop {
         let now = t0.elapsed().as_nanos() as u64;
         if now >= sched.give_up_ns() {
             break;
         }
-        if out.window.is_none() && now >= sched.warmup_ns {
-            out.window = Some(Window::open(server_pid, out.answered)?);
-        }
+        out.window_at(&sched, now, server_pid)?;
         // Send for every connection whose time has come.
         loop {
             let c = &mut conns[cursor];
@@ -353,10 +358,7 @@ fn drive(
             if at > now || at >= sched.end_ns {
                 break;
             }
-            key ^= key << 13;
-            key ^= key >> 7;
-            key ^= key << 17;
-            wire.message(c.next, at, now, (key as u32).to_ne_bytes(), &mut msg);
+            wire.message(c.next, at, now, keys.next_key(), &mut msg);
             if c.stream.write(&msg).map_err(|e| format!("write: {e}"))? != msg.len() {
                 return Err("short write: the server stopped reading".into());
             }
