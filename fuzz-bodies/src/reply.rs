@@ -1,7 +1,8 @@
 //! loadgen's reply parser: a frame read as a borrowed JSON tree
 //! (`profile::json::Json`, one pass for a plain object), checked against
-//! the serde-only tree and serde_json's own reading of the same bytes,
-//! then classified as the engine classifies a data frame
+//! the serde-only tree, serde_json's own reading of the same bytes and the
+//! classifier's reading (`profile::doc::Doc`, members in place), then
+//! classified as the engine classifies a data frame
 //! (`engine::reply::classify`) under each built-in mode's profile and each
 //! example profile in profiles/.
 
@@ -10,6 +11,8 @@ use loadgen::engine::reply::{Event, Reply, classify};
 use loadgen::placeholders::Values;
 use loadgen::profile::builtin::{self, ChatAsk};
 use loadgen::profile::classify::Keys;
+use loadgen::profile::doc::Doc;
+use loadgen::profile::flat::Members;
 use loadgen::profile::json::Json;
 use loadgen::profile::rules::Profile;
 use serde_json::Value;
@@ -91,6 +94,15 @@ fn json(data: &[u8]) {
         value.is_some(),
         "Json and serde_json agree on validity"
     );
+    // The classifier's reading (members in place, else the tree) agrees on
+    // validity, and below on every value a path inside the frame names.
+    let mut members = Members::default();
+    let doc = Doc::parse(data, &mut members);
+    assert_eq!(
+        doc.is_some(),
+        tree.is_some(),
+        "Doc and Json agree on validity"
+    );
     let (Some(tree), Some(value)) = (tree, value) else {
         return;
     };
@@ -104,6 +116,15 @@ fn json(data: &[u8]) {
     for (path, node) in paths {
         let found = tree.pointer(&path).expect("a path in the tree resolves");
         assert!(std::ptr::eq(found, node), "{path:?} leads to its own value");
+        if let Some(d) = &doc
+            && !path.is_empty()
+        {
+            assert_eq!(
+                d.pointer(&path),
+                Some(node),
+                "{path:?}: Doc finds the tree's value"
+            );
+        }
         if unique {
             let v = value.pointer(&path).expect("serde_json resolves it too");
             assert!(node.equals(v), "{path:?}: the same value as serde_json's");

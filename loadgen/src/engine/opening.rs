@@ -7,7 +7,8 @@
 use crate::net::connect::{WsRead, WsWrite};
 use crate::net::frames::{OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT};
 use crate::placeholders::Values;
-use crate::profile::json::Json;
+use crate::profile::doc::Doc;
+use crate::profile::flat::Members;
 use crate::profile::rules::{Profile, Step};
 use fastwebsockets::{Frame, Payload};
 
@@ -58,8 +59,9 @@ pub async fn open(
                 }
                 let data = rx.payload(&frame);
                 let text = std::str::from_utf8(data).unwrap_or("");
-                let json: Option<Json<'_>> = if p.needs_json {
-                    Json::parse(data)
+                let mut members = Members::default();
+                let json: Option<Doc<'_, '_>> = if p.needs_json {
+                    Doc::parse(data, &mut members)
                 } else {
                     None
                 };

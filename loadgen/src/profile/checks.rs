@@ -4,6 +4,7 @@
 //! text for its index. The built-in modes use them (profiles/builtin/);
 //! any profile may, when the service speaks these formats.
 
+use crate::profile::doc::Doc;
 use crate::profile::json::Json;
 
 /// `[reply] check`.
@@ -38,7 +39,12 @@ pub struct Marker {
 
 /// Read the marker of a reply under `check`; `None` when the reply does
 /// not carry one at all.
-pub fn marker(check: Check, text: &str, json: Option<&Json<'_>>, filler: &str) -> Option<Marker> {
+pub fn marker(
+    check: Check,
+    text: &str,
+    json: Option<&Doc<'_, '_>>,
+    filler: &str,
+) -> Option<Marker> {
     match check {
         Check::EchoMarker => {
             let j = json?;
@@ -66,7 +72,7 @@ pub fn marker(check: Check, text: &str, json: Option<&Json<'_>>, filler: &str) -
 
 /// `[stream] check = "wsnode-chunk-text"`: the part's `/text` is the text
 /// wsnode's simulated generator gives `/message_id` at `/index`.
-pub fn chunk_text_ok(json: Option<&Json<'_>>) -> bool {
+pub fn chunk_text_ok(json: Option<&Doc<'_, '_>>) -> bool {
     let Some(j) = json else {
         return false;
     };
@@ -85,10 +91,16 @@ pub fn chunk_text_ok(json: Option<&Json<'_>>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profile::flat::Members;
 
     #[test]
     fn markers_read_back_what_was_sent() {
-        let j = Json::parse(br#"{"type":"echo","id":7,"ts":100,"payload":"150.xxxx"}"#).unwrap();
+        let mut m = Members::default();
+        let j = Doc::parse(
+            br#"{"type":"echo","id":7,"ts":100,"payload":"150.xxxx"}"#,
+            &mut m,
+        )
+        .unwrap();
         let want = Marker {
             intended_us: 100,
             sent_us: 150,
@@ -112,14 +124,15 @@ mod tests {
 
     #[test]
     fn chunk_text_is_checked_against_the_generator() {
+        let (mut m1, mut m2, mut m3) = (Members::default(), Members::default(), Members::default());
         let text = protocol::chunk::chunk_text("m-1", 4, 12);
         let ok = format!(r#"{{"message_id":"m-1","index":4,"text":"{text}"}}"#);
         let wrong = format!(r#"{{"message_id":"m-1","index":5,"text":"{text}"}}"#);
         let missing = r#"{"message_id":"m-1","index":4}"#;
         let (ok, wrong, missing) = (
-            Json::parse(ok.as_bytes()).unwrap(),
-            Json::parse(wrong.as_bytes()).unwrap(),
-            Json::parse(missing.as_bytes()).unwrap(),
+            Doc::parse(ok.as_bytes(), &mut m1).unwrap(),
+            Doc::parse(wrong.as_bytes(), &mut m2).unwrap(),
+            Doc::parse(missing.as_bytes(), &mut m3).unwrap(),
         );
         assert!(chunk_text_ok(Some(&ok)));
         assert!(!chunk_text_ok(Some(&wrong)));

@@ -4,6 +4,8 @@
 //! resumptions, parts and ends of streamed answers, replies.
 
 use crate::profile::checks::{self, Marker};
+use crate::profile::doc::Doc;
+use crate::profile::flat::Members;
 use crate::profile::json::Json;
 use crate::profile::matchers::IdError;
 use crate::profile::rules::Profile;
@@ -88,10 +90,11 @@ pub fn classify(p: &Profile, data: &[u8], keys: &Keys<'_>) -> Frame {
     let utf8 = std::str::from_utf8(data).ok();
     let text = utf8.unwrap_or("");
     // UTF-8 checked once: the tree is read from the text already checked.
-    let json: Option<Json<'_>> = match (p.needs_json, utf8) {
+    let mut members = Members::default();
+    let json: Option<Doc<'_, '_>> = match (p.needs_json, utf8) {
         (false, _) => None,
-        (true, Some(t)) => Json::parse_text(t),
-        (true, None) => Json::parse(data),
+        (true, Some(t)) => Doc::parse_text(t, &mut members),
+        (true, None) => Doc::parse(data, &mut members),
     };
     let json = json.as_ref();
     let ptr_u64 = |ptr: &Option<String>| {

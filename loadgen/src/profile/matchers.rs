@@ -2,6 +2,7 @@
 //! the two small value types every rule is built from, kept apart from the
 //! parser so the classifier and the rules both use them without a cycle.
 
+use crate::profile::doc::Doc;
 use crate::profile::json::Json;
 use serde_json::Value;
 
@@ -53,7 +54,7 @@ impl IdError {
 
 impl Matcher {
     /// Does the frame match? `json` is the frame parsed, when it is JSON.
-    pub fn matches(&self, text: &str, json: Option<&Json<'_>>) -> bool {
+    pub fn matches(&self, text: &str, json: Option<&Doc<'_, '_>>) -> bool {
         match self {
             Matcher::Text(t) => text == t,
             Matcher::Prefix(p) => text.starts_with(p.as_str()),
@@ -77,7 +78,7 @@ impl IdRule {
     pub fn extract(
         &self,
         text: &str,
-        json: Option<&Json<'_>>,
+        json: Option<&Doc<'_, '_>>,
         prefix: &str,
     ) -> Result<Option<u64>, IdError> {
         let raw = match self {

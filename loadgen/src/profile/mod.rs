@@ -9,11 +9,15 @@
 //! `spec` is the file as written; `matchers` and `locate` the pieces and
 //! their located errors; `rules` the checked and compiled profile;
 //! `checks` the built-in content checks; `json` a frame's borrowed JSON
-//! tree (`flat` its one-pass reading of a plain object); `classify` what a frame is under a profile. docs/PROFILES.md documents every key.
+//! tree (`flat` its one-pass reading of a plain object, as a tree or as a
+//! table of members on the stack); `doc` a frame as the rules read it (the
+//! table when it fits, else the tree); `classify` what a frame is under a
+//! profile. docs/PROFILES.md documents every key.
 
 pub mod builtin;
 pub mod checks;
 pub mod classify;
+pub mod doc;
 pub mod flat;
 pub mod json;
 pub mod locate;
