@@ -19,7 +19,7 @@ use crate::floorrun::{Outcome, Schedule};
 use crate::floorwire::{MaskKeys, Rx, Wire};
 use io_uring::{IoUring, opcode, squeue, types};
 use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// A receive's user data has this bit clear, a send's set.
 const SEND: u64 = 1;
@@ -206,7 +206,7 @@ fn push(ring: &mut IoUring, sqe: &squeue::Entry) -> Result<(), String> {
         if unsafe { ring.submission().push(sqe) }.is_ok() {
             return Ok(());
         }
+        // Full: hand the queued entries to the kernel, which empties it.
         ring.submit().map_err(|e| format!("io_uring_enter: {e}"))?;
-        std::thread::sleep(Duration::ZERO);
     }
 }
