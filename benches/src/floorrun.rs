@@ -35,6 +35,13 @@ impl Schedule {
         k * self.interval_ns + i * self.interval_ns / self.conns
     }
 
+    /// When connection `i`'s message `k` is due, if it is by `now_ns` and
+    /// within the run (the clients walk the connections in due order).
+    pub fn due_now(&self, i: usize, k: u64, now_ns: u64) -> Option<u64> {
+        let at = self.due(i as u64, k);
+        (at <= now_ns && at < self.end_ns).then_some(at)
+    }
+
     /// Past this nothing more is awaited.
     pub fn give_up_ns(&self) -> u64 {
         self.end_ns + 2_000_000_000

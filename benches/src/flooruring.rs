@@ -23,6 +23,9 @@ use std::time::Instant;
 
 /// A receive's user data has this bit clear, a send's set.
 const SEND: u64 = 1;
+/// Bytes waiting behind a send in flight, past which the server is taken
+/// to have stopped reading (the epoll client's short write).
+const MORE_CAP: usize = 64 << 10;
 
 struct Conn {
     /// Kept open for the run (the ring holds registered copies).
@@ -31,11 +34,11 @@ struct Conn {
     /// A bare reply's bytes (a WebSocket reply reads into `rx`'s own buffer).
     bare: Box<[u8]>,
     next: u64,
-    /// Bytes of the send in flight (the kernel reads them until it completes).
+    /// Bytes of the send in flight (the kernel reads them until it
+    /// completes); empty when none is.
     out: Vec<u8>,
-    /// Bytes that fell due while a send was in flight.
+    /// Bytes that fell due while a send was in flight (at most `MORE_CAP`).
     more: Vec<u8>,
-    sending: bool,
 }
 
 /// Drive connected (and handshaken) sockets on the schedule; `leftover`
@@ -72,7 +75,6 @@ pub fn drive(
             next: 0,
             out: Vec::with_capacity(256),
             more: Vec::new(),
-            sending: false,
         })
         .collect();
     for (i, c) in conns.iter_mut().enumerate() {
@@ -91,14 +93,10 @@ pub fn drive(
             break;
         }
         out.window_at(&sched, now, server_pid)?;
-        loop {
-            let at = sched.due(cursor as u64, conns[cursor].next);
-            if at > now || at >= sched.end_ns {
-                break;
-            }
+        while let Some(at) = sched.due_now(cursor, conns[cursor].next, now) {
             let c = &mut conns[cursor];
             wire.message(c.next, at, now, keys.next_key(), &mut msg);
-            if let Some(sqe) = queue_send(c, &msg, cursor) {
+            if let Some(sqe) = queue_send(c, &msg, cursor)? {
                 push(&mut ring, &sqe)?;
             }
             out.sent(&sched, at);
@@ -128,13 +126,11 @@ pub fn drive(
             let c = &mut conns[i];
             if data & SEND != 0 {
                 let sent = usize::try_from(res).map_err(|_| format!("send: error {}", -res))?;
-                c.sending = false;
                 c.out.drain(..sent.min(c.out.len()));
                 if c.out.is_empty() {
                     std::mem::swap(&mut c.out, &mut c.more);
                 }
                 if !c.out.is_empty() {
-                    c.sending = true;
                     let sqe = send_sqe(c, i);
                     push(&mut ring, &sqe)?;
                 }
@@ -148,7 +144,7 @@ pub fn drive(
             let got = t0.elapsed().as_nanos() as u64;
             c.rx.filled(&c.bare, len, &mut ctl, |at| out.answered(&sched, at, got))?;
             if !ctl.is_empty() {
-                if let Some(sqe) = queue_send(c, &ctl, i) {
+                if let Some(sqe) = queue_send(c, &ctl, i)? {
                     push(&mut ring, &sqe)?;
                 }
                 ctl.clear();
@@ -185,16 +181,17 @@ fn send_sqe(c: &Conn, i: usize) -> squeue::Entry {
 }
 
 /// Queue `bytes` on connection `i`: a send to submit now, or `None` when
-/// one is in flight (they follow it).
-fn queue_send(c: &mut Conn, bytes: &[u8], i: usize) -> Option<squeue::Entry> {
-    if c.sending {
+/// one is in flight (they follow it, bounded by `MORE_CAP`).
+fn queue_send(c: &mut Conn, bytes: &[u8], i: usize) -> Result<Option<squeue::Entry>, String> {
+    if !c.out.is_empty() {
+        if c.more.len() + bytes.len() > MORE_CAP {
+            return Err("sends pile up: the server stopped reading".into());
+        }
         c.more.extend_from_slice(bytes);
-        return None;
+        return Ok(None);
     }
-    c.out.clear();
     c.out.extend_from_slice(bytes);
-    c.sending = true;
-    Some(send_sqe(c, i))
+    Ok(Some(send_sqe(c, i)))
 }
 
 /// Put one entry on the submission queue, submitting first if it is full.

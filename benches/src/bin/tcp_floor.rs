@@ -352,12 +352,8 @@ fn drive(
         }
         out.window_at(&sched, now, server_pid)?;
         // Send for every connection whose time has come.
-        loop {
+        while let Some(at) = sched.due_now(cursor, conns[cursor].next, now) {
             let c = &mut conns[cursor];
-            let at = sched.due(cursor as u64, c.next);
-            if at > now || at >= sched.end_ns {
-                break;
-            }
             wire.message(c.next, at, now, keys.next_key(), &mut msg);
             if c.stream.write(&msg).map_err(|e| format!("write: {e}"))? != msg.len() {
                 return Err("short write: the server stopped reading".into());

@@ -90,11 +90,18 @@ pub fn classify(p: &Profile, data: &[u8], keys: &Keys<'_>) -> Frame {
     let utf8 = std::str::from_utf8(data).ok();
     let text = utf8.unwrap_or("");
     // UTF-8 checked once: the tree is read from the text already checked.
-    let mut members = Members::default();
+    // The members' table is set up only for a profile that reads JSON.
+    let mut members;
     let json: Option<Doc<'_, '_>> = match (p.needs_json, utf8) {
         (false, _) => None,
-        (true, Some(t)) => Doc::parse_text(t, &mut members),
-        (true, None) => Doc::parse(data, &mut members),
+        (true, Some(t)) => {
+            members = Members::default();
+            Doc::parse_text(t, &mut members)
+        }
+        (true, None) => {
+            members = Members::default();
+            Doc::parse(data, &mut members)
+        }
     };
     let json = json.as_ref();
     let ptr_u64 = |ptr: &Option<String>| {

@@ -5,7 +5,7 @@
 //! and the one-pass reader it builds on stay below it.
 
 use crate::profile::flat::Members;
-use crate::profile::json::Json;
+use crate::profile::json::{Json, unescape};
 
 /// A frame as a profile's rules read it: its members in place when it is
 /// one object of plain members (nearly every reply; nothing is allocated),
@@ -53,7 +53,7 @@ impl<'m, 'a> Doc<'m, 'a> {
                 if rest.contains('/') {
                     return None;
                 }
-                m.get(&rest.replace("~1", "/").replace("~0", "~"))
+                m.get(&unescape(rest))
             }
         }
     }

@@ -101,7 +101,8 @@ impl<'a> Members<'a> {
             .map(|(_, v)| v)
     }
 
-    /// The same object as a tree.
+    /// The same object as a tree (what the tests compare).
+    #[cfg(test)]
     pub fn to_tree(&self) -> Json<'a> {
         Json::Obj(
             self.list[..self.len]

@@ -55,12 +55,7 @@ impl<'a> Json<'a> {
         }
         let mut cur = self;
         for raw in rest.split('/') {
-            let token: Cow<'_, str> = if raw.contains('~') {
-                Cow::Owned(raw.replace("~1", "/").replace("~0", "~"))
-            } else {
-                Cow::Borrowed(raw)
-            };
-            cur = cur.child(&token)?;
+            cur = cur.child(&unescape(raw))?;
         }
         Some(cur)
     }
@@ -130,6 +125,15 @@ impl<'a> Json<'a> {
             Json::Num(n) => n.to_string(),
             Json::Arr(_) | Json::Obj(_) => "[structured value]".into(),
         }
+    }
+}
+
+/// One JSON pointer token as the key it names (`~1` is `/`, `~0` is `~`).
+pub fn unescape(raw: &str) -> Cow<'_, str> {
+    if raw.contains('~') {
+        Cow::Owned(raw.replace("~1", "/").replace("~0", "~"))
+    } else {
+        Cow::Borrowed(raw)
     }
 }
 
