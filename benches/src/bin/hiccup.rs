@@ -7,13 +7,23 @@
 //! thread off a vCPU the hypervisor has paused: one unpinned sleeper would
 //! run on the other CPU and see nothing.
 //!
-//! Prints each second's worst wake per CPU, then each CPU's p50, p99 and
-//! max. Bounded: at most 600 s, one thread per CPU this process may run
-//! on (at most 256).
+//! A sleeper cannot see a pause shorter than its own sleep and wake-up
+//! (about 1 ms here). `--spin` sees them: one thread per CPU, pinned,
+//! reads the clock in a tight loop and records every gap between two
+//! readings of at least `--gap-us`. It also counts the times the guest's
+//! scheduler took its CPU from it (`getrusage`'s involuntary switches): a
+//! gap with none is time the guest did not run at all (the hypervisor had
+//! the vCPU), as a guest interrupt lasts microseconds. It keeps every CPU
+//! busy, so it measures an idle machine, not one under test.
+//!
+//! Prints each second's worst wake (or gap) per CPU, then each CPU's p50,
+//! p99 and max. Bounded: at most 600 s, one thread per CPU this process
+//! may run on (at most 256).
 //!
 //! ```sh
 //! cargo build --release -p wsbench-benches --bin hiccup
 //! target/release/hiccup --seconds 15 & target/release/loadgen --stages 3s:4500,12s:4500 --rate 10 --json run.json
+//! target/release/hiccup --spin --seconds 10      # on an idle machine: the host's own pauses
 //! ```
 
 use clap::Parser;
@@ -30,25 +40,84 @@ struct Opts {
     /// Each sleep asked for, in microseconds. Example: --period-us 1000
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..=100_000))]
     period_us: u64,
+    /// Spin on the clock instead of sleeping (takes every CPU: run it on an
+    /// idle machine). Example: --spin
+    #[arg(long)]
+    spin: bool,
+    /// With --spin, the shortest gap between two clock readings recorded,
+    /// in microseconds. Example: --gap-us 100
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..=100_000))]
+    gap_us: u64,
 }
 
-/// One CPU's sleeper: each second's worst late wake (us), and all of them.
+/// One CPU's sleeper (or spinner): each second's worst late wake or gap
+/// (us), and all of them.
 struct Sleeper {
     cpu: usize,
     per_second: Vec<u64>,
     all: Histogram<u64>,
+    /// A spinner's involuntary context switches over its run (`None` for a
+    /// sleeper, which gives its CPU up on purpose).
+    taken: Option<i64>,
+    /// A spinner's gaps during which the guest's scheduler did not switch
+    /// it out: the guest did not run on that CPU at all.
+    unseen: Histogram<u64>,
+}
+
+impl Sleeper {
+    fn new(cpu: usize) -> Sleeper {
+        Sleeper {
+            cpu,
+            per_second: Vec::new(),
+            all: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+            taken: None,
+            unseen: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+        }
+    }
+
+    /// Note a late wake or gap of `us`, `at` into the run.
+    fn note(&mut self, at: Duration, us: u64) {
+        self.all.saturating_record(us.max(1));
+        let second = at.as_secs() as usize;
+        if self.per_second.len() <= second {
+            self.per_second.resize(second + 1, 0);
+        }
+        self.per_second[second] = self.per_second[second].max(us);
+    }
 }
 
 fn main() {
     let o = Opts::parse();
     let period = Duration::from_micros(o.period_us);
     let until = Instant::now() + Duration::from_secs(o.seconds);
+    let (gap, spin) = (Duration::from_micros(o.gap_us), o.spin);
     let handles: Vec<_> = allowed_cpus()
         .into_iter()
-        .map(|cpu| std::thread::spawn(move || sleep_on(cpu, period, until)))
+        .map(|cpu| {
+            std::thread::spawn(move || {
+                if spin {
+                    spin_on(cpu, gap, until)
+                } else {
+                    sleep_on(cpu, period, until)
+                }
+            })
+        })
         .collect();
     let sleepers: Vec<Sleeper> = handles.into_iter().filter_map(|h| h.join().ok()).collect();
-    print!("{}", report(&sleepers, o.period_us));
+    let what = if o.spin {
+        What::Spin(o.gap_us)
+    } else {
+        What::Sleep(o.period_us)
+    };
+    print!("{}", report(&sleepers, what));
+}
+
+/// What the threads did: slept this long each time, or spun, recording
+/// gaps of at least this long (us).
+#[derive(Clone, Copy)]
+enum What {
+    Sleep(u64),
+    Spin(u64),
 }
 
 /// Pin this thread to `cpu` (best effort: unpinned, it still measures the
@@ -56,23 +125,54 @@ fn main() {
 fn sleep_on(cpu: usize, period: Duration, until: Instant) -> Sleeper {
     pin(cpu);
     let t0 = Instant::now();
-    let mut s = Sleeper {
-        cpu,
-        per_second: Vec::new(),
-        all: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
-    };
+    let mut s = Sleeper::new(cpu);
     while Instant::now() < until {
         let asked = Instant::now();
         std::thread::sleep(period);
         let late = asked.elapsed().saturating_sub(period).as_micros() as u64;
-        s.all.saturating_record(late.max(1));
-        let second = t0.elapsed().as_secs() as usize;
-        if s.per_second.len() <= second {
-            s.per_second.resize(second + 1, 0);
-        }
-        s.per_second[second] = s.per_second[second].max(late);
+        s.note(t0.elapsed(), late);
     }
     s
+}
+
+/// Pin this thread to `cpu` and read the clock until `until`, noting every
+/// gap of at least `gap` between two readings.
+fn spin_on(cpu: usize, gap: Duration, until: Instant) -> Sleeper {
+    pin(cpu);
+    let first = involuntary_switches();
+    let mut switched = first;
+    let t0 = Instant::now();
+    let mut s = Sleeper::new(cpu);
+    let mut last = t0;
+    while last < until {
+        let now = Instant::now();
+        let d = now - last;
+        if d >= gap {
+            let us = d.as_micros() as u64;
+            s.note(last - t0, us);
+            // Read only after a gap (a system call): a switch since the
+            // last gap counts against this one, so a gap is called the
+            // host's only when the guest surely switched nothing.
+            let n = involuntary_switches();
+            if n == switched {
+                s.unseen.saturating_record(us.max(1));
+            }
+            switched = n;
+        }
+        last = now;
+    }
+    s.taken = Some(involuntary_switches() - first);
+    s
+}
+
+/// This thread's involuntary context switches so far.
+fn involuntary_switches() -> i64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) } != 0 {
+        return 0;
+    }
+    u.ru_nivcsw
 }
 
 fn pin(cpu: usize) {
@@ -80,11 +180,16 @@ fn pin(cpu: usize) {
     let _ = placement::pin_current(cpu);
 }
 
-fn report(sleepers: &[Sleeper], period_us: u64) -> String {
+fn report(sleepers: &[Sleeper], what: What) -> String {
     let ms = |us: u64| us as f64 / 1000.0;
-    let mut s = format!(
-        "hiccup: a sleeper per CPU asking for {period_us} us; worst late wake per second, ms\n\n| second |"
-    );
+    let mut s = match what {
+        What::Sleep(us) => format!(
+            "hiccup: a sleeper per CPU asking for {us} us; worst late wake per second, ms\n\n| second |"
+        ),
+        What::Spin(us) => format!(
+            "hiccup --spin: a spinner per CPU; worst gap of at least {us} us between two clock readings per second, ms (0: none)\n\n| second |"
+        ),
+    };
     for p in sleepers {
         s.push_str(&format!(" CPU {} |", p.cpu));
     }
@@ -106,14 +211,26 @@ fn report(sleepers: &[Sleeper], period_us: u64) -> String {
     }
     s.push('\n');
     for p in sleepers {
+        let (what, how) = match what {
+            What::Sleep(_) => ("wakes", "late by"),
+            What::Spin(_) => ("gaps", "lasting"),
+        };
         s.push_str(&format!(
-            "CPU {}: {} wakes, late by p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n",
+            "CPU {}: {} {what}, {how} p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
             p.cpu,
             p.all.len(),
             ms(p.all.value_at_quantile(0.5)),
             ms(p.all.value_at_quantile(0.99)),
             ms(p.all.max()),
         ));
+        if let Some(n) = p.taken {
+            s.push_str(&format!(
+                "; the guest's scheduler took this CPU from the spinner {n} times; {} gaps with no switch (the guest did not run: the host's), max {:.2} ms",
+                p.unseen.len(),
+                ms(p.unseen.max()),
+            ));
+        }
+        s.push('\n');
     }
     s
 }
@@ -128,16 +245,9 @@ mod tests {
         let a = sleep_on(0, Duration::from_millis(1), until);
         assert!(a.all.len() > 10, "{} wakes", a.all.len());
         assert_eq!(a.per_second.len(), 2, "{:?}", a.per_second);
-        let b = Sleeper {
-            cpu: 1,
-            per_second: vec![2500],
-            all: {
-                let mut h = Histogram::new_with_bounds(1, 60_000_000, 3).unwrap();
-                h.record(2500).unwrap();
-                h
-            },
-        };
-        let r = report(&[a, b], 1000);
+        let mut b = Sleeper::new(1);
+        b.note(Duration::from_millis(300), 2500);
+        let r = report(&[a, b], What::Sleep(1000));
         assert!(r.contains("| second | CPU 0 | CPU 1 |"), "{r}");
         // CPU 1 has no second 1: shown as missing, not as on time.
         assert!(
@@ -147,6 +257,47 @@ mod tests {
         );
         assert!(
             r.contains("CPU 1: 1 wakes, late by p50 2.50 ms, p99 2.50 ms, max 2.50 ms"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn a_spinner_notes_gaps_and_what_the_guest_took() {
+        // A second busy thread on the spinner's CPU: the guest's scheduler
+        // takes turns between the two, so the spinner sees gaps, and
+        // counts the switches that made them.
+        let cpu = allowed_cpus()[0];
+        let until = Instant::now() + Duration::from_millis(400);
+        let rival = std::thread::spawn(move || {
+            pin(cpu);
+            let mut n = 0u64;
+            while Instant::now() < until {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        });
+        let a = spin_on(cpu, Duration::from_micros(100), until);
+        rival.join().unwrap();
+        assert!(a.taken.is_some_and(|n| n > 0), "{:?}", a.taken);
+        assert!(!a.all.is_empty(), "no gap seen beside a busy thread");
+        assert!(
+            a.per_second.len() == 1 && a.per_second[0] >= 100,
+            "{:?}",
+            a.per_second
+        );
+        let mut b = Sleeper::new(1);
+        b.note(Duration::from_millis(1500), 1400);
+        b.note(Duration::from_millis(1600), 400);
+        b.taken = Some(0);
+        b.unseen.record(1400).unwrap();
+        let r = report(&[a, b], What::Spin(100));
+        assert!(r.starts_with("hiccup --spin"), "{r}");
+        assert!(
+            r.lines()
+                .any(|l| l.starts_with("| 1 |") && l.ends_with(" 1.4 |")),
+            "{r}"
+        );
+        assert!(
+            r.contains("CPU 1: 2 gaps, lasting p50 0.40 ms, p99 1.40 ms, max 1.40 ms; the guest's scheduler took this CPU from the spinner 0 times; 1 gaps with no switch (the guest did not run: the host's), max 1.40 ms"),
             "{r}"
         );
     }
@@ -168,5 +319,7 @@ mod tests {
         assert!(Opts::try_parse_from(["hiccup", "--seconds", "601"]).is_err());
         assert!(Opts::try_parse_from(["hiccup", "--period-us", "99"]).is_err());
         assert!(Opts::try_parse_from(["hiccup"]).is_ok());
+        assert!(Opts::try_parse_from(["hiccup", "--spin", "--gap-us", "9"]).is_err());
+        assert!(Opts::try_parse_from(["hiccup", "--spin", "--gap-us", "100"]).is_ok());
     }
 }
