@@ -14,6 +14,7 @@
 use super::conn::{Conn, Scratch, Step};
 use super::handoff::{Handoff, Inbox, Returned};
 use super::timers::Timers;
+use super::trace::{self, Trace, Turn};
 use crate::engine::ctx::RunCtx;
 use crate::engine::session::End;
 use crate::engine::stats::ErrorKind;
@@ -54,7 +55,7 @@ pub fn spawn(
     let (tx, rx) = mpsc::unbounded_channel();
     let (ended_tx, ended) = oneshot::channel::<()>();
     let stopper = looping::spawn(format!("loadgen-loop-{i}"), cpu, &waker, move |stop| {
-        run(ctx, poll, rx, stop);
+        run(ctx, i, poll, rx, stop);
         drop(ended_tx);
     })?;
     // Aborting (or dropping) this task stops the loop.
@@ -67,7 +68,13 @@ pub fn spawn(
 
 /// Run the loop until its inbox closes and its last session has ended, or
 /// until `stop`.
-fn run(ctx: Arc<RunCtx>, poll: Poll, mut inbox: mpsc::UnboundedReceiver<Handoff>, stop: &StopFlag) {
+fn run(
+    ctx: Arc<RunCtx>,
+    i: usize,
+    poll: Poll,
+    mut inbox: mpsc::UnboundedReceiver<Handoff>,
+    stop: &StopFlag,
+) {
     let registry = match poll.registry().try_clone() {
         Ok(r) => r,
         Err(e) => {
@@ -95,7 +102,11 @@ fn run(ctx: Arc<RunCtx>, poll: Poll, mut inbox: mpsc::UnboundedReceiver<Handoff>
         again: Vec::new(),
         waiting: 0,
     };
-    turns(&mut lp, poll, inbox, stop);
+    let mut trace = Trace::from_env(i, lp.ctx.t0);
+    turns(&mut lp, poll, inbox, stop, trace.as_mut());
+    if let Some(line) = trace.and_then(|t| t.end()) {
+        eprintln!("{line}");
+    }
 }
 
 /// The loop's turns, until its inbox closed and its last session ended.
@@ -104,6 +115,7 @@ fn turns(
     mut poll: Poll,
     mut inbox: mpsc::UnboundedReceiver<Handoff>,
     stop: &StopFlag,
+    mut trace: Option<&mut Trace>,
 ) {
     let mut events = Events::with_capacity(EVENTS);
     let mut open = true;
@@ -144,13 +156,17 @@ fn turns(
             timeout = Some(Duration::ZERO);
         }
         events.clear();
+        let asleep = trace.is_some().then(Instant::now);
         if let Err(e) = poll.poll(&mut events, timeout)
             && e.kind() != io::ErrorKind::Interrupted
         {
             lp.fail_all(&format!("the connection loop's epoll failed: {e}"));
             return;
         }
-        let _held = lp.ctx.stats.hold(&shard);
+        // With the trace on: when the wait ended, and this thread's CPU
+        // time then.
+        let woke = asleep.map(|a| (a, Instant::now(), trace::thread_cpu()));
+        let held = lp.ctx.stats.hold(&shard);
         // One clock reading for the turn's socket events (their wakes are
         // coarse); sends and replies read their own.
         let now = Instant::now();
@@ -178,9 +194,28 @@ fn turns(
         // pacer sends them), not one by one as replies wake the loop: the
         // server then takes many messages per wake-up too.
         let now = Instant::now();
+        let events_done = woke.map(|_| (now, trace::thread_cpu()));
+        let mut fired = 0;
         if timer || now >= last_timers + TIMER_TICK {
-            lp.run_timers(now);
+            fired = lp.run_timers(now);
             last_timers = now;
+        }
+        // The turn's records go in before anything is printed.
+        drop(held);
+        if let (Some(t), Some((asleep, woke, cpu0)), Some((at, cpu1))) =
+            (trace.as_deref_mut(), woke, events_done)
+        {
+            let turn = Turn {
+                slept: woke - asleep,
+                woke,
+                ready: events.iter().count(),
+                events: (at - woke, cpu1.saturating_sub(cpu0)),
+                timers_fired: fired,
+                timers: (at.elapsed(), trace::thread_cpu().saturating_sub(cpu1)),
+            };
+            if let Some(line) = t.line(&turn) {
+                eprintln!("{line}");
+            }
         }
     }
 }
@@ -328,8 +363,9 @@ impl Loop {
         }
     }
 
-    /// Fire every wake that is due and still live.
-    fn run_timers(&mut self, now: Instant) {
+    /// Fire every wake that is due and still live; how many fired.
+    fn run_timers(&mut self, now: Instant) -> usize {
+        let mut fired = 0;
         // A session always moves its wake past `now`; the bound only keeps
         // a mistake there from becoming a busy loop.
         let mut left = 2 * self.entries.len() + 16;
@@ -354,8 +390,10 @@ impl Loop {
                 continue;
             }
             e.conn.wake = None;
+            fired += 1;
             self.on_event(idx, Event::Timer, now);
         }
+        fired
     }
 
     /// Every session drained: those waiting for the others close now.

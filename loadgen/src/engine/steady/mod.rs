@@ -25,6 +25,7 @@ mod conn;
 mod event_loop;
 mod handoff;
 mod timers;
+pub mod trace;
 
 pub use handoff::{Handoff, Inbox, Returned};
 
