@@ -88,27 +88,22 @@ impl Sleeper {
 
 fn main() {
     let o = Opts::parse();
-    let period = Duration::from_micros(o.period_us);
     let until = Instant::now() + Duration::from_secs(o.seconds);
-    let (gap, spin) = (Duration::from_micros(o.gap_us), o.spin);
-    let handles: Vec<_> = allowed_cpus()
-        .into_iter()
-        .map(|cpu| {
-            std::thread::spawn(move || {
-                if spin {
-                    spin_on(cpu, gap, until)
-                } else {
-                    sleep_on(cpu, period, until)
-                }
-            })
-        })
-        .collect();
-    let sleepers: Vec<Sleeper> = handles.into_iter().filter_map(|h| h.join().ok()).collect();
     let what = if o.spin {
         What::Spin(o.gap_us)
     } else {
         What::Sleep(o.period_us)
     };
+    let handles: Vec<_> = allowed_cpus()
+        .into_iter()
+        .map(|cpu| {
+            std::thread::spawn(move || match what {
+                What::Spin(us) => spin_on(cpu, Duration::from_micros(us), until),
+                What::Sleep(us) => sleep_on(cpu, Duration::from_micros(us), until),
+            })
+        })
+        .collect();
+    let sleepers: Vec<Sleeper> = handles.into_iter().filter_map(|h| h.join().ok()).collect();
     print!("{}", report(&sleepers, what));
 }
 
@@ -160,6 +155,11 @@ fn spin_on(cpu: usize, gap: Duration, until: Instant) -> Sleeper {
             switched = n;
         }
         last = now;
+    }
+    // Every second spun is a row, a second with no gap as 0.
+    let seconds = (last - t0).as_secs() as usize + 1;
+    if s.per_second.len() < seconds {
+        s.per_second.resize(seconds, 0);
     }
     s.taken = Some(involuntary_switches() - first);
     s

@@ -14,7 +14,7 @@
 use super::conn::{Conn, Scratch, Step};
 use super::handoff::{Handoff, Inbox, Returned};
 use super::timers::Timers;
-use super::trace::{self, Trace, Turn};
+use super::trace::Trace;
 use crate::engine::ctx::RunCtx;
 use crate::engine::session::End;
 use crate::engine::stats::ErrorKind;
@@ -156,16 +156,18 @@ fn turns(
             timeout = Some(Duration::ZERO);
         }
         events.clear();
-        let asleep = trace.is_some().then(Instant::now);
+        if let Some(t) = trace.as_deref_mut() {
+            t.sleeping();
+        }
         if let Err(e) = poll.poll(&mut events, timeout)
             && e.kind() != io::ErrorKind::Interrupted
         {
             lp.fail_all(&format!("the connection loop's epoll failed: {e}"));
             return;
         }
-        // With the trace on: when the wait ended, and this thread's CPU
-        // time then.
-        let woke = asleep.map(|a| (a, Instant::now(), trace::thread_cpu()));
+        if let Some(t) = trace.as_deref_mut() {
+            t.woke();
+        }
         let held = lp.ctx.stats.hold(&shard);
         // One clock reading for the turn's socket events (their wakes are
         // coarse); sends and replies read their own.
@@ -193,8 +195,10 @@ fn turns(
         // Due sends leave in one batch a millisecond (as the task path's
         // pacer sends them), not one by one as replies wake the loop: the
         // server then takes many messages per wake-up too.
+        if let Some(t) = trace.as_deref_mut() {
+            t.events_done();
+        }
         let now = Instant::now();
-        let events_done = woke.map(|_| (now, trace::thread_cpu()));
         let mut fired = 0;
         if timer || now >= last_timers + TIMER_TICK {
             fired = lp.run_timers(now);
@@ -202,20 +206,11 @@ fn turns(
         }
         // The turn's records go in before anything is printed.
         drop(held);
-        if let (Some(t), Some((asleep, woke, cpu0)), Some((at, cpu1))) =
-            (trace.as_deref_mut(), woke, events_done)
+        if let Some(line) = trace
+            .as_deref_mut()
+            .and_then(|t| t.finish(events.iter().count(), fired))
         {
-            let turn = Turn {
-                slept: woke - asleep,
-                woke,
-                ready: events.iter().count(),
-                events: (at - woke, cpu1.saturating_sub(cpu0)),
-                timers_fired: fired,
-                timers: (at.elapsed(), trace::thread_cpu().saturating_sub(cpu1)),
-            };
-            if let Some(line) = t.line(&turn) {
-                eprintln!("{line}");
-            }
+            eprintln!("{line}");
         }
     }
 }

@@ -20,13 +20,20 @@ pub const MAX_LINES: u64 = 10_000;
 /// The largest threshold taken, in milliseconds.
 const MAX_MS: f64 = 60_000.0;
 
-/// One loop's trace: its threshold and what it has printed.
+/// One loop's trace: its threshold, the current turn's clock readings and
+/// what it has printed.
 pub struct Trace {
     loop_i: usize,
     over: Duration,
     t0: Instant,
     printed: u64,
     dropped: u64,
+    /// Going into `epoll_wait`.
+    asleep: Instant,
+    /// Out of it, with the thread's CPU time then.
+    woke: (Instant, Duration),
+    /// The socket events done, with the thread's CPU time then.
+    events_done: (Instant, Duration),
 }
 
 /// What one turn did, as the loop measured it.
@@ -78,7 +85,40 @@ impl Trace {
             t0,
             printed: 0,
             dropped: 0,
+            asleep: t0,
+            woke: (t0, Duration::ZERO),
+            events_done: (t0, Duration::ZERO),
         }
+    }
+
+    /// The loop is going into `epoll_wait`.
+    pub fn sleeping(&mut self) {
+        self.asleep = Instant::now();
+    }
+
+    /// `epoll_wait` returned.
+    pub fn woke(&mut self) {
+        self.woke = (Instant::now(), thread_cpu());
+    }
+
+    /// The turn's socket events are done.
+    pub fn events_done(&mut self) {
+        self.events_done = (Instant::now(), thread_cpu());
+    }
+
+    /// The turn is done, with `ready` events taken and `timers_fired`
+    /// timers: its line, when it went over the threshold.
+    pub fn finish(&mut self, ready: usize, timers_fired: usize) -> Option<String> {
+        let ((woke, cpu0), (at, cpu1)) = (self.woke, self.events_done);
+        let turn = Turn {
+            slept: woke.saturating_duration_since(self.asleep),
+            woke,
+            ready,
+            events: (at - woke, cpu1.saturating_sub(cpu0)),
+            timers_fired,
+            timers: (at.elapsed(), thread_cpu().saturating_sub(cpu1)),
+        };
+        self.line(&turn)
     }
 
     /// The line for `turn` when it went over the threshold and the loop
