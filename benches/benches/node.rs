@@ -15,7 +15,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use fastwebsockets::{Frame, OpCode, Payload, WebSocket};
 use protocol::{ServerMsg, StreamStatus};
 use server::broker::memory::{MemoryBroker, MemoryLimits};
-use server::broker::{AnswerPlan, AttachRequest, Broker, ConnSink, OutQueue};
+use server::broker::{AnswerPlan, AttachRequest, Broker, ConnSink, OutQueue, Owner, StreamLease};
 use server::frames;
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -32,6 +32,26 @@ fn plan() -> AnswerPlan {
         chunk_size: 32,
         prompt: "bench".into(),
     }
+}
+
+/// End `lease`'s stream and open stream `id` in its place. A benched
+/// stream ends after its plan's chunks, as an answer does: one endless
+/// stream would fill the broker's bounded cache (criterion runs millions
+/// of appends on a fast host) and be refused, as the node's would. One
+/// append in `plan().chunks` pays for this.
+fn next_stream<B: Broker>(
+    rt: &tokio::runtime::Runtime,
+    broker: &B,
+    lease: &mut StreamLease,
+    owner: &Owner,
+    id: String,
+    done: &Bytes,
+) {
+    rt.block_on(broker.finish_stream(lease, StreamStatus::Done, done.clone()))
+        .expect("finish");
+    *lease = rt
+        .block_on(broker.open_stream(owner, Arc::from(id), &plan()))
+        .expect("a stream");
 }
 
 fn broker_fan_out(c: &mut Criterion) {
@@ -65,8 +85,8 @@ fn broker_fan_out(c: &mut Criterion) {
             }
             owner.expect("a session")
         });
-        let lease = rt
-            .block_on(broker.open_stream(&owner, Arc::from("m-1"), &plan()))
+        let mut lease = rt
+            .block_on(broker.open_stream(&owner, Arc::from("m-0"), &plan()))
             .expect("a stream");
         // The session's welcome frames are not what is measured.
         for q in &mut queues {
@@ -86,10 +106,22 @@ fn broker_fan_out(c: &mut Criterion) {
             delivered as u64, conns,
             "one chunk reaches every connection"
         );
-        let mut index = 1u32;
+        let done = Bytes::from_static(br#"{"type":"done","message_id":"m-1","chunks":1000}"#);
+        let (mut index, mut streams, per_stream) = (1u32, 1u64, plan().chunks);
         g.throughput(Throughput::Elements(conns));
         g.bench_with_input(BenchmarkId::from_parameter(conns), &conns, |b, _| {
             b.iter(|| {
+                if index == per_stream {
+                    next_stream(
+                        &rt,
+                        &broker,
+                        &mut lease,
+                        &owner,
+                        format!("m-{streams}"),
+                        &done,
+                    );
+                    (index, streams) = (0, streams + 1);
+                }
                 rt.block_on(broker.append_chunk(&lease, index, chunk.clone()))
                     .expect("append");
                 index += 1;
@@ -220,7 +252,7 @@ fn redis_append(c: &mut Criterion) {
         session_id: Arc::from("bench-session"),
         token: None,
     };
-    let (owner, lease) = rt.block_on(async {
+    let (owner, mut lease) = rt.block_on(async {
         // The broker connects in the background: retry the attach briefly.
         let mut attached = None;
         for _ in 0..50 {
@@ -239,15 +271,21 @@ fn redis_append(c: &mut Criterion) {
             .expect("a stream");
         (owner, lease)
     });
-    let _ = owner;
     let chunk = Bytes::from_static(
         br#"{"type":"chunk","message_id":"m-redis-1","index":0,"text":"0123456789abcdef"}"#,
     );
-    let mut index = 0u32;
+    let done = Bytes::from_static(br#"{"type":"done","message_id":"m-redis-1","chunks":1000}"#);
+    let (mut index, mut streams, per_stream) = (0u32, 1u64, plan().chunks);
     let mut g = c.benchmark_group("redis_broker_append");
     g.throughput(Throughput::Elements(1));
     g.bench_function("append_and_publish", |b| {
         b.iter(|| {
+            if index == per_stream {
+                streams += 1;
+                let id = format!("m-redis-{streams}");
+                next_stream(&rt, &broker, &mut lease, &owner, id, &done);
+                index = 0;
+            }
             rt.block_on(broker.append_chunk(&lease, index, chunk.clone()))
                 .expect("append");
             index += 1;
