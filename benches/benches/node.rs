@@ -22,6 +22,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::runtime::Runtime;
 use wsbench_benches::samples::server_msgs;
 
 /// The plan the benched streams are opened with (not generated here).
@@ -34,24 +35,54 @@ fn plan() -> AnswerPlan {
     }
 }
 
-/// End `lease`'s stream and open stream `id` in its place. A benched
-/// stream ends after its plan's chunks, as an answer does: one endless
-/// stream would fill the broker's bounded cache (criterion runs millions
-/// of appends on a fast host) and be refused, as the node's would. One
-/// append in `plan().chunks` pays for this.
-fn next_stream<B: Broker>(
-    rt: &tokio::runtime::Runtime,
-    broker: &B,
-    lease: &mut StreamLease,
-    owner: &Owner,
-    id: String,
-    done: &Bytes,
-) {
-    rt.block_on(broker.finish_stream(lease, StreamStatus::Done, done.clone()))
-        .expect("finish");
-    *lease = rt
-        .block_on(broker.open_stream(owner, Arc::from(id), &plan()))
-        .expect("a stream");
+/// The benched answer: each stream ends after its plan's chunks, as an
+/// answer does, and the next one opens. One endless stream would fill the
+/// broker's bounded cache (criterion runs millions of appends on a fast
+/// host) and be refused, as the node's would. One append in `per_stream`
+/// pays for the rotation.
+struct Answer {
+    lease: StreamLease,
+    /// The index the next chunk appends at.
+    next: u32,
+    per_stream: u32,
+    /// Streams opened so far; the next one's id is `prefix` and this count.
+    opened: u64,
+    prefix: &'static str,
+    done: Bytes,
+}
+
+impl Answer {
+    /// Stream `{prefix}0`, opened by `owner`.
+    fn open<B: Broker>(rt: &Runtime, broker: &B, owner: &Owner, prefix: &'static str) -> Answer {
+        let lease = rt
+            .block_on(broker.open_stream(owner, Arc::from(format!("{prefix}0")), &plan()))
+            .expect("a stream");
+        Answer {
+            lease,
+            next: 0,
+            per_stream: plan().chunks,
+            opened: 1,
+            prefix,
+            done: Bytes::from_static(br#"{"type":"done","message_id":"bench","chunks":1000}"#),
+        }
+    }
+
+    /// Append `chunk` at the next index, ending the stream and opening the
+    /// next one first when its plan's chunks are all in.
+    fn append<B: Broker>(&mut self, rt: &Runtime, broker: &B, owner: &Owner, chunk: &Bytes) {
+        if self.next == self.per_stream {
+            rt.block_on(broker.finish_stream(&self.lease, StreamStatus::Done, self.done.clone()))
+                .expect("finish");
+            let id = Arc::from(format!("{}{}", self.prefix, self.opened));
+            self.lease = rt
+                .block_on(broker.open_stream(owner, id, &plan()))
+                .expect("a stream");
+            (self.next, self.opened) = (0, self.opened + 1);
+        }
+        rt.block_on(broker.append_chunk(&self.lease, self.next, chunk.clone()))
+            .expect("append");
+        self.next += 1;
+    }
 }
 
 fn broker_fan_out(c: &mut Criterion) {
@@ -85,9 +116,7 @@ fn broker_fan_out(c: &mut Criterion) {
             }
             owner.expect("a session")
         });
-        let mut lease = rt
-            .block_on(broker.open_stream(&owner, Arc::from("m-0"), &plan()))
-            .expect("a stream");
+        let mut answer = Answer::open(&rt, &broker, &owner, "m-");
         // The session's welcome frames are not what is measured.
         for q in &mut queues {
             while q.try_recv().is_some() {}
@@ -96,8 +125,7 @@ fn broker_fan_out(c: &mut Criterion) {
             br#"{"type":"chunk","message_id":"m-1","index":0,"text":"0123456789abcdef"}"#,
         );
         // What is measured reaches every connection: one append, counted.
-        rt.block_on(broker.append_chunk(&lease, 0, chunk.clone()))
-            .expect("append");
+        answer.append(&rt, &broker, &owner, &chunk);
         let delivered: usize = queues
             .iter_mut()
             .map(|q| std::iter::from_fn(|| q.try_recv()).count())
@@ -106,25 +134,10 @@ fn broker_fan_out(c: &mut Criterion) {
             delivered as u64, conns,
             "one chunk reaches every connection"
         );
-        let done = Bytes::from_static(br#"{"type":"done","message_id":"m-1","chunks":1000}"#);
-        let (mut index, mut streams, per_stream) = (1u32, 1u64, plan().chunks);
         g.throughput(Throughput::Elements(conns));
         g.bench_with_input(BenchmarkId::from_parameter(conns), &conns, |b, _| {
             b.iter(|| {
-                if index == per_stream {
-                    next_stream(
-                        &rt,
-                        &broker,
-                        &mut lease,
-                        &owner,
-                        format!("m-{streams}"),
-                        &done,
-                    );
-                    (index, streams) = (0, streams + 1);
-                }
-                rt.block_on(broker.append_chunk(&lease, index, chunk.clone()))
-                    .expect("append");
-                index += 1;
+                answer.append(&rt, &broker, &owner, &chunk);
                 for q in &mut queues {
                     while q.try_recv().is_some() {}
                 }
@@ -252,7 +265,7 @@ fn redis_append(c: &mut Criterion) {
         session_id: Arc::from("bench-session"),
         token: None,
     };
-    let (owner, mut lease) = rt.block_on(async {
+    let owner = rt.block_on(async {
         // The broker connects in the background: retry the attach briefly.
         let mut attached = None;
         for _ in 0..50 {
@@ -264,31 +277,17 @@ fn redis_append(c: &mut Criterion) {
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
-        let owner = attached.expect("attached through Redis").session;
-        let lease = broker
-            .open_stream(&owner, Arc::from("m-redis-1"), &plan())
-            .await
-            .expect("a stream");
-        (owner, lease)
+        attached.expect("attached through Redis").session
     });
+    let mut answer = Answer::open(&rt, &broker, &owner, "m-redis-");
     let chunk = Bytes::from_static(
         br#"{"type":"chunk","message_id":"m-redis-1","index":0,"text":"0123456789abcdef"}"#,
     );
-    let done = Bytes::from_static(br#"{"type":"done","message_id":"m-redis-1","chunks":1000}"#);
-    let (mut index, mut streams, per_stream) = (0u32, 1u64, plan().chunks);
     let mut g = c.benchmark_group("redis_broker_append");
     g.throughput(Throughput::Elements(1));
     g.bench_function("append_and_publish", |b| {
         b.iter(|| {
-            if index == per_stream {
-                streams += 1;
-                let id = format!("m-redis-{streams}");
-                next_stream(&rt, &broker, &mut lease, &owner, id, &done);
-                index = 0;
-            }
-            rt.block_on(broker.append_chunk(&lease, index, chunk.clone()))
-                .expect("append");
-            index += 1;
+            answer.append(&rt, &broker, &owner, &chunk);
             while queue.try_recv().is_some() {}
         })
     });
